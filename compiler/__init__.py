@@ -1,0 +1,1 @@
+"""The ViLMS compiler: load → validate → resolve → render → write."""

@@ -1,0 +1,89 @@
+"""The one exception root of ViLMS and its narrow subclasses.
+
+Every error a user can cause derives from :class:`VilmsError`. The CLI boundary
+(:mod:`vilms.compiler.cli`) is the only place that catches them and maps them to
+exit codes; nothing below it prints or exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One located problem in an input file: ``file:line:col: path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str | None = field(default=None, compare=False)
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class VilmsError(Exception):
+    """Root of every error ViLMS reports to a user. Exit code 1 unless said otherwise."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+class UsageError(VilmsError):
+    """The command line itself is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class InvalidInputError(VilmsError):
+    """An input file is invalid; carries every diagnostic found, sorted."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = sorted(diagnostics)
+        count = len(self.diagnostics)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
+
+    def render(self) -> str:
+        lines = [d.render() for d in self.diagnostics]
+        lines.append(self.message)
+        return "\n".join(lines)
+
+
+class StaleOutputError(VilmsError):
+    """``vilms build --check``: generated/ differs from what the input compiles to."""
+
+
+class ActionError(VilmsError):
+    """An action (train, export, apply, serve, ...) could not be carried out."""
+
+
+class DatasetError(InvalidInputError):
+    """A dataset file is invalid (located by file and line)."""
+
+
+class NotFitError(VilmsError):
+    """A deployment or a training run does not fit its hardware profile's memory."""

@@ -1,0 +1,68 @@
+"""The compile pipeline, as one programmatic API the CLI is a thin layer over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vilms.compiler.document import Document
+from vilms.compiler.errors import Diagnostic, StaleOutputError
+from vilms.compiler.load import load
+from vilms.compiler.plan import Plan
+from vilms.compiler.render import render
+from vilms.compiler.resolve import resolve
+from vilms.compiler.validate import diagnose, validate
+from vilms.compiler.write import Drift, diff_tree, with_manifest, write_tree
+
+OUTPUT_DIR = "generated"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    files: dict[str, bytes]
+    changed: tuple[Drift, ...]
+
+
+def display_name(file: Path) -> str:
+    """How diagnostics name the input: as given, relative when possible."""
+    return str(file) if not file.is_absolute() else file.name
+
+
+def diagnostics(file: Path) -> list[Diagnostic]:
+    """Every problem of ``file`` (load errors included), without raising for invalid input."""
+    from vilms.compiler.errors import InvalidInputError
+
+    try:
+        doc = load(file, display_name(file))
+    except InvalidInputError as exc:
+        return exc.diagnostics
+    return diagnose(doc)
+
+
+def compile_plan(file: Path) -> tuple[Document, Plan]:
+    doc = load(file, display_name(file))
+    validate(doc)
+    return doc, resolve(doc)
+
+
+def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
+    doc, plan = compile_plan(file)
+    files = with_manifest(render(plan), doc.sha256, plan.source_name)
+    return doc, plan, files
+
+
+def build(file: Path, *, check: bool = False) -> BuildResult:
+    doc, _plan, files = compile_files(file)
+    out_dir = doc.root / OUTPUT_DIR
+    drift = diff_tree(out_dir, files)
+    if check:
+        if drift:
+            lines = [f"{OUTPUT_DIR}/{d.path}: {d.state}" for d in drift]
+            raise StaleOutputError(
+                f"{OUTPUT_DIR}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines),
+                hint="run `vilms build` and commit the result; never edit generated/ by hand",
+            )
+    elif drift:
+        write_tree(out_dir, files)
+    return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift))

@@ -1,0 +1,185 @@
+"""The resolved plan: an immutable description of everything `vilms build` renders.
+
+Frozen dataclasses with tuples and read-only mappings; built once by
+:mod:`vilms.compiler.resolve`, read by every renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+
+def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only copy of ``mapping`` with sorted keys (nested mappings frozen too)."""
+    return MappingProxyType({k: _freeze(v) for k, v in sorted((mapping or {}).items())})
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return frozen(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    kind: str  # jetson | cpu | gpu
+    memory_bytes: int
+    cpus: int | None
+    arch: str  # amd64 | arm64
+    jetpack: str | None
+    os_reserve_bytes: int
+    gpus: int
+    gpu_memory_bytes: int
+    gpu_type: str | None
+
+    @property
+    def cuda(self) -> bool:
+        return self.kind in ("gpu", "jetson")
+
+    @property
+    def accelerator_bytes(self) -> int:
+        """Memory the engine's weights and KV cache live in."""
+        if self.kind == "gpu":
+            return self.gpus * self.gpu_memory_bytes
+        return self.memory_bytes - self.os_reserve_bytes
+
+
+@dataclass(frozen=True)
+class Source:
+    scheme: str  # hf | ollama | file
+    ref: str
+    revision: str | None
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.ref}" + (f"@{self.revision}" if self.revision else "")
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    source: Source
+    family: str
+    params: int | None
+    context: int
+    chat_template: str | None
+    quantization: Mapping[str, str]
+    dtype: str
+    architecture: Mapping[str, Any] | None
+    task: str  # chat | embedding
+    token_env: str | None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: str
+    format: str
+    sha256: str | None
+    eval_fraction: float
+    provenance: Mapping[str, str]
+    redact: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    base: str
+    dataset: str
+    method: str  # lora | qlora
+    lora: Mapping[str, Any]
+    training: Mapping[str, Any]
+    hardware: str | None
+    gate: Mapping[str, Any]
+    export: Mapping[str, Any]
+    tracking: Mapping[str, Any]
+    release: str | None
+
+    @property
+    def rank(self) -> int:
+        return int(self.lora["r"])
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    model: str
+    adapter: str | None
+    system: str | None
+    params: Mapping[str, Any]
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One model name an engine serves in a deployment: a base model or an adapter on it."""
+
+    name: str  # what the gateway sends as "model"
+    model: str  # base model
+    adapter: str | None
+    released: bool  # False: adapter declared but not yet released (nothing to load)
+    context: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    hardware: Hardware
+    target: str  # compose | local | helm
+    engine: str  # ollama | vllm | llamacpp
+    aliases: tuple[str, ...]
+    models: tuple[str, ...]  # base models served, sorted
+    upstreams: Mapping[str, Upstream]  # by alias
+    replicas: int
+    parallel: int | None  # concurrent sequences per engine, when set
+    gateway_port: int
+    expose: bool
+    ingress: Mapping[str, Any] | None
+    autoscale: Mapping[str, Any]
+
+    @property
+    def slots(self) -> int:
+        """Concurrent sequences the memory plan reserves KV cache for."""
+        if self.parallel is not None:
+            return self.parallel
+        return 4 if self.hardware.kind == "gpu" else 1
+
+    def context_of(self, model: str) -> int:
+        return max(u.context for u in self.upstreams.values() if u.model == model)
+
+    def adapters_of(self, model: str) -> tuple[str, ...]:
+        return tuple(sorted({u.adapter for u in self.upstreams.values() if u.model == model and u.adapter}))
+
+
+@dataclass(frozen=True)
+class Gateway:
+    api_keys_env: str | None
+    otel_endpoint_env: str | None
+    retries: int
+    connect_timeout: float
+    read_timeout: float
+    max_body_bytes: int
+    max_queue: int
+    cooldown: float
+    balance: str
+    on_overlong_prompt: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    source_name: str  # file name of the input, relative to its folder
+    input_sha256: str
+    hardware: Mapping[str, Hardware]
+    models: Mapping[str, Model]
+    datasets: Mapping[str, Dataset]
+    adapters: Mapping[str, Adapter]
+    aliases: Mapping[str, Alias]
+    deployments: Mapping[str, Deployment]
+    gateway: Gateway

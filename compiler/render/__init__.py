@@ -1,0 +1,63 @@
+"""Stage 4, render: the plan → ``{relative path: bytes}``. Pure: reads no input, writes nothing.
+
+Every artefact is parsed back and compared with the data it was built from before it
+is returned, so nothing unparseable ever reaches ``generated/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from vilms.compiler.plan import Plan
+from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
+from vilms.compiler.render.serialize import plain, to_yaml
+
+
+def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    src = plan.source_name
+
+    def put_yaml(path: str, data: Any, *, header: bool = True) -> None:
+        out[path] = _checked_yaml(path, data, src if header else None)
+
+    for dep in plan.deployments.values():
+        base = dep.name
+        table = routes.routes(plan, dep)
+        put_yaml(f"{base}/gateway/routes.yaml", table)
+        modelfile_names: list[str] = []
+        if dep.engine == "ollama":
+            for name, text in modelfile.modelfiles(plan, dep).items():
+                out[f"{base}/ollama/{name}"] = text.encode("utf-8")
+                modelfile_names.append(name)
+        if dep.engine == "vllm" and dep.target != "helm":
+            for model_name in dep.models:
+                put_yaml(f"{base}/vllm/{model_name}.yaml", vllm.vllm_config(plan, dep, model_name))
+        if dep.target == "compose":
+            put_yaml(f"{base}/docker-compose.yaml", compose.compose(plan, dep, modelfile_names))
+        elif dep.target == "local":
+            put_yaml(f"{base}/local.yaml", local.local_plan(plan, dep))
+        elif dep.target == "helm":
+            for rel, data in helm.chart_files().items():
+                out[f"{base}/helm/{rel}"] = data
+            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, plain(table)))
+            for model_name in dep.models:
+                put_yaml(f"{base}/vllm/{model_name}.yaml", vllm.vllm_config(plan, dep, model_name))
+    for adapter in plan.adapters.values():
+        estimate = (memory_estimates or {}).get(adapter.name)
+        put_yaml(f"training/{adapter.name}.yaml", training.training_config(plan, adapter, estimate))
+    return dict(sorted(out.items()))
+
+
+def _checked_yaml(path: str, data: Any, source: str | None) -> bytes:
+    text = to_yaml(data, source=source)
+    if yaml.safe_load(text) != plain(data):
+        raise AssertionError(f"{path}: YAML does not parse back to the data it was rendered from")
+    return text
+
+
+ParseBack = Callable[[bytes], Any]
+PARSERS: dict[str, ParseBack] = {".yaml": yaml.safe_load, ".json": json.loads}

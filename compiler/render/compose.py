@@ -1,0 +1,162 @@
+"""``generated/<deployment>/docker-compose.yaml`` (target compose).
+
+Services: the engine (one Ollama, or one vLLM per model), a one-shot ``ollama-init``
+that creates the Ollama models from the generated Modelfiles, and the gateway, which
+starts only once the engine is ready. Ports bind to 127.0.0.1 unless the deployment
+sets ``expose: true``; secrets are only ``${NAME:?…}`` interpolations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vilms.compiler.images import GATEWAY_IMAGE, engine_image
+from vilms.compiler.naming import compose_service
+from vilms.compiler.plan import Deployment, Hardware, Plan
+from vilms.compiler.render.routes import OLLAMA_PORT
+from vilms.compiler.render.vllm import ARTIFACTS_IN_CONTAINER, CONTAINER_PORT, MODELS_IN_CONTAINER
+
+GATEWAY_CONTAINER_PORT = 8080
+PROJECT_ROOT = "../.."  # generated/<deployment>/ → the folder of vilms.yaml
+GATEWAY_LIMITS = {"memory": "256m", "cpus": "1"}
+
+
+def escape(value: str) -> str:
+    """Compose interpolates ``$``; a literal dollar is written ``$$``."""
+    return value.replace("$", "$$")
+
+
+def _secret(name: str, what: str) -> str:
+    return f"${{{name}:?set {name} ({what})}}"
+
+
+def _mib(n: int) -> str:
+    return f"{max(n, 0) // 2**20}m"
+
+
+def _limits(hw: Hardware) -> dict[str, Any]:
+    limits: dict[str, Any] = {"memory": _mib(hw.memory_bytes - hw.os_reserve_bytes)}
+    if hw.cpus:
+        limits["cpus"] = str(hw.cpus)
+    return limits
+
+
+def _gpu(hw: Hardware, service: dict[str, Any]) -> None:
+    resources = service.setdefault("deploy", {}).setdefault("resources", {})
+    if hw.kind == "jetson":
+        service["runtime"] = "nvidia"  # Tegra devices come from nvidia-container-runtime, not --gpus
+        service.setdefault("environment", {})["NVIDIA_VISIBLE_DEVICES"] = "all"
+    elif hw.kind == "gpu":
+        resources["reservations"] = {"devices": [{"driver": "nvidia", "count": hw.gpus, "capabilities": ["gpu"]}]}
+
+
+def _healthcheck(test: list[str], start: str) -> dict[str, Any]:
+    return {"test": test, "interval": "10s", "timeout": "5s", "retries": 30, "start_period": start}
+
+
+def _http_probe(url: str) -> list[str]:
+    return ["CMD", "python3", "-c", f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"]
+
+
+def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str, Any]:
+    """``modelfile_names``: the Ollama Modelfiles of this deployment (ignored for vLLM)."""
+    hw = dep.hardware
+    services: dict[str, Any] = {}
+    volumes: dict[str, Any] = {}
+    image = engine_image(dep.engine, hw)
+    gateway_waits: dict[str, Any] = {}
+    secrets_env: dict[str, str] = {}
+
+    if dep.engine == "ollama":
+        max_ctx = max(dep.context_of(m) for m in dep.models)
+        engine = {
+            "image": image,
+            "restart": "unless-stopped",
+            "environment": {
+                "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+                "OLLAMA_CONTEXT_LENGTH": str(max_ctx),
+                "OLLAMA_NUM_PARALLEL": str(dep.slots),
+                "OLLAMA_MAX_LOADED_MODELS": str(len(dep.models)),
+                "OLLAMA_KEEP_ALIVE": "24h",
+                "OLLAMA_MODELS": "/ollama/models",
+            },
+            "volumes": ["ollama-models:/ollama/models"],
+            "healthcheck": _healthcheck(["CMD", "ollama", "list"], "20s"),
+            "deploy": {"resources": {"limits": _limits(hw)}},
+        }
+        _gpu(hw, engine)
+        services["ollama"] = engine
+        volumes["ollama-models"] = {}
+        creates = [f"ollama create {name[:-len('.Modelfile')]} -f /vilms/generated/{dep.name}/ollama/{name}"
+                   for name in _modelfile_order(dep, modelfile_names)]
+        services["ollama-init"] = {
+            "image": image,
+            "restart": "no",
+            "entrypoint": ["/bin/sh", "-ec"],
+            "command": [escape(" && ".join(creates))],
+            "environment": {"OLLAMA_HOST": f"http://ollama:{OLLAMA_PORT}"},
+            "volumes": [
+                f"./ollama:/vilms/generated/{dep.name}/ollama:ro",
+                f"{PROJECT_ROOT}/artifacts:/vilms/artifacts:ro",
+            ],
+            "depends_on": {"ollama": {"condition": "service_healthy"}},
+        }
+        gateway_waits["ollama-init"] = {"condition": "service_completed_successfully"}
+    else:  # vllm
+        volumes["hf-cache"] = {}
+        for model_name in dep.models:
+            model = plan.models[model_name]
+            name = compose_service("vllm", model_name)
+            environment: dict[str, str] = {"HF_HOME": "/hf-cache"}
+            if dep.adapters_of(model_name):
+                environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+            if model.token_env:
+                environment["HF_TOKEN"] = _secret(model.token_env, f"hub token for {model_name}")
+                secrets_env[model.token_env] = model_name
+            mounts = [
+                f"./vllm/{model_name}.yaml:/etc/vilms/vllm.yaml:ro",
+                "hf-cache:/hf-cache",
+                f"{PROJECT_ROOT}/artifacts:{ARTIFACTS_IN_CONTAINER}:ro",
+            ]
+            if model.source.scheme == "file":
+                mounts.append(f"{PROJECT_ROOT}/{escape(model.source.ref)}:{MODELS_IN_CONTAINER}/{escape(model.source.ref)}:ro")
+            service = {
+                "image": image,
+                "restart": "unless-stopped",
+                "command": ["--config", "/etc/vilms/vllm.yaml"],
+                "ipc": "host",
+                "environment": environment,
+                "volumes": mounts,
+                "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), "300s"),
+                "deploy": {"resources": {"limits": _limits(hw)}},
+            }
+            _gpu(hw, service)
+            services[name] = service
+            gateway_waits[name] = {"condition": "service_healthy"}
+
+    gateway_env: dict[str, str] = {}
+    if plan.gateway.api_keys_env:
+        gateway_env[plan.gateway.api_keys_env] = _secret(plan.gateway.api_keys_env, "comma-separated gateway API keys")
+    if plan.gateway.otel_endpoint_env:
+        gateway_env[plan.gateway.otel_endpoint_env] = f"${{{plan.gateway.otel_endpoint_env}:-}}"
+    bind = "" if dep.expose else "127.0.0.1:"
+    services["gateway"] = {
+        "image": GATEWAY_IMAGE,
+        "restart": "unless-stopped",
+        "command": ["--routes", "/etc/vilms/routes.yaml", "--host", "0.0.0.0", "--port", str(GATEWAY_CONTAINER_PORT)],
+        "environment": gateway_env,
+        "volumes": ["./gateway/routes.yaml:/etc/vilms/routes.yaml:ro"],
+        "ports": [f"{bind}{dep.gateway_port}:{GATEWAY_CONTAINER_PORT}"],
+        "depends_on": gateway_waits,
+        "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{GATEWAY_CONTAINER_PORT}/healthz"), "5s"),
+        "deploy": {"resources": {"limits": dict(GATEWAY_LIMITS)}},
+    }
+    if not gateway_env:
+        del services["gateway"]["environment"]
+    return {"name": f"{plan.project}-{dep.name}", "services": services, "volumes": volumes}
+
+
+def _modelfile_order(dep: Deployment, names: list[str]) -> list[str]:
+    """Base models first (derived models are FROM them), then adapter aliases."""
+    bases = [f"{m}.Modelfile" for m in dep.models]
+    return bases + sorted(name for name in names if name not in bases)

@@ -1,0 +1,116 @@
+"""``generated/<deployment>/helm/`` (target helm): the static chart plus a values.yaml.
+
+The chart ships in the package (templates/helm/chart); the build copies it next to the
+values so Argo CD or Flux can sync the folder straight from git.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
+from vilms.compiler.naming import dns_label
+from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.render.vllm import vllm_config
+
+CHART_PACKAGE_DIR = ("helm", "chart")
+GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def chart_files() -> dict[str, bytes]:
+    """Relative path → bytes of every file of the shipped chart."""
+    root = resources.files("vilms.templates").joinpath(*CHART_PACKAGE_DIR)
+    out: dict[str, bytes] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.iterdir():
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, rel + "/")
+            elif child.name != "__init__.py" and not child.name.endswith(".pyc"):
+                out[rel] = child.read_bytes()
+
+    walk(root, "")
+    return dict(sorted(out.items()))
+
+
+def _image(ref: str) -> dict[str, str]:
+    repository, tag = ref.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
+def values(plan: Plan, dep: Deployment, routes: dict[str, Any]) -> dict[str, Any]:
+    hw = dep.hardware
+    models = []
+    for model_name in dep.models:
+        model = plan.models[model_name]
+        gpus = hw.gpus if hw.kind == "gpu" else 1
+        entry: dict[str, Any] = {
+            "name": dns_label(model_name),
+            "replicas": dep.replicas,
+            "config": vllm_config(plan, dep, model_name),
+            "resources": {
+                "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},
+                "limits": {"nvidia.com/gpu": gpus, "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},
+            },
+            "runtimeLora": bool(dep.adapters_of(model_name)),
+            "secretEnv": ([{"name": "HF_TOKEN", "secretName": f"{plan.project}-secrets", "secretKey": model.token_env}]
+                          if model.token_env else []),
+            "shmSize": "2Gi",
+        }
+        if hw.gpu_type:
+            entry["nodeSelector"] = {"nvidia.com/gpu.product": hw.gpu_type}
+        models.append(entry)
+    secret_env = []
+    if plan.gateway.api_keys_env:
+        secret_env.append({"name": plan.gateway.api_keys_env, "secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.api_keys_env})
+    if plan.gateway.otel_endpoint_env:
+        secret_env.append({"name": plan.gateway.otel_endpoint_env, "secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.otel_endpoint_env})
+    autoscale = dep.autoscale
+    ingress: dict[str, Any] = {"enabled": dep.ingress is not None}
+    if dep.ingress:
+        ingress["host"] = dep.ingress["host"]
+        if "class_name" in dep.ingress:
+            ingress["className"] = dep.ingress["class_name"]
+        if "tls_secret" in dep.ingress:
+            ingress["tlsSecret"] = dep.ingress["tls_secret"]
+    jobs = [
+        {
+            "name": dns_label(adapter.name),
+            "adapter": adapter.name,
+            "enabled": False,
+            "resources": {"limits": {"nvidia.com/gpu": 1}},
+        }
+        for adapter in sorted(plan.adapters.values(), key=lambda a: a.name)
+        if adapter.hardware == hw.name
+    ]
+    replicas = max(2, dep.replicas)
+    return {
+        "fullname": dep.name,
+        "project": plan.project,
+        "images": {
+            "vllm": _image(engine_image("vllm", hw) or ""),
+            "gateway": _image(GATEWAY_IMAGE),
+            "trainer": _image(TRAINER_IMAGE),
+        },
+        "vllm": {"models": models},
+        "gateway": {
+            "replicas": replicas,
+            "port": dep.gateway_port,
+            "routes": routes,
+            "resources": GATEWAY_RESOURCES,
+            "autoscaling": {
+                "enabled": bool(autoscale),
+                "minReplicas": autoscale.get("min", replicas),
+                "maxReplicas": autoscale.get("max", max(replicas, 4)),
+                "targetCPUUtilizationPercentage": autoscale.get("cpu_percent", 70),
+            },
+            "pdb": {"minAvailable": 1},
+            "secretEnv": secret_env,
+        },
+        "ingress": ingress,
+        "modelCache": {"size": "200Gi"},
+        "artifacts": {},
+        "training": {"workspaceClaim": f"{plan.project}-workspace", "jobs": jobs},
+    }

@@ -1,0 +1,89 @@
+"""``generated/<deployment>/gateway/routes.yaml``: the gateway's routing table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vilms.compiler.naming import compose_service, vllm_object_name
+from vilms.compiler.plan import Deployment, Plan
+
+OLLAMA_PORT = 11434
+VLLM_PORT = 8000
+LLAMACPP_BASE_PORT = 8101
+MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
+
+
+def backend_id(dep: Deployment, upstream_name: str, model: str) -> str:
+    if dep.engine == "ollama":
+        return "ollama"
+    if dep.engine == "vllm":
+        return f"vllm-{model}"
+    return f"llamacpp-{upstream_name}"
+
+
+def llamacpp_ports(dep: Deployment) -> dict[str, int]:
+    """Port of each llama.cpp server process (one per upstream model name), in a stable order."""
+    names = sorted(set(dep.models) | {u.name for u in dep.upstreams.values() if u.released})
+    return {name: LLAMACPP_BASE_PORT + i for i, name in enumerate(names)}
+
+
+def endpoint(dep: Deployment, upstream_name: str, model: str) -> str:
+    if dep.engine == "ollama":
+        return f"http://{compose_service('ollama')}:{OLLAMA_PORT}"
+    if dep.engine == "vllm":
+        host = vllm_object_name(dep.name, model) if dep.target == "helm" else compose_service("vllm", model)
+        return f"http://{host}:{VLLM_PORT}"
+    return f"http://127.0.0.1:{llamacpp_ports(dep)[upstream_name]}"
+
+
+def _backend(dep: Deployment, upstream_name: str, model: str) -> dict[str, Any]:
+    return {"engine": dep.engine, "endpoints": [endpoint(dep, upstream_name, model)], "api_key_env": None}
+
+
+def routes(plan: Plan, dep: Deployment) -> dict[str, Any]:
+    gw = plan.gateway
+    backends: dict[str, Any] = {}
+    aliases: dict[str, Any] = {}
+    for alias_name in dep.aliases:
+        alias = plan.aliases[alias_name]
+        up = dep.upstreams[alias_name]
+        # the base model's backend always runs; a released adapter may have its own (llama.cpp)
+        bid = backend_id(dep, up.model, up.model)
+        backends[bid] = _backend(dep, up.model, up.model)
+        if up.released:
+            bid = backend_id(dep, up.name, up.model)
+            backends[bid] = _backend(dep, up.name, up.model)
+        params = dict(alias.params)
+        max_out = params.pop("max_tokens", None) or max(256, up.context // MAX_OUTPUT_FRACTION)
+        aliases[alias_name] = {
+            "backend": bid,
+            "model": up.name,
+            "adapter": {"name": up.adapter, "released": up.released} if up.adapter else None,
+            "context": up.context,
+            "max_output_tokens": min(max_out, up.context),
+            "system": alias.system,
+            "params": params,
+            "fallbacks": list(alias.fallbacks),
+            "task": plan.models[up.model].task,
+        }
+    hw = dep.hardware
+    return {
+        "apiVersion": "vilms/v1",
+        "kind": "GatewayRoutes",
+        "deployment": dep.name,
+        "hardware": {"name": hw.name, "kind": hw.kind, "memory_bytes": hw.memory_bytes},
+        "gateway": {
+            "api_keys_env": gw.api_keys_env,
+            "retries": gw.retries,
+            "connect_timeout_s": gw.connect_timeout,
+            "read_timeout_s": gw.read_timeout,
+            "max_body_bytes": gw.max_body_bytes,
+            "max_queue": gw.max_queue,
+            "cooldown_s": gw.cooldown,
+            "balance": gw.balance,
+            "on_overlong_prompt": gw.on_overlong_prompt,
+            "otel_endpoint_env": gw.otel_endpoint_env,
+        },
+        "backends": backends,
+        "aliases": aliases,
+    }

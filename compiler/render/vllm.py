@@ -1,0 +1,66 @@
+"""``generated/<deployment>/vllm/<model>.yaml``: a ``vllm serve --config`` file per model.
+
+Keys are vLLM's long flag names. LoRA is enabled whenever the deployment serves an
+alias with an adapter, released or not, with ``max-lora-rank`` the smallest allowed
+value ≥ the largest adapter rank, so a rollout can load the adapter at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vilms.compiler.plan import Deployment, Plan
+
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+CONTAINER_PORT = 8000
+ARTIFACTS_IN_CONTAINER = "/vilms/artifacts"
+MODELS_IN_CONTAINER = "/vilms/models"
+JETSON_MEMORY_UTILIZATION = 0.6  # unified memory: leave room for the OS and the CPU side
+
+
+def max_lora_rank(rank: int) -> int:
+    return next(r for r in MAX_LORA_RANKS if r >= rank)
+
+
+def model_path(plan: Plan, model_name: str) -> str:
+    source = plan.models[model_name].source
+    return source.ref if source.scheme == "hf" else f"{MODELS_IN_CONTAINER}/{source.ref}"
+
+
+def vllm_config(plan: Plan, dep: Deployment, model_name: str) -> dict[str, Any]:
+    model = plan.models[model_name]
+    hw = dep.hardware
+    config: dict[str, Any] = {
+        "model": model_path(plan, model_name),
+        "served-model-name": [model_name],
+        "host": "0.0.0.0",
+        "port": CONTAINER_PORT,
+        "max-model-len": dep.context_of(model_name),
+        "dtype": model.dtype,
+        "tensor-parallel-size": hw.gpus if hw.kind == "gpu" else 1,
+        "gpu-memory-utilization": JETSON_MEMORY_UTILIZATION if hw.kind == "jetson" else 0.9,
+    }
+    if model.source.revision:
+        config["revision"] = model.source.revision
+    if "vllm" in model.quantization:
+        config["quantization"] = model.quantization["vllm"]
+    if dep.parallel is not None:
+        config["max-num-seqs"] = dep.parallel
+    if model.task == "embedding":
+        config["runner"] = "pooling"
+    adapters = dep.adapters_of(model_name)
+    if adapters:
+        ranks = [plan.adapters[a].rank for a in adapters]
+        config["enable-lora"] = True
+        config["max-lora-rank"] = max_lora_rank(max(ranks))
+        config["max-loras"] = len(adapters)
+        config["max-cpu-loras"] = len(adapters)
+        released = [plan.adapters[a] for a in adapters if plan.adapters[a].release]
+        if released:
+            config["lora-modules"] = [
+                json.dumps({"name": a.name, "path": f"{ARTIFACTS_IN_CONTAINER}/{a.release}/adapter", "base_model_name": model_name},
+                           sort_keys=True, separators=(",", ":"))
+                for a in released
+            ]
+    return config

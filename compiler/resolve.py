@@ -1,0 +1,186 @@
+"""Stage 3, resolve: a validated document → the immutable :class:`Plan`.
+
+Applies defaults, picks what each deployment serves and under which upstream name,
+and never touches the disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vilms.compiler.document import Document
+from vilms.compiler.plan import (
+    Adapter, Alias, Dataset, Deployment, Gateway, Hardware, Model, Plan, Source, Upstream, frozen,
+)
+from vilms.compiler.shorthand import alias_entry, served_aliases
+from vilms.compiler.units import GIB, parse_params, parse_size
+
+LORA_DEFAULTS = {"dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                 "use_rslora": False, "use_dora": False, "modules_to_save": []}
+TRAINING_DEFAULTS = {
+    "epochs": 3, "learning_rate": 2.0e-4, "batch_size": 4, "gradient_accumulation_steps": 1, "seq_len": 2048,
+    "seed": 0, "warmup_ratio": 0.03, "lr_scheduler": "cosine", "weight_decay": 0.0, "save_steps": 50,
+    "eval_steps": 50, "logging_steps": 10, "gradient_checkpointing": True, "max_steps": None,
+}
+GATE_DEFAULTS = {"max_eval_perplexity": None, "regression": [], "on_fail": "approval"}
+GATEWAY_DEFAULTS = {
+    "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
+    "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": 8080,
+}
+DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
+
+
+def resolve(doc: Document) -> Plan:
+    data = doc.data
+    hardware = {n: _hardware(n, h) for n, h in data.get("hardware", {}).items()}
+    models = {n: _model(n, m) for n, m in data["models"].items()}
+    datasets = {n: _dataset(n, d) for n, d in data.get("datasets", {}).items()}
+    adapters = {n: _adapter(n, a, models[a["base"]]) for n, a in data.get("adapters", {}).items()}
+    aliases = {n: _alias(n, a) for n, a in data.get("aliases", {}).items()}
+    deployments = {
+        n: _deployment(n, d, data, hardware[d["hardware"]], models, adapters, aliases)
+        for n, d in data.get("deployments", {}).items()
+    }
+    return Plan(
+        project=data["project"],
+        source_name=doc.file.name,
+        input_sha256=doc.sha256,
+        hardware=frozen(hardware),
+        models=frozen(models),
+        datasets=frozen(datasets),
+        adapters=frozen(adapters),
+        aliases=frozen(aliases),
+        deployments=frozen(deployments),
+        gateway=_gateway(data.get("gateway", {})),
+    )
+
+
+def env_name(ref: str | None) -> str | None:
+    """``env:HF_TOKEN`` → ``HF_TOKEN``."""
+    return ref[4:] if ref else None
+
+
+def _hardware(name: str, h: dict[str, Any]) -> Hardware:
+    kind = h["kind"]
+    return Hardware(
+        name=name,
+        kind=kind,
+        memory_bytes=parse_size(h["memory"]),
+        cpus=h.get("cpus"),
+        arch=h.get("arch", "arm64" if kind == "jetson" else "amd64"),
+        jetpack=h.get("jetpack"),
+        os_reserve_bytes=parse_size(h["os_reserve"]) if "os_reserve" in h else DEFAULT_OS_RESERVE[kind],
+        gpus=h.get("gpus", 1 if kind == "jetson" else 0),
+        gpu_memory_bytes=parse_size(h["gpu_memory"]) if "gpu_memory" in h else 0,
+        gpu_type=h.get("gpu_type"),
+    )
+
+
+def parse_source(text: str) -> Source:
+    scheme, rest = text.split(":", 1)
+    revision = None
+    if scheme == "hf" and "@" in rest:
+        rest, revision = rest.split("@", 1)
+    return Source(scheme=scheme, ref=rest, revision=revision)
+
+
+def _model(name: str, m: dict[str, Any]) -> Model:
+    return Model(
+        name=name,
+        source=parse_source(m["source"]),
+        family=m["family"],
+        params=parse_params(m["params"]) if "params" in m else None,
+        context=m["context"],
+        chat_template=m.get("chat_template"),
+        quantization=frozen(m.get("quantization", {})),
+        dtype=m.get("dtype", "auto"),
+        architecture=frozen(m["architecture"]) if "architecture" in m else None,
+        task=m.get("task", "chat"),
+        token_env=env_name(m.get("token")),
+    )
+
+
+def _dataset(name: str, d: dict[str, Any]) -> Dataset:
+    return Dataset(
+        name=name, path=d["path"], format=d["format"], sha256=d.get("sha256"),
+        eval_fraction=d.get("eval_fraction", 0.1), provenance=frozen(d.get("provenance", {})),
+        redact=tuple(d.get("redact", [])),
+    )
+
+
+def _adapter(name: str, a: dict[str, Any], base: Model) -> Adapter:
+    lora = {**LORA_DEFAULTS, "alpha": 2 * a["lora"]["r"], **a["lora"]}
+    training = {**TRAINING_DEFAULTS, "seq_len": min(2048, base.context), **a.get("training", {})}
+    return Adapter(
+        name=name, base=a["base"], dataset=a["dataset"], method=a["method"],
+        lora=frozen(lora), training=frozen(training), hardware=a.get("hardware"),
+        gate=frozen({**GATE_DEFAULTS, **a.get("gate", {})}),
+        export=frozen({"gguf": True, "quantize": [], **a.get("export", {})}),
+        tracking=frozen({"mlflow": False, **a.get("tracking", {})}),
+        release=a.get("release"),
+    )
+
+
+def _alias(name: str, raw: Any) -> Alias:
+    entry = alias_entry(raw)
+    return Alias(
+        name=name, model=entry["model"], adapter=entry.get("adapter"), system=entry.get("system"),
+        params=frozen(entry.get("params", {})), fallbacks=tuple(entry.get("fallbacks", [])),
+    )
+
+
+def upstream_name(engine: str, alias: Alias) -> str:
+    """The model name the gateway sends upstream for ``alias``.
+
+    vLLM serves an adapter under its own name (--lora-modules); Ollama and llama.cpp
+    serve one derived model per adapter alias, named after the alias.
+    """
+    if alias.adapter is None:
+        return alias.model
+    return alias.adapter if engine == "vllm" else alias.name
+
+
+def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware,
+                models: dict[str, Model], adapters: dict[str, Adapter], aliases: dict[str, Alias]) -> Deployment:
+    engine = d["engine"]
+    served = tuple(sorted(served_aliases(data, d)))
+    upstreams = {}
+    for alias_name in served:
+        alias = aliases[alias_name]
+        model = models[alias.model]
+        adapter = adapters.get(alias.adapter) if alias.adapter else None
+        upstreams[alias_name] = Upstream(
+            name=upstream_name(engine, alias),
+            model=alias.model,
+            adapter=alias.adapter,
+            released=adapter is None or adapter.release is not None,
+            context=min(d.get("context", model.context), model.context),
+        )
+    return Deployment(
+        name=name, hardware=hw, target=d["target"], engine=engine, aliases=served,
+        models=tuple(sorted({u.model for u in upstreams.values()})),
+        upstreams=frozen(upstreams),
+        replicas=d.get("replicas", 1),
+        parallel=d.get("parallel"),
+        gateway_port=d.get("gateway_port", data.get("gateway", {}).get("port", GATEWAY_DEFAULTS["port"])),
+        expose=d.get("expose", False),
+        ingress=frozen(d["ingress"]) if "ingress" in d else None,
+        autoscale=frozen(d.get("autoscale", {})),
+    )
+
+
+def _gateway(g: dict[str, Any]) -> Gateway:
+    merged = {**GATEWAY_DEFAULTS, **g}
+    return Gateway(
+        api_keys_env=env_name(g.get("api_keys")),
+        otel_endpoint_env=env_name(g.get("otel_endpoint")),
+        retries=merged["retries"],
+        connect_timeout=float(merged["connect_timeout"]),
+        read_timeout=float(merged["read_timeout"]),
+        max_body_bytes=parse_size(merged["max_body"]),
+        max_queue=merged["max_queue"],
+        cooldown=float(merged["cooldown"]),
+        balance=merged["balance"],
+        on_overlong_prompt=merged["on_overlong_prompt"],
+        port=merged["port"],
+    )

@@ -1,0 +1,32 @@
+"""Stage 2, validate: every problem in a :class:`Document`, found at once and sorted.
+
+The JSON Schema pass runs first; semantic passes run only on a document the schema
+accepts, so they can rely on its shape.
+"""
+
+from __future__ import annotations
+
+from vilms.compiler.document import Document
+from vilms.compiler.errors import Diagnostic, InvalidInputError
+from vilms.compiler.validate import engines, files, names, references, secrets
+from vilms.compiler.validate.report import Reporter
+from vilms.compiler.validate.schema_pass import check_schema
+
+SEMANTIC_PASSES = (references.check, names.check, secrets.check, engines.check, files.check)
+
+
+def diagnose(doc: Document) -> list[Diagnostic]:
+    """All diagnostics for ``doc``, sorted by position."""
+    report = Reporter(doc)
+    check_schema(doc, report)
+    if not report.diagnostics:
+        for check in SEMANTIC_PASSES:
+            check(doc, report)
+    return sorted(set(report.diagnostics))
+
+
+def validate(doc: Document) -> None:
+    """Raise :class:`InvalidInputError` when ``doc`` has any problem."""
+    found = diagnose(doc)
+    if found:
+        raise InvalidInputError(found)

@@ -1,0 +1,101 @@
+"""Semantic pass: engines, targets, hardware and adapters that can actually work together."""
+
+from __future__ import annotations
+
+from vilms.compiler.document import Document
+from vilms.compiler.shorthand import alias_entry, served_aliases
+from vilms.compiler.validate.report import Reporter
+
+# engines each target can run
+TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}
+# model source schemes each engine can load
+ENGINE_SOURCES = {"ollama": ("ollama", "hf", "file"), "vllm": ("hf", "file"), "llamacpp": ("hf", "file")}
+CUDA_KINDS = ("gpu", "jetson")
+VLLM_MAX_LORA_RANK = 512
+EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "wpe", "word_embeddings")
+
+
+def check(doc: Document, report: Reporter) -> None:
+    data = doc.data
+    hardware = data.get("hardware", {})
+    models = data.get("models", {})
+    adapters = data.get("adapters", {})
+    aliases = data.get("aliases", {})
+
+    for name, adapter in adapters.items():
+        base = ("adapters", name)
+        hw = hardware.get(adapter.get("hardware", ""))
+        if adapter["method"] == "qlora" and (hw is None or hw["kind"] not in CUDA_KINDS):
+            where = base + (("hardware",) if "hardware" in adapter else ("method",))
+            report.error(where, "QLoRA training needs a CUDA device (bitsandbytes 4-bit)",
+                         hint="set hardware: to a gpu or jetson profile, or use method: lora")
+        training = adapter.get("training", {})
+        model = models.get(adapter["base"])
+        if model and training.get("seq_len", 0) > model["context"]:
+            report.error(base + ("training", "seq_len"),
+                         f"seq_len {training['seq_len']} exceeds the context of model {adapter['base']!r} ({model['context']})")
+        if model and model.get("task") == "embedding":
+            report.error(base + ("base",), "LoRA adapters are trained on chat models, not embedding models")
+
+    for name, raw in aliases.items():
+        entry = alias_entry(raw)
+        model = models.get(entry["model"], {})
+        if model.get("task") == "embedding" and (entry.get("system") or entry.get("adapter")):
+            report.error(("aliases", name), "an embedding model takes no system prompt or adapter", at_key=True)
+
+    for dep_name, dep in data.get("deployments", {}).items():
+        base = ("deployments", dep_name)
+        target, engine = dep["target"], dep["engine"]
+        if engine not in TARGET_ENGINES[target]:
+            report.error(base + ("engine",), f"target {target!r} cannot run engine {engine!r}",
+                         hint=f"target {target} runs: {', '.join(TARGET_ENGINES[target])}")
+        hw = hardware.get(dep["hardware"])
+        if engine == "vllm" and hw is not None and hw["kind"] not in CUDA_KINDS:
+            report.error(base + ("engine",), f"vLLM needs a CUDA GPU or a Jetson; hardware {dep['hardware']!r} is {hw['kind']!r}",
+                         hint="use engine: llamacpp (target local) or engine: ollama (target compose) on CPU machines")
+        if "replicas" in dep and target == "local":
+            report.error(base + ("replicas",), "replicas need target helm or compose; the local runner runs one of each process")
+        if "autoscale" in dep and target != "helm":
+            report.error(base + ("autoscale",), "autoscale applies to target helm only")
+        if "ingress" in dep and target != "helm":
+            report.error(base + ("ingress",), "ingress applies to target helm only")
+        autoscale = dep.get("autoscale", {})
+        if autoscale.get("min", 1) > autoscale.get("max", autoscale.get("min", 1)):
+            report.error(base + ("autoscale",), "autoscale.min is greater than autoscale.max")
+
+        for alias in served_aliases(data, dep):
+            if alias not in aliases:
+                continue
+            entry = alias_entry(aliases[alias])
+            model_name = entry["model"]
+            model = models.get(model_name)
+            if model is None:
+                continue
+            scheme = model["source"].split(":", 1)[0]
+            if scheme not in ENGINE_SOURCES[engine]:
+                report.error(("models", model_name, "source"),
+                             f"engine {engine!r} (deployment {dep_name!r}) cannot load a {scheme}: source",
+                             hint=f"{engine} loads: {', '.join(s + ':' for s in ENGINE_SOURCES[engine])}")
+            if dep.get("context", 0) > model["context"]:
+                report.error(base + ("context",), f"context {dep['context']} exceeds the context of model {model_name!r} ({model['context']})")
+            adapter_name = entry.get("adapter")
+            if adapter_name in adapters:
+                _check_adapter_servable(adapter_name, adapters[adapter_name], engine, dep_name, report)
+
+
+def _check_adapter_servable(name: str, adapter: dict, engine: str, dep_name: str, report: Reporter) -> None:
+    lora = adapter["lora"]
+    base = ("adapters", name, "lora")
+    where = f"engine {engine!r} (deployment {dep_name!r})"
+    if lora.get("use_dora"):
+        report.error(base + ("use_dora",), f"{where} cannot serve DoRA adapters", hint="set use_dora: false")
+    if lora.get("modules_to_save"):
+        report.error(base + ("modules_to_save",), f"{where} cannot serve adapters with modules_to_save",
+                     hint="train a plain LoRA adapter (vLLM supports modules_to_save = None only)")
+    for i, module in enumerate(lora.get("target_modules", [])):
+        if module.split(".")[-1] in EMBEDDING_MODULES:
+            report.error(base + ("target_modules", i), f"{where} cannot serve LoRA on {module!r} (embedding or lm_head)",
+                         hint="target attention/MLP projections such as q_proj, k_proj, v_proj, o_proj")
+    if engine == "vllm" and lora["r"] > VLLM_MAX_LORA_RANK:
+        report.error(base + ("r",), f"rank {lora['r']} is above vLLM's largest max-lora-rank ({VLLM_MAX_LORA_RANK})",
+                     hint="use r ≤ 512")

@@ -1,0 +1,38 @@
+"""Semantic pass: secrets are only ever references (env:NAME), never literal values.
+
+Messages never repeat the offending value: it may be a real key.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vilms.compiler.document import Document
+from vilms.compiler.validate.report import Reporter
+
+ENV_REF = re.compile(r"^env:[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def secret_fields(data: dict) -> list[tuple[tuple, str]]:
+    """Every (path, value) of a field that holds a secret reference."""
+    found = []
+    gateway = data.get("gateway", {})
+    for key in ("api_keys", "otel_endpoint"):
+        if key in gateway:
+            found.append((("gateway", key), gateway[key]))
+    for name, model in data.get("models", {}).items():
+        if "token" in model:
+            found.append((("models", name, "token"), model["token"]))
+    return found
+
+
+def check(doc: Document, report: Reporter) -> None:
+    for path, value in secret_fields(doc.data):
+        if ENV_REF.match(value):
+            continue
+        if value.startswith("env:"):
+            report.error(path, "invalid environment variable name in secret reference",
+                         hint="use env:NAME with NAME in upper case letters, digits and '_', e.g. env:VILMS_API_KEYS")
+        else:
+            report.error(path, "plaintext secret: this field takes a reference, never the secret itself",
+                         hint="put the value in an environment variable and write env:NAME (e.g. env:VILMS_API_KEYS); rotate the exposed value")
