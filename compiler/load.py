@@ -73,6 +73,8 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
         raise InvalidInputError([_diag(display_name, 1, 1, f"YAML error: {str(exc).splitlines()[0]}")]) from None
     except RecursionError:
         raise InvalidInputError([_diag(display_name, 1, 1, "YAML nesting is too deep")]) from None
+    if tree is None:
+        raise InvalidInputError([_diag(display_name, 1, 1, "file is empty (only comments)", "run `vilms init` to write a commented starter file")])
     converter = _Converter(display_name)
     data = converter.convert(tree, ())
     if not isinstance(data, dict):
@@ -179,7 +181,8 @@ def _mark(mark: Any) -> tuple[int, int]:
 
 def _duplicate_key_name(exc: DuplicateKeyError) -> str | None:
     problem = exc.problem or ""
-    start, end = problem.find('"'), problem.rfind('"')
+    start = problem.find('"')
+    end = problem.find('"', start + 1)
     if 0 <= start < end:
         return problem[start + 1 : end]
     return None

@@ -20,7 +20,7 @@ def check(doc: Document, report: Reporter) -> None:
     def ref(path: tuple, name: str, pool: dict, what: str, section: str) -> bool:
         if name in pool:
             return True
-        hint = f"define it under {section}:" if not pool else f"known {what}s: {', '.join(sorted(pool)[:8])}"
+        hint = f"define it under {section}:" if not pool else f"known {section}: {', '.join(sorted(pool)[:8])}"
         report.error(path, f"unknown {what} {name!r}{did_you_mean(name, pool)}", hint=hint)
         return False
 
@@ -39,7 +39,7 @@ def check(doc: Document, report: Reporter) -> None:
         adapter = entry.get("adapter")
         if adapter is not None and ref(base + ("adapter",), adapter, adapters, "adapter", "adapters") and model_ok:
             adapter_base = adapters[adapter]["base"]
-            if adapter_base != entry["model"]:
+            if adapter_base in models and adapter_base != entry["model"]:
                 report.error(
                     base + ("adapter",),
                     f"adapter {adapter!r} was trained on model {adapter_base!r}, but this alias serves {entry['model']!r}",
