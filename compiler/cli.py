@@ -93,16 +93,25 @@ def validate(file: Path, fmt: str) -> None:
 @click.option("--check", is_flag=True, help="Exit 1 and name each file when generated/ is stale or was edited.")
 def build(file: Path, check: bool) -> None:
     """Compile vilms.yaml into generated/ beside it."""
-    from vilms.compiler.pipeline import OUTPUT_DIR, build as run_build
+    from vilms.compiler.pipeline import OUTPUT_DIR
+    from vilms.compiler.pipeline import build as run_build
 
     result = run_build(file, check=check)
-    where = result.out_dir.parent / OUTPUT_DIR if not file.is_absolute() else result.out_dir
+    where = _shown(result.out_dir)
     if check:
         click.echo(f"{OUTPUT_DIR}/ is up to date ({len(result.files)} files)")
     elif result.changed:
-        click.echo(f"wrote {len(result.files)} files to {os.path.relpath(where)} ({len(result.changed)} changed)")
+        click.echo(f"wrote {len(result.files)} files to {where} ({len(result.changed)} changed)")
     else:
-        click.echo(f"{os.path.relpath(where)} is up to date ({len(result.files)} files)")
+        click.echo(f"{where} is up to date ({len(result.files)} files)")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
 
 
 @cli.command()

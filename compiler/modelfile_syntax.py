@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter", "message", "requires")
+ERR_INVALID_COMMAND = "command must be one of " + ", ".join(f'"{c}"' for c in COMMANDS[:-1]) + f', or "{COMMANDS[-1]}"'
+ERR_MESSAGE_ROLE = 'message role must be one of "system", "user", or "assistant"'
+
 MESSAGE_ROLES = ("system", "user", "assistant")
 # api/types.go Options + Runner (current) — anything else is an error in api.FormatParams
 PARAMETERS = (
@@ -100,7 +103,7 @@ def parse(text: str) -> list[Command]:
             if state == NAME:
                 word = buf.lower()
                 if word not in COMMANDS:
-                    raise ModelfileSyntaxError(line, "command must be one of " + ", ".join(COMMANDS))
+                    raise ModelfileSyntaxError(line, ERR_INVALID_COMMAND)
                 if word == "from":
                     name = "model"
                 elif word == "parameter":
@@ -114,7 +117,7 @@ def parse(text: str) -> list[Command]:
                 name = buf
             elif state == MESSAGE:
                 if buf not in MESSAGE_ROLES:
-                    raise ModelfileSyntaxError(line, 'message role must be one of "system", "user", or "assistant"')
+                    raise ModelfileSyntaxError(line, ERR_MESSAGE_ROLE)
                 role = buf
             elif state == VALUE:
                 value, ok = unquote(_go_trim_space(buf))
@@ -155,7 +158,7 @@ def _next_state(c: str, state: int, line: int) -> tuple[int, str]:
             return NAME, c
         if _is_space(c):
             return VALUE, ""
-        raise ModelfileSyntaxError(line, "command must be one of " + ", ".join(COMMANDS))
+        raise ModelfileSyntaxError(line, ERR_INVALID_COMMAND)
     if state == VALUE:
         if _is_newline(c) or _is_space(c):
             return NIL, c
@@ -166,7 +169,8 @@ def _next_state(c: str, state: int, line: int) -> tuple[int, str]:
             return state, c
         if _is_space(c):
             return VALUE, ""
-        raise ModelfileSyntaxError(line, "unexpected EOF")
+        # Go returns io.ErrUnexpectedEOF here, wrapped without a line number
+        raise ModelfileSyntaxError(0, "unexpected EOF")
     if state == COMMENT:
         return (NIL, "") if _is_newline(c) else (COMMENT, "")
     raise ModelfileSyntaxError(line, "invalid state")
@@ -178,9 +182,33 @@ def render(commands: list[Command]) -> str:
 
 def representable(name: str, value: str) -> bool:
     """True when ``value`` survives Ollama's writer and parser unchanged."""
+    return why_unrepresentable(name, value) is None
+
+
+def why_unrepresentable(name: str, value: str) -> str | None:
+    """None when ``value`` survives Ollama's writer and parser unchanged, else the reason in words.
+
+    Ollama's Modelfile has no escapes: a value is written bare, or between ``"`` or ``\"\"\"``
+    when it has a newline or a leading/trailing space, and the parser drops every
+    character that is not printable.
+    """
     cmd = Command(name, value)
     try:
         parsed = parse(f"FROM base\n{cmd}\n")
-    except ModelfileSyntaxError:
-        return False
-    return parsed[1:] == [cmd]
+    except ModelfileSyntaxError as exc:
+        parsed = None
+        error = str(exc)
+    if parsed is not None and parsed[1:] == [cmd]:
+        return None
+    for c in value:
+        if c == "\r":
+            return "it contains a carriage return (Ollama reads it as a line break)"
+        if not (_printable(c) or c in "\n\t"):
+            return f"it contains U+{ord(c):04X}, a character Ollama's parser drops"
+    if ("\n" in value or value.startswith(" ") or value.endswith(" ")) and '"""' in value:
+        return 'it needs quoting (newline or edge space) and contains """, which Ollama cannot quote'
+    if value[:1] == "\t" or value[-1:] == "\t":
+        return "it starts or ends with a tab, which Ollama trims"
+    if value.startswith('"'):
+        return 'it starts with ", which Ollama reads as an opening quote'
+    return "Ollama would read it back differently" + (f" ({error})" if parsed is None else "")

@@ -10,7 +10,17 @@ from typing import Any
 
 from vilms.compiler.document import Document
 from vilms.compiler.plan import (
-    Adapter, Alias, Dataset, Deployment, Gateway, Hardware, Model, Plan, Source, Upstream, frozen,
+    Adapter,
+    Alias,
+    Dataset,
+    Deployment,
+    Gateway,
+    Hardware,
+    Model,
+    Plan,
+    Source,
+    Upstream,
+    frozen,
 )
 from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.units import GIB, parse_params, parse_size

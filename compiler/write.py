@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from vilms.compiler.render.serialize import to_json
@@ -22,10 +21,9 @@ MANIFEST = "manifest.json"
 
 
 def vilms_version() -> str:
-    try:
-        return version("vilms")
-    except PackageNotFoundError:  # running from a source tree without an install
-        return "0+unknown"
+    from vilms.compiler import __version__
+
+    return __version__
 
 
 def with_manifest(files: dict[str, bytes], input_sha256: str, source_name: str) -> dict[str, bytes]:

@@ -6,15 +6,11 @@ is returned, so nothing unparseable ever reaches ``generated/``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
-
-import yaml
 
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
-from vilms.compiler.render.serialize import plain, to_yaml
+from vilms.compiler.render.serialize import load_yaml, plain, to_yaml
 
 
 def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
@@ -54,10 +50,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
 
 def _checked_yaml(path: str, data: Any, source: str | None) -> bytes:
     text = to_yaml(data, source=source)
-    if yaml.safe_load(text) != plain(data):
+    if load_yaml(text) != plain(data):
         raise AssertionError(f"{path}: YAML does not parse back to the data it was rendered from")
     return text
 
-
-ParseBack = Callable[[bytes], Any]
-PARSERS: dict[str, ParseBack] = {".yaml": yaml.safe_load, ".json": json.loads}

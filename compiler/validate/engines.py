@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from vilms.compiler.document import Document
+from vilms.compiler.images import image_for, jetpacks_with_image
+from vilms.compiler.modelfile_syntax import why_unrepresentable
 from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.validate.report import Reporter
 
@@ -59,6 +61,11 @@ def check(doc: Document, report: Reporter) -> None:
             report.error(base + ("autoscale",), "autoscale applies to target helm only")
         if "ingress" in dep and target != "helm":
             report.error(base + ("ingress",), "ingress applies to target helm only")
+        if hw is not None and hw["kind"] == "jetson" and engine in ("ollama", "vllm") and image_for(engine, "jetson", hw["jetpack"]) is None:
+            supported = ", ".join(jetpacks_with_image(engine)) or "none"
+            report.error(("hardware", dep["hardware"], "jetpack"),
+                         f"no {engine} container image matches JetPack {hw['jetpack']} (deployment {dep_name!r})",
+                         hint=f"JetPack releases with a {engine} image: {supported}")
         autoscale = dep.get("autoscale", {})
         if autoscale.get("min", 1) > autoscale.get("max", autoscale.get("min", 1)):
             report.error(base + ("autoscale",), "autoscale.min is greater than autoscale.max")
@@ -81,6 +88,23 @@ def check(doc: Document, report: Reporter) -> None:
             adapter_name = entry.get("adapter")
             if adapter_name in adapters:
                 _check_adapter_servable(adapter_name, adapters[adapter_name], engine, dep_name, report)
+            if engine == "ollama" and adapter_name:
+                _check_modelfile_values(alias, entry, dep_name, report)
+
+
+def _check_modelfile_values(alias: str, entry: dict, dep_name: str, report: Reporter) -> None:
+    """Values baked into the derived model's Modelfile must survive Ollama's parser unchanged."""
+    base = ("aliases", alias)
+    hint = ("Ollama's Modelfile has no escapes; remove the character, or serve this alias "
+            "from a vLLM or llama.cpp deployment (the gateway sends any system prompt)")
+    if "system" in entry:
+        reason = why_unrepresentable("system", entry["system"])
+        if reason:
+            report.error(base + ("system",), f"deployment {dep_name!r} (engine 'ollama') cannot write this system prompt into a Modelfile: {reason}", hint=hint)
+    for i, stop in enumerate(entry.get("params", {}).get("stop", [])):
+        reason = why_unrepresentable("stop", stop)
+        if reason:
+            report.error(base + ("params", "stop", i), f"deployment {dep_name!r} (engine 'ollama') cannot write this stop string into a Modelfile: {reason}", hint=hint)
 
 
 def _check_adapter_servable(name: str, adapter: dict, engine: str, dep_name: str, report: Reporter) -> None:
