@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vilms.compiler.errors import UsageError
+from vilms.compiler.memory import explain_lines
 from vilms.compiler.plan import Plan
 from vilms.compiler.render.routes import backend_id, endpoint
 from vilms.compiler.suggest import did_you_mean
@@ -32,4 +33,5 @@ def explain_deployment(plan: Plan, name: str) -> str:
         lines.append(f"  {alias_name} → {up.model}{state} as {up.name!r} via {backend_id(dep, up.name, up.model)} ({target}), context {up.context}")
         if alias.fallbacks:
             lines.append(f"    fallbacks: {', '.join(alias.fallbacks)}")
+    lines.extend(explain_lines(plan, dep))
     return "\n".join(lines)

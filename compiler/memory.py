@@ -80,7 +80,6 @@ ACT_SAVED_BYTES = 2  # per layer input kept by gradient checkpointing (bf16)
 ACT_LAYER_BYTES = 34  # Korthikanti et al. 2022 per-layer working set, s·b·h·34 (no score term with SDPA)
 
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "word_embeddings")
 
 
 @dataclass(frozen=True)
@@ -537,19 +536,6 @@ def check_plan(plan: Plan, *, fail_on_approximate: bool = True) -> list[NotFit]:
                       + ", or train on a larger hardware profile"),
             ))
     return out
-
-
-def check(doc: Any, report: Any) -> None:
-    """Validation pass (``validate.SEMANTIC_PASSES`` signature): one located diagnostic, with
-    the table, per deployment or training run that does not fit. Runs only on a document
-    every other pass accepted, since it resolves the plan."""
-    if report.diagnostics:
-        return
-    from vilms.compiler.resolve import resolve
-
-    for problem in check_plan(resolve(doc)):
-        table = "\n".join("  " + line for line in problem.table.splitlines())
-        report.error(problem.path, problem.message + "\n" + table, hint=problem.hint)
 
 
 def _approximate_hint(plan: Plan, model_names: tuple[str, ...]) -> str:

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vilms.compiler.document import Document
-from vilms.compiler.errors import Diagnostic, StaleOutputError
+from vilms.compiler.errors import Diagnostic, InvalidInputError, StaleOutputError
 from vilms.compiler.load import load
+from vilms.compiler.memory import training_estimates
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import render
 from vilms.compiler.resolve import resolve
-from vilms.compiler.validate import diagnose, validate
+from vilms.compiler.validate import diagnose
+from vilms.compiler.validate.fit import check_fit
 from vilms.compiler.write import Drift, diff_tree, with_manifest, write_tree
 
 OUTPUT_DIR = "generated"
@@ -31,24 +33,29 @@ def display_name(file: Path) -> str:
 
 def diagnostics(file: Path) -> list[Diagnostic]:
     """Every problem of ``file`` (load errors included), without raising for invalid input."""
-    from vilms.compiler.errors import InvalidInputError
-
     try:
-        doc = load(file, display_name(file))
+        compile_plan(file)
     except InvalidInputError as exc:
         return exc.diagnostics
-    return diagnose(doc)
+    return []
 
 
 def compile_plan(file: Path) -> tuple[Document, Plan]:
+    """load → validate → resolve → check memory fit; raises :class:`InvalidInputError`."""
     doc = load(file, display_name(file))
-    validate(doc)
-    return doc, resolve(doc)
+    found = diagnose(doc)
+    if found:
+        raise InvalidInputError(found)
+    plan = resolve(doc)
+    found = check_fit(doc, plan)
+    if found:
+        raise InvalidInputError(found)
+    return doc, plan
 
 
 def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
     doc, plan = compile_plan(file)
-    files = with_manifest(render(plan), doc.sha256, plan.source_name)
+    files = with_manifest(render(plan, memory_estimates=training_estimates(plan)), doc.sha256, plan.source_name)
     return doc, plan, files
 
 

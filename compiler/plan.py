@@ -135,6 +135,8 @@ class Deployment:
     aliases: tuple[str, ...]
     models: tuple[str, ...]  # base models served, sorted
     upstreams: Mapping[str, Upstream]  # by alias
+    contexts: Mapping[str, int]  # served context of each base model
+    model_adapters: Mapping[str, tuple[str, ...]]  # adapters served on each base model, sorted
     replicas: int
     parallel: int | None  # concurrent sequences per engine, when set
     gateway_port: int
@@ -150,10 +152,10 @@ class Deployment:
         return 4 if self.hardware.kind == "gpu" else 1
 
     def context_of(self, model: str) -> int:
-        return max(u.context for u in self.upstreams.values() if u.model == model)
+        return self.contexts[model]
 
     def adapters_of(self, model: str) -> tuple[str, ...]:
-        return tuple(sorted({u.adapter for u in self.upstreams.values() if u.model == model and u.adapter}))
+        return self.model_adapters.get(model, ())
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,18 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
             released=adapter is None or adapter.release is not None,
             context=min(d.get("context", model.context), model.context),
         )
+    contexts: dict[str, int] = {}
+    model_adapters: dict[str, set[str]] = {}
+    for up in upstreams.values():
+        contexts[up.model] = max(contexts.get(up.model, 0), up.context)
+        if up.adapter:
+            model_adapters.setdefault(up.model, set()).add(up.adapter)
     return Deployment(
         name=name, hardware=hw, target=d["target"], engine=engine, aliases=served,
-        models=tuple(sorted({u.model for u in upstreams.values()})),
+        models=tuple(sorted(contexts)),
         upstreams=frozen(upstreams),
+        contexts=frozen(contexts),
+        model_adapters=frozen({m: tuple(sorted(a)) for m, a in model_adapters.items()}),
         replicas=d.get("replicas", 1),
         parallel=d.get("parallel"),
         gateway_port=d.get("gateway_port", data.get("gateway", {}).get("port", GATEWAY_DEFAULTS["port"])),

@@ -3,11 +3,15 @@
 Services: the engine (one Ollama, or one vLLM per model), a one-shot ``ollama-init``
 that creates the Ollama models from the generated Modelfiles, and the gateway, which
 starts only once the engine is ready. Ports bind to 127.0.0.1 unless the deployment
-sets ``expose: true``; secrets are only ``${NAME:?…}`` interpolations.
+sets ``expose: true``; only the gateway publishes a port (engines stay on the project
+network); secrets are only ``${NAME:?…}`` interpolations. Entrypoints are explicit, so
+the same file works with the upstream images and with the Jetson (L4T) builds, which
+ship no server entrypoint of their own.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from vilms.compiler.images import GATEWAY_IMAGE, engine_image
@@ -19,6 +23,11 @@ from vilms.compiler.render.vllm import ARTIFACTS_IN_CONTAINER, CONTAINER_PORT, M
 GATEWAY_CONTAINER_PORT = 8080
 PROJECT_ROOT = "../.."  # generated/<deployment>/ → the folder of vilms.yaml
 GATEWAY_LIMITS = {"memory": "256m", "cpus": "1"}
+OLLAMA_ROOT_IN_INIT = "/vilms"  # the init container mirrors the project layout under /vilms
+# keep container logs bounded: edge boards have small disks
+LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+VLLM_START_PERIOD = "30m"  # first start downloads the weights; failures before this do not count
+OLLAMA_START_PERIOD = "60s"
 
 
 def escape(value: str) -> str:
@@ -46,12 +55,13 @@ def _gpu(hw: Hardware, service: dict[str, Any]) -> None:
     if hw.kind == "jetson":
         service["runtime"] = "nvidia"  # Tegra devices come from nvidia-container-runtime, not --gpus
         service.setdefault("environment", {})["NVIDIA_VISIBLE_DEVICES"] = "all"
+        service["environment"]["NVIDIA_DRIVER_CAPABILITIES"] = "all"
     elif hw.kind == "gpu":
         resources["reservations"] = {"devices": [{"driver": "nvidia", "count": hw.gpus, "capabilities": ["gpu"]}]}
 
 
 def _healthcheck(test: list[str], start: str) -> dict[str, Any]:
-    return {"test": test, "interval": "10s", "timeout": "5s", "retries": 30, "start_period": start}
+    return {"test": test, "interval": "10s", "timeout": "5s", "retries": 6, "start_period": start}
 
 
 def _http_probe(url: str) -> list[str]:
@@ -65,12 +75,13 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
     volumes: dict[str, Any] = {}
     image = engine_image(dep.engine, hw)
     gateway_waits: dict[str, Any] = {}
-    secrets_env: dict[str, str] = {}
 
     if dep.engine == "ollama":
         max_ctx = max(dep.context_of(m) for m in dep.models)
         engine = {
             "image": image,
+            "entrypoint": ["ollama"],
+            "command": ["serve"],
             "restart": "unless-stopped",
             "environment": {
                 "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
@@ -81,25 +92,36 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
                 "OLLAMA_MODELS": "/ollama/models",
             },
             "volumes": ["ollama-models:/ollama/models"],
-            "healthcheck": _healthcheck(["CMD", "ollama", "list"], "20s"),
+            "healthcheck": _healthcheck(["CMD", "ollama", "list"], OLLAMA_START_PERIOD),
             "deploy": {"resources": {"limits": _limits(hw)}},
+            "logging": LOGGING,
         }
         _gpu(hw, engine)
         services["ollama"] = engine
         volumes["ollama-models"] = {}
-        creates = [f"ollama create {name[:-len('.Modelfile')]} -f /vilms/generated/{dep.name}/ollama/{name}"
-                   for name in _modelfile_order(dep, modelfile_names)]
+        creates = [
+            "ollama create " + shlex.quote(name[: -len(".Modelfile")])
+            + " -f " + shlex.quote(f"{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama/{name}")
+            for name in _modelfile_order(dep, modelfile_names)
+        ]
+        mounts = [
+            f"./ollama:{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama:ro",
+            f"{PROJECT_ROOT}/artifacts:{OLLAMA_ROOT_IN_INIT}/artifacts:ro",
+        ]
+        for model_name in dep.models:  # FROM a local GGUF: the path the Modelfile names, mirrored
+            source = plan.models[model_name].source
+            if source.scheme == "file":
+                ref = escape(source.ref)
+                mounts.append(f"{PROJECT_ROOT}/{ref}:{OLLAMA_ROOT_IN_INIT}/{ref}:ro")
         services["ollama-init"] = {
             "image": image,
             "restart": "no",
             "entrypoint": ["/bin/sh", "-ec"],
             "command": [escape(" && ".join(creates))],
             "environment": {"OLLAMA_HOST": f"http://ollama:{OLLAMA_PORT}"},
-            "volumes": [
-                f"./ollama:/vilms/generated/{dep.name}/ollama:ro",
-                f"{PROJECT_ROOT}/artifacts:/vilms/artifacts:ro",
-            ],
+            "volumes": mounts,
             "depends_on": {"ollama": {"condition": "service_healthy"}},
+            "logging": LOGGING,
         }
         gateway_waits["ollama-init"] = {"condition": "service_completed_successfully"}
     else:  # vllm
@@ -112,23 +134,25 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
                 environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
             if model.token_env:
                 environment["HF_TOKEN"] = _secret(model.token_env, f"hub token for {model_name}")
-                secrets_env[model.token_env] = model_name
             mounts = [
                 f"./vllm/{model_name}.yaml:/etc/vilms/vllm.yaml:ro",
                 "hf-cache:/hf-cache",
                 f"{PROJECT_ROOT}/artifacts:{ARTIFACTS_IN_CONTAINER}:ro",
             ]
             if model.source.scheme == "file":
-                mounts.append(f"{PROJECT_ROOT}/{escape(model.source.ref)}:{MODELS_IN_CONTAINER}/{escape(model.source.ref)}:ro")
+                ref = escape(model.source.ref)
+                mounts.append(f"{PROJECT_ROOT}/{ref}:{MODELS_IN_CONTAINER}/{ref}:ro")
             service = {
                 "image": image,
-                "restart": "unless-stopped",
+                "entrypoint": ["vllm", "serve"],
                 "command": ["--config", "/etc/vilms/vllm.yaml"],
+                "restart": "unless-stopped",
                 "ipc": "host",
                 "environment": environment,
                 "volumes": mounts,
-                "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), "300s"),
+                "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), VLLM_START_PERIOD),
                 "deploy": {"resources": {"limits": _limits(hw)}},
+                "logging": LOGGING,
             }
             _gpu(hw, service)
             services[name] = service
@@ -148,8 +172,13 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
         "volumes": ["./gateway/routes.yaml:/etc/vilms/routes.yaml:ro"],
         "ports": [f"{bind}{dep.gateway_port}:{GATEWAY_CONTAINER_PORT}"],
         "depends_on": gateway_waits,
-        "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{GATEWAY_CONTAINER_PORT}/healthz"), "5s"),
+        "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{GATEWAY_CONTAINER_PORT}/healthz"), "10s"),
         "deploy": {"resources": {"limits": dict(GATEWAY_LIMITS)}},
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "logging": LOGGING,
     }
     if not gateway_env:
         del services["gateway"]["environment"]

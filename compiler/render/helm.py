@@ -9,9 +9,13 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
+import hashlib
+
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.render.serialize import to_yaml
+from vilms.compiler.render.training import training_config
 from vilms.compiler.render.vllm import vllm_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
@@ -79,12 +83,18 @@ def values(plan: Plan, dep: Deployment, routes: dict[str, Any]) -> dict[str, Any
         {
             "name": dns_label(adapter.name),
             "adapter": adapter.name,
+            # a changed training config is a new Job (Jobs are immutable): the name carries its hash
+            "revision": hashlib.sha256(to_yaml(training_config(plan, adapter), source=None)).hexdigest()[:8],
             "enabled": False,
             "resources": {"limits": {"nvidia.com/gpu": 1}},
         }
         for adapter in sorted(plan.adapters.values(), key=lambda a: a.name)
         if adapter.hardware == hw.name
     ]
+    # adapters are read from the training workspace (artifacts/<run_id>/), mounted read-only
+    artifacts: dict[str, Any] = {}
+    if any(dep.adapters_of(m) for m in dep.models):
+        artifacts = {"existingClaim": f"{plan.project}-workspace", "subPath": "artifacts"}
     replicas = max(2, dep.replicas)
     return {
         "fullname": dep.name,
@@ -111,6 +121,7 @@ def values(plan: Plan, dep: Deployment, routes: dict[str, Any]) -> dict[str, Any
         },
         "ingress": ingress,
         "modelCache": {"size": "200Gi"},
-        "artifacts": {},
-        "training": {"workspaceClaim": f"{plan.project}-workspace", "jobs": jobs},
+        "artifacts": artifacts,
+        "training": {"workspaceClaim": f"{plan.project}-workspace", "jobs": jobs,
+                     "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }

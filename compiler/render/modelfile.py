@@ -35,6 +35,17 @@ def adapter_gguf(run_id: str) -> str:
     return f"{ARTIFACTS_FROM_MODELFILE}/{run_id}/gguf/adapter.gguf"
 
 
+def _stops(model: Model, extra: tuple[str, ...]) -> list[str]:
+    """A derived model's ``stop`` list: Ollama replaces (not extends) the base model's list when a
+    Modelfile sets ``stop``, so the chat template's own stop tokens come first, then the alias's."""
+    fmt = FORMATS.get(model.chat_template or "")
+    out: list[str] = []
+    for stop in (*(fmt.stop if fmt else ()), *extra):
+        if stop not in out:
+            out.append(stop)
+    return out
+
+
 def _number(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
@@ -64,7 +75,7 @@ def modelfiles(plan: Plan, dep: Deployment) -> dict[str, str]:
         commands.append(Command("num_ctx", str(up.context)))
         for key, value in sorted(alias.params.items()):
             if key == "stop":
-                commands.extend(Command("stop", s) for s in value)
+                commands.extend(Command("stop", s) for s in _stops(plan.models[up.model], value))
             else:
                 commands.append(Command(PARAM_NAMES[key], _number(value)))
         out[f"{alias_name}.Modelfile"] = _text(plan, f"alias {alias_name}: {up.model} + adapter {up.adapter} (run {adapter.release})", commands)

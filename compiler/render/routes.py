@@ -27,32 +27,33 @@ def llamacpp_ports(dep: Deployment) -> dict[str, int]:
     return {name: LLAMACPP_BASE_PORT + i for i, name in enumerate(names)}
 
 
-def endpoint(dep: Deployment, upstream_name: str, model: str) -> str:
+def endpoint(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int] | None = None) -> str:
     if dep.engine == "ollama":
         return f"http://{compose_service('ollama')}:{OLLAMA_PORT}"
     if dep.engine == "vllm":
         host = vllm_object_name(dep.name, model) if dep.target == "helm" else compose_service("vllm", model)
         return f"http://{host}:{VLLM_PORT}"
-    return f"http://127.0.0.1:{llamacpp_ports(dep)[upstream_name]}"
+    return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[upstream_name]}"
 
 
-def _backend(dep: Deployment, upstream_name: str, model: str) -> dict[str, Any]:
-    return {"engine": dep.engine, "endpoints": [endpoint(dep, upstream_name, model)], "api_key_env": None}
+def _backend(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int]) -> dict[str, Any]:
+    return {"engine": dep.engine, "endpoints": [endpoint(dep, upstream_name, model, ports)], "api_key_env": None}
 
 
 def routes(plan: Plan, dep: Deployment) -> dict[str, Any]:
     gw = plan.gateway
     backends: dict[str, Any] = {}
     aliases: dict[str, Any] = {}
+    ports = llamacpp_ports(dep) if dep.engine == "llamacpp" else {}
     for alias_name in dep.aliases:
         alias = plan.aliases[alias_name]
         up = dep.upstreams[alias_name]
         # the base model's backend always runs; a released adapter may have its own (llama.cpp)
         bid = backend_id(dep, up.model, up.model)
-        backends[bid] = _backend(dep, up.model, up.model)
+        backends[bid] = _backend(dep, up.model, up.model, ports)
         if up.released:
             bid = backend_id(dep, up.name, up.model)
-            backends[bid] = _backend(dep, up.name, up.model)
+            backends[bid] = _backend(dep, up.name, up.model, ports)
         params = dict(alias.params)
         max_out = params.pop("max_tokens", None) or max(256, up.context // MAX_OUTPUT_FRACTION)
         aliases[alias_name] = {

@@ -8,6 +8,7 @@ value ≥ the largest adapter rank, so a rollout can load the adapter at run tim
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from vilms.compiler.plan import Deployment, Plan
@@ -16,7 +17,19 @@ MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 CONTAINER_PORT = 8000
 ARTIFACTS_IN_CONTAINER = "/vilms/artifacts"
 MODELS_IN_CONTAINER = "/vilms/models"
+GPU_MEMORY_UTILIZATION = 0.9
 JETSON_MEMORY_UTILIZATION = 0.6  # unified memory: leave room for the OS and the CPU side
+
+
+def memory_utilization(dep: Deployment) -> float:
+    """Fraction of accelerator memory each vLLM engine of ``dep`` may take.
+
+    On one compose host every engine sees the same GPUs (or the Jetson's unified memory),
+    so the budget is split between them; under Helm each engine is a pod with GPUs of its own.
+    """
+    budget = JETSON_MEMORY_UTILIZATION if dep.hardware.kind == "jetson" else GPU_MEMORY_UTILIZATION
+    engines = 1 if dep.target == "helm" else max(1, len(dep.models))
+    return math.floor(budget / engines * 100) / 100
 
 
 def max_lora_rank(rank: int) -> int:
@@ -39,7 +52,7 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str) -> dict[str, Any]:
         "max-model-len": dep.context_of(model_name),
         "dtype": model.dtype,
         "tensor-parallel-size": hw.gpus if hw.kind == "gpu" else 1,
-        "gpu-memory-utilization": JETSON_MEMORY_UTILIZATION if hw.kind == "jetson" else 0.9,
+        "gpu-memory-utilization": memory_utilization(dep),
     }
     if model.source.revision:
         config["revision"] = model.source.revision

@@ -1,7 +1,8 @@
 """Stage 2, validate: every problem in a :class:`Document`, found at once and sorted.
 
 The JSON Schema pass runs first; semantic passes run only on a document the schema
-accepts, so they can rely on its shape.
+accepts, so they can rely on its shape. The memory-fit pass (:mod:`.fit`) needs the
+resolved plan, so the pipeline runs it after resolve.
 """
 
 from __future__ import annotations
