@@ -648,7 +648,7 @@ def explain_lines(plan: Plan, dep: Deployment) -> list[str]:
 
 __all__ = [
     "Estimate", "Recipe", "Shape", "Sizing", "NotFit", "VILMS_TRAINER", "GGUF_BPW", "REFERENCE_SHAPES",
-    "estimate_serving", "check", "estimate_model", "estimate_deployment", "deployment_fits", "estimate_training",
+    "estimate_serving", "estimate_model", "estimate_deployment", "deployment_fits", "estimate_training",
     "serving_budget", "training_budget", "sizing", "weight_bytes", "check_plan", "format_table",
     "training_estimates", "explain_lines", "total_of",
 ]

@@ -6,10 +6,9 @@ values so Argo CD or Flux can sync the folder straight from git.
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
-
-import hashlib
 
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.naming import dns_label

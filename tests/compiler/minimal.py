@@ -5,7 +5,7 @@ apiVersion: vilms/v1
 project: demo
 hardware:
   laptop: {kind: cpu, memory: 16GiB, cpus: 4}
-  gpu1: {kind: gpu, gpus: 1, gpu_memory: 24GiB, memory: 64GiB}
+  gpu1: {kind: gpu, gpus: 1, gpu_memory: 48GiB, memory: 64GiB}
 models:
   qwen2.5-1.5b:
     source: hf:Qwen/Qwen2.5-1.5B-Instruct

@@ -416,27 +416,19 @@ def test_shipped_vilms_yaml_fits() -> None:
         assert text.startswith("memory:")
 
 
-def test_validation_pass_reports_a_located_table(tmp_path: Path) -> None:
-    from vilms.compiler.load import load
-    from vilms.compiler.validate.report import Reporter
+def test_build_fails_with_a_located_table(tmp_path: Path) -> None:
+    from tests.conftest import run_vilms
 
     text = (REPO / "vilms.yaml").read_text(encoding="utf-8")
     text = text.replace("orin-nano: {kind: jetson, memory: 8GiB", "orin-nano: {kind: jetson, memory: 2GiB")
     file = tmp_path / "vilms.yaml"
     file.write_text(text, encoding="utf-8")
-    doc = load(file, "vilms.yaml")
-    report = Reporter(doc)
-    memory.check(doc, report)
-    assert [d.path for d in report.diagnostics] == ["deployments.edge.hardware"]
-    diag = report.diagnostics[0]
-    assert diag.line > 1
-    rendered = diag.render()
-    assert "deployment 'edge' needs" in rendered and "DOES NOT FIT" in rendered and "hint:" in rendered
-    # a document with other problems is left to the other passes
-    busy = Reporter(doc)
-    busy.error(("models",), "something else")
-    memory.check(doc, busy)
-    assert len(busy.diagnostics) == 1
+    result = run_vilms("build", "-f", str(file))
+    assert result.code == 1
+    assert not (tmp_path / "generated").exists()
+    first = result.err.splitlines()[0]
+    assert first.startswith("vilms.yaml:") and ": deployments.edge.hardware: deployment 'edge' needs" in first
+    assert "DOES NOT FIT" in result.err and "hint:" in result.err and "Traceback" not in result.err
 
 
 def test_borrowed_shapes_can_be_let_through() -> None:
