@@ -17,8 +17,8 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
     out: dict[str, bytes] = {}
     src = plan.source_name
 
-    def put_yaml(path: str, data: Any, *, header: bool = True) -> None:
-        out[path] = _checked_yaml(path, data, src if header else None)
+    def put_yaml(path: str, data: Any) -> None:
+        out[path] = _checked_yaml(path, data, src)
 
     for dep in plan.deployments.values():
         base = dep.name
@@ -29,9 +29,9 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
             for name, text in modelfile.modelfiles(plan, dep).items():
                 out[f"{base}/ollama/{name}"] = text.encode("utf-8")
                 modelfile_names.append(name)
-        if dep.engine == "vllm" and dep.target != "helm":
-            for model_name in dep.models:
-                put_yaml(f"{base}/vllm/{model_name}.yaml", vllm.vllm_config(plan, dep, model_name))
+        vllm_configs = vllm.vllm_configs(plan, dep) if dep.engine == "vllm" else {}
+        for model_name, config in vllm_configs.items():
+            put_yaml(f"{base}/vllm/{model_name}.yaml", config)
         if dep.target == "compose":
             put_yaml(f"{base}/docker-compose.yaml", compose.compose(plan, dep, modelfile_names))
         elif dep.target == "local":
@@ -39,9 +39,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out[f"{base}/helm/{rel}"] = data
-            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, plain(table)))
-            for model_name in dep.models:
-                put_yaml(f"{base}/vllm/{model_name}.yaml", vllm.vllm_config(plan, dep, model_name))
+            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, plain(table), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
         put_yaml(f"training/{adapter.name}.yaml", training.training_config(plan, adapter, estimate))

@@ -15,7 +15,6 @@ from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
 from vilms.compiler.render.serialize import to_yaml
 from vilms.compiler.render.training import training_config
-from vilms.compiler.render.vllm import vllm_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -43,7 +42,8 @@ def _image(ref: str) -> dict[str, str]:
     return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
 
 
-def values(plan: Plan, dep: Deployment, routes: dict[str, Any]) -> dict[str, Any]:
+def values(plan: Plan, dep: Deployment, routes: dict[str, Any], vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """values.yaml: ``routes`` is the gateway table, ``vllm_configs`` each model's vLLM config."""
     hw = dep.hardware
     models = []
     for model_name in dep.models:
@@ -52,7 +52,7 @@ def values(plan: Plan, dep: Deployment, routes: dict[str, Any]) -> dict[str, Any
         entry: dict[str, Any] = {
             "name": dns_label(model_name),
             "replicas": dep.replicas,
-            "config": vllm_config(plan, dep, model_name),
+            "config": vllm_configs[model_name],
             "resources": {
                 "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},
                 "limits": {"nvidia.com/gpu": gpus, "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},

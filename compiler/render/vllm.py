@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from vilms.compiler.memory import estimate_model
 from vilms.compiler.plan import Deployment, Plan
 
 MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -21,15 +22,25 @@ GPU_MEMORY_UTILIZATION = 0.9
 JETSON_MEMORY_UTILIZATION = 0.6  # unified memory: leave room for the OS and the CPU side
 
 
-def memory_utilization(dep: Deployment) -> float:
-    """Fraction of accelerator memory each vLLM engine of ``dep`` may take.
+def memory_utilizations(plan: Plan, dep: Deployment) -> dict[str, float]:
+    """Fraction of accelerator memory the vLLM engine of each model of ``dep`` may take.
 
-    On one compose host every engine sees the same GPUs (or the Jetson's unified memory),
-    so the budget is split between them; under Helm each engine is a pod with GPUs of its own.
+    Under Helm each engine is a pod with GPUs of its own. On one compose host every engine
+    sees the same GPUs (or the Jetson's unified memory), and vLLM pre-allocates its whole
+    share at start, so the budget is split in proportion to each engine's estimated need:
+    whenever the memory planner finds the deployment fits, every engine gets at least what
+    it needs. Engines with an unknown estimate get equal shares.
     """
     budget = JETSON_MEMORY_UTILIZATION if dep.hardware.kind == "jetson" else GPU_MEMORY_UTILIZATION
-    engines = 1 if dep.target == "helm" else max(1, len(dep.models))
-    return math.floor(budget / engines * 100) / 100
+    if dep.target == "helm" or len(dep.models) <= 1:
+        return {m: budget for m in dep.models}
+    needs = {m: estimate_model(plan, dep, m) for m in dep.models}
+    if all(e.known and e.total > 0 for e in needs.values()):
+        whole = sum(e.total for e in needs.values())
+        shares = {m: e.total / whole for m, e in needs.items()}
+    else:
+        shares = {m: 1 / len(dep.models) for m in dep.models}
+    return {m: max(0.01, math.floor(budget * share * 1000) / 1000) for m, share in shares.items()}
 
 
 def max_lora_rank(rank: int) -> int:
@@ -41,7 +52,13 @@ def model_path(plan: Plan, model_name: str) -> str:
     return source.ref if source.scheme == "hf" else f"{MODELS_IN_CONTAINER}/{source.ref}"
 
 
-def vllm_config(plan: Plan, dep: Deployment, model_name: str) -> dict[str, Any]:
+def vllm_configs(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
+    """The ``vllm serve --config`` mapping of every model ``dep`` serves."""
+    utilization = memory_utilizations(plan, dep)
+    return {m: vllm_config(plan, dep, m, utilization[m]) for m in dep.models}
+
+
+def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float) -> dict[str, Any]:
     model = plan.models[model_name]
     hw = dep.hardware
     config: dict[str, Any] = {
@@ -52,7 +69,7 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str) -> dict[str, Any]:
         "max-model-len": dep.context_of(model_name),
         "dtype": model.dtype,
         "tensor-parallel-size": hw.gpus if hw.kind == "gpu" else 1,
-        "gpu-memory-utilization": memory_utilization(dep),
+        "gpu-memory-utilization": utilization,
     }
     if model.source.revision:
         config["revision"] = model.source.revision

@@ -1,0 +1,1 @@
+"""Shared test helpers (validator wrappers around the real consumer tools)."""
