@@ -73,6 +73,7 @@ class Model:
     architecture: Mapping[str, Any] | None
     task: str  # chat | embedding
     token_env: str | None
+    weights: Mapping[str, str]  # source, and gguf / ollama when given (see vilms.compiler.weights)
 
 
 @dataclass(frozen=True)

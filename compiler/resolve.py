@@ -107,6 +107,7 @@ def _model(name: str, m: dict[str, Any]) -> Model:
         architecture=frozen(m["architecture"]) if "architecture" in m else None,
         task=m.get("task", "chat"),
         token_env=env_name(m.get("token")),
+        weights=frozen({k: m[k] for k in ("source", "gguf", "ollama") if k in m}),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from vilms.compiler import weights
 from vilms.compiler.images import GATEWAY_IMAGE, engine_image
 from vilms.compiler.naming import compose_service
 from vilms.compiler.plan import Deployment, Hardware, Plan
@@ -109,9 +110,10 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
             f"{PROJECT_ROOT}/artifacts:{OLLAMA_ROOT_IN_INIT}/artifacts:ro",
         ]
         for model_name in dep.models:  # FROM a local GGUF: the path the Modelfile names, mirrored
-            source = plan.models[model_name].source
-            if source.scheme == "file":
-                ref = escape(source.ref)
+            model = plan.models[model_name]
+            gguf = weights.gguf_weights(model.weights)
+            if weights.ollama_from(model.weights, "") == f"../../../{(gguf or '')[5:]}":
+                ref = escape((gguf or "")[5:])
                 mounts.append(f"{PROJECT_ROOT}/{ref}:{OLLAMA_ROOT_IN_INIT}/{ref}:ro")
         services["ollama-init"] = {
             "image": image,

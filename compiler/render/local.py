@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from vilms.compiler import weights
 from vilms.compiler.plan import Deployment, Plan
 from vilms.compiler.render.routes import llamacpp_ports
 
 
 def model_file(plan: Plan, model_name: str) -> dict[str, Any]:
     model = plan.models[model_name]
-    source = model.source
+    gguf = weights.gguf_weights(model.weights)
+    assert gguf is not None, "validation guarantees GGUF weights for llama.cpp"
     quant = model.quantization.get("llamacpp", "q4_k_m")
-    if source.scheme == "file":
-        return {"path": source.ref}
-    return {"hf_repo": source.ref, "hf_file_glob": f"*{quant}*.gguf", "revision": source.revision}
+    if gguf.startswith("file:"):
+        return {"path": gguf[5:]}
+    return {"hf_repo": gguf[3:], "hf_file_glob": f"*{quant}*.gguf"}
 
 
 def local_plan(plan: Plan, dep: Deployment) -> dict[str, Any]:

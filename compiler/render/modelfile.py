@@ -7,6 +7,7 @@ Ollama's /v1 API ignores context size.
 
 from __future__ import annotations
 
+from vilms.compiler import weights
 from vilms.compiler.chat_templates import FORMATS
 from vilms.compiler.modelfile_syntax import Command, parse
 from vilms.compiler.plan import Deployment, Model, Plan
@@ -22,13 +23,9 @@ ARTIFACTS_FROM_MODELFILE = "../../../artifacts"  # generated/<dep>/ollama/ → p
 
 
 def ollama_from(model: Model) -> str:
-    source = model.source
-    if source.scheme == "ollama":
-        return source.ref
-    if source.scheme == "hf":
-        tag = model.quantization.get("ollama", "q4_K_M")
-        return f"hf.co/{source.ref}:{tag.upper() if tag != 'f16' else 'F16'}"
-    return f"../../../{source.ref}"
+    source = weights.ollama_from(model.weights, model.quantization.get("ollama", "q4_K_M"))
+    assert source is not None, "validation guarantees Ollama-loadable weights"
+    return source
 
 
 def adapter_gguf(run_id: str) -> str:

@@ -11,6 +11,8 @@ OLLAMA_PORT = 11434
 VLLM_PORT = 8000
 LLAMACPP_BASE_PORT = 8101
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
+# vilms.yaml param names → the OpenAI-style names the gateway sends (it maps them back for Ollama)
+PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}
 
 
 def backend_id(dep: Deployment, upstream_name: str, model: str) -> str:
@@ -54,7 +56,7 @@ def routes(plan: Plan, dep: Deployment) -> dict[str, Any]:
         if up.released:
             bid = backend_id(dep, up.name, up.model)
             backends[bid] = _backend(dep, up.name, up.model, ports)
-        params = dict(alias.params)
+        params = {PARAM_NAMES.get(k, k): v for k, v in alias.params.items()}
         max_out = params.pop("max_tokens", None) or max(256, up.context // MAX_OUTPUT_FRACTION)
         aliases[alias_name] = {
             "backend": bid,

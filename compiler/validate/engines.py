@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vilms.compiler import weights
 from vilms.compiler.document import Document
 from vilms.compiler.images import image_for, jetpacks_with_image
 from vilms.compiler.modelfile_syntax import why_unrepresentable
@@ -10,8 +11,6 @@ from vilms.compiler.validate.report import Reporter
 
 # engines each target can run
 TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}
-# model source schemes each engine can load
-ENGINE_SOURCES = {"ollama": ("ollama", "hf", "file"), "vllm": ("hf", "file"), "llamacpp": ("hf", "file")}
 CUDA_KINDS = ("gpu", "jetson")
 VLLM_MAX_LORA_RANK = 512
 EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "wpe", "word_embeddings")
@@ -36,6 +35,9 @@ def check(doc: Document, report: Reporter) -> None:
         if model and training.get("seq_len", 0) > model["context"]:
             report.error(base + ("training", "seq_len"),
                          f"seq_len {training['seq_len']} exceeds the context of model {adapter['base']!r} ({model['context']})")
+        if model and not weights.trainable(model):
+            report.error(base + ("base",), f"model {adapter['base']!r} has no transformers weights to train on ({model['source']})",
+                         hint=f"give models.{adapter['base']} an hf: or file: (safetensors folder) source; keep GGUF/Ollama in gguf: / ollama:")
         if model and model.get("task") == "embedding":
             report.error(base + ("base",), "LoRA adapters are trained on chat models, not embedding models")
 
@@ -78,11 +80,7 @@ def check(doc: Document, report: Reporter) -> None:
             model = models.get(model_name)
             if model is None:
                 continue
-            scheme = model["source"].split(":", 1)[0]
-            if scheme not in ENGINE_SOURCES[engine]:
-                report.error(("models", model_name, "source"),
-                             f"engine {engine!r} (deployment {dep_name!r}) cannot load a {scheme}: source",
-                             hint=f"{engine} loads: {', '.join(s + ':' for s in ENGINE_SOURCES[engine])}")
+            _check_weights(model_name, model, engine, dep_name, report)
             if dep.get("context", 0) > model["context"]:
                 report.error(base + ("context",), f"context {dep['context']} exceeds the context of model {model_name!r} ({model['context']})")
             adapter_name = entry.get("adapter")
@@ -105,6 +103,20 @@ def _check_modelfile_values(alias: str, entry: dict, dep_name: str, report: Repo
         reason = why_unrepresentable("stop", stop)
         if reason:
             report.error(base + ("params", "stop", i), f"deployment {dep_name!r} (engine 'ollama') cannot write this stop string into a Modelfile: {reason}", hint=hint)
+
+
+def _check_weights(name: str, model: dict, engine: str, dep_name: str, report: Reporter) -> None:
+    where = f"engine {engine!r} (deployment {dep_name!r})"
+    path = ("models", name, "source")
+    if engine == "vllm" and not weights.vllm_loadable(model):
+        report.error(path, f"{where} loads transformers weights, not {model['source'].split(':')[0]}: or GGUF",
+                     hint="use an hf:<org>/<repo> source or a file: folder of safetensors")
+    elif engine == "llamacpp" and weights.gguf_weights(model) is None:
+        report.error(path, f"{where} needs GGUF weights",
+                     hint=f"add gguf: hf:<org>/<repo of GGUF files> (or file:<path>.gguf) to models.{name}")
+    elif engine == "ollama" and weights.ollama_from(model, "q4_K_M") is None:
+        report.error(path, f"{where} needs an Ollama tag or GGUF weights",
+                     hint=f"add ollama: <library tag> or gguf: hf:<org>/<repo of GGUF files> to models.{name}")
 
 
 def _check_adapter_servable(name: str, adapter: dict, engine: str, dep_name: str, report: Reporter) -> None:

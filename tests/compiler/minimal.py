@@ -8,6 +8,7 @@ hardware:
   gpu1: {kind: gpu, gpus: 1, gpu_memory: 48GiB, memory: 64GiB}
 models:
   qwen2.5-1.5b:
+    gguf: hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF
     source: hf:Qwen/Qwen2.5-1.5B-Instruct
     family: qwen2
     params: 1.5B

@@ -62,6 +62,7 @@ def model(name: str = "m", arch: dict[str, Any] | None = None, params: int | Non
         name=name, source=Source("hf", f"org/{name}", None), family="llama", params=params, context=context,
         chat_template="chatml", quantization=frozen(quant or {}), dtype=dtype,
         architecture=frozen(arch) if arch is not None else None, task="chat", token_env=None,
+        weights=frozen({"source": f"hf:org/{name}", "gguf": f"hf:org/{name}-GGUF"}),
     )
 
 

@@ -76,13 +76,15 @@ hardware:
   agx: {kind: jetson, memory: 32GiB, jetpack: "5.1", cpus: 8}
 models:
   llama3.2-3b:
-    source: ollama:llama3.2:3b
+    source: hf:meta-llama/Llama-3.2-3B-Instruct
+    ollama: llama3.2:3b
     family: llama
     params: 3B
     context: 8192
     chat_template: llama3
   phi3-mini:
-    source: hf:microsoft/Phi-3-mini-4k-instruct-gguf
+    source: hf:microsoft/Phi-3-mini-4k-instruct
+    gguf: hf:microsoft/Phi-3-mini-4k-instruct-gguf
     family: phi3
     params: 3.8B
     context: 4096
@@ -127,7 +129,8 @@ hardware:
   nuc: {kind: cpu, memory: 32GiB, cpus: 12}
 models:
   qwen2.5-3b:
-    source: hf:Qwen/Qwen2.5-3B-Instruct-GGUF
+    source: hf:Qwen/Qwen2.5-3B-Instruct
+    gguf: hf:Qwen/Qwen2.5-3B-Instruct-GGUF
     family: qwen2
     params: 3B
     context: 32768

@@ -156,7 +156,7 @@ project: jp
 hardware:
   board: {{kind: jetson, memory: 64GiB, jetpack: "{jetpack}"}}
 models:
-  m: {{source: "hf:org/model", family: llama, params: 1B, context: 2048, chat_template: llama3}}
+  m: {{source: "hf:org/model", ollama: "m:1b", family: llama, params: 1B, context: 2048, chat_template: llama3}}
 aliases:
   chat: m
 deployments:

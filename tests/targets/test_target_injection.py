@@ -45,7 +45,7 @@ FIELDS = ("alias-name", "model-name", "adapter-name", "system-ollama", "system-v
 OLLAMA_BASE = {
     "apiVersion": "vilms/v1", "project": "inj",
     "hardware": {"orin": {"kind": "jetson", "memory": "16GiB", "jetpack": "6.2"}},
-    "models": {"m": {"source": "ollama:llama3.2:1b", "family": "llama", "context": 4096, "chat_template": "llama3"}},
+    "models": {"m": {"source": "hf:meta-llama/Llama-3.2-1B-Instruct", "ollama": "llama3.2:1b", "family": "llama", "context": 4096, "chat_template": "llama3"}},
     "datasets": {"d": {"path": "data/d.jsonl", "format": "chat"}},
     "adapters": {"a": {"base": "m", "dataset": "d", "method": "lora", "lora": {"r": 8}, "hardware": "orin",
                        "release": "run-1",

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Benchmark the ViLMS gateway against direct access and LiteLLM's proxy, on one machine.
+
+    python bench/gateway.py [--quick] [--skip-litellm] [--json FILE]
+
+Starts a fake vLLM backend (tests/runtime/gateway_fakes.py), the gateway
+(``python -m vilms.runtime.gateway``) and, in its own venv under the cache dir,
+LiteLLM's proxy (``pip install 'litellm[proxy]'``; skipped with a message when it cannot
+be installed). Drives each with wrk (``apt-get install -y wrk``) at concurrency 1, 16 and
+64, non-streaming and streaming; prints req/s, p50/p99, the latency the gateway adds
+over direct, the gateway's RSS, and a resilience run (two backend replicas, one killed
+with SIGKILL mid-run, failed requests counted). Targets are printed with PASS/FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FAKES = REPO / "tests" / "runtime" / "gateway_fakes.py"
+MODEL = "qwen2.5-1.5b"
+LITELLM_KEY = "sk-vilms-bench"
+BODY = {"model": "chat", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 16}
+
+
+@dataclass
+class Point:
+    target: str
+    stream: bool
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_us_per_req: float  # CPU (user+sys) of the process under test per request: robust to a busy box
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, headers: dict[str, str] | None = None) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
+                if resp.status < 500:
+                    return True
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_fake(port: int) -> subprocess.Popen:
+    proc = spawn([sys.executable, str(FAKES), "vllm", "--port", str(port), "--model", MODEL])
+    if not wait_http(f"http://127.0.0.1:{port}/health", 15):
+        raise SystemExit("fake backend did not start")
+    return proc
+
+
+def write_routes(path: Path, endpoints: list[str]) -> None:
+    import yaml
+
+    doc = {
+        "apiVersion": "vilms/v1", "kind": "GatewayRoutes", "deployment": "bench",
+        "hardware": {"name": "bench", "kind": "cpu", "memory_bytes": None},
+        "gateway": {"api_keys_env": None, "retries": 2, "connect_timeout_s": 2.0, "read_timeout_s": 30.0,
+                    "max_body_bytes": 8388608, "max_queue": 1024, "cooldown_s": 30.0, "balance": "round_robin",
+                    "on_overlong_prompt": "reject", "otel_endpoint_env": None},
+        "backends": {"vllm": {"engine": "vllm", "endpoints": endpoints, "api_key_env": None}},
+        "aliases": {"chat": {"backend": "vllm", "model": MODEL, "adapter": None, "context": 8192,
+                             "max_output_tokens": 2048, "system": None, "params": {}, "fallbacks": [], "task": "chat"}},
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=True))
+
+
+def start_gateway(routes: Path, port: int, log: Path) -> subprocess.Popen:
+    proc = spawn([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes), "--port", str(port),
+                  "--quiet"], log=log)
+    if not wait_http(f"http://127.0.0.1:{port}/healthz", 20):
+        raise SystemExit(f"gateway did not start; see {log}")
+    return proc
+
+
+def ensure_litellm(cache: Path) -> Path | None:
+    venv = cache / "litellm"
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"installing LiteLLM's proxy into {venv} (one time, ~1-2 min) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"LiteLLM skipped: could not install litellm[proxy] ({exc})")
+        return None
+    return exe if exe.exists() else None
+
+
+def start_litellm(exe: Path, backend_port: int, port: int, workdir: Path) -> subprocess.Popen | None:
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: http://127.0.0.1:{backend_port}/v1\n"
+        "      api_key: fake\n"
+        "litellm_settings:\n  drop_params: true\n"
+    )
+    env = {"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    log = workdir / "litellm.log"
+    proc = spawn([str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)], env=env, log=log)
+    if not wait_http(f"http://127.0.0.1:{port}/health/liveliness", 90):
+        print(f"LiteLLM skipped: proxy did not start (see {log})")
+        stop(proc)
+        return None
+    return proc
+
+
+def wrk_script(workdir: Path, stream: bool, auth: str | None) -> Path:
+    body = json.dumps({**BODY, "stream": stream})
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if auth:
+        headers += f'wrk.headers["Authorization"] = "Bearer {auth}"\n'
+    path = workdir / f"post-{int(stream)}-{int(bool(auth))}.lua"
+    path.write_text(f'wrk.method = "POST"\n{headers}wrk.body = {json.dumps(body)}\n')
+    return path
+
+
+def parse_duration_ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, concurrency: int, seconds: float, timeout_s: int = 10) -> tuple[float, float, float, int, int]:
+    threads = min(2, concurrency)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
+                          "--latency", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_duration_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_duration_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    return rps, p50, p99, total, errors
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 s per point instead of 5 s")
+    parser.add_argument("--seconds", type=float, default=None, help="duration of each load point")
+    parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vilms" / "bench")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk (Debian/Ubuntu) or brew install wrk")
+        return 2
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    work = Path(tempfile.mkdtemp(prefix="vilms-bench-"))
+    procs: list[subprocess.Popen] = []
+    points: list[Point] = []
+    try:
+        backend_port, gw_port = free_port(), free_port()
+        procs.append(start_fake(backend_port))
+        routes = work / "routes.yaml"
+        write_routes(routes, [f"http://127.0.0.1:{backend_port}"])
+        gateway = start_gateway(routes, gw_port, work / "gateway.log")
+        procs.append(gateway)
+        targets: dict[str, tuple[str, str | None, int]] = {
+            "direct": (f"http://127.0.0.1:{backend_port}/v1/chat/completions", None, procs[0].pid),
+            "vilms": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", None, gateway.pid),
+        }
+        if not args.skip_litellm:
+            exe = ensure_litellm(args.cache_dir)
+            if exe is not None:
+                lport = free_port()
+                litellm = start_litellm(exe, backend_port, lport, work)
+                if litellm is not None:
+                    procs.append(litellm)
+                    targets["litellm"] = (f"http://127.0.0.1:{lport}/v1/chat/completions", LITELLM_KEY,
+                                          _litellm_pid(litellm.pid))
+        else:
+            print("LiteLLM skipped (--skip-litellm)")
+        direct_body = work / "direct.lua"
+        for stream in (False, True):
+            for name, (url, auth, pid) in targets.items():
+                script = wrk_script(work, stream, auth)
+                if name == "direct":  # the backend is addressed by its own model name
+                    text = script.read_text().replace('\\"model\\": \\"chat\\"', f'\\"model\\": \\"{MODEL}\\"')
+                    direct_body.write_text(text)
+                    script = direct_body
+                run_wrk(url, script, 4, 1.0)  # warm-up: connections, caches
+                for concurrency in (1, 16, 64):
+                    secs = seconds if name != "litellm" else max(seconds, 3.0)
+                    cpu0 = cpu_seconds(pid)
+                    rps, p50, p99, total, errors = run_wrk(url, script, concurrency, secs,
+                                                           timeout_s=30 if name == "litellm" else 10)
+                    cpu = (cpu_seconds(pid) - cpu0) / max(total, 1) * 1e6
+                    points.append(Point(name, stream, concurrency, rps, p50, p99, total, errors, cpu))
+                    print(f"{name:8s} stream={int(stream)} c={concurrency:<3d} {rps:9.0f} req/s  "
+                          f"p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  errors {errors}  "
+                          f"{'backend' if name == 'direct' else 'proxy'} CPU {cpu:6.0f} us/req", flush=True)
+        rss, peak = rss_mb(gateway.pid)
+        resilience = resilience_run(work, seconds)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+    return report(points, rss, peak, resilience, args.json)
+
+
+def _litellm_pid(launcher: int) -> int:
+    """The `litellm` console script may exec or fork the server; measure the busiest process."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    kids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return kids[0] if kids else launcher
+
+
+def resilience_run(work: Path, seconds: float) -> dict[str, float]:
+    """Two replicas behind the gateway; SIGKILL one a third of the way in; count failures."""
+    ports = [free_port(), free_port()]
+    replicas = [start_fake(p) for p in ports]
+    routes = work / "routes-ha.yaml"
+    write_routes(routes, [f"http://127.0.0.1:{p}" for p in ports])
+    gw_port = free_port()
+    gateway = start_gateway(routes, gw_port, work / "gateway-ha.log")
+    script = wrk_script(work, False, None)
+    duration = max(6.0, seconds * 3)
+    try:
+        wrk = subprocess.Popen(["wrk", "-t2", "-c16", f"-d{round(duration)}s", "--timeout=10s", "--latency", "-s", str(script),
+                                f"http://127.0.0.1:{gw_port}/v1/chat/completions"],
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(duration / 3)
+        replicas[0].kill()  # SIGKILL: in-flight requests on it die mid-response
+        out, _ = wrk.communicate(timeout=duration + 30)
+    finally:
+        stop(gateway)
+        for replica in replicas:
+            stop(replica)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    print(f"resilience: {total} requests over {duration:.0f} s at c=16 ({rps:.0f} req/s), one of two replicas "
+          f"SIGKILLed at {duration / 3:.1f} s: {errors} failed")
+    return {"requests": total, "failed": errors, "rps": rps, "seconds": duration}
+
+
+def report(points: list[Point], rss: float, peak: float, resilience: dict[str, float], out: Path | None) -> int:
+    def find(target: str, stream: bool, c: int) -> Point | None:
+        return next((p for p in points if p.target == target and p.stream == stream and p.concurrency == c), None)
+
+    print("\n=== added latency (vilms - direct) ===")
+    for stream in (False, True):
+        for c in (1, 16, 64):
+            d, v = find("direct", stream, c), find("vilms", stream, c)
+            if d and v:
+                print(f"stream={int(stream)} c={c:<3d} p50 +{v.p50_ms - d.p50_ms:6.2f} ms  p99 +{v.p99_ms - d.p99_ms:6.2f} ms"
+                      f"  req/s {v.rps:7.0f} vs direct {d.rps:7.0f}")
+    print(f"gateway RSS {rss:.1f} MB (peak {peak:.1f} MB)")
+    checks: list[tuple[str, str, bool | None]] = []
+    lite, vil = find("litellm", False, 16), find("vilms", False, 16)
+    if lite and vil:
+        ratio = vil.rps / lite.rps if lite.rps else float("inf")
+        checks.append((">= 20x LiteLLM req/s at c=16", f"{ratio:.1f}x ({vil.rps:.0f} vs {lite.rps:.0f})", ratio >= 20))
+        print(f"proxy CPU per request at c=16: vilms {vil.cpu_us_per_req:.0f} us, "
+              f"litellm {lite.cpu_us_per_req:.0f} us ({lite.cpu_us_per_req / max(vil.cpu_us_per_req, 1):.0f}x)")
+    else:
+        checks.append((">= 20x LiteLLM req/s at c=16", "LiteLLM not measured", None))
+    d1, v1 = find("direct", False, 1), find("vilms", False, 1)
+    assert d1 and v1
+    checks.append(("added p50 <= 0.5 ms at c=1", f"{v1.p50_ms - d1.p50_ms:.3f} ms", v1.p50_ms - d1.p50_ms <= 0.5))
+    d64, v64 = find("direct", False, 64), find("vilms", False, 64)
+    assert d64 and v64
+    checks.append(("p99 at c=64 within 5 ms of direct", f"+{v64.p99_ms - d64.p99_ms:.2f} ms",
+                   v64.p99_ms - d64.p99_ms <= 5.0))
+    checks.append(("RSS <= 100 MB", f"{peak:.1f} MB peak", peak <= 100))
+    checks.append(("0 failed requests, one of two replicas killed", f"{int(resilience['failed'])} failed",
+                   resilience["failed"] == 0))
+    print("\n=== targets ===")
+    for name, value, ok in checks:
+        print(f"{'SKIP' if ok is None else verdict(ok)}  {name:48s} {value}")
+    if out:
+        out.write_text(json.dumps({"points": [asdict(p) for p in points], "rss_mb": rss, "rss_peak_mb": peak,
+                                   "resilience": resilience,
+                                   "targets": [{"name": n, "value": v, "ok": ok} for n, v, ok in checks]}, indent=2))
+    return 0 if all(ok is not False for _, _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

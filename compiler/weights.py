@@ -1,0 +1,53 @@
+"""Which weights each engine loads for a model.
+
+``source`` holds the model's weights (``hf:`` or a ``file:`` folder of safetensors, which
+training and vLLM use; or an ``ollama:`` tag; or a ``file:*.gguf``). llama.cpp and Ollama
+need GGUF weights: a model names them with ``gguf:`` (a repository of GGUF files or a
+local ``.gguf``) unless its source already is GGUF; Ollama may instead pull a library
+tag named by ``ollama:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+OLLAMA_QUANT_TAGS = {"f16": "F16"}
+
+
+def is_gguf_file(ref: str) -> bool:
+    return ref.lower().endswith(".gguf")
+
+
+def gguf_weights(model: Mapping[str, Any]) -> str | None:
+    """``hf:<repo>`` or ``file:<path>.gguf`` holding GGUF weights, or None."""
+    if "gguf" in model:
+        return model["gguf"]
+    source = model["source"]
+    if source.startswith("file:") and is_gguf_file(source):
+        return source
+    return None
+
+
+def ollama_from(model: Mapping[str, Any], quant: str) -> str | None:
+    """The Modelfile ``FROM`` value, relative paths as seen from ``generated/<dep>/ollama/``."""
+    if "ollama" in model:
+        return model["ollama"]
+    if model["source"].startswith("ollama:"):
+        return model["source"][len("ollama:"):]
+    gguf = gguf_weights(model)
+    if gguf is None:
+        return None
+    if gguf.startswith("hf:"):
+        return f"hf.co/{gguf[3:]}:{OLLAMA_QUANT_TAGS.get(quant, quant.upper())}"
+    return f"../../../{gguf[5:]}"
+
+
+def trainable(model: Mapping[str, Any]) -> bool:
+    """Training needs transformers weights: an ``hf:`` repository or a ``file:`` folder."""
+    source = model["source"]
+    return source.startswith("hf:") or (source.startswith("file:") and not is_gguf_file(source))
+
+
+def vllm_loadable(model: Mapping[str, Any]) -> bool:
+    return trainable(model)

@@ -1,0 +1,1 @@
+"""Runtime programs that execute what the compiler produced (gateway, local runner)."""

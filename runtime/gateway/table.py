@@ -1,0 +1,78 @@
+"""The routing table: validated routes plus everything derived from them for serving.
+
+A table is immutable once built. Reloading builds a new one and swaps a single
+reference, so a request keeps the table it started with until it finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vilms.compiler.errors import ActionError
+
+from .auth import KeyCheck
+from .balancer import Balancer, EndpointPool
+from .routes import Alias, Backend, GatewaySettings, Routes
+from .upstream import Engine, engine_for
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRoute:
+    backend: Backend
+    engine: Engine
+    balancer: Balancer
+    headers: Mapping[str, str]  # sent upstream: content type, and the backend's own API key if any
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    routes: Routes
+    keys: KeyCheck
+    backends: Mapping[str, BackendRoute]
+    models_body: bytes
+
+    @property
+    def settings(self) -> GatewaySettings:
+        return self.routes.gateway
+
+    @property
+    def aliases(self) -> Mapping[str, Alias]:
+        return self.routes.aliases
+
+
+def build_table(routes: Routes, pool: EndpointPool, environ: Mapping[str, str] | None = None) -> RoutingTable:
+    """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing."""
+    environ = os.environ if environ is None else environ
+    keys = KeyCheck.from_env(routes.gateway.api_keys_env, environ)
+    backends: dict[str, BackendRoute] = {}
+    for backend in routes.backends.values():
+        headers = {"Content-Type": "application/json"}
+        if backend.api_key_env:
+            secret = environ.get(backend.api_key_env, "").strip()
+            if not secret:
+                raise ActionError(
+                    f"backends.{backend.id}.api_key_env names {backend.api_key_env}, "
+                    "but that environment variable is unset or empty",
+                    hint=f"export {backend.api_key_env}=<the key the {backend.engine} server expects>",
+                )
+            if "\r" in secret or "\n" in secret:
+                raise ActionError(f"{backend.api_key_env} contains a line break; an API key cannot")
+            headers["Authorization"] = f"Bearer {secret}"
+        balancer = Balancer([pool.get(url) for url in backend.endpoints], routes.gateway.balance)
+        backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
+                                            balancer=balancer, headers=headers)
+    return RoutingTable(routes=routes, keys=keys, backends=backends, models_body=_models_body(routes))
+
+
+def _models_body(routes: Routes) -> bytes:
+    data = [
+        {"id": alias.name, "object": "model", "created": 0, "owned_by": "vilms",
+         "vilms": {"task": alias.task, "context": alias.context, "max_output_tokens": alias.max_output_tokens,
+                   "adapter": alias.adapter.name if alias.adapter else None,
+                   "released": alias.servable}}
+        for alias in sorted(routes.aliases.values(), key=lambda a: a.name)
+    ]
+    return json.dumps({"object": "list", "data": data}).encode()

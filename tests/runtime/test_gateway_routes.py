@@ -1,0 +1,129 @@
+"""routes.yaml loading: the compiler's shape loads; every mistake is reported with file:line:col."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from gateway_harness import routes_doc
+
+from vilms.compiler.errors import ActionError
+from vilms.runtime.gateway.routes import load_routes, parse_routes
+
+CONTRACT = """\
+aliases:
+  chat:
+    adapter: null
+    backend: ollama
+    context: 8192
+    fallbacks: []
+    max_output_tokens: 2048
+    model: qwen2.5-1.5b
+    params: {temperature: 0.2}
+    system: null
+    task: chat
+  support-bot:
+    adapter: {name: support-v1, released: false}
+    backend: ollama
+    context: 8192
+    fallbacks: [chat]
+    max_output_tokens: 2048
+    model: support-v1
+    params: {}
+    system: You help customers.
+    task: chat
+apiVersion: vilms/v1
+backends:
+  ollama:
+    api_key_env: null
+    endpoints: ["http://ollama:11434"]
+    engine: ollama
+deployment: edge
+gateway:
+  api_keys_env: VILMS_API_KEYS
+  balance: round_robin
+  connect_timeout_s: 5.0
+  cooldown_s: 30.0
+  max_body_bytes: 8388608
+  max_queue: 256
+  on_overlong_prompt: reject
+  otel_endpoint_env: null
+  read_timeout_s: 600.0
+  retries: 2
+hardware: {kind: jetson, memory_bytes: 8589934592, name: orin-nano}
+kind: GatewayRoutes
+"""
+
+
+def test_contract_example_loads():
+    routes = parse_routes(CONTRACT, "generated/edge/gateway/routes.yaml")
+    assert routes.deployment == "edge" and routes.hardware.name == "orin-nano"
+    assert routes.gateway.api_keys_env == "VILMS_API_KEYS" and routes.gateway.retries == 2
+    assert routes.backends["ollama"].endpoints == ("http://ollama:11434",)
+    chat, bot = routes.aliases["chat"], routes.aliases["support-bot"]
+    assert chat.params == (("temperature", 0.2),) and chat.servable
+    assert bot.adapter is not None and bot.adapter.name == "support-v1" and not bot.servable
+    assert bot.fallbacks == ("chat",) and bot.system == "You help customers."
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ActionError) as err:
+        parse_routes(text, "routes.yaml")
+    assert err.value.hint
+    return err.value.message
+
+
+def test_unknown_key_is_reported_with_position_and_suggestion():
+    message = _error(CONTRACT.replace("  retries: 2", "  retrys: 2"))
+    assert "routes.yaml:39:3: gateway.retrys: unknown key (did you mean 'retries'?)" in message
+
+
+def test_wrong_type_and_bad_choice_are_each_reported():
+    text = CONTRACT.replace("context: 8192\n    fallbacks: []", "context: big\n    fallbacks: []")
+    text = text.replace("balance: round_robin", "balance: random")
+    message = _error(text)
+    assert "(2 problems)" in message
+    assert "aliases.chat.context: expected an integer, got a string 'big'" in message
+    assert "gateway.balance: must be one of round_robin, least_inflight; got 'random'" in message
+
+
+def test_dangling_references_are_errors():
+    text = CONTRACT.replace("fallbacks: [chat]", "fallbacks: [chatt]").replace("backend: ollama\n    context: 8192\n    fallbacks: []",
+                                                                             "backend: olama\n    context: 8192\n    fallbacks: []")
+    message = _error(text)
+    assert "aliases.support-bot.fallbacks[0]: unknown alias 'chatt' (did you mean 'chat'?)" in message
+    assert "aliases.chat.backend: unknown backend 'olama' (did you mean 'ollama'?)" in message
+
+
+def test_endpoint_with_v1_suffix_is_an_error():
+    message = _error(CONTRACT.replace('["http://ollama:11434"]', '["http://ollama:11434/v1"]'))
+    assert "give the base URL without the /v1 suffix" in message
+
+
+def test_duplicate_key_is_a_located_error():
+    message = _error(CONTRACT.replace("deployment: edge\n", "deployment: edge\ndeployment: edge2\n"))
+    assert "duplicate key 'deployment'" in message and "routes.yaml:" in message
+
+
+def test_self_fallback_and_max_output_over_context():
+    doc = routes_doc({"b": {"engine": "vllm", "endpoints": ["http://h:1"]}},
+                     {"a": {"backend": "b", "model": "m", "fallbacks": ["a"], "context": 100,
+                            "max_output_tokens": 200}})
+    message = _error(yaml.safe_dump(doc))
+    assert "an alias cannot fall back to itself" in message
+    assert "must not exceed context (100)" in message
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    message = _error("aliases: [unclosed")
+    assert "routes.yaml:2:1: YAML syntax error" in message
+    with pytest.raises(ActionError) as err:
+        load_routes(tmp_path / "nope.yaml")
+    assert "cannot read routes file" in err.value.message and "vilms build" in (err.value.hint or "")
+
+
+def test_wrong_api_version_and_unknown_params():
+    text = CONTRACT.replace("apiVersion: vilms/v1", "apiVersion: vilms/v2").replace(
+        "params: {temperature: 0.2}", "params: {temprature: 0.2}")
+    message = _error(text)
+    assert "apiVersion: must be 'vilms/v1'" in message
+    assert "aliases.chat.params.temprature: unknown key (did you mean 'temperature'?)" in message

@@ -1,0 +1,221 @@
+"""Click commands of the training side: ``train``, ``approve``, ``export`` and ``data …``.
+
+The compiler's CLI mounts these lazily. Importing this module must stay cheap: torch,
+transformers and peft are imported inside the command bodies (through the modules that
+need them), never here. Errors are raised as :class:`VilmsError` subclasses; the CLI
+boundary renders them and maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vilms.compiler.errors import UsageError
+
+_FILE = click.option(
+    "-f",
+    "--file",
+    "project_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("vilms.yaml"),
+    show_default=True,
+    help="the project file; its folder is the root",
+)
+
+
+def _root(project_file: Path) -> Path:
+    return project_file.resolve().parent
+
+
+@click.command("train")
+@click.argument("adapter", required=False)
+@click.option("--resume", is_flag=True, help="continue the newest unfinished run of ADAPTER from its last checkpoint")
+@click.option("--all", "all_adapters", is_flag=True, help="train every adapter in generated/training/")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --all: how many adapters train at once (separate processes)",
+)
+@click.option("--progress/--no-progress", default=True, help="show the progress bar")
+@_FILE
+def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, progress: bool, project_file: Path) -> None:
+    """Train ADAPTER from generated/training/ADAPTER.yaml into artifacts/<run_id>/."""
+    if all_adapters == (adapter is not None):
+        raise UsageError("give either ADAPTER or --all")
+    if jobs != 1 and not all_adapters:
+        raise UsageError("-j/--jobs only applies with --all")
+    if all_adapters:
+        from .parallel import train_all
+
+        results = train_all(project_file, jobs=jobs, resume=resume, show_progress=progress)
+        for result in results:
+            click.echo(result.summary())
+        failed = [r for r in results if not r.ok]
+        if failed:
+            from vilms.compiler.errors import ActionError
+
+            raise ActionError(
+                f"{len(failed)} of {len(results)} adapters failed: " + ", ".join(r.adapter for r in failed)
+            )
+        return
+    from . import runs
+    from .trainer import train_adapter
+
+    assert adapter is not None
+    run_id = train_adapter(project_file, adapter, resume=resume, show_progress=progress)
+    status = runs.load_run(_root(project_file), run_id)
+    click.echo(f"{adapter}: run {run_id} completed; gate {status.gate_status}")
+
+
+@click.command("approve")
+@click.argument("run_id")
+@click.option("--reason", required=True, help="why this run may be released despite its gate")
+@_FILE
+def approve(run_id: str, reason: str, project_file: Path) -> None:
+    """Record a human approval of RUN_ID (a run whose gate needs approval)."""
+    from . import runs
+
+    decision = runs.approve(_root(project_file), run_id, reason)
+    click.echo(f"approved {run_id} by {decision['who']} at {decision['at']}")
+
+
+@click.command("export")
+@click.argument("run_id")
+@click.option("--gguf/--no-gguf", "gguf", default=None, help="write GGUF files (default: the config's export.gguf)")
+@click.option(
+    "--quantize",
+    "quantize",
+    multiple=True,
+    type=click.Choice(["Q8_0", "Q4_K_M"], case_sensitive=False),
+    help="quantise the GGUF (repeatable; default: the config's export.quantize)",
+)
+@click.option(
+    "--outtype",
+    type=click.Choice(["f16", "f32"]),
+    default="f16",
+    show_default=True,
+    help="float type of the unquantised GGUF",
+)
+@click.option(
+    "--merge-dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default="float32",
+    show_default=True,
+    help="dtype the adapter is merged in (never 4-bit)",
+)
+@_FILE
+def export(
+    run_id: str, gguf: bool | None, quantize: tuple[str, ...], outtype: str, merge_dtype: str, project_file: Path
+) -> None:
+    """Merge RUN_ID's adapter and export it (safetensors, GGUF, GGUF LoRA, Modelfile)."""
+    from .export.pipeline import export_run
+
+    section = export_run(
+        _root(project_file), run_id, gguf=gguf, quantize=list(quantize), outtype=outtype, merge_dtype=merge_dtype
+    )
+    for name in sorted(section["files"]):
+        click.echo(f"artifacts/{run_id}/{name}")
+    vllm = section["vllm"]
+    if vllm["compatible"]:
+        click.echo(f"vLLM: compatible (--max-lora-rank {vllm['max_lora_rank']})")
+    else:
+        click.echo("vLLM: NOT compatible: " + "; ".join(vllm["problems"]))
+    for note in section["notes"]:
+        click.echo(f"note: {note}")
+
+
+@click.group("data")
+def data() -> None:
+    """Check, describe and sanitise JSONL datasets."""
+
+
+@data.command("sanitize")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--output", "output", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--audit",
+    "audit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write a JSONL audit log of every redaction (never the values)",
+)
+@click.option("--pattern", "patterns", multiple=True, metavar="NAME=REGEX", help="an extra pattern to redact")
+def sanitize(input_path: Path, output: Path, audit: Path | None, patterns: tuple[str, ...]) -> None:
+    """Redact PII and secrets from INPUT into OUTPUT (written atomically)."""
+    from .sanitize import parse_user_patterns, sanitize_file
+
+    report = sanitize_file(input_path, output, audit, parse_user_patterns(patterns), display=str(input_path))
+    kinds = ", ".join(f"{k} {v}" for k, v in report.findings.items()) or "nothing found"
+    click.echo(f"{input_path}: {report.rows} rows, {report.rows_changed} changed, {report.total} redactions ({kinds})")
+
+
+_FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["chat", "completion", "text"]), default="chat", show_default=True
+)
+
+
+@data.command("check")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@_FORMAT
+def check(path: Path, fmt: str) -> None:
+    """Validate every row of a JSONL dataset; report every problem with file:line."""
+    from .datasets.validate import load_dataset
+
+    dataset = load_dataset(path, fmt, display=str(path))
+    click.echo(f"{path}: ok, {len(dataset.rows)} rows, sha256 {dataset.sha256}")
+
+
+@data.command("manifest")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@_FORMAT
+@click.option("--name", help="dataset name (default: file stem)")
+@click.option("--source", help="where the data came from")
+@click.option("--license", "license_", help="licence of the data")
+@click.option("--collected-at", help="ISO-8601 time the data was collected")
+@click.option("--anonymised-at", help="ISO-8601 time the data was anonymised")
+@click.option("--confidence", type=click.FloatRange(0, 1), help="confidence in the labels, 0..1")
+@click.option(
+    "--tokenizer",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="count tokens with this HF tokenizer folder (default: whitespace words)",
+)
+def manifest(
+    path: Path,
+    fmt: str,
+    name: str | None,
+    source: str | None,
+    license_: str | None,
+    collected_at: str | None,
+    anonymised_at: str | None,
+    confidence: float | None,
+    tokenizer: Path | None,
+) -> None:
+    """Write or refresh PATH.manifest.json (hash, rows, token statistics, provenance)."""
+    from .datasets import manifest as mf
+    from .datasets.validate import load_dataset
+
+    dataset = load_dataset(path, fmt, display=str(path))
+    stats = None
+    if tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+        stats = mf.token_stats(
+            dataset, lambda text: len(tok(text, add_special_tokens=False)["input_ids"]), f"tokenizer:{tokenizer.name}"
+        )
+    provenance = {
+        "source": source,
+        "license": license_,
+        "collected_at": collected_at,
+        "anonymised_at": anonymised_at,
+        "confidence": confidence,
+    }
+    target = mf.write_manifest(dataset, name or path.name.split(".")[0], path.name, provenance, stats)
+    click.echo(f"wrote {target}")
+
+
+COMMANDS = (train, approve, export, data)

@@ -1,0 +1,1 @@
+"""Datasets: line-by-line validation and manifests with provenance."""

@@ -1,0 +1,1 @@
+"""Export: merge the adapter, write GGUF (model and LoRA), quantise, Modelfile, vLLM check."""

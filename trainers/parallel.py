@@ -1,0 +1,73 @@
+"""``vilms train --all -j N``: every adapter, one after another or N processes at a time.
+
+Each adapter trains in its own process (``python -m vilms.trainers train ADAPTER``) with
+its own run directory; run ids are unique and every artifact is written atomically, so
+parallel runs cannot corrupt each other's files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from vilms.compiler.errors import ActionError
+
+
+@dataclass(frozen=True)
+class AdapterResult:
+    adapter: str
+    ok: bool
+    output: str
+
+    def summary(self) -> str:
+        last = self.output.strip().splitlines()[-1] if self.output.strip() else ""
+        return f"{self.adapter}: {'ok' if self.ok else 'FAILED'}" + (f" — {last}" if last else "")
+
+
+def list_adapters(project_file: Path) -> list[str]:
+    folder = project_file.resolve().parent / "generated" / "training"
+    adapters = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if not adapters:
+        raise ActionError(f"no training configs in {folder}", hint="run `vilms build` first")
+    return adapters
+
+
+def train_all(
+    project_file: Path, *, jobs: int = 1, resume: bool = False, show_progress: bool = False
+) -> list[AdapterResult]:
+    adapters = list_adapters(project_file)
+    threads = os.environ.get("VILMS_TORCH_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {**os.environ, "VILMS_TORCH_THREADS": threads}
+    pending = list(adapters)
+    running: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+    results: dict[str, AdapterResult] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            adapter = pending.pop(0)
+            cmd = [
+                sys.executable,
+                "-m",
+                "vilms.trainers",
+                "train",
+                adapter,
+                "-f",
+                str(project_file),
+                "--no-progress",
+            ] + (["--resume"] if resume else [])
+            log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child can never block
+            running[adapter] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+        for adapter, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.seek(0)
+                output = log.read().decode("utf-8", "replace")
+                log.close()
+                results[adapter] = AdapterResult(adapter, proc.returncode == 0, output)
+                del running[adapter]
+        time.sleep(0.1)
+    return [results[a] for a in adapters]

@@ -1,0 +1,263 @@
+"""The LoRA/QLoRA training recipe: setup → train → evaluate → cleanup.
+
+A plain PyTorch loop (no HF Trainer): AdamW over the adapter parameters, gradient
+accumulation, a warmup + cosine/linear/constant schedule, periodic evaluation and atomic
+checkpoints, a tqdm progress bar with loss, tokens/s and ETA. SIGTERM stops the run at the
+next optimizer step after writing a checkpoint; ``--resume`` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vilms.compiler.errors import ActionError
+
+from . import batching, checkpoint, gate, loader, report
+from .checkpoint import TrainerState
+from .config import TrainingConfig
+from .datasets.validate import Dataset
+from .encode import Example, encode_rows
+
+
+@dataclass
+class RecipeResult:
+    state: TrainerState
+    eval_loss: float | None
+    gate: gate.GateResult
+    total_steps: int
+
+
+class Interrupted(ActionError):
+    """The run received SIGTERM/SIGINT and stopped after writing a checkpoint."""
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class LoraRecipe:
+    def __init__(
+        self, cfg: TrainingConfig, dataset: Dataset, run_dir: Path, *, resume: bool = False, show_progress: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = dataset
+        self.run_dir = run_dir
+        self.resume = resume
+        self.show_progress = show_progress
+        self._stop_signal: int | None = None
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        if not self.show_progress:
+            hf_logging.disable_progress_bar()
+        threads = os.environ.get("VILMS_TORCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        cfg, t = self.cfg, self.cfg.training
+        set_seed(t.seed)
+        self.source = loader.resolve_source(cfg.base_model, cfg.project_root)
+        self.tokenizer = loader.load_tokenizer(self.source, cfg.base_model.chat_template)
+        train_rows, eval_rows = batching.split_rows(self.dataset.rows, cfg.dataset.eval_fraction, t.seed)
+        self.train_examples: list[Example] = encode_rows(self.tokenizer, train_rows, cfg.dataset.format, t.seq_len)
+        self.eval_examples: list[Example] = encode_rows(self.tokenizer, eval_rows, cfg.dataset.format, t.seq_len)
+        if not self.train_examples:
+            raise ActionError(
+                "no training example has a token to learn from after templating and truncation",
+                hint="check training.seq_len and that rows have assistant/completion text",
+            )
+        self.micro_per_epoch = batching.micro_batches_per_epoch(len(self.train_examples), t.batch_size)
+        steps_per_epoch = math.ceil(self.micro_per_epoch / t.gradient_accumulation_steps)
+        self.total_steps = t.max_steps or t.epochs * steps_per_epoch
+
+        self.model = self._build_model()
+        self.device = next(p for p in self.model.parameters()).device
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(
+            t.lr_scheduler,
+            self.optimizer,
+            num_warmup_steps=math.ceil(t.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.state = TrainerState()
+        self._order: list[int] = []
+        self._order_epoch = -1
+        latest = checkpoint.latest_checkpoint(self.run_dir) if self.resume else None
+        if latest is not None:
+            self.state = checkpoint.load_checkpoint(latest, self.model, self.optimizer, self.scheduler)
+
+    def _build_model(self) -> Any:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        cfg, t = self.cfg, self.cfg.training
+        quant = cfg.quantization if cfg.method == "qlora" else None
+        model = loader.load_base_model(self.source, quant)
+        model.config.use_cache = False
+        if quant is not None:
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=t.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif t.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_seed(t.seed)  # LoRA A init draws from the global RNG: seed right before creating the adapter
+        model = get_peft_model(model, loader.peft_config(cfg))
+        model.train()
+        return model
+
+    # ---------------------------------------------------------------- train
+    def train(self) -> None:
+        from tqdm import tqdm
+
+        t = self.cfg.training
+        state = self.state
+        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state.step,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+            disable=not self.show_progress,
+            desc=self.cfg.adapter,
+        )
+        window_tokens = 0
+        window_seconds = 0.0
+        try:
+            while state.step < self.total_steps:
+                started = time.perf_counter()
+                carried = 0.0
+                loss, tokens = self._optimizer_step()
+                state.tokens_seen += tokens
+                window_tokens += tokens
+                state.train_history.append([state.step, loss, self.scheduler.get_last_lr()[0]])
+                if state.step % t.eval_steps == 0 and state.step < self.total_steps and self.eval_examples:
+                    state.eval_history.append([state.step, self.evaluate()])
+                stopping = self._stop_signal is not None
+                if (state.step % t.save_steps == 0 and state.step < self.total_steps) or stopping:
+                    state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
+                    carried = time.perf_counter() - started  # the checkpoint records time up to here
+                    state.elapsed_seconds += carried
+                    started = time.perf_counter()
+                    checkpoint.save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, state)
+                seconds = time.perf_counter() - started
+                state.elapsed_seconds += seconds
+                state.step_seconds.append(round(carried + seconds, 6))
+                window_seconds += carried + seconds
+                bar.update(1)
+                if state.step % t.logging_steps == 0 or state.step == self.total_steps:
+                    state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
+                    bar.set_postfix(
+                        loss=f"{loss:.4f}", tok_s=f"{window_tokens / max(window_seconds, 1e-9):.0f}", refresh=False
+                    )
+                    window_tokens, window_seconds = 0, 0.0
+                if stopping:
+                    name = signal.Signals(self._stop_signal).name  # type: ignore[arg-type]
+                    raise Interrupted(
+                        f"training stopped by {name} at step {state.step}/{self.total_steps}; checkpoint written",
+                        hint=f"continue with `vilms train {self.cfg.adapter} --resume`",
+                    )
+        finally:
+            bar.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _optimizer_step(self) -> tuple[float, int]:
+        import torch
+
+        t, state = self.cfg.training, self.state
+        if self._order_epoch != state.epoch:
+            self._order = batching.epoch_order(len(self.train_examples), t.seed, state.epoch)
+            self._order_epoch = state.epoch
+        n_micro = min(t.gradient_accumulation_steps, self.micro_per_epoch - state.micro_index)
+        total_loss = 0.0
+        tokens = 0
+        for _ in range(n_micro):
+            batch = batching.batch_for(
+                self.train_examples, self._order, state.micro_index, t.batch_size, self.tokenizer.pad_token_id
+            )
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            loss = self.model(**batch).loss / n_micro
+            loss.backward()
+            total_loss += float(loss.detach())
+            tokens += int(batch["attention_mask"].sum())
+            state.micro_index += 1
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        if state.micro_index >= self.micro_per_epoch:
+            state.epoch += 1
+            state.micro_index = 0
+        return total_loss, tokens
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self) -> float | None:
+        """Mean token loss on the held-out split (assistant/completion tokens only)."""
+        import torch
+
+        if not self.eval_examples:
+            return None
+        t = self.cfg.training
+        self.model.eval()
+        loss_sum = 0.0
+        count = 0
+        with torch.no_grad():
+            for start in range(0, len(self.eval_examples), t.batch_size):
+                batch = batching.collate(self.eval_examples[start : start + t.batch_size], self.tokenizer.pad_token_id)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                n = int((batch["labels"][:, 1:] != -100).sum())
+                if n == 0:
+                    continue
+                loss_sum += float(self.model(**batch).loss) * n
+                count += n
+        self.model.train()
+        return loss_sum / count if count else None
+
+    def run_gate(self) -> tuple[float | None, gate.GateResult]:
+        eval_loss = self.evaluate()
+        regression = gate.run_regression(self.model, self.tokenizer, self.cfg.gate)
+        return eval_loss, gate.decide(self.cfg.gate, eval_loss, regression)
+
+    # ---------------------------------------------------------------- cleanup
+    def save_adapter(self) -> Path:
+        from .atomic import atomic_directory
+
+        target = self.run_dir / "adapter"
+        with atomic_directory(target) as tmp:
+            self.model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+        return target
+
+    def run(self) -> RecipeResult:
+        self.setup()
+        self.train()
+        eval_loss, result = self.run_gate()
+        self.save_adapter()
+        return RecipeResult(state=self.state, eval_loss=eval_loss, gate=result, total_steps=self.total_steps)
