@@ -8,7 +8,7 @@ Ollama's /v1 API ignores context size.
 from __future__ import annotations
 
 from vilms.compiler import weights
-from vilms.compiler.chat_templates import FORMATS
+from vilms.compiler.chat_templates import get_template
 from vilms.compiler.modelfile_syntax import Command, parse
 from vilms.compiler.plan import Deployment, Model, Plan
 from vilms.compiler.render.jinja import render_text
@@ -35,7 +35,7 @@ def adapter_gguf(run_id: str) -> str:
 def _stops(model: Model, extra: tuple[str, ...]) -> list[str]:
     """A derived model's ``stop`` list: Ollama replaces (not extends) the base model's list when a
     Modelfile sets ``stop``, so the chat template's own stop tokens come first, then the alias's."""
-    fmt = FORMATS.get(model.chat_template or "")
+    fmt = get_template(model.chat_template or "")
     out: list[str] = []
     for stop in (*(fmt.stop if fmt else ()), *extra):
         if stop not in out:
@@ -53,9 +53,9 @@ def modelfiles(plan: Plan, dep: Deployment) -> dict[str, str]:
     for model_name in dep.models:
         model = plan.models[model_name]
         commands = [Command("model", ollama_from(model))]
-        fmt = FORMATS.get(model.chat_template or "")
+        fmt = get_template(model.chat_template or "")
         if fmt:
-            commands.append(Command("template", fmt.template))
+            commands.append(Command("template", fmt.ollama))
         commands.append(Command("num_ctx", str(dep.context_of(model_name))))
         if fmt:
             commands.extend(Command("stop", s) for s in fmt.stop)

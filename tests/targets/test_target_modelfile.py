@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.projects import artefacts, compiled_in_memory
 from tests.support.validators import load_yaml, modelfile_roundtrip
-from vilms.compiler.chat_templates import FORMATS
+from vilms.compiler.chat_templates import TEMPLATES
 from vilms.compiler.modelfile_syntax import MESSAGE_ROLES, PARAMETERS, parse
 
 MODELFILES = artefacts(lambda rel: rel.endswith(".Modelfile"))
@@ -66,7 +66,7 @@ def test_template_and_stop_follow_the_chat_template(project, rel):
             assert own[: len(base_stops)] == base_stops
         return
     template = next(c.args for c in commands if c.name == "template")
-    fmt = next((f for f in FORMATS.values() if f.template == template), None)
+    fmt = next((f for f in TEMPLATES.values() if f.ollama == template), None)
     assert fmt is not None, "TEMPLATE is one of the known chat formats"
     stops = [c.args for c in commands if c.name == "stop"]
     assert stops[: len(fmt.stop)] == list(fmt.stop)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.modelfile_syntax import parse
 from vilms.trainers.chat_templates import TEMPLATES
-from vilms.trainers.export.modelfile import quote, render_modelfile
+from vilms.trainers.export.modelfile import render_modelfile
 from vilms.trainers.export.vllm import check_adapter
 
 from .conftest import write_project
@@ -23,49 +23,17 @@ PROMPT = [
 ]
 
 
-# ---------------------------------------------------------------- Modelfile grammar (Ollama parser.go)
 def parse_modelfile(text: str) -> list[tuple[str, str]]:
-    """A small parser that follows Ollama's Modelfile grammar for the commands we write."""
-    commands: list[tuple[str, str]] = []
-    i = 0
-    while i < len(text):
-        if text[i] in " \t\n":
-            i += 1
-            continue
-        if text[i] == "#":
-            i = text.index("\n", i) + 1
-            continue
-        match = re.match(r"([A-Za-z]+)[ \t]+", text[i:])
-        assert match, text[i : i + 20]
-        name = match.group(1).upper()
-        i += match.end()
-        if name == "PARAMETER":
-            key = re.match(r"(\w+)[ \t]+", text[i:])
-            assert key
-            name = f"PARAMETER {key.group(1)}"
-            i += key.end()
-        for quote_ in ('"""', '"'):
-            if text.startswith(quote_, i):
-                end = text.index(quote_, i + len(quote_))
-                commands.append((name, text[i + len(quote_) : end]))
-                i = end + len(quote_)
-                break
-        else:
-            end = text.find("\n", i)
-            end = len(text) if end < 0 else end
-            commands.append((name, text[i:end]))
-            i = end
-    return commands
+    """(command, value) pairs from the compiler's Ollama-grammar parser."""
+    names = {"model": "FROM", "adapter": "ADAPTER", "template": "TEMPLATE", "system": "SYSTEM"}
+    return [(names.get(c.name, f"PARAMETER {c.name}"), c.args) for c in parse(text)]
 
 
-def test_quote_rule() -> None:
-    assert quote("<|im_end|>") == "<|im_end|>"
-    assert quote("a\nb") == '"a\nb"'
-    assert quote(" lead") == '" lead"'
-    assert quote('say "hi"\nthen') == '"""say "hi"\nthen"""'
-    assert quote('plain "quoted" word') == 'plain "quoted" word'
+def test_unrepresentable_values_are_refused() -> None:
+    text = render_modelfile(TEMPLATES["chatml"], system='say "hi"\nthen')
+    assert ("SYSTEM", 'say "hi"\nthen') in parse_modelfile(text)
     with pytest.raises(ActionError):
-        quote('a """ b')
+        render_modelfile(TEMPLATES["chatml"], system="carriage\rreturn")
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))

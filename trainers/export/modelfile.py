@@ -1,26 +1,14 @@
 """An Ollama Modelfile for the exported GGUF, from the chat template used in training.
 
-Values are quoted with Ollama's canonical rule (``parser.Command.String``): a value with a
-newline or a leading/trailing space is wrapped in triple quotes when it contains a double
-quote, otherwise in double quotes; everything else is written bare. A value containing a
-triple quote cannot be represented and is rejected.
+Written with the compiler's Modelfile writer (Ollama's canonical quoting) and checked
+with its parser, so a value Ollama cannot represent is refused instead of written.
 """
 
 from __future__ import annotations
 
+from vilms.compiler.chat_templates import ChatTemplate
 from vilms.compiler.errors import ActionError
-
-from ..chat_templates import ChatTemplate
-
-
-def quote(value: str) -> str:
-    if '"""' in value:
-        raise ActionError("a Modelfile value cannot contain three double quotes in a row")
-    if "\n" in value or value != value.strip(" "):
-        if '"' in value:
-            return f'"""{value}"""'
-        return f'"{value}"'
-    return value
+from vilms.compiler.modelfile_syntax import Command, ModelfileSyntaxError, parse, render
 
 
 def render_modelfile(
@@ -30,14 +18,21 @@ def render_modelfile(
     adapter_file: str | None = None,
     system: str | None = None,
 ) -> str:
-    lines = [f"FROM {model_file}"]
+    commands = [Command("model", model_file)]
     if adapter_file:
-        lines.append(f"ADAPTER {adapter_file}")
-    lines.append(f"TEMPLATE {quote(template.ollama)}")
+        commands.append(Command("adapter", adapter_file))
+    commands.append(Command("template", template.ollama))
     if system:
-        lines.append(f"SYSTEM {quote(system)}")
-    for stop in template.stop:
-        lines.append(f"PARAMETER stop {quote(stop)}")
+        commands.append(Command("system", system))
+    commands.extend(Command("stop", stop) for stop in template.stop)
     if num_ctx:
-        lines.append(f"PARAMETER num_ctx {num_ctx}")
-    return "\n".join(lines) + "\n"
+        commands.append(Command("num_ctx", str(num_ctx)))
+    text = render(commands)
+    try:
+        same = parse(text) == commands
+    except ModelfileSyntaxError:
+        same = False
+    if not same:
+        raise ActionError("the Modelfile cannot represent these values (Ollama's quoting has no escapes)",
+                          hint="remove triple quotes, carriage returns and control characters from the system prompt")
+    return text
