@@ -215,7 +215,7 @@ def manifest(
         "confidence": confidence,
     }
     target = mf.write_manifest(dataset, name or path.name.split(".")[0], path.name, provenance, stats)
-    click.echo(f"wrote {target}")
+    click.echo(f"wrote {target}; pin the content with sha256: {dataset.sha256} under datasets: in vilms.yaml")
 
 
 COMMANDS = (train, approve, export, data)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import PurePosixPath
 
+from vilms.compiler.digest import sha256_file
 from vilms.compiler.document import Document
 from vilms.compiler.validate.report import Reporter
 
@@ -34,11 +34,3 @@ def check(doc: Document, report: Reporter) -> None:
 def _escapes(path: str) -> bool:
     pure = PurePosixPath(path)
     return pure.is_absolute() or ".." in pure.parts
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

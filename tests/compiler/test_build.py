@@ -158,3 +158,20 @@ def test_writes_no_group_or_world_writable_files(project, vilms):
     assert vilms("build", "-f", str(path)).code == 0
     for file in (path.parent / "generated").rglob("*"):
         assert not os.stat(file).st_mode & 0o022
+
+
+def test_build_refuses_a_dataset_whose_content_changed_since_it_was_pinned(project, vilms):
+    import hashlib
+
+    path = project(MINIMAL)
+    data = path.parent / "data" / "support.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
+    pinned = hashlib.sha256(data.read_bytes()).hexdigest()
+    path.write_text(MINIMAL.replace("format: chat}", f"format: chat, sha256: {pinned}}}"))
+    assert vilms("build", "-f", str(path)).code == 0
+    data.write_text(data.read_text() + '{"messages": [{"role": "user", "content": "new"}, {"role": "assistant", "content": "row"}]}\n')
+    result = vilms("build", "-f", str(path))
+    assert result.code == 1
+    assert "datasets.support.sha256: content of data/support.jsonl changed since it was pinned" in result.err
+    assert "vilms data manifest" in result.err

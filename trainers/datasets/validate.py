@@ -78,14 +78,6 @@ def load_dataset(path: Path, fmt: str, display: str | None = None, max_line_byte
     return Dataset(path=path, format=fmt, rows=tuple(rows), sha256=digest.hexdigest(), size_bytes=path.stat().st_size)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lines(handle: BinaryIO, limit: int, digest: Any) -> Iterator[tuple[int, bytes, int]]:
     """Yield (line number, bytes without newline, overlong size or 0) with bounded reads."""
     lineno = 0

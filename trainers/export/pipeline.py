@@ -12,13 +12,13 @@ Layout under ``artifacts/<run_id>/``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from vilms.compiler.digest import sha256_file
 from vilms.compiler.errors import ActionError
 
 from .. import runs
@@ -29,14 +29,6 @@ from ..loader import resolve_source
 from ..trainer import RUN_CONFIG
 from .modelfile import render_modelfile
 from .vllm import check_adapter
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -114,7 +106,7 @@ def export_run(
         "quantize": [q.upper() for q in quants],
         "vllm": vllm.as_dict(),
         "notes": notes,
-        "files": {str(p.relative_to(run_path)): _sha256(p) for p in files if p.is_file()},
+        "files": {str(p.relative_to(run_path)): sha256_file(p) for p in files if p.is_file()},
     }
     runs.update_record(run_path, export=section)
     return section
