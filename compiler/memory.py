@@ -75,6 +75,9 @@ VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 NF4_DOUBLE_QUANT_BITS = 4.127  # 4-bit NF4 + 0.127 bit/param constants with double quant (QLoRA paper)
 NF4_BITS = 4.5  # without double quant: fp32 absmax per 64 weights
 CUDA_CONTEXT = GIB // 2  # "CUDA context/allocator ≈ 0.5–1 GB" (reference §8)
+# resident size of the trainer process itself on a CPU (Python + torch + transformers + peft
+# imported): 413 MiB measured by bench/train.py on torch 2.13 CPU
+CPU_TRAINER_RUNTIME = 420 * MIB
 FRAGMENTATION = 1.1  # "×1.1–1.2 fragmentation"
 ACT_SAVED_BYTES = 2  # per layer input kept by gradient checkpointing (bf16)
 ACT_LAYER_BYTES = 34  # Korthikanti et al. 2022 per-layer working set, s·b·h·34 (no score term with SDPA)
@@ -97,6 +100,7 @@ class Recipe:
     # fp32 grad 4 + bf16 grad 2 (§8's 2+4+4 is the floor); None = chunked/fused cross-entropy
     logit_bytes: int | None = 16
     cuda_context: int = CUDA_CONTEXT
+    cpu_runtime: int = CPU_TRAINER_RUNTIME
     fragmentation: float = FRAGMENTATION
 
 
@@ -477,14 +481,15 @@ def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAIN
         act_how = "no checkpointing: L·b·s·h·34"
     logits = 0 if recipe.logit_bytes is None else b * s * V * recipe.logit_bytes
     tensors = weights + lora_bytes + optimizer + activations + logits
-    runtime = int(tensors * (recipe.fragmentation - 1)) + (recipe.cuda_context if cuda else 0)
+    runtime = int(tensors * (recipe.fragmentation - 1)) + (recipe.cuda_context if cuda else recipe.cpu_runtime)
     details = {
         "weights": weights_how,
         "lora": f"{_params(trainable)} trainable (r={lora['r']}, {len(lora['target_modules'])} modules) × {recipe.adapter_bytes} bytes",
         "optimizer": f"AdamW, {recipe.optimizer_bytes} bytes × trainable",
         "activations": f"{act_how}, b={b}, s={s}",
         "logits": "chunked loss" if recipe.logit_bytes is None else f"b·s·V·{recipe.logit_bytes}",
-        "runtime": f"×{recipe.fragmentation:g} fragmentation" + (f" + {_gib(recipe.cuda_context)} CUDA context" if cuda else ""),
+        "runtime": f"×{recipe.fragmentation:g} fragmentation"
+                   + (f" + {_gib(recipe.cuda_context)} CUDA context" if cuda else f" + {_mib(recipe.cpu_runtime)} trainer process"),
     }
     return Estimate(label=label, weights=weights, lora=lora_bytes, optimizer=optimizer, activations=activations,
                     logits=logits, runtime=runtime, budget=budget, budget_note=budget_note, details=details,
