@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError
-from vilms.compiler.validate import engines, files, names, references, secrets
+from vilms.compiler.validate import engines, files, names, references, releases, secrets
 from vilms.compiler.validate.report import Reporter
 from vilms.compiler.validate.schema_pass import check_schema
 
-SEMANTIC_PASSES = (references.check, names.check, secrets.check, engines.check, files.check)
+SEMANTIC_PASSES = (references.check, names.check, secrets.check, engines.check, files.check, releases.check)
 
 
 def diagnose(doc: Document) -> list[Diagnostic]:

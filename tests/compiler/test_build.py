@@ -175,3 +175,27 @@ def test_build_refuses_a_dataset_whose_content_changed_since_it_was_pinned(proje
     assert result.code == 1
     assert "datasets.support.sha256: content of data/support.jsonl changed since it was pinned" in result.err
     assert "vilms data manifest" in result.err
+
+
+def _released(run_id: str) -> str:
+    return MINIMAL.replace("    hardware: gpu1\n", f"    hardware: gpu1\n    release: {run_id}\n", 1)
+
+
+def test_release_must_name_a_run_of_that_adapter(project, vilms):
+    result = vilms("validate", "-f", str(project(_released("other-20261123T152000Z-1a2b3c"))))
+    assert result.code == 1
+    assert "adapters.support-v1.release: run 'other-20261123T152000Z-1a2b3c' was trained for adapter 'other'" in result.err
+
+
+@pytest.mark.parametrize("gate,ok", [("passed", True), ("approved", True), ("needs_approval", False), ("failed", False)])
+def test_a_local_run_is_released_only_when_its_gate_allows(project, vilms, gate, ok):
+    run_id = "support-v1-20261123T152000Z-1a2b3c"
+    path = project(_released(run_id))
+    run = path.parent / "artifacts" / run_id
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"adapter": "support-v1", "status": "completed", "gate": {"status": gate}}))
+    result = vilms("validate", "-f", str(path))
+    assert (result.code == 0) is ok, result.err
+    if not ok:
+        assert f"run '{run_id}' cannot be released: status completed, gate {gate}" in result.err
+        assert f"vilms approve {run_id}" in result.err

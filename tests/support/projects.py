@@ -49,7 +49,7 @@ adapters:
     method: lora
     lora: {r: 8}
     hardware: l40s
-    release: tickets-r8-20261101-aaaaaa
+    release: tickets-r8-20261101T091500Z-aaaaaa
   tickets-r100:
     base: llama3.1-8b
     dataset: tickets
@@ -99,7 +99,7 @@ adapters:
     method: lora
     lora: {r: 32}
     hardware: agx
-    release: faq-v1-20261102-bbbbbb
+    release: faq-v1-20261102T091500Z-bbbbbb
   faq-v2:
     base: llama3.2-3b
     dataset: faq
@@ -176,7 +176,7 @@ adapters:
     method: qlora
     lora: {r: 16}
     hardware: agx64
-    release: support-v1-20261103-cccccc
+    release: support-v1-20261103T091500Z-cccccc
 aliases:
   chat: qwen2.5-1.5b
   support: {model: qwen2.5-1.5b, adapter: support-v1, fallbacks: [chat]}
@@ -214,7 +214,7 @@ adapters:
     lora: {r: 256}
     training: {batch_size: 1, gradient_accumulation_steps: 8, seq_len: 1024}
     hardware: h100x4
-    release: legal-v1-20261104-dddddd
+    release: legal-v1-20261104T091500Z-dddddd
   legal-v2:
     base: llama3.1-70b
     dataset: legal

@@ -48,7 +48,7 @@ OLLAMA_BASE = {
     "models": {"m": {"source": "hf:meta-llama/Llama-3.2-1B-Instruct", "ollama": "llama3.2:1b", "family": "llama", "context": 4096, "chat_template": "llama3"}},
     "datasets": {"d": {"path": "data/d.jsonl", "format": "chat"}},
     "adapters": {"a": {"base": "m", "dataset": "d", "method": "lora", "lora": {"r": 8}, "hardware": "orin",
-                       "release": "run-1",
+                       "release": "a-20261101T091500Z-abcdef",
                        "gate": {"regression": [{"prompt": "hello", "expect_substring": "hi"}]}}},
     "aliases": {"chat": "m", "bot": {"model": "m", "adapter": "a", "system": "Be nice.",
                                      "params": {"stop": ["END"]}, "fallbacks": ["chat"]}},

@@ -1,0 +1,47 @@
+"""Semantic pass: an adapter's ``release`` names a run of that adapter, and a run found in
+``artifacts/`` may only be released when its evaluation gate passed or a human approved it.
+
+Artefacts are not in git, so a run that is not present locally is taken on trust (CI builds
+without artifacts); one that is present is checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vilms.compiler.document import Document
+from vilms.compiler.errors import VilmsError
+from vilms.compiler.validate.report import Reporter
+
+RUN_ID = re.compile(r"^(?P<adapter>[a-z0-9][a-z0-9._-]*)-\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+def check(doc: Document, report: Reporter) -> None:
+    for name, adapter in doc.data.get("adapters", {}).items():
+        run_id = adapter.get("release")
+        if run_id is None:
+            continue
+        path = ("adapters", name, "release")
+        match = RUN_ID.match(run_id)
+        if not match:
+            report.error(path, f"{run_id!r} is not a run id", hint=f"run ids look like {name}-20261123T152000Z-1a2b3c (see artifacts/)")
+            continue
+        if match.group("adapter") != name:
+            report.error(path, f"run {run_id!r} was trained for adapter {match.group('adapter')!r}, not {name!r}")
+            continue
+        if (doc.root / "artifacts" / run_id / "run.json").is_file():
+            _check_local_run(doc, report, path, run_id)
+
+
+def _check_local_run(doc: Document, report: Reporter, path: tuple, run_id: str) -> None:
+    from vilms.trainers.runs import load_run  # stdlib only; reads artifacts/<run>/run.json
+
+    try:
+        run = load_run(doc.root, run_id)
+    except VilmsError as exc:
+        report.error(path, f"run {run_id!r} cannot be read: {exc.message}")
+        return
+    if not run.releasable:
+        gate = run.gate_status or "not evaluated"
+        report.error(path, f"run {run_id!r} cannot be released: status {run.status}, gate {gate}",
+                     hint=f"release a run whose gate passed, or record a decision with `vilms approve {run_id} --reason ...`")
