@@ -8,7 +8,7 @@ resolved plan, so the pipeline runs it after resolve.
 from __future__ import annotations
 
 from vilms.compiler.document import Document
-from vilms.compiler.errors import Diagnostic, InvalidInputError
+from vilms.compiler.errors import Diagnostic
 from vilms.compiler.validate import engines, files, names, references, releases, secrets
 from vilms.compiler.validate.report import Reporter
 from vilms.compiler.validate.schema_pass import check_schema
@@ -24,10 +24,3 @@ def diagnose(doc: Document) -> list[Diagnostic]:
         for check in SEMANTIC_PASSES:
             check(doc, report)
     return sorted(set(report.diagnostics))
-
-
-def validate(doc: Document) -> None:
-    """Raise :class:`InvalidInputError` when ``doc`` has any problem."""
-    found = diagnose(doc)
-    if found:
-        raise InvalidInputError(found)

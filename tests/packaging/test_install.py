@@ -19,7 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 def installed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+    # build from a copy: setuptools writes build/ and *.egg-info into the source folder
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "generated", "__pycache__", "build", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
                    check=True, capture_output=True, text=True)
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=True)
