@@ -16,6 +16,7 @@ from typing import Any
 from vilms.compiler.document import Document
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError
 from vilms.compiler.load import parse
+from vilms.compiler.validate.schema_pass import type_phrase
 
 CHAT_TEMPLATES = ("chatml", "llama3", "mistral", "gemma", "phi3", "tokenizer")
 FORMATS = ("chat", "completion", "text")
@@ -251,24 +252,6 @@ def _tuple(path: str) -> tuple[str | int, ...]:
     return tuple(int(t[1:-1]) if t.startswith("[") else t for t in re.findall(r"\[\d+\]|[^.\[\]]+", path))
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def _check(value: Any, spec: Any, path: str, file: str, diags: list[Diagnostic], at: tuple[int, int], doc: Document) -> None:
     def err(message: str) -> None:
         diags.append(Diagnostic(file, at[0], at[1], path or "<root>", message))
@@ -279,7 +262,7 @@ def _check(value: Any, spec: Any, path: str, file: str, diags: list[Diagnostic],
         spec = spec[1]
     if isinstance(spec, dict):
         if not isinstance(value, dict):
-            err(f"expected a mapping, got {_type_name(value)}")
+            err(f"expected a mapping, got {type_phrase(value)}")
             return
         for key in value:
             if key not in spec:
@@ -300,7 +283,7 @@ def _check(value: Any, spec: Any, path: str, file: str, diags: list[Diagnostic],
         return
     if isinstance(spec, tuple) and spec[0] == "list":
         if not isinstance(value, list):
-            err(f"expected a list, got {_type_name(value)}")
+            err(f"expected a list, got {type_phrase(value)}")
             return
         for index, item in enumerate(value):
             _check(item, spec[1], f"{path}[{index}]", file, diags, doc.locate(_tuple(f"{path}[{index}]")), doc)
@@ -318,7 +301,7 @@ def _check(value: Any, spec: Any, path: str, file: str, diags: list[Diagnostic],
     }[spec]
     if not ok:
         wanted = {_INT: "an integer", _NUM: "a number", _STR: "a string", _BOOL: "a boolean"}[spec]
-        err(f"expected {wanted}, got {_type_name(value)}")
+        err(f"expected {wanted}, got {type_phrase(value)}")
 
 
 def _join(path: str, key: str) -> str:

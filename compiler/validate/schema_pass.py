@@ -45,7 +45,7 @@ def _translate(error: ValidationError, report: Reporter) -> None:
             for inner in branch:
                 _translate(inner, report)
             return
-        report.error(path, f"must be {_describe_alternatives(error.validator_value)}, not {_type_of(value)}")
+        report.error(path, f"must be {_describe_alternatives(error.validator_value)}, not {type_phrase(value)}")
         return
     if "propertyNames" in error.schema_path:
         pattern_schema = error.schema
@@ -73,11 +73,11 @@ def _translate(error: ValidationError, report: Reporter) -> None:
         hint = None
         if "string" in expected and isinstance(value, (int, float)) and not isinstance(value, bool):
             hint = f'quote it: "{value}"'
-        report.error(path, f"must be {words}, not {_type_of(value)}", hint=hint)
+        report.error(path, f"must be {words}, not {type_phrase(value)}", hint=hint)
         return
     if kind == "enum":
         options = [str(o) for o in error.validator_value]
-        got = value if isinstance(value, str) else _type_of(value)
+        got = value if isinstance(value, str) else type_phrase(value)
         suggestion = did_you_mean(str(value), options) if isinstance(value, str) else ""
         report.error(path, f"{got!r} is not one of {', '.join(options)}{suggestion}")
         return
@@ -147,7 +147,8 @@ def _type_of_json(value: Any) -> str:
     return "object"
 
 
-def _type_of(value: Any) -> str:
+def type_phrase(value: Any) -> str:
+    """How a message names the JSON type of ``value``: "a string", "an integer", "a mapping", ..."""
     return _TYPE_NAMES.get(_type_of_json(value), "a value")
 
 

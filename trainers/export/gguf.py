@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +196,9 @@ def write_llama_gguf(model_dir: Path, out_path: Path, outtype: str = "f32", name
     vocab_size = int(config["vocab_size"])
     tokens, types, pre, tokenizer = _vocab(model_dir, vocab_size)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     arch = gguf_arch(config)
     permute = needs_rope_permutation(config)
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    try:
+    with gguf_writer(out_path, arch) as writer:
         writer.add_name(name or model_dir.name)
         writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
         writer.add_embedding_length(hidden)
@@ -242,6 +241,19 @@ def write_llama_gguf(model_dir: Path, out_path: Path, outtype: str = "f32", name
                     if outtype == "f16" and data.ndim > 1:
                         data = data.astype(np.float16)
                     writer.add_tensor(target, np.ascontiguousarray(data))
+    return out_path
+
+
+@contextmanager
+def gguf_writer(out_path: Path, arch: str) -> Iterator[Any]:
+    """A GGUFWriter on a temporary file that replaces ``out_path`` only when the body succeeds."""
+    import gguf
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    try:
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -251,4 +263,3 @@ def write_llama_gguf(model_dir: Path, out_path: Path, outtype: str = "f32", name
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return out_path

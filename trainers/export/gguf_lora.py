@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from vilms.compiler.errors import ActionError
 
-from .gguf import MODULE_NAMES, gguf_arch, head_counts, load_hparams, needs_rope_permutation, permute_rows
+from .gguf import MODULE_NAMES, gguf_arch, gguf_writer, head_counts, load_hparams, needs_rope_permutation, permute_rows
 
 _NAME = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
 
@@ -65,25 +64,13 @@ def write_lora_gguf(adapter_dir: Path, base_dir: Path, out_path: Path) -> Path:
     if incomplete or not pairs:
         raise ActionError(f"adapter in {adapter_dir} has no complete lora_A/lora_B pairs")
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), gguf_arch(config))
-    try:
+    with gguf_writer(out_path, gguf_arch(config)) as writer:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, effective_alpha(adapter_config))
         for base in sorted(pairs, key=_order):
             writer.add_tensor(base + ".lora_a", pairs[base]["A"])
             writer.add_tensor(base + ".lora_b", pairs[base]["B"])
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return out_path
 
 
