@@ -23,6 +23,13 @@ FILE_OPTION = click.option(
     show_default=True, help="The vilms.yaml to read; generated/ is written beside it.",
 )
 
+# optional dependency → the extra that installs it
+EXTRA_OF = {
+    **dict.fromkeys(("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "tokenizers",
+                     "numpy", "gguf", "matplotlib", "tqdm"), "train"),
+    **dict.fromkeys(("aiohttp", "llama_cpp", "uvloop"), "serve"),
+}
+
 # name → (module, attribute, one-line help): loaded only when the command runs
 LAZY_COMMANDS = {
     "serve": ("vilms.runtime.gateway.command", "serve", "Run the OpenAI-compatible gateway for a deployment."),
@@ -162,6 +169,12 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None or os.environ.get("VILMS_DEBUG"):
+            raise
+        click.echo(f"this command needs {exc.name}, which is not installed\n  hint: pip install 'vilms[{extra}]'", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug in vilms, not bad input: short message, details on demand
         if os.environ.get("VILMS_DEBUG"):
             raise

@@ -110,3 +110,22 @@ def test_internal_errors_are_short_not_tracebacks(project, monkeypatch, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: kaboom" in err and "Traceback" not in err
+
+
+def test_a_missing_extra_is_named_not_a_traceback(tmp_path):
+    (tmp_path / "vilms.yaml").write_text(MINIMAL)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "support.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # as if the train extra were not installed\n"
+        "from vilms.compiler.cli import main\n"
+        "main(['build', '-f', sys.argv[1]])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "vilms.yaml")], capture_output=True, check=False)
+    run = subprocess.run([sys.executable, "-c", code.replace("'build', '-f', sys.argv[1]", "'train', 'support-v1', '-f', sys.argv[1]"),
+                          str(tmp_path / "vilms.yaml")], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "this command needs torch, which is not installed" in run.stderr and "pip install 'vilms[train]'" in run.stderr
+    assert "Traceback" not in run.stderr
