@@ -148,7 +148,7 @@ def explain(deployment: str, file: Path) -> None:
     from vilms.compiler.explain import explain_deployment
     from vilms.compiler.pipeline import compile_plan
 
-    _doc, plan = compile_plan(file)
+    _doc, plan = compile_plan(file, fit=False)
     click.echo(explain_deployment(plan, deployment))
 
 

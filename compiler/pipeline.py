@@ -40,14 +40,15 @@ def diagnostics(file: Path) -> list[Diagnostic]:
     return []
 
 
-def compile_plan(file: Path) -> tuple[Document, Plan]:
-    """load → validate → resolve → check memory fit; raises :class:`InvalidInputError`."""
+def compile_plan(file: Path, *, fit: bool = True) -> tuple[Document, Plan]:
+    """load → validate → resolve → check memory fit (unless ``fit=False``, for `vilms explain`,
+    which shows the estimate either way); raises :class:`InvalidInputError`."""
     doc = load(file, display_name(file))
     found = diagnose(doc)
     if found:
         raise InvalidInputError(found)
     plan = resolve(doc)
-    found = check_fit(doc, plan)
+    found = check_fit(doc, plan) if fit else []
     if found:
         raise InvalidInputError(found)
     return doc, plan

@@ -129,3 +129,11 @@ def test_a_missing_extra_is_named_not_a_traceback(tmp_path):
     assert run.returncode == 1
     assert "this command needs torch, which is not installed" in run.stderr and "pip install 'vilms[train]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_explain_shows_a_deployment_that_does_not_fit(project, vilms):
+    path = project(MINIMAL.replace("laptop: {kind: cpu, memory: 16GiB, cpus: 4}", "laptop: {kind: cpu, memory: 2GiB, cpus: 4}"))
+    assert vilms("build", "-f", str(path)).code == 1
+    result = vilms("explain", "dev", "-f", str(path))
+    assert result.code == 0, result.err
+    assert "DOES NOT FIT" in result.out
