@@ -27,7 +27,8 @@ FILE_OPTION = click.option(
 EXTRA_OF = {
     **dict.fromkeys(("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "tokenizers",
                      "numpy", "gguf", "matplotlib", "tqdm"), "train"),
-    **dict.fromkeys(("aiohttp", "llama_cpp", "uvloop"), "serve"),
+    **dict.fromkeys(("aiohttp", "uvloop"), "gateway"),
+    "llama_cpp": "serve",
 }
 
 # name → (module, attribute, one-line help): loaded only when the command runs
