@@ -29,18 +29,35 @@ def gguf_weights(model: Mapping[str, Any]) -> str | None:
     return None
 
 
-def ollama_from(model: Mapping[str, Any], quant: str) -> str | None:
-    """The Modelfile ``FROM`` value, relative paths as seen from ``generated/<dep>/ollama/``."""
+def ollama_tag(model: Mapping[str, Any]) -> str | None:
+    """The Ollama library tag the model is served from, if any."""
     if "ollama" in model:
         return model["ollama"]
     if model["source"].startswith("ollama:"):
         return model["source"][len("ollama:"):]
+    return None
+
+
+def ollama_local_file(model: Mapping[str, Any]) -> str | None:
+    """The project-relative ``.gguf`` Ollama loads, when it loads a local file."""
+    gguf = gguf_weights(model)
+    if ollama_tag(model) is None and gguf is not None and gguf.startswith("file:"):
+        return gguf[len("file:"):]
+    return None
+
+
+def ollama_from(model: Mapping[str, Any], quant: str) -> str | None:
+    """The Modelfile ``FROM`` value, relative paths as seen from ``generated/<dep>/ollama/``."""
+    tag = ollama_tag(model)
+    if tag is not None:
+        return tag
+    local = ollama_local_file(model)
+    if local is not None:
+        return f"../../../{local}"
     gguf = gguf_weights(model)
     if gguf is None:
         return None
-    if gguf.startswith("hf:"):
-        return f"hf.co/{gguf[3:]}:{OLLAMA_QUANT_TAGS.get(quant, quant.upper())}"
-    return f"../../../{gguf[5:]}"
+    return f"hf.co/{gguf[3:]}:{OLLAMA_QUANT_TAGS.get(quant, quant.upper())}"
 
 
 def trainable(model: Mapping[str, Any]) -> bool:

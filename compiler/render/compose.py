@@ -71,109 +71,121 @@ def _http_probe(url: str) -> list[str]:
 
 def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str, Any]:
     """``modelfile_names``: the Ollama Modelfiles of this deployment (ignored for vLLM)."""
+    if dep.engine == "ollama":
+        services, volumes, waits = _ollama_services(plan, dep, modelfile_names)
+    else:
+        services, volumes, waits = _vllm_services(plan, dep)
+    services["gateway"] = _gateway_service(plan, dep, waits)
+    return {"name": f"{plan.project}-{dep.name}", "services": services, "volumes": volumes}
+
+
+Services = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # services, volumes, what the gateway waits for
+
+
+def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> Services:
+    """One Ollama server and a one-shot init service that creates its models from the Modelfiles."""
+    hw = dep.hardware
+    image = engine_image("ollama", hw)
+    engine = {
+        "image": image,
+        "entrypoint": ["ollama"],
+        "command": ["serve"],
+        "restart": "unless-stopped",
+        "environment": {
+            "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+            "OLLAMA_CONTEXT_LENGTH": str(max(dep.context_of(m) for m in dep.models)),
+            "OLLAMA_NUM_PARALLEL": str(dep.slots),
+            "OLLAMA_MAX_LOADED_MODELS": str(len(dep.models)),
+            "OLLAMA_KEEP_ALIVE": "24h",
+            "OLLAMA_MODELS": "/ollama/models",
+        },
+        "volumes": ["ollama-models:/ollama/models"],
+        "healthcheck": _healthcheck(["CMD", "ollama", "list"], OLLAMA_START_PERIOD),
+        "deploy": {"resources": {"limits": _limits(hw)}},
+        "logging": LOGGING,
+    }
+    _gpu(hw, engine)
+    creates = [
+        "ollama create " + shlex.quote(name[: -len(".Modelfile")])
+        + " -f " + shlex.quote(f"{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama/{name}")
+        for name in _modelfile_order(dep, modelfile_names)
+    ]
+    mounts = [
+        f"./ollama:{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama:ro",
+        f"{PROJECT_ROOT}/artifacts:{OLLAMA_ROOT_IN_INIT}/artifacts:ro",
+    ]
+    for model_name in dep.models:  # FROM a local GGUF: the path the Modelfile names, mirrored
+        local = weights.ollama_local_file(plan.models[model_name].weights)
+        if local is not None:
+            mounts.append(f"{PROJECT_ROOT}/{escape(local)}:{OLLAMA_ROOT_IN_INIT}/{escape(local)}:ro")
+    init = {
+        "image": image,
+        "restart": "no",
+        "entrypoint": ["/bin/sh", "-ec"],
+        "command": [escape(" && ".join(creates))],
+        "environment": {"OLLAMA_HOST": f"http://ollama:{OLLAMA_PORT}"},
+        "volumes": mounts,
+        "depends_on": {"ollama": {"condition": "service_healthy"}},
+        "logging": LOGGING,
+    }
+    return ({"ollama": engine, "ollama-init": init}, {"ollama-models": {}},
+            {"ollama-init": {"condition": "service_completed_successfully"}})
+
+
+def _vllm_services(plan: Plan, dep: Deployment) -> Services:
+    """One vLLM server per model, sharing a Hugging Face cache volume."""
     hw = dep.hardware
     services: dict[str, Any] = {}
-    volumes: dict[str, Any] = {}
-    image = engine_image(dep.engine, hw)
-    gateway_waits: dict[str, Any] = {}
-
-    if dep.engine == "ollama":
-        max_ctx = max(dep.context_of(m) for m in dep.models)
-        engine = {
-            "image": image,
-            "entrypoint": ["ollama"],
-            "command": ["serve"],
+    waits: dict[str, Any] = {}
+    for model_name in dep.models:
+        model = plan.models[model_name]
+        name = compose_service("vllm", model_name)
+        environment: dict[str, str] = {"HF_HOME": "/hf-cache"}
+        if dep.adapters_of(model_name):
+            environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        if model.token_env:
+            environment["HF_TOKEN"] = _secret(model.token_env, f"hub token for {model_name}")
+        mounts = [
+            f"./vllm/{model_name}.yaml:/etc/vilms/vllm.yaml:ro",
+            "hf-cache:/hf-cache",
+            f"{PROJECT_ROOT}/artifacts:{ARTIFACTS_IN_CONTAINER}:ro",
+        ]
+        if model.source.scheme == "file":
+            ref = escape(model.source.ref)
+            mounts.append(f"{PROJECT_ROOT}/{ref}:{MODELS_IN_CONTAINER}/{ref}:ro")
+        service = {
+            "image": engine_image("vllm", hw),
+            "entrypoint": ["vllm", "serve"],
+            "command": ["--config", "/etc/vilms/vllm.yaml"],
             "restart": "unless-stopped",
-            "environment": {
-                "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
-                "OLLAMA_CONTEXT_LENGTH": str(max_ctx),
-                "OLLAMA_NUM_PARALLEL": str(dep.slots),
-                "OLLAMA_MAX_LOADED_MODELS": str(len(dep.models)),
-                "OLLAMA_KEEP_ALIVE": "24h",
-                "OLLAMA_MODELS": "/ollama/models",
-            },
-            "volumes": ["ollama-models:/ollama/models"],
-            "healthcheck": _healthcheck(["CMD", "ollama", "list"], OLLAMA_START_PERIOD),
+            "ipc": "host",
+            "environment": environment,
+            "volumes": mounts,
+            "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), VLLM_START_PERIOD),
             "deploy": {"resources": {"limits": _limits(hw)}},
             "logging": LOGGING,
         }
-        _gpu(hw, engine)
-        services["ollama"] = engine
-        volumes["ollama-models"] = {}
-        creates = [
-            "ollama create " + shlex.quote(name[: -len(".Modelfile")])
-            + " -f " + shlex.quote(f"{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama/{name}")
-            for name in _modelfile_order(dep, modelfile_names)
-        ]
-        mounts = [
-            f"./ollama:{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama:ro",
-            f"{PROJECT_ROOT}/artifacts:{OLLAMA_ROOT_IN_INIT}/artifacts:ro",
-        ]
-        for model_name in dep.models:  # FROM a local GGUF: the path the Modelfile names, mirrored
-            model = plan.models[model_name]
-            gguf = weights.gguf_weights(model.weights)
-            if weights.ollama_from(model.weights, "") == f"../../../{(gguf or '')[5:]}":
-                ref = escape((gguf or "")[5:])
-                mounts.append(f"{PROJECT_ROOT}/{ref}:{OLLAMA_ROOT_IN_INIT}/{ref}:ro")
-        services["ollama-init"] = {
-            "image": image,
-            "restart": "no",
-            "entrypoint": ["/bin/sh", "-ec"],
-            "command": [escape(" && ".join(creates))],
-            "environment": {"OLLAMA_HOST": f"http://ollama:{OLLAMA_PORT}"},
-            "volumes": mounts,
-            "depends_on": {"ollama": {"condition": "service_healthy"}},
-            "logging": LOGGING,
-        }
-        gateway_waits["ollama-init"] = {"condition": "service_completed_successfully"}
-    else:  # vllm
-        volumes["hf-cache"] = {}
-        for model_name in dep.models:
-            model = plan.models[model_name]
-            name = compose_service("vllm", model_name)
-            environment: dict[str, str] = {"HF_HOME": "/hf-cache"}
-            if dep.adapters_of(model_name):
-                environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
-            if model.token_env:
-                environment["HF_TOKEN"] = _secret(model.token_env, f"hub token for {model_name}")
-            mounts = [
-                f"./vllm/{model_name}.yaml:/etc/vilms/vllm.yaml:ro",
-                "hf-cache:/hf-cache",
-                f"{PROJECT_ROOT}/artifacts:{ARTIFACTS_IN_CONTAINER}:ro",
-            ]
-            if model.source.scheme == "file":
-                ref = escape(model.source.ref)
-                mounts.append(f"{PROJECT_ROOT}/{ref}:{MODELS_IN_CONTAINER}/{ref}:ro")
-            service = {
-                "image": image,
-                "entrypoint": ["vllm", "serve"],
-                "command": ["--config", "/etc/vilms/vllm.yaml"],
-                "restart": "unless-stopped",
-                "ipc": "host",
-                "environment": environment,
-                "volumes": mounts,
-                "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), VLLM_START_PERIOD),
-                "deploy": {"resources": {"limits": _limits(hw)}},
-                "logging": LOGGING,
-            }
-            _gpu(hw, service)
-            services[name] = service
-            gateway_waits[name] = {"condition": "service_healthy"}
+        _gpu(hw, service)
+        services[name] = service
+        waits[name] = {"condition": "service_healthy"}
+    return services, {"hf-cache": {}}, waits
 
-    gateway_env: dict[str, str] = {}
+
+def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any]) -> dict[str, Any]:
+    """The gateway: starts once the engine is ready; the only service that publishes a port."""
+    environment: dict[str, str] = {}
     if plan.gateway.api_keys_env:
-        gateway_env[plan.gateway.api_keys_env] = _secret(plan.gateway.api_keys_env, "comma-separated gateway API keys")
+        environment[plan.gateway.api_keys_env] = _secret(plan.gateway.api_keys_env, "comma-separated gateway API keys")
     if plan.gateway.otel_endpoint_env:
-        gateway_env[plan.gateway.otel_endpoint_env] = f"${{{plan.gateway.otel_endpoint_env}:-}}"
+        environment[plan.gateway.otel_endpoint_env] = f"${{{plan.gateway.otel_endpoint_env}:-}}"
     bind = "" if dep.expose else "127.0.0.1:"
-    services["gateway"] = {
+    service: dict[str, Any] = {
         "image": GATEWAY_IMAGE,
         "restart": "unless-stopped",
         "command": ["--routes", "/etc/vilms/routes.yaml", "--host", "0.0.0.0", "--port", str(GATEWAY_CONTAINER_PORT)],
-        "environment": gateway_env,
         "volumes": ["./gateway/routes.yaml:/etc/vilms/routes.yaml:ro"],
         "ports": [f"{bind}{dep.gateway_port}:{GATEWAY_CONTAINER_PORT}"],
-        "depends_on": gateway_waits,
+        "depends_on": waits,
         "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{GATEWAY_CONTAINER_PORT}/healthz"), "10s"),
         "deploy": {"resources": {"limits": dict(GATEWAY_LIMITS)}},
         "read_only": True,
@@ -182,9 +194,9 @@ def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str
         "security_opt": ["no-new-privileges:true"],
         "logging": LOGGING,
     }
-    if not gateway_env:
-        del services["gateway"]["environment"]
-    return {"name": f"{plan.project}-{dep.name}", "services": services, "volumes": volumes}
+    if environment:
+        service["environment"] = environment
+    return service
 
 
 def _modelfile_order(dep: Deployment, names: list[str]) -> list[str]:
