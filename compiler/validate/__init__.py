@@ -13,13 +13,15 @@ from vilms.compiler.validate import engines, files, names, references, releases,
 from vilms.compiler.validate.report import Reporter
 from vilms.compiler.validate.schema_pass import check_schema
 
-SEMANTIC_PASSES = (references.check, names.check, secrets.check, engines.check, files.check, releases.check)
+SEMANTIC_PASSES = (references.check, names.check, engines.check, files.check, releases.check)
 
 
 def diagnose(doc: Document) -> list[Diagnostic]:
-    """All diagnostics for ``doc``, sorted by position."""
+    """All diagnostics for ``doc``, sorted by position. A plaintext secret is reported even
+    when the schema pass failed: it should be rotated now, not after the typos are fixed."""
     report = Reporter(doc)
     check_schema(doc, report)
+    secrets.check(doc, report)
     if not report.diagnostics:
         for check in SEMANTIC_PASSES:
             check(doc, report)

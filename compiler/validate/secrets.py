@@ -14,16 +14,19 @@ ENV_REF = re.compile(r"^env:[A-Z_][A-Z0-9_]{0,127}$")
 
 
 def secret_fields(data: dict) -> list[tuple[tuple, str]]:
-    """Every (path, value) of a field that holds a secret reference."""
+    """Every (path, value) of a string field that holds a secret reference.
+
+    Defensive about shapes: this pass runs even on a document the schema rejected, so a
+    plaintext key is reported at once, whatever else is wrong."""
     found = []
-    gateway = data.get("gateway", {})
-    for key in ("api_keys", "otel_endpoint"):
-        if key in gateway:
-            found.append((("gateway", key), gateway[key]))
-    for name, model in data.get("models", {}).items():
-        if "token" in model:
-            found.append((("models", name, "token"), model["token"]))
-    return found
+    gateway = data.get("gateway")
+    if isinstance(gateway, dict):
+        found.extend((("gateway", key), gateway[key]) for key in ("api_keys", "otel_endpoint") if key in gateway)
+    models = data.get("models")
+    if isinstance(models, dict):
+        found.extend((("models", name, "token"), model["token"])
+                     for name, model in models.items() if isinstance(model, dict) and "token" in model)
+    return [(path, value) for path, value in found if isinstance(value, str)]
 
 
 def check(doc: Document, report: Reporter) -> None:

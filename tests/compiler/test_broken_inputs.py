@@ -151,3 +151,10 @@ def test_json_format(project, vilms):
     (diag,) = report["diagnostics"]
     assert diag["path"] == "adapters.support-v1.base" and diag["line"] == 18 and diag["column"] == 11
     assert "did you mean 'qwen2.5-1.5b'" in diag["message"]
+
+
+def test_plaintext_secret_is_reported_alongside_schema_errors(project, vilms):
+    content = swap("api_keys: env:VILMS_API_KEYS", "api_keys: sk-live-0123456789abcdef").replace("context: 8192", "context: big")
+    result = vilms("validate", "-f", str(project(content)))
+    assert "plaintext secret" in result.err and "must be an integer" in result.err
+    assert "sk-live" not in result.err
