@@ -1,0 +1,157 @@
+"""The whole loop on a tiny model, through the CLI: build → train → export → release →
+build → run the llama.cpp servers the local plan lists → `vilms serve` → a chat request
+per alias, answered by the base model's server and by the server that applies the released
+adapter (that a GGUF LoRA changes llama.cpp's logits as the HF adapter does is proven in
+tests/trainers/test_export.py).
+
+No Docker: the llama.cpp processes are started exactly as ``generated/dev/local.yaml``
+describes them (model file, context, LoRA files, port), the way the local runner will.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+pytest.importorskip("aiohttp")
+
+CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+
+
+def _vilms(*args: str, cwd: Path) -> str:
+    result = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"vilms {' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else "process exited"
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # up (e.g. 401 without a key)
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline, f"{url} did not come up"
+            time.sleep(0.2)
+
+
+def _chat(port: int, alias: str) -> dict:
+    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": "How do I reset my password?"}],
+                       "max_tokens": 4, "temperature": 0}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer e2e-key"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return {"status": response.status, "headers": dict(response.headers), "body": json.loads(response.read())}
+
+
+def _project(root: Path) -> None:
+    from vilms.trainers.export.gguf import write_llama_gguf
+    from vilms.trainers.tiny import build_tiny_llama, tiny_chat_rows
+
+    model = build_tiny_llama(root / "models" / "tiny")
+    write_llama_gguf(model, root / "models" / "tiny.gguf")
+    (root / "data").mkdir()
+    (root / "data" / "support.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_chat_rows(32)))
+    hf = json.loads((model / "config.json").read_text())
+    architecture = {
+        "layers": hf["num_hidden_layers"], "hidden_size": hf["hidden_size"], "heads": hf["num_attention_heads"],
+        "kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"],
+        "head_dim": hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"],
+        "intermediate_size": hf["intermediate_size"], "vocab_size": hf["vocab_size"],
+        "tie_word_embeddings": bool(hf.get("tie_word_embeddings", False)),
+    }
+    (root / "vilms.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "vilms/v1",
+        "project": "e2e",
+        "hardware": {"laptop": {"kind": "cpu", "memory": "16GiB", "cpus": 2}},
+        "models": {"tiny": {"source": "file:models/tiny", "gguf": "file:models/tiny.gguf", "family": "llama",
+                            "context": 256, "chat_template": "chatml", "architecture": architecture}},
+        "datasets": {"support": {"path": "data/support.jsonl", "format": "chat"}},
+        "adapters": {"support-v1": {
+            "base": "tiny", "dataset": "support", "method": "lora", "hardware": "laptop",
+            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
+            "training": {"epochs": 2, "batch_size": 4, "seq_len": 128, "seed": 3, "save_steps": 4, "eval_steps": 4,
+                         "gradient_checkpointing": False},
+            "gate": {"max_eval_perplexity": 1.0e6, "on_fail": "approval"},
+            "release": None,
+        }},
+        "aliases": {"chat": "tiny", "support-bot": {"model": "tiny", "adapter": "support-v1", "fallbacks": ["chat"]}},
+        "deployments": {"dev": {"hardware": "laptop", "target": "local", "engine": "llamacpp"}},
+        "gateway": {"api_keys": "env:E2E_KEYS"},
+    }, sort_keys=False))
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(900)
+def test_train_release_and_serve_through_the_gateway(tmp_path):
+    _project(tmp_path)
+    _vilms("build", cwd=tmp_path)
+    _vilms("train", "support-v1", "--no-progress", cwd=tmp_path)
+    (run_id,) = [p.name for p in (tmp_path / "artifacts").iterdir()]
+    _vilms("export", run_id, "--gguf", cwd=tmp_path)
+    assert (tmp_path / "artifacts" / run_id / "gguf" / "adapter.gguf").is_file()
+
+    # release the run: vilms.yaml's release names it, and the build checks its gate
+    text = (tmp_path / "vilms.yaml").read_text().replace("release: null", f"release: {run_id}")
+    (tmp_path / "vilms.yaml").write_text(text)
+    _vilms("build", cwd=tmp_path)
+    plan = yaml.safe_load((tmp_path / "generated" / "dev" / "local.yaml").read_text())
+    routes = yaml.safe_load((tmp_path / "generated" / "dev" / "gateway" / "routes.yaml").read_text())
+    assert routes["aliases"]["support-bot"]["adapter"] == {"name": "support-v1", "released": True}
+
+    procs: list[subprocess.Popen] = []
+    try:
+        for process in plan["processes"]:
+            command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tmp_path / process["model"]["path"]),
+                       "--model_alias", process["model_alias"], "--n_ctx", str(process["context"]),
+                       "--host", process["host"], "--port", str(process["port"])]
+            for lora in process["lora"]:
+                command += ["--lora_path", str(tmp_path / lora)]
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            procs.append(proc)
+            _wait(f"http://{process['host']}:{process['port']}/v1/models", proc)
+        assert {p["model_alias"]: bool(p["lora"]) for p in plan["processes"]} == {"tiny": False, "support-bot": True}
+
+        port = _free_port()
+        gateway = subprocess.Popen([*CLI, "serve", "--deployment", "dev", "--port", str(port)], cwd=tmp_path,
+                                   env={**os.environ, "E2E_KEYS": "e2e-key"}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        procs.append(gateway)
+        _wait(f"http://127.0.0.1:{port}/healthz", gateway)
+
+        base = _chat(port, "chat")
+        tuned = _chat(port, "support-bot")
+        for reply, alias, backend in ((base, "chat", "llamacpp-tiny"), (tuned, "support-bot", "llamacpp-support-bot")):
+            assert reply["status"] == 200
+            assert reply["headers"]["x-vilms-alias"] == alias and reply["headers"]["x-vilms-backend"] == backend
+            assert reply["body"]["object"] == "chat.completion" and reply["body"]["choices"]
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
