@@ -20,18 +20,8 @@ def _umask_mode() -> int:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; artifacts are ordinary files
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
+    with atomic_output(path, "wb") as handle:
+        handle.write(data)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -49,7 +39,7 @@ def atomic_output(path: Path, mode: str = "w") -> Iterator[Any]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
     try:
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; artifacts are ordinary files
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
