@@ -25,7 +25,7 @@ from typing import Any
 from vilms.compiler.errors import DatasetError, Diagnostic, UsageError
 
 from .atomic import atomic_output
-from .datasets.validate import MAX_LINE_BYTES
+from .datasets.validate import MAX_LINE_BYTES, bounded_lines
 
 
 @dataclass(frozen=True)
@@ -256,10 +256,13 @@ def sanitize_file(
         out = stack.enter_context(atomic_output(output, "wb"))
         audit_handle = stack.enter_context(atomic_output(audit)) if audit is not None else None
         with open(source, "rb") as handle:
-            for lineno, raw in enumerate(_bounded_lines(handle, name, diags), start=1):
-                if raw is None:
+            for lineno, line, too_long in bounded_lines(handle, MAX_LINE_BYTES):
+                if too_long:
+                    diags.append(Diagnostic(name, lineno, 1, "", f"line longer than the limit of {MAX_LINE_BYTES} bytes"))
                     continue
-                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    diags.append(Diagnostic(name, lineno, 1, "", "empty line"))
+                    continue
                 try:
                     row = json.loads(line.decode("utf-8"))
                 except UnicodeDecodeError as exc:
@@ -306,23 +309,3 @@ def sanitize_file(
         if diags:
             raise DatasetError(diags)  # the atomic writers discard both temp files
     return SanitizeReport(rows=rows, rows_changed=changed, findings=dict(sorted(counts.items())))
-
-
-def _bounded_lines(handle: Any, name: str, diags: list[Diagnostic]) -> Iterator[bytes | None]:
-    lineno = 0
-    while True:
-        chunk = handle.readline(MAX_LINE_BYTES + 1)
-        if not chunk:
-            return
-        lineno += 1
-        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-            while chunk and not chunk.endswith(b"\n"):
-                chunk = handle.readline(1 << 20)
-            diags.append(Diagnostic(name, lineno, 1, "", f"line longer than the limit of {MAX_LINE_BYTES} bytes"))
-            yield None
-            continue
-        if not chunk.strip():
-            diags.append(Diagnostic(name, lineno, 1, "", "empty line"))
-            yield None
-            continue
-        yield chunk

@@ -45,7 +45,7 @@ def load_dataset(path: Path, fmt: str, display: str | None = None, max_line_byte
     rows: list[dict[str, Any]] = []
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for lineno, raw, too_long in _lines(handle, max_line_bytes, digest):
+        for lineno, raw, too_long in bounded_lines(handle, max_line_bytes, digest):
             if len(diags) >= MAX_DIAGNOSTICS:
                 continue
             if too_long:
@@ -78,22 +78,27 @@ def load_dataset(path: Path, fmt: str, display: str | None = None, max_line_byte
     return Dataset(path=path, format=fmt, rows=tuple(rows), sha256=digest.hexdigest(), size_bytes=path.stat().st_size)
 
 
-def _lines(handle: BinaryIO, limit: int, digest: Any) -> Iterator[tuple[int, bytes, int]]:
-    """Yield (line number, bytes without newline, overlong size or 0) with bounded reads."""
+def bounded_lines(handle: BinaryIO, limit: int, digest: Any = None) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (line number, bytes without newline, overlong size or 0) with bounded reads.
+
+    A line longer than ``limit`` is skipped without being held in memory (its bytes come
+    back empty, with its size); ``digest``, when given, sees every byte of the file."""
     lineno = 0
     while True:
         chunk = handle.readline(limit + 1)
         if not chunk:
             return
         lineno += 1
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         if len(chunk) > limit and not chunk.endswith(b"\n"):
             total = len(chunk)
             while not chunk.endswith(b"\n"):
                 chunk = handle.readline(1 << 20)
                 if not chunk:
                     break
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 total += len(chunk)
             yield lineno, b"", total
             continue
