@@ -173,13 +173,8 @@ def parse_duration_ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url: str, script: Path, concurrency: int, seconds: float, timeout_s: int = 10) -> tuple[float, float, float, int, int]:
-    threads = min(2, concurrency)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
-                          "--latency", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = parse_duration_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = parse_duration_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+def wrk_counts(out: str) -> tuple[int, int]:
+    """(requests, failed requests: non-2xx responses and socket errors) from wrk's report."""
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -188,6 +183,17 @@ def run_wrk(url: str, script: Path, concurrency: int, seconds: float, timeout_s:
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
         errors += sum(int(g) for g in sock.groups())
+    return total, errors
+
+
+def run_wrk(url: str, script: Path, concurrency: int, seconds: float, timeout_s: int = 10) -> tuple[float, float, float, int, int]:
+    threads = min(2, concurrency)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
+                          "--latency", "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_duration_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_duration_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total, errors = wrk_counts(out)
     return rps, p50, p99, total, errors
 
 
@@ -301,14 +307,7 @@ def resilience_run(work: Path, seconds: float) -> dict[str, float]:
         stop(gateway)
         for replica in replicas:
             stop(replica)
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = 0
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(g) for g in sock.groups())
+    total, errors = wrk_counts(out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     print(f"resilience: {total} requests over {duration:.0f} s at c=16 ({rps:.0f} req/s), one of two replicas "
           f"SIGKILLed at {duration / 3:.1f} s: {errors} failed")
