@@ -49,7 +49,3 @@ def jetpacks_with_image(engine: str) -> list[str]:
 def engine_image(engine: str, hw: Hardware) -> str | None:
     """The image for ``engine`` on ``hw``; None when no image exists (validation reports it)."""
     return image_for(engine, hw.kind, hw.jetpack)
-
-
-def is_jetson_image(image: str) -> bool:
-    return any(image in by_tag.values() for by_tag in JETSON_IMAGES.values())
