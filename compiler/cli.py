@@ -27,7 +27,7 @@ FILE_OPTION = click.option(
 EXTRA_OF = {
     **dict.fromkeys(("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "tokenizers",
                      "numpy", "gguf", "matplotlib", "tqdm"), "train"),
-    **dict.fromkeys(("aiohttp", "uvloop"), "gateway"),
+    **dict.fromkeys(("httptools", "orjson", "uvloop"), "gateway"),
     "llama_cpp": "serve",
 }
 

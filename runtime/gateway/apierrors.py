@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiohttp import web
+from .httpserver import Response
 
 _TYPES = {
     400: "invalid_request_error",
@@ -33,12 +33,11 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self, extra_headers: dict[str, str] | None = None) -> web.Response:
+    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
         headers = dict(self.headers)
         if extra_headers:
             headers.update(extra_headers)
-        return web.Response(status=self.status, body=json.dumps(self.body()).encode(),
-                            content_type="application/json", headers=headers)
+        return Response(json.dumps(self.body()).encode(), self.status, headers=headers)
 
 
 def normalize_upstream_error(status: int, body: bytes) -> bytes:

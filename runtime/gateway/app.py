@@ -1,4 +1,4 @@
-"""The aiohttp application: OpenAI routes, health, readiness and metrics."""
+"""The gateway application: OpenAI routes, health, readiness and metrics, on :mod:`.httpserver`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 import time
 from typing import Any
 
-from aiohttp import web
+import orjson
 
 from .apierrors import ApiError
+from .httpserver import Request, Response, Router, Server, StreamResponse, json_response
 from .proxy import Exchange, forward
 from .state import GatewayState
 from .telemetry import Telemetry
@@ -17,108 +18,126 @@ from .upstream.httpclient import Pool
 
 access_log = logging.getLogger("vilms.gateway.access")
 
-STATE: web.AppKey[GatewayState] = web.AppKey("state", GatewayState)
-POOL: web.AppKey[Pool] = web.AppKey("pool", Pool)
-TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry", Telemetry)
-_NO_BODY_LIMIT = 1 << 40  # the per-table max_body_bytes is enforced in read_json
+
+class App:
+    """Handlers bound to the live state, the upstream pool and the telemetry exporter."""
+
+    def __init__(self, state: GatewayState, telemetry: Telemetry | None = None) -> None:
+        self.state = state
+        self.telemetry = telemetry or Telemetry()
+        self.pool = Pool()
+
+    def server(self) -> Server:
+        router = Router()
+        for kind, route in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
+                            ("embeddings", "/v1/embeddings")):
+            router.add("POST", route, self._endpoint(kind, route))
+        router.add("GET", "/v1/models", self.models)
+        router.add_prefix("GET", "/v1/models/", self.model)
+        router.add("GET", "/healthz", healthz)
+        router.add("GET", "/readyz", self.readyz)
+        router.add("GET", "/metrics", self.metrics)
+        return Server(router, _error_response, lambda: self.state.table.settings.max_body_bytes)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.telemetry.shutdown()
+
+    def _endpoint(self, kind: str, route: str):  # type: ignore[no-untyped-def]
+        async def handler(request: Request) -> Response | StreamResponse:
+            return await self._handle(request, kind, route)
+
+        return handler
+
+    async def _handle(self, request: Request, kind: str, route: str) -> Response | StreamResponse:
+        ex = Exchange()
+        state = self.state
+        table = state.table  # this request finishes on this table, even if routes reload meanwhile
+        counted = False
+        try:
+            if state.draining:
+                raise ApiError(503, "The gateway is shutting down.", code="shutting_down")
+            table.keys.check(request.headers.get("authorization"))
+            if state.inflight >= table.settings.max_queue:
+                raise ApiError(429, f"The gateway is at its limit of {table.settings.max_queue} requests in flight; "
+                                    "retry shortly.", code="queue_full", headers={"Retry-After": "1"})
+            state.inflight += 1
+            counted = True
+            body = parse_json(request.body)
+            return await forward(request, table, self.pool, state.metrics, kind, body, ex)
+        except ApiError as err:
+            ex.status = err.status
+            return err.response(ex.headers())
+        finally:
+            if counted:
+                state.inflight -= 1
+            self._record(route, ex)
+
+    def _record(self, route: str, ex: Exchange) -> None:
+        elapsed = time.perf_counter() - ex.t0
+        status = ex.status or 499  # 499: the client went away before an answer
+        metrics = self.state.metrics
+        metrics.requests.inc(ex.alias, ex.backend, str(status))
+        metrics.latency.observe(elapsed, ex.alias, ex.backend)
+        metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s alias=%s backend=%s status=%d ms=%.1f retries=%d%s%s", route, ex.alias, ex.backend,
+                            status, elapsed * 1000.0, ex.retries,
+                            f" fallback_from={ex.fallback_from}" if ex.fallback_from else "",
+                            " stream=1" if ex.stream else "")
+        telemetry = self.telemetry
+        if telemetry.enabled:
+            telemetry.record(route, ex.t0, {"vilms.alias": ex.alias, "vilms.backend": ex.backend,
+                                            "http.response.status_code": status, "vilms.retries": ex.retries})
+
+    async def models(self, request: Request) -> Response:
+        table = self.state.table
+        try:
+            table.keys.check(request.headers.get("authorization"))
+        except ApiError as err:
+            return err.response()
+        return Response(table.models_body)
+
+    async def model(self, request: Request) -> Response:
+        table = self.state.table
+        name = request.match
+        try:
+            table.keys.check(request.headers.get("authorization"))
+            if name not in table.aliases:
+                raise ApiError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
+        except ApiError as err:
+            return err.response()
+        entry = next(m for m in json.loads(table.models_body)["data"] if m["id"] == name)
+        return json_response(entry)
+
+    async def readyz(self, request: Request) -> Response:
+        state = self.state
+        table = state.table
+        backends = {}
+        now = time.monotonic()
+        for bid, route in sorted(table.backends.items()):
+            endpoints = route.balancer.endpoints
+            cooling = sum(1 for e in endpoints if e.cooling(now))
+            backends[bid] = {"engine": route.backend.engine, "endpoints": len(endpoints),
+                             "cooling_down": cooling}
+        ready = not state.draining and any(b["cooling_down"] < b["endpoints"] for b in backends.values())
+        body = {"status": "ready" if ready else "not_ready", "draining": state.draining,
+                "deployment": table.routes.deployment, "backends": backends}
+        return json_response(body, status=200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.state.metrics.render().encode(), content_type="text/plain; version=0.0.4; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
 
 
-def create_app(state: GatewayState, telemetry: Telemetry | None = None) -> web.Application:
-    app = web.Application(client_max_size=_NO_BODY_LIMIT, handler_args={"max_field_size": 16384})
-    app[STATE] = state
-    app[TELEMETRY] = telemetry or Telemetry()
-    app.router.add_post("/v1/chat/completions", _endpoint("chat"))
-    app.router.add_post("/v1/completions", _endpoint("completions"))
-    app.router.add_post("/v1/embeddings", _endpoint("embeddings"))
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/v1/models/{name}", model)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.cleanup_ctx.append(_upstream_pool)
-    return app
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
 
 
-async def _upstream_pool(app: web.Application):  # type: ignore[no-untyped-def]
-    pool = Pool()
-    app[POOL] = pool
-    yield
-    pool.close()
-    app[TELEMETRY].shutdown()
-
-
-def _endpoint(kind: str):  # type: ignore[no-untyped-def]
-    route = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}[kind]
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await _handle(request, kind, route)
-
-    return handler
-
-
-async def _handle(request: web.Request, kind: str, route: str) -> web.StreamResponse:
-    ex = Exchange()
-    app = request.app
-    state = app[STATE]
-    table = state.table  # this request finishes on this table, even if routes reload meanwhile
-    counted = False
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object (its size was bounded by the server)."""
     try:
-        if state.draining:
-            raise ApiError(503, "The gateway is shutting down.", code="shutting_down")
-        table.keys.check(request.headers.get("Authorization"))
-        if state.inflight >= table.settings.max_queue:
-            raise ApiError(429, f"The gateway is at its limit of {table.settings.max_queue} requests in flight; "
-                                "retry shortly.", code="queue_full", headers={"Retry-After": "1"})
-        state.inflight += 1
-        counted = True
-        body = await read_json(request, table.settings.max_body_bytes)
-        return await forward(request, table, app[POOL], state.metrics, kind, body, ex)
-    except ApiError as err:
-        ex.status = err.status
-        return err.response(ex.headers())
-    finally:
-        if counted:
-            state.inflight -= 1
-        _record(app, route, ex)
-
-
-def _record(app: web.Application, route: str, ex: Exchange) -> None:
-    elapsed = time.perf_counter() - ex.t0
-    status = ex.status or 499  # 499: the client went away before an answer
-    metrics = app[STATE].metrics
-    metrics.requests.inc(ex.alias, ex.backend, str(status))
-    metrics.latency.observe(elapsed, ex.alias, ex.backend)
-    metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend)
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info("%s alias=%s backend=%s status=%d ms=%.1f retries=%d%s%s", route, ex.alias, ex.backend,
-                        status, elapsed * 1000.0, ex.retries,
-                        f" fallback_from={ex.fallback_from}" if ex.fallback_from else "",
-                        " stream=1" if ex.stream else "")
-    telemetry = app[TELEMETRY]
-    if telemetry.enabled:
-        telemetry.record(route, ex.t0, {"vilms.alias": ex.alias, "vilms.backend": ex.backend,
-                                        "http.response.status_code": status, "vilms.retries": ex.retries})
-
-
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, refusing bodies over ``limit`` bytes with 413."""
-    too_large = ApiError(413, f"Request body exceeds the gateway limit of {limit} bytes.", code="body_too_large")
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise too_large
-        raw = await request.read()
-    else:
-        parts: list[bytes] = []
-        total = 0
-        async for chunk in request.content.iter_any():
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            parts.append(chunk)
-        raw = b"".join(parts)
-    try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)  # ~6x faster than json; refuses NaN and lone surrogates
     except ValueError as exc:
         raise ApiError(400, f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -126,50 +145,5 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     return body
 
 
-async def models(request: web.Request) -> web.Response:
-    table = request.app[STATE].table
-    try:
-        table.keys.check(request.headers.get("Authorization"))
-    except ApiError as err:
-        return err.response()
-    return web.Response(body=table.models_body, content_type="application/json")
-
-
-async def model(request: web.Request) -> web.Response:
-    table = request.app[STATE].table
-    name = request.match_info["name"]
-    try:
-        table.keys.check(request.headers.get("Authorization"))
-        if name not in table.aliases:
-            raise ApiError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
-    except ApiError as err:
-        return err.response()
-    entry = next(m for m in json.loads(table.models_body)["data"] if m["id"] == name)
-    return web.json_response(entry)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    table = state.table
-    backends = {}
-    for bid, route in sorted(table.backends.items()):
-        endpoints = route.balancer.endpoints
-        now = time.monotonic()
-        cooling = sum(1 for e in endpoints if e.cooling(now))
-        backends[bid] = {"engine": route.backend.engine, "endpoints": len(endpoints),
-                         "cooling_down": cooling}
-    ready = not state.draining and any(b["cooling_down"] < b["endpoints"] for b in backends.values())
-    body = {"status": "ready" if ready else "not_ready", "draining": state.draining,
-            "deployment": table.routes.deployment, "backends": backends}
-    return web.json_response(body, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    text = request.app[STATE].metrics.render()
-    return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8",
-                                                     "Cache-Control": "no-cache"})
-
+def _error_response(status: int, message: str, code: str) -> Response:
+    return ApiError(status, message, code=code).response()

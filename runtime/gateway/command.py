@@ -1,6 +1,6 @@
 """`vilms serve --deployment NAME`: run the gateway on a deployment's compiled routes.
 
-Imports nothing heavy at module level; aiohttp loads only when the server starts.
+Imports nothing heavy at module level; the server's modules load only when it starts.
 """
 
 from __future__ import annotations

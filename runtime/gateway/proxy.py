@@ -25,22 +25,23 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from aiohttp import web
+import orjson
 
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
 from .defaults import apply_defaults
+from .httpserver import Request, Response, StreamResponse
 from .metrics import GatewayMetrics
 from .routes import Alias
 from .table import BackendRoute, RoutingTable
 from .trimming import fit_request
 from .upstream.base import UpstreamCall, UpstreamStreamError
-from .upstream.httpclient import ConnectError, Disconnected, Pool, ReadTimeout, Response, UpstreamError
+from .upstream.httpclient import ConnectError, Disconnected, Pool, ReadTimeout, UpstreamError
+from .upstream.httpclient import Response as UpstreamResponse
 
 log = logging.getLogger("vilms.gateway")
 
 BACKOFF_S = 0.05
-_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -81,8 +82,8 @@ class Exchange:
         return headers
 
 
-async def forward(request: web.Request, table: RoutingTable, pool: Pool,
-                  metrics: GatewayMetrics, kind: str, body: dict[str, Any], ex: Exchange) -> web.StreamResponse:
+async def forward(request: Request, table: RoutingTable, pool: Pool,
+                  metrics: GatewayMetrics, kind: str, body: dict[str, Any], ex: Exchange) -> Response | StreamResponse:
     """Answer ``body`` (already parsed) for endpoint ``kind``: chat, completions or embeddings."""
     name = body.get("model")
     if not isinstance(name, str) or not name:
@@ -119,7 +120,7 @@ async def forward(request: web.Request, table: RoutingTable, pool: Pool,
         if position:
             ex.fallback_from = primary.name
         result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex)
-        if isinstance(result, web.StreamResponse):
+        if isinstance(result, (Response, StreamResponse)):
             if position:
                 metrics.fallbacks.inc(primary.name, alias.name)
             if notes:
@@ -147,13 +148,13 @@ def _failure_error(failure: Failure | None) -> ApiError:
     return ApiError(failure.status, failure.message, code=f"upstream_{failure.kind}", type="server_error")
 
 
-async def _try_alias(request: web.Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
+async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
                      kind: str, alias: Alias, route: BackendRoute, call: UpstreamCall,
-                     ex: Exchange) -> web.StreamResponse | Failure:
+                     ex: Exchange) -> Response | StreamResponse | Failure:
     balancer = route.balancer
     settings = table.settings
     attempts = 1 if balancer.all_cooling() else settings.retries + 1
-    data = _DUMPS(call.payload).encode()
+    data = orjson.dumps(call.payload)
     tried: set[str] = set()
     failure: Failure = Failure("unavailable", 502, "no attempt was made")
     for attempt in range(attempts):
@@ -186,9 +187,9 @@ async def _try_alias(request: web.Request, table: RoutingTable, pool: Pool, metr
     return failure
 
 
-async def _attempt(request: web.Request, pool: Pool, table: RoutingTable, kind: str,
+async def _attempt(request: Request, pool: Pool, table: RoutingTable, kind: str,
                    route: BackendRoute, endpoint: Endpoint, call: UpstreamCall, data: bytes,
-                   ex: Exchange) -> web.StreamResponse | Failure:
+                   ex: Exchange) -> Response | StreamResponse | Failure:
     url = endpoint.url + call.path
     settings = table.settings
     started = perf_counter()
@@ -207,7 +208,7 @@ async def _attempt(request: web.Request, pool: Pool, table: RoutingTable, kind: 
                 except UpstreamStreamError as exc:
                     return Failure("engine_error", 502, str(exc))
                 ex.status = 200
-                return web.Response(body=out, content_type="application/json", headers=ex.headers())
+                return Response(out, headers=ex.headers())
             return await _stream(request, upstream, route, kind, call, ex, started)
     except ReadTimeout:
         ex.waited += perf_counter() - started
@@ -220,7 +221,7 @@ async def _attempt(request: web.Request, pool: Pool, table: RoutingTable, kind: 
         return Failure("disconnect", 502, f"upstream {endpoint.url} closed the connection: {exc}")
 
 
-def _status_outcome(status: int, raw: bytes, ex: Exchange) -> web.StreamResponse | Failure:
+def _status_outcome(status: int, raw: bytes, ex: Exchange) -> Response | StreamResponse | Failure:
     body = normalize_upstream_error(status, raw)
     if status == 429 or status >= 500:
         try:
@@ -229,11 +230,11 @@ def _status_outcome(status: int, raw: bytes, ex: Exchange) -> web.StreamResponse
             message = f"upstream returned HTTP {status}"
         return Failure(f"status_{status}", status, str(message), body)
     ex.status = status  # a client error: the same request would fail anywhere; pass it back
-    return web.Response(status=status, body=body, content_type="application/json", headers=ex.headers())
+    return Response(body, status, headers=ex.headers())
 
 
-async def _stream(request: web.Request, upstream: Response, route: BackendRoute, kind: str,
-                  call: UpstreamCall, ex: Exchange, started: float) -> web.StreamResponse | Failure:
+async def _stream(request: Request, upstream: UpstreamResponse, route: BackendRoute, kind: str,
+                  call: UpstreamCall, ex: Exchange, started: float) -> Response | StreamResponse | Failure:
     translator = route.engine.stream_translator(kind, call)
     content = upstream
     first = b""
@@ -251,7 +252,7 @@ async def _stream(request: web.Request, upstream: Response, route: BackendRoute,
     finally:
         ex.waited += perf_counter() - started
     ex.status = 200
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **ex.headers()})
+    response = StreamResponse(200, {**SSE_HEADERS, **ex.headers()})
     await response.prepare(request)
     await response.write(first)
     while True:
@@ -262,7 +263,7 @@ async def _stream(request: web.Request, upstream: Response, route: BackendRoute,
             log.warning("upstream stream for alias %s broke after the first byte: %r", ex.alias, exc)
             event = {"error": {"message": f"The upstream stream was interrupted: {exc or type(exc).__name__}",
                                "type": "server_error", "param": None, "code": "upstream_stream_interrupted"}}
-            await response.write(b"data: " + _DUMPS(event).encode() + b"\n\n")
+            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
             ex.status = 502  # the log and metrics record the broken stream; the client already saw 200
             break
         if data:

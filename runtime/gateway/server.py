@@ -14,11 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from vilms.compiler.errors import ActionError
 
-from .app import create_app
+from .app import App
 from .state import GatewayState
 from .telemetry import Telemetry
 
@@ -46,15 +44,12 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
     """Serve ``state`` on host:port until ``stop`` is set (or a stop signal arrives)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    telemetry = Telemetry.from_settings(state.table.settings.otel_endpoint_env)
-    app = create_app(state, telemetry)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_GRACE_S)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    app = App(state, Telemetry.from_settings(state.table.settings.otel_endpoint_env))
+    server = app.server()
     try:
-        await site.start()
+        await server.start(host, port)
     except OSError as exc:
-        await runner.cleanup()
+        app.close()
         raise ActionError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                           hint="pick another --port, or stop what is using this one") from None
     installed = _install_signals(loop, stop, state) if install_signals else []
@@ -70,7 +65,8 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
         state.draining = True
         watcher.cancel()
         log.info("draining: waiting up to %.0f s for %d in-flight requests", SHUTDOWN_GRACE_S, state.inflight)
-        await runner.cleanup()
+        await server.close(SHUTDOWN_GRACE_S)
+        app.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("vilms gateway stopped")

@@ -87,7 +87,7 @@ def test_compile_path_never_imports_heavy_modules(tmp_path):
         "except SystemExit:\n"
         "    pass\n"
         "main_mods = {'validate', 'build', 'schema'}\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'peft', 'bitsandbytes', 'aiohttp', 'llama_cpp', 'numpy', 'gguf'})\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'peft', 'bitsandbytes', 'aiohttp', 'httptools', 'orjson', 'uvloop', 'llama_cpp', 'numpy', 'gguf'})\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "vilms.yaml")], capture_output=True, text=True, check=True)

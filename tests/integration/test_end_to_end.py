@@ -26,7 +26,7 @@ import yaml
 
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
-pytest.importorskip("aiohttp")
+pytest.importorskip("httptools")
 
 CLI = [sys.executable, "-m", "vilms.compiler.cli"]
 

@@ -33,7 +33,7 @@ def _get(url: str, key: str | None = None) -> tuple[int, dict]:
 
 
 def test_serve_runs_the_gateway_for_a_built_deployment(tmp_path):
-    pytest.importorskip("aiohttp")
+    pytest.importorskip("httptools")
     (tmp_path / "vilms.yaml").write_text(MINIMAL)
     cli = [sys.executable, "-m", "vilms.compiler.cli"]
     subprocess.run([*cli, "build", "-f", str(tmp_path / "vilms.yaml")], check=True, capture_output=True)

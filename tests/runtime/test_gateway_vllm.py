@@ -372,6 +372,25 @@ def test_body_too_large_is_413(tmp_path):
     run(scenario())
 
 
+def test_bodies_that_are_not_a_json_object_are_400(tmp_path):
+    bad = [b"not json", b"[1, 2]", b'{"model": "chat", "x": NaN}', b'{"model": "\\ud800"}', b'{"model": "chat"',
+           b"\xff\xfe"]
+
+    async def scenario():
+        fake = await FakeVLLM().start()
+        answers = []
+        async with gateway(tmp_path, one_backend(fake)) as gw:
+            for raw in bad:
+                async with gw.client.post(gw.url + "/v1/chat/completions", data=raw,
+                                          headers={"Content-Type": "application/json"}) as resp:
+                    answers.append((resp.status, (await resp.json())["error"]["code"]))
+        await fake.stop()
+        assert answers == [(400, "invalid_json")] * len(bad)
+        assert fake.requests == []
+
+    run(scenario())
+
+
 def test_queue_full_is_429(tmp_path):
     async def scenario():
         slow = await FakeVLLM(fault="hang").start()

@@ -1,0 +1,339 @@
+"""The gateway's HTTP/1.1 server, spoken to over raw sockets: framing, limits, timeouts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from gateway_harness import run
+
+from vilms.runtime.gateway import httpserver
+from vilms.runtime.gateway.httpserver import Request, Response, Router, Server, StreamResponse, json_response
+
+
+def _errors(status: int, message: str, code: str) -> Response:
+    return json_response({"error": {"message": message, "code": code}}, status)
+
+
+class Harness:
+    def __init__(self, limit: int = 1024) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = 0
+        self.written = 0
+        router = Router()
+        router.add("POST", "/echo", self.echo)
+        router.add("POST", "/slow", self.slow)
+        router.add("GET", "/stream", self.stream)
+        router.add("GET", "/flood", self.flood)
+        router.add("GET", "/boom", self.boom)
+        router.add_prefix("GET", "/items/", self.item)
+        self.server = Server(router, _errors, lambda: limit)
+
+    async def echo(self, request: Request) -> Response:
+        return json_response({"method": request.method, "query": request.query, "body": request.body.decode(),
+                              "agent": request.headers.get("user-agent")})
+
+    async def slow(self, request: Request) -> Response:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return Response(b"done", content_type="text/plain")
+
+    async def stream(self, request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for piece in (b"data: 1\n\n", b"data: 2\n\n"):
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
+    async def flood(self, request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        piece = b"x" * 65536
+        for _ in range(2000):  # 128 MiB: far more than any socket buffer
+            await response.write(piece)
+            self.written += len(piece)
+        await response.write_eof()
+        return response
+
+    async def boom(self, request: Request) -> Response:
+        raise RuntimeError("secret internal detail")
+
+    async def item(self, request: Request) -> Response:
+        return json_response({"item": request.match})
+
+    async def __aenter__(self) -> Harness:
+        await self.server.start("127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.server.close(1.0)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.server.port)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if not size:
+                break
+            body += data[:-2]
+    else:
+        body = await asyncio.wait_for(reader.read(), 5)
+    return status, headers, body
+
+
+def post(path: str, body: bytes, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def test_keep_alive_and_pipelined_requests_answer_in_order():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(post("/echo?a=1", b"first") + post("/echo", b"second") + post("/echo", b"third"))
+            bodies = [json.loads((await read_response(reader))[2])["body"] for _ in range(3)]
+            assert bodies == ["first", "second", "third"]
+            writer.write(post("/echo", b"again"))  # the same connection stays usable
+            status, headers, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["body"] == "again" and "date" in headers
+            writer.close()
+
+    run(scenario())
+
+
+def test_request_split_at_every_byte_is_parsed():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            raw = post("/echo", b'{"x": 1}', "User-Agent: split\r\n")
+            for i in range(len(raw)):
+                writer.write(raw[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(0)
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body) == {"method": "POST", "query": "", "body": '{"x": 1}',
+                                                          "agent": "split"}
+            writer.close()
+
+    run(scenario())
+
+
+def test_chunked_request_body_is_decoded():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["body"] == "abcdefg"
+            writer.close()
+
+    run(scenario())
+
+
+def test_expect_100_continue_is_answered_before_the_body():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(b"ok")
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["body"] == "ok"
+            writer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("request_bytes", [
+    post("/echo", b"x" * 2000),
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"200\r\n" + b"y" * 512 + b"\r\n" * 1
+    + b"400\r\n" + b"y" * 1024 + b"\r\n0\r\n\r\n",
+], ids=["content-length", "expect-continue", "chunked"])
+def test_body_over_the_limit_is_413_and_the_connection_closes(request_bytes):
+    async def scenario() -> None:
+        async with Harness(limit=1024) as h:
+            reader, writer = await h.connect()
+            writer.write(request_bytes)
+            status, headers, body = await read_response(reader)
+            assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large"
+            assert headers["connection"] == "close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing else sent (no 100 Continue)
+            writer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("raw", "status", "code"), [
+    (b"BROKEN\r\n\r\n", 400, "bad_request"),
+    (b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "bad_request"),
+    (b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431, "headers_too_large"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+], ids=["garbage", "duplicate-length", "huge-header", "huge-target"])
+def test_malformed_or_oversized_requests_are_refused_and_closed(raw, status, code):
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(raw)
+            got, headers, body = await read_response(reader)
+            assert (got, json.loads(body)["error"]["code"]) == (status, code)
+            assert headers["connection"] == "close"
+            writer.close()
+
+    run(scenario())
+
+
+def test_unknown_path_404_wrong_method_405_and_prefix_routes():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+            writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 405 and "use POST" in json.loads(body)["error"]["message"]
+            writer.write(b"GET /items/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body) == {"item": "a/b"}
+            writer.close()
+
+    run(scenario())
+
+
+def test_handler_exception_is_a_500_without_details(caplog):
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = await read_response(reader)
+            assert status == 500 and b"secret" not in body and headers["connection"] == "close"
+            writer.close()
+
+    run(scenario())
+    assert "unhandled error answering GET /boom" in caplog.text
+
+
+def test_http10_gets_a_close_delimited_stream_and_chunked_for_http11():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = await read_response(reader)
+            assert (status, headers["transfer-encoding"], body) == (200, "chunked", b"data: 1\n\ndata: 2\n\n")
+            writer.close()
+            reader, writer = await h.connect()
+            writer.write(b"GET /stream HTTP/1.0\r\n\r\n")
+            status, headers, body = await read_response(reader)
+            assert status == 200 and "transfer-encoding" not in headers and headers["connection"] == "close"
+            assert body == b"data: 1\n\ndata: 2\n\n"
+            writer.close()
+
+    run(scenario())
+
+
+def test_stream_to_a_client_that_does_not_read_is_held_by_back_pressure():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.5)
+            first = h.written
+            await asyncio.sleep(0.3)
+            assert h.written == first < 32 * 1024 * 1024  # paused: kernel + transport buffers only
+            writer.transport.abort()  # the client goes away; the handler is cancelled, not left hanging
+            await asyncio.sleep(0.1)
+            assert not h.server.connections
+
+    run(scenario())
+
+
+def test_client_disconnect_cancels_the_handler():
+    async def scenario() -> None:
+        async with Harness() as h:
+            _, writer = await h.connect()
+            writer.write(post("/slow", b""))
+            await asyncio.wait_for(h.started.wait(), 5)
+            writer.transport.abort()
+            for _ in range(50):
+                if h.cancelled:
+                    break
+                await asyncio.sleep(0.02)
+            assert h.cancelled == 1
+
+    run(scenario())
+
+
+def test_idle_keep_alive_and_slow_requests_time_out(monkeypatch):
+    monkeypatch.setattr(httpserver, "KEEPALIVE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(httpserver, "REQUEST_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(httpserver, "SWEEP_INTERVAL_S", 0.05)
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(post("/echo", b"x"))
+            assert (await read_response(reader))[0] == 200
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # idle: closed by the server
+            reader, writer = await h.connect()
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")  # never finishes
+            status, _, body = await read_response(reader)
+            assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+
+    run(scenario())
+
+
+def test_close_finishes_in_flight_requests_and_drops_idle_connections():
+    async def scenario() -> None:
+        h = Harness()
+        await h.server.start("127.0.0.1", 0)
+        port = h.server.port
+        busy_reader, busy_writer = await h.connect()
+        idle_reader, _ = await h.connect()
+        busy_writer.write(post("/slow", b""))
+        await asyncio.wait_for(h.started.wait(), 5)
+        closing = asyncio.create_task(h.server.close(5.0))
+        assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # idle: closed at once
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)  # no longer accepting
+        h.release.set()
+        status, headers, body = await read_response(busy_reader)
+        assert (status, body, headers["connection"]) == (200, b"done", "close")
+        await asyncio.wait_for(closing, 5)
+        assert h.cancelled == 0
+
+    run(scenario())
+
+
+def test_close_cancels_what_outlives_the_grace_period():
+    async def scenario() -> None:
+        h = Harness()
+        await h.server.start("127.0.0.1", 0)
+        _, writer = await h.connect()
+        writer.write(post("/slow", b""))
+        await asyncio.wait_for(h.started.wait(), 5)
+        await h.server.close(0.1)
+        await asyncio.sleep(0.05)
+        assert h.cancelled == 1 and not h.server.connections
+
+    run(scenario())
