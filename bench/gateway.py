@@ -48,6 +48,7 @@ class Point:
     requests: int
     errors: int
     cpu_us_per_req: float  # CPU (user+sys) of the process under test per request: robust to a busy box
+    backend_cpu_us_per_req: float  # the fake backend's CPU per request, whichever way it was reached
 
 
 def free_port() -> int:
@@ -233,12 +234,13 @@ def main() -> int:
     try:
         backend_port, gw_port = free_port(), free_port()
         procs.append(start_fake(backend_port))
+        backend_pid = procs[0].pid
         routes = work / "routes.yaml"
         write_routes(routes, [f"http://127.0.0.1:{backend_port}"])
         gateway = start_gateway(routes, gw_port, work / "gateway.log")
         procs.append(gateway)
         targets: dict[str, tuple[str, str | None, int]] = {
-            "direct": (f"http://127.0.0.1:{backend_port}/v1/chat/completions", None, procs[0].pid),
+            "direct": (f"http://127.0.0.1:{backend_port}/v1/chat/completions", None, backend_pid),
             "vilms": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", None, gateway.pid),
         }
         if not args.skip_litellm:
@@ -263,14 +265,16 @@ def main() -> int:
                 run_wrk(url, script, 4, 1.0)  # warm-up: connections, caches
                 for concurrency in (1, 16, 64):
                     secs = seconds if name != "litellm" else max(seconds, 3.0)
-                    cpu0 = cpu_seconds(pid)
+                    cpu0, backend0 = cpu_seconds(pid), cpu_seconds(backend_pid)
                     rps, p50, p99, total, errors = run_wrk(url, script, concurrency, secs,
                                                            timeout_s=30 if name == "litellm" else 10)
                     cpu = (cpu_seconds(pid) - cpu0) / max(total, 1) * 1e6
-                    points.append(Point(name, stream, concurrency, rps, p50, p99, total, errors, cpu))
+                    backend_cpu = (cpu_seconds(backend_pid) - backend0) / max(total, 1) * 1e6
+                    points.append(Point(name, stream, concurrency, rps, p50, p99, total, errors, cpu, backend_cpu))
+                    proxy = "" if name == "direct" else f"  proxy CPU {cpu:6.0f} us/req"
                     print(f"{name:8s} stream={int(stream)} c={concurrency:<3d} {rps:9.0f} req/s  "
                           f"p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  errors {errors}  "
-                          f"{'backend' if name == 'direct' else 'proxy'} CPU {cpu:6.0f} us/req", flush=True)
+                          f"backend CPU {backend_cpu:4.0f} us/req{proxy}", flush=True)
         rss, peak = rss_mb(gateway.pid)
         resilience = resilience_run(work, seconds)
     finally:
