@@ -10,7 +10,8 @@ exactly what the gateway needs:
 * keep-alive and pipelining (one handler at a time per connection, answers in order);
 * handlers return a :class:`Response`, or stream through a :class:`StreamResponse`
   (chunked transfer coding, with write back-pressure);
-* a client that disconnects cancels its handler's task;
+* a client that disconnects cancels its handler's task; like aiohttp and uvicorn, a client
+  that shuts down its sending side (FIN) counts as gone: the wire cannot tell it from a close;
 * idle keep-alive connections close after ``KEEPALIVE_TIMEOUT_S``; a request whose head
   and body do not arrive within ``REQUEST_TIMEOUT_S`` gets 408;
 * :meth:`Server.close` stops accepting, closes idle connections and lets in-flight
@@ -46,7 +47,7 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 class Request:
     """One parsed request: ``method``, ``path``, ``query``, ``headers`` (lower-case names), ``body``."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "keep_alive", "http10", "match", "_conn")
+    __slots__ = ("method", "path", "query", "headers", "body", "keep_alive", "http10", "match", "prepared", "_conn")
 
     def __init__(self, method: str, target: bytes, headers: dict[str, str], keep_alive: bool, http10: bool,
                  conn: _Connection | None) -> None:
@@ -62,6 +63,7 @@ class Request:
         self.keep_alive = keep_alive
         self.http10 = http10
         self.match = ""  # the tail of the path matched by a prefix route
+        self.prepared = False  # a StreamResponse has sent its head
         self._conn = conn
 
 
@@ -103,6 +105,7 @@ class StreamResponse:
         if self._chunked:
             headers["Transfer-Encoding"] = "chunked"
         conn.write(_head(self.status, headers, request))
+        request.prepared = True
         await conn.drain()
 
     async def write(self, data: bytes) -> None:
@@ -255,7 +258,7 @@ class _Connection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             self.task.cancel()  # the client is gone: stop the work (and the upstream request) for it
         if self.writable is not None and not self.writable.done():
-            self.writable.set_exception(ConnectionResetError("the client closed the connection"))
+            self.writable.set_result(None)  # a writer waiting to drain wakes; its next write raises
 
     def pause_writing(self) -> None:
         if self.writable is None or self.writable.done():
@@ -271,7 +274,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "Protocol upgrades are not supported.", "unsupported_upgrade")
+            pass  # e.g. curl's `Upgrade: h2c`: the request is answered over HTTP/1.1, then the connection closes
         except (_Reject, httptools.HttpParserError) as exc:
             # httptools replaces an exception raised in a callback by its own; the reason is kept here
             rejection, self.rejection = self.rejection, None
@@ -321,8 +324,14 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self.parser
+        if parser.should_upgrade() and (self.headers.get("content-length", "0") != "0"
+                                        or "transfer-encoding" in self.headers):
+            # llhttp hands everything after the head of an Upgrade request to the new protocol
+            self._reject(400, "An Upgrade request cannot carry a body here; send it without Upgrade.",
+                         "unsupported_upgrade")
         request = Request(parser.get_method().decode("latin-1"), self.url, self.headers,
-                          parser.should_keep_alive(), parser.get_http_version() == "1.0", self)
+                          parser.should_keep_alive() and not parser.should_upgrade(),
+                          parser.get_http_version() == "1.0", self)
         request.body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.started = 0.0
         self.body = []
@@ -341,7 +350,10 @@ class _Connection(asyncio.Protocol):
     # -- serving -----------------------------------------------------------------------
     async def _serve(self, request: Request) -> None:
         while True:
-            await self._answer(request)
+            try:
+                await self._answer(request)
+            except ConnectionError:  # the client left while we answered
+                request.keep_alive = False
             if self.closed or not request.keep_alive or self.server.closing:
                 self.task = None
                 self.close()
@@ -367,12 +379,12 @@ class _Connection(asyncio.Protocol):
                 response = await handler(request)
             except asyncio.CancelledError:
                 raise
-            except ConnectionError:  # the client went away while we streamed to it
-                request.keep_alive = False
-                return
             except Exception:
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 request.keep_alive = False
+                if request.prepared:  # part of a stream is out: cut it, so the client sees it incomplete
+                    self.abort()
+                    return
                 response = server.errors(500, "The gateway failed to answer this request.", "internal_error")
         if isinstance(response, Response) and not self.closed:
             if server.closing:

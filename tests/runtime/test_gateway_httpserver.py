@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -28,6 +29,7 @@ class Harness:
         router.add("GET", "/stream", self.stream)
         router.add("GET", "/flood", self.flood)
         router.add("GET", "/boom", self.boom)
+        router.add("GET", "/stream-fails", self.stream_fails)
         router.add_prefix("GET", "/items/", self.item)
         self.server = Server(router, _errors, lambda: limit)
 
@@ -61,6 +63,12 @@ class Harness:
             self.written += len(piece)
         await response.write_eof()
         return response
+
+    async def stream_fails(self, request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 1\n\n")
+        raise RuntimeError("broke mid-stream")
 
     async def boom(self, request: Request) -> Response:
         raise RuntimeError("secret internal detail")
@@ -131,6 +139,26 @@ def test_request_split_at_every_byte_is_parsed():
             status, _, body = await read_response(reader)
             assert status == 200 and json.loads(body) == {"method": "POST", "query": "", "body": '{"x": 1}',
                                                           "agent": "split"}
+            writer.close()
+
+    run(scenario())
+
+
+def test_upgrade_requests_are_answered_over_http11_then_closed():
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            upgrade = b"Host: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+            writer.write(b"GET /items/a HTTP/1.1\r\n" + upgrade + b"\r\n")  # what `curl --http2 http://...` sends
+            status, headers, body = await read_response(reader)
+            assert (status, json.loads(body), headers["connection"]) == (200, {"item": "a"}, "close")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            reader, writer = await h.connect()  # with a body, llhttp would hand the body to the new protocol
+            writer.write(b"POST /echo HTTP/1.1\r\n" + upgrade + b"Content-Length: 2\r\n\r\nhi")
+            status, headers, body = await read_response(reader)
+            assert (status, json.loads(body)["error"]["code"], headers["connection"]) == (400, "unsupported_upgrade",
+                                                                                         "close")
             writer.close()
 
     run(scenario())
@@ -232,6 +260,20 @@ def test_handler_exception_is_a_500_without_details(caplog):
 
     run(scenario())
     assert "unhandled error answering GET /boom" in caplog.text
+
+
+def test_a_stream_that_fails_midway_is_cut_not_followed_by_a_500(caplog):
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"GET /stream-fails HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 5)
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")
+            assert data.count(b"HTTP/1.1") == 1  # no error response spliced into the stream
+            writer.close()
+
+    run(scenario())
+    assert "broke mid-stream" in caplog.text
 
 
 def test_http10_gets_a_close_delimited_stream_and_chunked_for_http11():
@@ -337,3 +379,67 @@ def test_close_cancels_what_outlives_the_grace_period():
         assert h.cancelled == 1 and not h.server.connections
 
     run(scenario())
+
+
+def _mutations(seed: int, count: int) -> list[bytes]:
+    """Valid requests, bent: flipped bytes, cut short, bad lengths and chunk sizes, stray line ends."""
+    import random
+
+    rng = random.Random(seed)
+    templates = [post("/echo", b'{"model": "chat"}'), b"GET /items/x HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]
+    swaps = [(b"Content-Length: 17", b"Content-Length: -1"), (b"Content-Length: 17", b"Content-Length: 99999999999999999999"),
+             (b"5\r\nhello", b"zz\r\nhello"), (b"5\r\nhello", b"fffffffffffffffff\r\nhello"), (b"HTTP/1.1", b"HTTP/9.9"),
+             (b"\r\n\r\n", b"\n\n"), (b"Host: x", b"Host x"), (b"Host: x", b"Ho st: x"), (b"/echo", b"/ec ho"),
+             (b"POST", b"P\x00ST"), (b"\r\n", b"\r")]
+    cases = []
+    for _ in range(count):
+        raw = bytearray(rng.choice(templates))
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.randrange(4)
+            if kind == 0 and raw:
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+            elif kind == 1:
+                raw = raw[:rng.randrange(len(raw) + 1)]
+            elif kind == 2:
+                old, new = rng.choice(swaps)
+                raw = bytearray(bytes(raw).replace(old, new, 1))
+            else:
+                at = rng.randrange(len(raw) + 1)
+                raw[at:at] = rng.choice([b"\r\n", b"\x00", b"\xff" * 3, b": ", b" HTTP/1.1\r\n"])
+        cases.append(bytes(raw))
+    return cases
+
+
+def test_mangled_requests_never_crash_or_wedge_the_server(caplog):
+    """300 bent requests, each in random pieces: every one is answered or the connection closes, promptly."""
+    import random
+
+    cases = _mutations(seed=20261123, count=300)
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            rng = random.Random(7)
+            for raw in cases:
+                reader, writer = await h.connect()
+                cut = rng.randrange(len(raw) + 1)
+                writer.write(raw[:cut])
+                await writer.drain()
+                writer.write(raw[cut:])
+                writer.write_eof()  # a client that stops sending: the server must not wait forever
+                data = await asyncio.wait_for(reader.read(), 5)
+                assert not data or data.startswith(b"HTTP/1.1 "), data[:80]
+                writer.close()
+            for _ in range(50):  # every connection was closed by one side or the other
+                if not h.server.connections:
+                    break
+                await asyncio.sleep(0.02)
+            assert not h.server.connections
+            reader, writer = await h.connect()  # still healthy
+            writer.write(post("/echo", b"fine"))
+            assert (await read_response(reader))[0] == 200
+            writer.close()
+
+    run(scenario(), timeout=60)
+    gc.collect()  # a task that died with an exception nobody saw is reported when collected
+    assert "unhandled error" not in caplog.text and "never retrieved" not in caplog.text
