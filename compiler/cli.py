@@ -38,6 +38,8 @@ LAZY_COMMANDS = {
     "approve": ("vilms.trainers.commands", "approve", "Record a human decision on a run's evaluation gate."),
     "export": ("vilms.trainers.commands", "export", "Merge a run and export HF safetensors, GGUF and a Modelfile."),
     "data": ("vilms.trainers.commands", "data", "Check, sanitize and fingerprint datasets."),
+    "apply": ("vilms.runtime.apply", "apply", "Deploy generated/: docker compose, helm upgrade, or the local runner."),
+    "demo": ("vilms.runtime.demo", "demo", "The end-to-end loop on a tiny local model, in a folder of its own."),
 }
 
 

@@ -67,40 +67,9 @@ def _chat(port: int, alias: str) -> dict:
 
 
 def _project(root: Path) -> None:
-    from vilms.trainers.export.gguf import write_llama_gguf
-    from vilms.trainers.tiny import build_tiny_llama, tiny_chat_rows
+    from vilms.runtime.demo import write_demo_project
 
-    model = build_tiny_llama(root / "models" / "tiny")
-    write_llama_gguf(model, root / "models" / "tiny.gguf")
-    (root / "data").mkdir()
-    (root / "data" / "support.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_chat_rows(32)))
-    hf = json.loads((model / "config.json").read_text())
-    architecture = {
-        "layers": hf["num_hidden_layers"], "hidden_size": hf["hidden_size"], "heads": hf["num_attention_heads"],
-        "kv_heads": hf.get("num_key_value_heads") or hf["num_attention_heads"],
-        "head_dim": hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"],
-        "intermediate_size": hf["intermediate_size"], "vocab_size": hf["vocab_size"],
-        "tie_word_embeddings": bool(hf.get("tie_word_embeddings", False)),
-    }
-    (root / "vilms.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "vilms/v1",
-        "project": "e2e",
-        "hardware": {"laptop": {"kind": "cpu", "memory": "16GiB", "cpus": 2}},
-        "models": {"tiny": {"source": "file:models/tiny", "gguf": "file:models/tiny.gguf", "family": "llama",
-                            "context": 256, "chat_template": "chatml", "architecture": architecture}},
-        "datasets": {"support": {"path": "data/support.jsonl", "format": "chat"}},
-        "adapters": {"support-v1": {
-            "base": "tiny", "dataset": "support", "method": "lora", "hardware": "laptop",
-            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
-            "training": {"epochs": 2, "batch_size": 4, "seq_len": 128, "seed": 3, "save_steps": 4, "eval_steps": 4,
-                         "gradient_checkpointing": False},
-            "gate": {"max_eval_perplexity": 1.0e6, "on_fail": "approval"},
-            "release": None,
-        }},
-        "aliases": {"chat": "tiny", "support-bot": {"model": "tiny", "adapter": "support-v1", "fallbacks": ["chat"]}},
-        "deployments": {"dev": {"hardware": "laptop", "target": "local", "engine": "llamacpp"}},
-        "gateway": {"api_keys": "env:E2E_KEYS"},
-    }, sort_keys=False))
+    write_demo_project(root, api_keys_env="E2E_KEYS")
 
 
 @pytest.mark.heavy

@@ -1,0 +1,141 @@
+"""`vilms apply`: the commands per target, the stale-output guard, confirmation, failures.
+
+No Docker engine or cluster here: `docker` and `helm` are stand-ins on PATH that record
+their arguments. The `docker` stand-in first runs the real Compose v2 binary's
+`config -q` on the file it is given, so a file (or environment) Compose would reject
+fails the apply as it would for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.validators import compose_binary, compose_required_vars
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+
+FAKE = """#!{python}
+import json, os, subprocess, sys
+args = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps({{"tool": {tool!r}, "args": args, "cwd": os.getcwd()}}) + "\\n")
+if {tool!r} == "docker" and args[:2] == ["compose", "--file"]:
+    check = subprocess.run([{compose!r}, "-f", args[2], "config", "-q"], capture_output=True, text=True)
+    if check.returncode:
+        sys.stderr.write(check.stderr)
+        sys.exit(check.returncode)
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "mixed"
+    shutil.copytree(REPO / "examples" / "mixed", root, ignore=shutil.ignore_patterns("generated"))
+    subprocess.run([*CLI, "build", "-f", str(root / "vilms.yaml")], check=True, capture_output=True)
+    return root
+
+
+def _tools(tmp_path: Path, names: tuple[str, ...] = ("docker", "helm")) -> tuple[Path, Path]:
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in names:
+        script = bin_dir / tool
+        script.write_text(FAKE.format(python=sys.executable, log=str(log), tool=tool, compose=str(compose_binary())))
+        script.chmod(0o755)
+    return bin_dir, log
+
+
+def _apply(root: Path, *args: str, path: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PATH": path, **(env or {})}
+    return subprocess.run([*CLI, "apply", *args, "-f", str(root / "vilms.yaml")], capture_output=True, text=True,
+                          env=environ, stdin=subprocess.DEVNULL, timeout=120)
+
+
+def _compose_env(root: Path, deployment: str) -> dict[str, str]:
+    text = (root / "generated" / deployment / "docker-compose.yaml").read_text()
+    return {name: "set-for-test" for name in compose_required_vars(text)}
+
+
+def _calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_dry_run_prints_one_command_per_target_and_runs_nothing(project, tmp_path):
+    bin_dir, log = _tools(tmp_path)
+    result = _apply(project, "--dry-run", path=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "$ docker compose --file generated/edge/docker-compose.yaml up --detach --remove-orphans --wait" in out
+    assert "$ helm upgrade --install acme-cluster generated/cluster/helm --wait --timeout 15m" in out
+    assert "$ vilms down dev -f vilms.yaml" in out and "$ vilms up dev -f vilms.yaml" in out
+    assert out.index("cluster (helm)") < out.index("dev (local)") < out.index("edge (compose)")  # sorted
+    assert _calls(log) == []
+
+
+def test_apply_runs_compose_and_helm_in_the_project_folder(project, tmp_path):
+    bin_dir, log = _tools(tmp_path)
+    env = {**_compose_env(project, "edge"), **_compose_env(project, "gpu-box")}
+    for name in ("edge", "cluster"):
+        result = _apply(project, name, "--yes", path=f"{bin_dir}:{os.environ['PATH']}", env=env)
+        assert result.returncode == 0, result.stderr
+    calls = _calls(log)
+    assert [c["tool"] for c in calls] == ["docker", "helm"]
+    assert calls[0]["args"] == ["compose", "--file", "generated/edge/docker-compose.yaml", "up", "--detach",
+                                "--remove-orphans", "--wait"]
+    assert calls[1]["args"] == ["upgrade", "--install", "acme-cluster", "generated/cluster/helm",
+                                "--wait", "--timeout", "15m"]
+    assert {Path(c["cwd"]).resolve() for c in calls} == {project.resolve()}
+
+
+def test_compose_rejecting_the_environment_fails_the_apply(project, tmp_path):
+    bin_dir, _log = _tools(tmp_path)
+    required = compose_required_vars((project / "generated" / "edge" / "docker-compose.yaml").read_text())
+    assert required, "the edge example references a secret"
+    env = {k: v for k, v in os.environ.items() if k not in required}
+    result = subprocess.run([*CLI, "apply", "edge", "--yes", "-f", str(project / "vilms.yaml")], capture_output=True,
+                            text=True, env={**env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert required[0] in result.stderr  # compose names the missing variable
+    assert "applying edge failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stale_generated_is_refused_before_anything_runs(project, tmp_path):
+    bin_dir, log = _tools(tmp_path)
+    (project / "generated" / "edge" / "docker-compose.yaml").write_text("# edited by hand\n")
+    result = _apply(project, "--yes", path=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert "generated/edge/docker-compose.yaml" in result.stderr and "vilms build" in result.stderr
+    assert _calls(log) == []
+
+
+def test_without_a_terminal_apply_needs_yes(project, tmp_path):
+    bin_dir, log = _tools(tmp_path)
+    result = _apply(project, "edge", path=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 2 and "--yes" in result.stderr
+    assert _calls(log) == []
+
+
+def test_unknown_deployment_is_a_usage_error(project, tmp_path):
+    bin_dir, _ = _tools(tmp_path)
+    result = _apply(project, "nope", "--dry-run", path=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 2 and "no deployment 'nope'" in result.stderr and "cluster, dev, edge" in result.stderr
+
+
+def test_missing_tool_and_failing_tool_are_clear_errors(project, tmp_path):
+    bin_dir, log = _tools(tmp_path, names=("docker",))  # no helm anywhere on this PATH
+    python_dir = str(Path(sys.executable).parent)
+    result = _apply(project, "cluster", "--yes", path=f"{bin_dir}:{python_dir}:/usr/bin:/bin")
+    if shutil.which("helm", path="/usr/bin:/bin") is None:
+        assert result.returncode == 1 and "`helm` is not installed" in result.stderr and "Helm 3" in result.stderr
+    bin_dir, log = _tools(tmp_path)
+    result = _apply(project, "cluster", "--yes", path=f"{bin_dir}:{os.environ['PATH']}", env={"FAKE_EXIT": "3"})
+    assert result.returncode == 1 and "exited 3" in result.stderr and "Traceback" not in result.stderr
