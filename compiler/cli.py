@@ -155,6 +155,51 @@ def explain(deployment: str, file: Path) -> None:
     click.echo(explain_deployment(plan, deployment))
 
 
+@cli.command()
+@FILE_OPTION
+@click.option("--against", metavar="REF", help="Compare with generated/ as committed at this git ref, not with generated/ on disk.")
+@click.option("--exit-code", is_flag=True, help="Exit 0 when nothing would change, 2 when something would (1 on error).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@click.option("--max-lines", type=click.IntRange(min=0), default=200, show_default=True, help="Diff lines shown per file (0: all).")
+def diff(file: Path, against: str | None, exit_code: bool, fmt: str, max_lines: int) -> None:
+    """Show what `vilms build` would change in generated/, writing nothing."""
+    from vilms.compiler.diff import RENDERERS, diff_project
+
+    report = diff_project(file, against=against)
+    click.echo(RENDERERS[fmt](report, max_lines=max_lines), nl=False)
+    if exit_code and report.changes:
+        sys.exit(2)
+
+
+@cli.command()
+@click.argument("adapter")
+@click.argument("run_id")
+@FILE_OPTION
+def rollout(adapter: str, run_id: str, file: Path) -> None:
+    """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/."""
+    from vilms.compiler.rollout import describe
+    from vilms.compiler.rollout import rollout as run_rollout
+
+    change = run_rollout(file, adapter, run_id)
+    for warning in change.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(describe(change))
+
+
+@cli.command()
+@click.argument("adapter")
+@FILE_OPTION
+def rollback(adapter: str, file: Path) -> None:
+    """Set ADAPTER's release: back to the run before the current rollout, and rebuild."""
+    from vilms.compiler.rollout import describe
+    from vilms.compiler.rollout import rollback as run_rollback
+
+    change = run_rollback(file, adapter)
+    for warning in change.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(describe(change))
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="vilms", standalone_mode=False)

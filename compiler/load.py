@@ -53,7 +53,7 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
     if not text.strip():
         raise InvalidInputError([_diag(display_name, 1, 1, "file is empty", "run `vilms init` to write a commented starter file")])
     try:
-        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - composes nodes only, constructs nothing
+        root = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = _mark(mark)
@@ -82,6 +82,11 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
 
 
 _CParser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def compose(text: str) -> yaml.Node | None:
+    """The YAML node tree of ``text``, every node with its start and end marks; nothing constructed."""
+    return yaml.compose(text, Loader=_Loader)  # noqa: S506 - composes nodes only, constructs nothing
 
 
 class _Loader(_CParser):  # type: ignore[misc, valid-type]

@@ -44,6 +44,11 @@ def compile_plan(file: Path, *, fit: bool = True) -> tuple[Document, Plan]:
     """load → validate → resolve → check memory fit (unless ``fit=False``, for `vilms explain`,
     which shows the estimate either way); raises :class:`InvalidInputError`."""
     doc = load(file, display_name(file))
+    return doc, plan_document(doc, fit=fit)
+
+
+def plan_document(doc: Document, *, fit: bool = True) -> Plan:
+    """validate → resolve → check memory fit, for a document already loaded (or parsed from text)."""
     found = diagnose(doc)
     if found:
         raise InvalidInputError(found)
@@ -51,13 +56,17 @@ def compile_plan(file: Path, *, fit: bool = True) -> tuple[Document, Plan]:
     found = check_fit(doc, plan) if fit else []
     if found:
         raise InvalidInputError(found)
-    return doc, plan
+    return plan
+
+
+def render_files(doc: Document, plan: Plan) -> dict[str, bytes]:
+    """Every file of generated/, manifest included."""
+    return with_manifest(render(plan, memory_estimates=training_estimates(plan)), doc.sha256, plan.source_name)
 
 
 def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
     doc, plan = compile_plan(file)
-    files = with_manifest(render(plan, memory_estimates=training_estimates(plan)), doc.sha256, plan.source_name)
-    return doc, plan, files
+    return doc, plan, render_files(doc, plan)
 
 
 def build(file: Path, *, check: bool = False) -> BuildResult:

@@ -1,0 +1,280 @@
+"""`vilms rollout` / `vilms rollback`: a surgical edit of `release:` (every other byte kept),
+validated before anything is touched, rebuilt, recorded in .vilms/releases/<adapter>.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.compiler.minimal import MINIMAL
+from vilms.compiler.errors import ActionError
+from vilms.compiler.rollout import rollback_target, set_release
+
+REPO = Path(__file__).resolve().parents[2]
+ADAPTER = "support-v1"
+R1, R2, R3 = (f"support-v1-2026112{i}T091500Z-{i}a2b3c" for i in (1, 2, 3))
+# the shipped project, with a comment above and after the value that the edit must keep
+SHIPPED = (REPO / "vilms.yaml").read_text()
+assert SHIPPED.count("    release: null\n") == 1
+BASE = SHIPPED.replace("    release: null\n", "    # which run is served; `vilms rollout` edits the next line\n    release: null   # not trained yet\n")
+RELEASE_LINE = BASE.splitlines().index("    release: null   # not trained yet") + 1
+ADAPTERS_LINE = BASE.splitlines().index("adapters:") + 1
+
+
+def released(run: str | None) -> str:
+    return BASE.replace("    release: null   #", f"    release: {run or 'null'}   #")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed") -> None:
+    """artifacts/<run>/run.json shaped like the trainer writes it (trainers/trainer.py, trainers/gate.py)."""
+    folder = root / "artifacts" / run_id
+    folder.mkdir(parents=True)
+    record = {
+        "run_id": run_id, "project": "acme", "adapter": run_id.rsplit("-", 2)[0], "status": status,
+        "created_at": "2026-11-20T09:15:00Z", "finished_at": "2026-11-20T10:15:00Z" if status == "completed" else None,
+        "method": "qlora", "approvals": [], "sessions": [],
+        "gate": None if gate is None else {
+            "status": gate, "eval_loss": 2.1, "perplexity": 8.2, "max_eval_perplexity": 12.0, "perplexity_passed": gate != "failed",
+            "regression": [], "on_fail": "approval", "reasons": [] if gate == "passed" else ["perplexity 13.1 > 12.0"],
+        },
+    }
+    (folder / "run.json").write_text(json.dumps(record, indent=2))
+
+
+@pytest.fixture
+def proj(tmp_path, vilms):
+    """The shipped project (with extra comments) in tmp_path, generated/ built."""
+    path = tmp_path / "vilms.yaml"
+    path.write_text(BASE)
+    assert vilms("build", "-f", str(path)).code == 0
+    return path
+
+
+def history(path: Path) -> list[dict]:
+    file = path.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl"
+    lines = file.read_text().splitlines() if file.exists() else []
+    entries = [json.loads(line) for line in lines]
+    for entry in entries:
+        assert list(entry) == ["at", "adapter", "from", "to", "action"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["at"]) and entry["adapter"] == ADAPTER
+    return entries
+
+
+def test_rollout_edits_only_the_value_and_rebuilds(proj, vilms):
+    os.chmod(proj, 0o640)
+    write_run(proj.parent, R1)
+    result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 0, result.err
+    assert proj.read_text() == released(R1)  # every comment, blank line and key kept
+    assert os.stat(proj).st_mode & 0o777 == 0o640
+    assert vilms("build", "--check", "-f", str(proj)).code == 0  # generated/ is what the new file compiles to
+    out = result.out
+    assert f"{ADAPTER}: release null → {R1} ({proj}:{RELEASE_LINE})" in out
+    assert "served as alias support-bot on deployments cluster, dev, edge" in out
+    assert "  modified  generated/cluster/gateway/routes.yaml  (+1 -1)" in out
+    assert "  added     generated/edge/ollama/support-bot.Modelfile  (+7 -0)" in out  # Ollama: one derived model per adapter alias
+    assert re.search(r"^\d+ files changed, 1 added, 0 removed$", out, re.M)
+    assert "review `git diff`" in out and result.err == ""  # a local run whose gate passed: no warning
+    assert history(proj) == [{"at": history(proj)[0]["at"], "adapter": ADAPTER, "from": None, "to": R1, "action": "rollout"}]
+    assert not [p.name for p in proj.parent.iterdir() if p.name.startswith(".") and p.name != ".vilms"]
+
+
+def test_rollout_of_a_run_not_present_here_warns_and_proceeds(proj, vilms):
+    (proj.parent / "artifacts" / "support-v1-20261121T091500Z-1a2b3d").mkdir(parents=True)
+    result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 0, result.err
+    assert f"warning: artifacts/{R1}/run.json is not here, so its gate was not checked" in result.err
+    assert "did you mean 'support-v1-20261121T091500Z-1a2b3d'?" in result.err
+    assert proj.read_text() == released(R1)
+
+
+def test_rollout_keeps_the_quoting_style(proj, vilms):
+    proj.write_text(released(f"'{R1}'"))
+    assert vilms("rollout", ADAPTER, R2, "-f", str(proj)).code == 0
+    assert proj.read_text() == released(f"'{R2}'")
+    proj.write_text(released(f'"{R1}"'))
+    assert vilms("rollout", ADAPTER, R2, "-f", str(proj)).code == 0
+    assert proj.read_text() == released(f'"{R2}"')
+
+
+def test_rollout_inserts_a_missing_release_line(project, vilms):
+    path = project(MINIMAL)
+    assert vilms("build", "-f", str(path)).code == 0
+    result = vilms("rollout", ADAPTER, R1, "-f", str(path))
+    assert result.code == 0, result.err
+    assert path.read_text() == MINIMAL.replace("    hardware: gpu1\n", f"    hardware: gpu1\n    release: {R1}\n", 1)
+    assert f"({path}:23)" in result.out
+    assert vilms("build", "--check", "-f", str(path)).code == 0
+
+
+def test_rollout_into_a_flow_mapping(project, vilms):
+    block = "  support-v1:\n    base: qwen2.5-1.5b\n    dataset: support\n    method: lora\n    lora: {r: 16}\n    hardware: gpu1\n"
+    assert block in MINIMAL
+    flow = MINIMAL.replace(block, "  support-v1: {base: qwen2.5-1.5b, dataset: support, method: lora, lora: {r: 16}, hardware: gpu1}  # flow\n")
+    path = project(flow)
+    assert vilms("rollout", ADAPTER, R1, "-f", str(path)).code == 0
+    assert path.read_text() == flow.replace("hardware: gpu1}", f"hardware: gpu1, release: {R1}}}")
+    assert vilms("rollout", ADAPTER, R2, "-f", str(path)).code == 0
+    assert path.read_text() == flow.replace("hardware: gpu1}", f"hardware: gpu1, release: {R2}}}")
+
+
+def test_rollout_to_the_current_run_is_a_no_op(proj, vilms):
+    assert vilms("rollout", ADAPTER, R1, "-f", str(proj)).code == 0
+    before_text, before_tree = proj.read_bytes(), tree(proj.parent)
+    again = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert again.code == 0 and f"{ADAPTER} already releases {R1}" in again.out and "nothing to do" in again.out
+    assert proj.read_bytes() == before_text and tree(proj.parent) == before_tree
+    assert len(history(proj)) == 1
+
+
+OTHER_RUN = "faq-v2-20261101T091500Z-a1b2c3"
+FAILED, WAITING, RUNNING, APPROVED = (f"support-v1-2026112{i}T091500Z-0f0f0{i}" for i in (4, 5, 6, 7))
+
+REFUSALS = [
+    ("unknown-adapter", ["rollout", "support-v2", R1], f"{ADAPTERS_LINE}:1: adapters: unknown adapter 'support-v2' (did you mean 'support-v1'?)"),
+    ("malformed-run-id", ["rollout", ADAPTER, "latest"], f"{RELEASE_LINE}:14: adapters.support-v1.release: 'latest' is not a run id"),
+    ("truncated-run-id", ["rollout", ADAPTER, R1[:-1]], f"{RELEASE_LINE}:14: adapters.support-v1.release: '{R1[:-1]}' is not a run id"),
+    ("run-of-another-adapter", ["rollout", ADAPTER, OTHER_RUN],
+     f"{RELEASE_LINE}:14: adapters.support-v1.release: run '{OTHER_RUN}' was trained for adapter 'faq-v2', not 'support-v1'"),
+    ("gate-failed", ["rollout", ADAPTER, FAILED],
+     f"{RELEASE_LINE}:14: adapters.support-v1.release: run '{FAILED}' cannot be released: status completed, gate failed"),
+    ("gate-needs-approval", ["rollout", ADAPTER, WAITING],
+     f"{RELEASE_LINE}:14: adapters.support-v1.release: run '{WAITING}' cannot be released: status completed, gate needs_approval"),
+    ("still-running", ["rollout", ADAPTER, RUNNING],
+     f"{RELEASE_LINE}:14: adapters.support-v1.release: run '{RUNNING}' cannot be released: status running, gate not evaluated"),
+    ("rollback-no-history", ["rollback", ADAPTER], "nothing to roll back to: no release history for support-v1"),
+    ("rollback-unknown-adapter", ["rollback", "nope"], f"{ADAPTERS_LINE}:1: adapters: unknown adapter 'nope'"),
+]
+
+
+@pytest.mark.parametrize("args,expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_refusals_are_located_and_touch_nothing(proj, vilms, args, expected):
+    write_run(proj.parent, FAILED, gate="failed")
+    write_run(proj.parent, WAITING, gate="needs_approval")
+    write_run(proj.parent, RUNNING, status="running", gate=None)
+    before = tree(proj.parent)
+    result = vilms(*args, "-f", str(proj))
+    assert result.code == 1, result
+    assert expected in result.err, result.err
+    if ":1" in expected or ":14" in expected:
+        assert result.err.startswith("vilms.yaml:")
+    assert "hint: " in result.err and "Traceback" not in result.err and result.out == ""
+    assert tree(proj.parent) == before  # vilms.yaml, generated/ and .vilms/ byte-identical
+
+
+def test_an_approved_run_is_released(proj, vilms):
+    write_run(proj.parent, APPROVED, gate="approved")
+    result = vilms("rollout", ADAPTER, APPROVED, "-f", str(proj))
+    assert result.code == 0 and result.err == ""
+    assert proj.read_text() == released(APPROVED)
+
+
+def test_a_failing_build_changes_nothing_and_is_located_in_the_file_on_disk(project, vilms):
+    broken = MINIMAL.replace("engine: vllm}", "engine: vllm, replica: 2}")
+    path = project(broken)
+    (path.parent / "generated").mkdir()
+    (path.parent / "generated" / "keep.txt").write_text("as it was\n")
+    before = tree(path.parent)
+    result = vilms("rollout", ADAPTER, R1, "-f", str(path))  # inserts a line above the problem
+    assert result.code == 1
+    assert "vilms.yaml:28:" in result.err and "unknown key 'replica'" in result.err
+    assert "vilms.yaml and generated/ were not changed" in result.err and "Traceback" not in result.err
+    assert tree(path.parent) == before
+
+
+def test_rollback_walks_the_history(proj, vilms):
+    for run in (R1, R2, R3):
+        assert vilms("rollout", ADAPTER, run, "-f", str(proj)).code == 0
+    assert proj.read_text() == released(R3)
+    first = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert first.code == 0, first.err
+    assert f"{ADAPTER}: release {R3} → {R2}" in first.out
+    assert proj.read_text() == released(R2)
+    assert vilms("rollback", ADAPTER, "-f", str(proj)).code == 0
+    assert proj.read_text() == released(R1)
+    assert vilms("build", "--check", "-f", str(proj)).code == 0
+    to_null = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert to_null.code == 0 and f"release {R1} → null" in to_null.out and "unreleased" in to_null.out
+    assert proj.read_text() == BASE  # back to `release: null   # not trained yet`, byte for byte
+    before = tree(proj.parent)
+    exhausted = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert exhausted.code == 1 and "nothing to roll back to" in exhausted.err and "by hand" in exhausted.err
+    assert tree(proj.parent) == before
+    steps = [(e["action"], e["from"], e["to"]) for e in history(proj)]
+    assert steps == [("rollout", None, R1), ("rollout", R1, R2), ("rollout", R2, R3),
+                     ("rollback", R3, R2), ("rollback", R2, R1), ("rollback", R1, None)]
+    # a rollout after rollbacks starts a new step to undo
+    assert vilms("rollout", ADAPTER, R3, "-f", str(proj)).code == 0
+    assert vilms("rollback", ADAPTER, "-f", str(proj)).code == 0
+    assert proj.read_text() == BASE
+
+
+def test_a_corrupt_history_line_is_named(proj, vilms):
+    assert vilms("rollout", ADAPTER, R1, "-f", str(proj)).code == 0
+    file = proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl"
+    file.write_text(file.read_text() + "{not json\n")
+    result = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert result.code == 1 and ".vilms/releases/support-v1.jsonl:2: not valid JSON" in result.err
+    assert proj.read_text() == released(R1)
+
+
+def test_a_stale_generated_is_rebuilt_with_a_warning(proj, vilms):
+    proj.write_text(BASE.replace("retries: 2", "retries: 3"))
+    result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 0
+    assert "generated/ was not up to date before this change" in result.err
+    assert vilms("build", "--check", "-f", str(proj)).code == 0
+
+
+def test_rollback_target_replays_rollouts_as_a_stack():
+    def entry(action, a, b):
+        return {"action": action, "from": a, "to": b}
+
+    h = [entry("rollout", None, "a"), entry("rollout", "a", "b"), entry("rollback", "b", "a"), entry("rollout", "a", "c")]
+    assert rollback_target(h, "c") == (True, "a")
+    assert rollback_target(h, "a") == (True, None)
+    assert rollback_target(h, "b") == (False, None)  # undone already
+    assert rollback_target([], None) == (False, None)
+
+
+# --- the text edit itself
+
+EDITS = [
+    ("crlf", "adapters:\r\n  a:\r\n    base: x\r\n", "adapters:\r\n  a:\r\n    base: x\r\n    release: a-20261202T000000Z-bbbbbb\r\n"),
+    ("no-final-newline", "adapters:\n  a:\n    base: x", "adapters:\n  a:\n    base: x\n    release: a-20261202T000000Z-bbbbbb\n"),
+    ("nested-last-entry-and-comment", "adapters:\n  a:\n    gate:\n      k: 1\n      # about k\n\n  b: {}\n",
+     "adapters:\n  a:\n    gate:\n      k: 1\n      # about k\n    release: a-20261202T000000Z-bbbbbb\n\n  b: {}\n"),
+    ("empty-value", "adapters:\n  a:\n    release:  # later\n", "adapters:\n  a:\n    release: a-20261202T000000Z-bbbbbb  # later\n"),
+    ("tilde", "adapters:\n  a: {release: ~, base: x}\n", "adapters:\n  a: {release: a-20261202T000000Z-bbbbbb, base: x}\n"),
+    ("non-ascii-before", "# café\nadapters:\n  a:\n    base: \"é\"\n    release: null # ü\n",
+     "# café\nadapters:\n  a:\n    base: \"é\"\n    release: a-20261202T000000Z-bbbbbb # ü\n"),
+]
+
+
+@pytest.mark.parametrize("before,after", [e[1:] for e in EDITS], ids=[e[0] for e in EDITS])
+def test_set_release_edits_text(before, after):
+    assert set_release(before, "a", "a-20261202T000000Z-bbbbbb").text == after
+
+
+def test_set_release_to_null_is_plain_null():
+    assert set_release("adapters:\n  a:\n    release: 'a-1'  # x\n", "a", None).text == "adapters:\n  a:\n    release: null  # x\n"
+
+
+@pytest.mark.parametrize("text", [
+    "x: &r r1\nadapters:\n  a:\n    release: *r\n",
+    "adapters:\n  a:\n    release: &r r1\n",
+    "adapters:\n  a:\n    release: |\n      r1\n",
+    "adapters:\n  a:\n    l: &l [1]\n    m: *l\n",
+    "base: &b {x: 1}\nadapters:\n  a: *b\n",
+], ids=["alias-value", "anchored-value", "block-scalar", "alias-last-entry", "alias-adapter"])
+def test_set_release_refuses_what_it_cannot_edit_safely(text):
+    with pytest.raises(ActionError):
+        set_release(text, "a", "v")
