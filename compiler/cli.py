@@ -34,6 +34,9 @@ EXTRA_OF = {
 # name → (module, attribute, one-line help): loaded only when the command runs
 LAZY_COMMANDS = {
     "serve": ("vilms.runtime.gateway.command", "serve", "Run the OpenAI-compatible gateway for a deployment."),
+    "up": ("vilms.runtime.local.commands", "up", "Start a local deployment: llama.cpp servers + gateway, supervised."),
+    "status": ("vilms.runtime.local.commands", "status", "Show the processes of a local deployment and their health."),
+    "down": ("vilms.runtime.local.commands", "down", "Stop a local deployment (gateway first, it drains)."),
     "train": ("vilms.trainers.commands", "train", "Train a LoRA/QLoRA adapter from generated/training/."),
     "approve": ("vilms.trainers.commands", "approve", "Record a human decision on a run's evaluation gate."),
     "export": ("vilms.trainers.commands", "export", "Merge a run and export HF safetensors, GGUF and a Modelfile."),

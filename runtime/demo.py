@@ -54,7 +54,9 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
         _vilms(root, "train", ADAPTER, "--no-progress")
     run_id = _newest_run(root)
     gate = json.loads((root / "artifacts" / run_id / "run.json").read_text()).get("gate") or {}
-    click.echo(f"      run {run_id}: gate {gate.get('status')}, eval perplexity {gate.get('perplexity')}")
+    perplexity = gate.get("perplexity")
+    click.echo(f"      run {run_id}: gate {gate.get('status')}"
+               + (f", eval perplexity {perplexity:.1f}" if isinstance(perplexity, (int, float)) else ""))
     with _step(4, steps, f"$ vilms export {run_id} --gguf"):
         _vilms(root, "export", run_id, "--gguf")
     with _step(5, steps, f"$ vilms rollout {ADAPTER} {run_id}"):
@@ -80,10 +82,12 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
 def write_demo_project(root: Path, *, gateway_port: int | None = None, api_keys_env: str | None = None) -> Path:
     """The demo's project: tiny model (HF folder + GGUF), dataset, and vilms.yaml. Returns vilms.yaml."""
     import yaml
+    from transformers.utils import logging as hf_logging
 
     from vilms.trainers.export.gguf import write_llama_gguf
     from vilms.trainers.tiny import build_tiny_llama, tiny_chat_rows
 
+    hf_logging.disable_progress_bar()
     model = build_tiny_llama(root / "models" / "tiny")
     write_llama_gguf(model, root / "models" / "tiny.gguf")
     (root / "data").mkdir(exist_ok=True)
@@ -161,7 +165,7 @@ class _step:
 def _vilms(root: Path, *args: str) -> str:
     command = [sys.executable, "-m", "vilms.compiler.cli", *args, "-f", str(root / "vilms.yaml")]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900)
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}, timeout=900)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
         raise ActionError(f"`vilms {' '.join(args)}` failed (exit {result.returncode}):\n  " + "\n  ".join(tail))

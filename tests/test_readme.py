@@ -18,7 +18,7 @@ def readme_commands() -> list[str]:
 def test_readme_starts_with_two_commands():
     commands = readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("vilms build")
+    assert "vilms build" in commands[0] and commands[0].endswith("vilms demo")
     assert "pytest" in commands[1]
 
 

@@ -1,0 +1,307 @@
+"""The supervisor: start a local plan's processes in order, keep them running, stop them in order.
+
+Start: every llama.cpp server at once, then wait until each answers its health URL; then
+the gateway, and wait for its ``/readyz``. If any process exits or stays silent past the
+start timeout, everything started so far is stopped and the run fails (no restarts while
+starting: a model that cannot load would only crash again).
+
+Run: a child that exits is restarted after the backoff of :class:`RestartPolicy`; after
+too many quick crashes in a row it is marked failed and left down (the others keep
+serving). A restarted child counts as running again once its health URL answers.
+
+Stop (SIGTERM, SIGINT or SIGHUP to the supervisor): the gateway first, which drains its
+in-flight requests, then the llama.cpp servers; each gets SIGTERM, then SIGKILL after a
+grace period. The state file is removed on a clean stop and kept (with the error) when
+the start failed, for `vilms up` to report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vilms.compiler.errors import ActionError
+
+from . import processes
+from .health import probe
+from .launch import GATEWAY, Launch
+from .plan import LocalPlan
+from .policy import RestartPolicy
+from .state import RunDir
+
+log = logging.getLogger("vilms.local")
+
+START_TIMEOUT_S = 120.0
+GATEWAY_GRACE_S = 35.0  # the gateway drains for up to 30 s
+SERVER_GRACE_S = 10.0
+TICK_S = 0.1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Child:
+    launch: Launch
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    ticks: int | None = None
+    status: str = "starting"  # starting | running | restarting | failed | stopped
+    restarts: int = 0
+    crashes: int = 0
+    started_mono: float = 0.0
+    started_at: str | None = None
+    restart_at: float = 0.0
+    ready_by: float = 0.0
+    last_exit: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        launch = self.launch
+        return {"name": launch.name, "kind": launch.kind, "host": launch.host, "port": launch.port, "url": launch.url,
+                "health_url": launch.health_url, "pid": self.proc.pid if self.proc else None, "ticks": self.ticks,
+                "status": self.status, "restarts": self.restarts, "started_at": self.started_at,
+                "last_exit": self.last_exit, "log": str(self.log_path)}
+
+
+class Supervisor:
+    def __init__(self, plan: LocalPlan, launches: list[Launch], run_dir: RunDir, project_file: Path, *,
+                 policy: RestartPolicy | None = None, start_timeout_s: float = START_TIMEOUT_S,
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.plan = plan
+        self.run_dir = run_dir
+        self.project_file = project_file
+        self.policy = policy or RestartPolicy()
+        self.start_timeout_s = start_timeout_s
+        self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+        self.cwd = cwd
+        self.children = [Child(launch, run_dir.log(launch.name)) for launch in launches]
+        self.status = "starting"
+        self.started_at = now_iso()
+        self.error: dict[str, Any] | None = None
+        self.stopping = False
+        self._written: dict[str, Any] | None = None
+        self._me = {"pid": os.getpid(), "ticks": processes.start_ticks(os.getpid())}
+
+    # -- the whole life --------------------------------------------------------------
+
+    def run(self, on_ready: Callable[[dict[str, Any]], None] | None = None, *, lock: int | None = None) -> int:
+        """Start, supervise until a stop signal, stop. Returns 0, or 1 when the start failed.
+
+        ``lock``: the run's lock, already taken by the caller (the descriptor is closed on
+        return); without it the supervisor takes the lock itself."""
+        if lock is None:
+            lock = self.run_dir.acquire()
+            if lock is None:
+                raise ActionError(f"deployment {self.plan.deployment} is already supervised (lock {self.run_dir.lock_file})")
+        self.run_dir.claim(lock)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        try:
+            self.run_dir.ensure()
+            for child in self.children:
+                child.log_path.write_bytes(b"")  # each `vilms up` starts fresh logs
+            try:
+                if self._start_all():
+                    self.status = "running"
+                    self._write()
+                    log.info("deployment %s is up", self.plan.deployment)
+                    if on_ready is not None:
+                        on_ready(self.state())
+                    while not self.stopping:
+                        self._tick()
+                        time.sleep(TICK_S)
+            finally:  # also when something above raised: never leave a child behind
+                self._stop_all()
+            if self.error is not None:
+                self.status = "failed"
+                self._write()
+                return 1
+            self.run_dir.clear()
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(lock)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    # -- start -----------------------------------------------------------------------
+
+    def _start_all(self) -> bool:
+        self._write()
+        servers = [c for c in self.children if c.launch.kind != GATEWAY]
+        gateway = [c for c in self.children if c.launch.kind == GATEWAY]
+        for child in servers:
+            self._spawn(child)
+        if not self._await_ready(servers):
+            return False
+        for child in gateway:
+            self._spawn(child)
+        return self._await_ready(gateway)
+
+    def _await_ready(self, children: list[Child]) -> bool:
+        deadline = time.monotonic() + self.start_timeout_s
+        waiting = list(children)
+        while waiting:
+            if self.stopping:
+                self._fail(waiting[0], "interrupted while starting")
+                return False
+            for child in list(waiting):
+                assert child.proc is not None
+                code = child.proc.poll()
+                if code is not None:
+                    child.proc, child.ticks, child.last_exit, child.status = None, None, code, "failed"
+                    _mark(child.log_path, f"exited with {_exit_text(code)} while starting")
+                    self._fail(child, f"exited with {_exit_text(code)} while starting")
+                    return False
+                if probe(child.launch.health_url, timeout_s=1.0) is None:
+                    child.status = "running"
+                    waiting.remove(child)
+                    log.info("%s is ready at %s (pid %d)", child.launch.name, child.launch.url, child.proc.pid)
+            if waiting and time.monotonic() > deadline:
+                self._fail(waiting[0], f"did not answer {waiting[0].launch.health_url} within {self.start_timeout_s:g} s")
+                return False
+            if waiting:
+                self._write()
+                time.sleep(TICK_S)
+        return True
+
+    def _fail(self, child: Child, message: str) -> None:
+        log.error("%s %s", child.launch.name, message)
+        self.error = {"process": child.launch.name, "message": message, "log": str(child.log_path)}
+
+    # -- supervise -------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.proc
+            if proc is not None and proc.poll() is not None:
+                self._exited(child, now)
+            elif proc is None and child.status == "restarting" and now >= child.restart_at:
+                self._spawn(child)
+                child.restarts += 1
+                child.ready_by = now + self.start_timeout_s
+            elif proc is not None and child.status == "restarting":
+                if probe(child.launch.health_url, timeout_s=0.5) is None:
+                    child.status = "running"
+                    log.info("%s is serving again (pid %d, restart %d)", child.launch.name, proc.pid, child.restarts)
+                elif now > child.ready_by:
+                    log.error("%s did not answer %s within %g s after a restart", child.launch.name,
+                              child.launch.health_url, self.start_timeout_s)
+                    processes.stop(proc, SERVER_GRACE_S)
+                    self._exited(child, now)
+        self._write()
+
+    def _exited(self, child: Child, now: float) -> None:
+        assert child.proc is not None
+        code = child.proc.wait()
+        ran_for = now - child.started_mono
+        child.proc, child.ticks, child.last_exit = None, None, code
+        child.crashes = self.policy.crashes_after(child.crashes, ran_for)
+        delay = self.policy.delay(child.crashes)
+        _mark(child.log_path, f"exited with {_exit_text(code)} after {ran_for:.1f} s")
+        if delay is None:
+            child.status = "failed"
+            log.error("%s exited with %s after %.1f s; %d quick crashes in a row: marked failed, not restarted",
+                      child.launch.name, _exit_text(code), ran_for, child.crashes)
+            return
+        child.status = "restarting"
+        child.restart_at = now + delay
+        log.warning("%s exited with %s after %.1f s; restarting in %g s", child.launch.name, _exit_text(code), ran_for, delay)
+
+    def _spawn(self, child: Child) -> None:
+        _mark(child.log_path, f"starting {child.launch.name}: {' '.join(child.launch.argv)}")
+        with open(child.log_path, "ab") as out:
+            child.proc = processes.spawn(child.launch.argv, log=out, env=self.env, cwd=self.cwd)
+        child.ticks = processes.start_ticks(child.proc.pid)
+        child.started_mono = time.monotonic()
+        child.started_at = now_iso()
+        if child.status != "restarting":
+            child.status = "starting"
+        log.info("started %s (pid %d)", child.launch.name, child.proc.pid)
+
+    # -- stop ------------------------------------------------------------------------
+
+    def _stop_all(self) -> None:
+        self.status = "stopping"
+        self._write()
+        for group, grace in (([c for c in self.children if c.launch.kind == GATEWAY], GATEWAY_GRACE_S),
+                             ([c for c in self.children if c.launch.kind != GATEWAY], SERVER_GRACE_S)):
+            running = [c for c in group if c.proc is not None]
+            for child in running:
+                assert child.proc is not None
+                if child.proc.poll() is None:
+                    processes.signal_group(child.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in running:
+                assert child.proc is not None
+                code = processes.stop(child.proc, max(0.0, deadline - time.monotonic()))
+                _mark(child.log_path, f"stopped (exit {_exit_text(code)})")
+                log.info("stopped %s (pid %d)", child.launch.name, child.proc.pid)
+                child.proc, child.ticks = None, None
+            for child in group:
+                child.status = "stopped" if child.status != "failed" else "failed"
+            self._write()
+
+    # -- state -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        gateway = next((c for c in self.children if c.launch.kind == GATEWAY), None)
+        return {
+            "deployment": self.plan.deployment,
+            "project": str(self.project_file),
+            "plan_sha256": self.plan.sha256,
+            "supervisor": self._me,
+            "started_at": self.started_at,
+            "status": self.status,
+            "gateway_url": gateway.launch.url if gateway else None,
+            "error": self.error,
+            "logs": str(self.run_dir.logs),
+            "processes": [c.as_dict() for c in self.children],
+        }
+
+    def _write(self) -> None:
+        state = self.state()
+        if state != self._written:
+            self.run_dir.write(state)
+            self._written = state
+
+
+def configure_logging() -> None:
+    """Supervisor events as timestamped lines on stderr (supervisor.log when detached)."""
+    logger = logging.getLogger("vilms.local")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _mark(path: Path, text: str) -> None:
+    """A line of the supervisor's own in a child's log."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"--- vilms {now_iso()}: {text}\n")

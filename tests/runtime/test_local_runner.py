@@ -1,0 +1,372 @@
+"""`vilms up` / `status` / `down` for real: llama.cpp servers on a tiny GGUF and the gateway,
+run by the supervisor as processes, probed over HTTP, killed with signals.
+
+Each test works on its own copy of a project built once; its finalizer stops the runner
+and SIGKILLs by process group anything still naming the project's folder, so a failing
+test leaves no llama.cpp server behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from local_project import (
+    API_KEY,
+    KEYS_ENV,
+    LLAMACPP_PORT,
+    chat,
+    kill_all_under,
+    pid_alive,
+    processes_under,
+    wait_until,
+    write_hf_cache,
+    write_project,
+)
+
+from tests.conftest import run_vilms
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("httptools")
+pytest.importorskip("gguf")
+
+pytestmark = [pytest.mark.heavy, pytest.mark.timeout(120)]
+
+ENV = {KEYS_ENV: API_KEY}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gateway_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, gateway_port) -> Path:
+    """A project serving the tiny GGUF, built once."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", LLAMACPP_PORT))
+        except OSError:
+            pytest.fail(f"port {LLAMACPP_PORT} is taken by another program; the local plan's llama.cpp server needs it")
+    root = tmp_path_factory.mktemp("local-template")
+    write_project(root, gateway_port=gateway_port)
+    assert run_vilms("build", cwd=root).code == 0
+    return root
+
+
+@pytest.fixture
+def project(template, tmp_path):
+    """A fresh copy of the built project; everything it started is gone afterwards."""
+    root = tmp_path / "project"
+    shutil.copytree(template, root)
+    yield root
+    run_vilms("down", "--timeout", "20", cwd=root, env=ENV)
+    left = kill_all_under(root)
+    assert not left, f"processes left running: {left}"
+
+
+def vilms(root: Path, *args: str, env: dict | None = None):
+    return run_vilms(*args, cwd=root, env={**ENV, **(env or {})})
+
+
+def status_json(root: Path) -> tuple[int, dict]:
+    result = vilms(root, "status", "--format", "json")
+    return result.code, json.loads(result.out)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {p["name"]: p for p in report["processes"]}
+
+
+# -- the happy path ---------------------------------------------------------------------
+
+def test_up_serves_chat_reports_healthy_and_down_stops_everything(project, gateway_port):
+    started = time.monotonic()
+    result = vilms(project, "up")
+    up_s = time.monotonic() - started
+    assert result.code == 0, result.err
+    assert f"gateway: http://127.0.0.1:{gateway_port}/v1" in result.out
+    assert "llamacpp-tiny" in result.out and f"http://127.0.0.1:{LLAMACPP_PORT}" in result.out
+    print(f"vilms up took {up_s:.2f} s")
+
+    status, headers, body = chat(gateway_port)
+    assert status == 200 and body["object"] == "chat.completion" and body["choices"]
+    assert headers["x-vilms-backend"] == "llamacpp-tiny"
+
+    code, report = status_json(project)
+    assert code == 0 and report["healthy"] is True and report["status"] == "running"
+    procs = by_name(report)
+    assert set(procs) == {"llamacpp-tiny", "gateway"}
+    assert all(p["state"] == "running" and p["health"] == "ok" and p["restarts"] == 0 for p in procs.values())
+    assert procs["gateway"]["port"] == gateway_port and procs["llamacpp-tiny"]["port"] == LLAMACPP_PORT
+    pids = [report["supervisor_pid"], *(p["pid"] for p in procs.values())]
+    assert all(pid_alive(pid) for pid in pids)
+    state_file = project / ".vilms" / "run" / "dev" / "state.json"
+    assert state_file.is_file() and (project / ".vilms" / "run" / "dev" / "logs" / "llamacpp-tiny.log").stat().st_size > 0
+    assert API_KEY not in state_file.read_text()  # secrets travel in the environment only
+    assert (project / ".vilms" / "run" / ".gitignore").read_text().endswith("*\n")  # run state stays out of git
+
+    text = vilms(project, "status")
+    assert text.code == 0 and "deployment dev: running, healthy" in text.out
+
+    again = vilms(project, "up")
+    assert again.code == 0 and "already running" in again.out
+
+    started = time.monotonic()
+    stopped = vilms(project, "down")
+    down_s = time.monotonic() - started
+    assert stopped.code == 0 and "stopped deployment dev" in stopped.out, stopped.err
+    print(f"vilms down took {down_s:.2f} s")
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not processes_under(project)
+    assert not state_file.exists()
+
+    code, report = status_json(project)
+    assert code == 1 and report["status"] == "stopped" and report["healthy"] is False
+    assert {p["state"] for p in report["processes"]} == {"stopped"}
+    assert "deployment dev: stopped" in vilms(project, "status").out
+
+    twice = vilms(project, "down")
+    assert twice.code == 0 and "not running" in twice.out
+
+
+def test_two_concurrent_ups_start_one_supervisor(project, gateway_port):
+    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    env = {**os.environ, **ENV}
+    procs = [subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    assert [code for code, _out, _err in results] == [0, 0], results
+    assert sum("is already" in out for _code, out, _err in results) == 1, results
+    supervisors = [cmd for cmd in processes_under(project).values() if "vilms.runtime.local" in cmd]
+    assert len(supervisors) == 1, supervisors
+    assert chat(gateway_port)[0] == 200
+
+
+def test_a_killed_llamacpp_server_is_restarted_and_serves_again(project, gateway_port):
+    assert vilms(project, "up").code == 0
+    _, report = status_json(project)
+    old = by_name(report)["llamacpp-tiny"]["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def restarted():
+        code, report = status_json(project)
+        server = by_name(report)["llamacpp-tiny"]
+        return code == 0 and server["restarts"] == 1 and server["state"] == "running" and report
+    report = wait_until(restarted, timeout_s=20)
+    assert by_name(report)["llamacpp-tiny"]["pid"] != old and not pid_alive(old)
+    assert chat(gateway_port)[0] == 200
+    log = (project / ".vilms" / "run" / "dev" / "logs" / "supervisor.log").read_text()
+    assert "llamacpp-tiny exited with signal SIGKILL" in log and "restarting in 0.5 s" in log
+
+
+def test_a_server_that_keeps_crashing_is_marked_failed(project, gateway_port):
+    assert vilms(project, "up", "--restart-backoff", "0.05", "--give-up-after", "2").code == 0
+    _, report = status_json(project)
+    model = project / "models" / "tiny.gguf"
+    model.write_bytes(model.read_bytes()[:1000])  # every restart now fails to load
+    os.kill(by_name(report)["llamacpp-tiny"]["pid"], signal.SIGKILL)
+
+    def failed():
+        code, report = status_json(project)
+        return code == 1 and by_name(report)["llamacpp-tiny"]["state"] == "failed" and report
+    report = wait_until(failed, timeout_s=20)
+    server, gateway = by_name(report)["llamacpp-tiny"], by_name(report)["gateway"]
+    assert server["pid"] is None and server["restarts"] == 1
+    assert gateway["state"] == "running" and gateway["health"] == "ok"  # the rest keeps serving
+    assert "marked failed" in (project / ".vilms" / "run" / "dev" / "logs" / "supervisor.log").read_text()
+    assert vilms(project, "down").code == 0
+    assert not processes_under(project)
+
+
+def test_a_dead_supervisor_takes_its_children_along_and_its_state_is_cleaned(project):
+    assert vilms(project, "up").code == 0
+    _, report = status_json(project)
+    children = [p["pid"] for p in report["processes"]]
+    os.kill(report["supervisor_pid"], signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(pid) for pid in children), timeout_s=5)  # PR_SET_PDEATHSIG
+
+    result = vilms(project, "status")
+    assert result.code == 1 and "stale state cleaned" in result.out
+    assert not (project / ".vilms" / "run" / "dev" / "state.json").exists()
+    assert "not running" in vilms(project, "down").out
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(project, gateway_port):
+    proc = subprocess.Popen([sys.executable, "-m", "vilms.compiler.cli", "up", "--foreground"], cwd=project,
+                            env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert any(f"gateway: http://127.0.0.1:{gateway_port}/v1" in line for line in lines), lines
+        assert chat(gateway_port)[0] == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped deployment dev" in out and "SIGINT received: stopping" in err
+    assert err.index("stopped gateway") < err.index("stopped llamacpp-tiny")  # the gateway drains first
+    assert not processes_under(project)
+
+
+# -- refusals: exit 1, a clear message, nothing started ----------------------------------
+
+def assert_refused(result, *needles: str) -> None:
+    assert result.code == 1, (result.out, result.err)
+    own = result.err.split("\n--- last lines of ")[0]  # a quoted child log may hold the child's traceback
+    assert "Traceback" not in own and "internal error" not in own
+    for needle in needles:
+        assert needle in result.err, result.err
+
+
+def assert_nothing_runs(root: Path) -> None:
+    assert not processes_under(root)
+    assert not (root / ".vilms" / "run" / "dev" / "state.json").exists()
+
+
+def test_up_without_a_build_asks_for_one(project):
+    shutil.rmtree(project / "generated")
+    assert_refused(vilms(project, "up"), "generated/dev/local.yaml does not exist", "run `vilms build")
+    assert_nothing_runs(project)
+
+
+def test_up_refuses_a_stale_build(project):
+    file = project / "vilms.yaml"
+    file.write_text(file.read_text().replace("context: 256", "context: 384"))
+    assert_refused(vilms(project, "up"), "generated/dev/ is not what vilms.yaml compiles to",
+                   "generated/dev/local.yaml: differs", "run `vilms build`")
+    assert_nothing_runs(project)
+
+
+def test_up_names_a_missing_model_file(project):
+    (project / "models" / "tiny.gguf").unlink()
+    assert_refused(vilms(project, "up"), "llamacpp-tiny: model file models/tiny.gguf does not exist")
+    assert_nothing_runs(project)
+
+
+def test_up_names_a_port_in_use(project, gateway_port):
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # earlier tests' connections may be in TIME_WAIT
+        busy.bind(("127.0.0.1", gateway_port))
+        busy.listen()
+        assert_refused(vilms(project, "up"), f"port already in use: 127.0.0.1:{gateway_port} (gateway)", "gateway_port")
+    assert_nothing_runs(project)
+
+
+def test_up_names_an_unset_api_key_variable(project):
+    result = run_vilms("up", cwd=project, env={KEYS_ENV: ""})
+    assert_refused(result, f"reads {KEYS_ENV} from the environment", f"export {KEYS_ENV}=")
+    assert_nothing_runs(project)
+
+
+def test_a_model_that_cannot_load_fails_the_start_with_its_log_tail(project):
+    model = project / "models" / "tiny.gguf"
+    model.write_bytes(model.read_bytes()[:1000])  # a truncated GGUF: llama.cpp refuses it
+    started = time.monotonic()
+    result = vilms(project, "up")
+    print(f"failed start took {time.monotonic() - started:.2f} s")
+    assert_refused(result, "deployment dev did not start: llamacpp-tiny exited with code 1 while starting",
+                   "llamacpp-tiny.log", "failed to load model", "nothing was left running")
+    assert_nothing_runs(project)
+    assert not processes_under(project)
+
+
+def test_down_when_nothing_runs(project, tmp_path):
+    result = vilms(project, "down")
+    assert result.code == 0 and "not running" in result.out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "vilms.yaml").write_text("apiVersion: vilms/v1\n")
+    result = vilms(empty, "down")
+    assert result.code == 0 and "no local deployment is running" in result.out
+
+
+def test_the_deployment_is_named_when_it_is_ambiguous(project, gateway_port):
+    file = project / "vilms.yaml"
+    data = yaml.safe_load(file.read_text())
+    data["deployments"]["dev2"] = {"hardware": "box", "target": "local", "engine": "llamacpp", "gateway_port": gateway_port}
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert vilms(project, "build").code == 0
+    result = vilms(project, "up")
+    assert result.code == 2 and "2 deployments have target local (dev, dev2)" in result.err
+    result = vilms(project, "up", "dev3")
+    assert result.code == 2 and "unknown deployment 'dev3'" in result.err
+    result = vilms(project, "status")
+    assert result.code == 2 and "name a deployment" in result.err
+    assert_nothing_runs(project)
+
+
+# -- weights from the Hugging Face cache -------------------------------------------------
+
+def test_hf_weights_come_from_the_local_cache_only(project, gateway_port):
+    tiny = project / "models" / "tiny.gguf"
+    shutil.rmtree(project / "generated")
+    write_project(project, gateway_port=gateway_port, gguf="hf:test-org/tiny-GGUF")
+    assert vilms(project, "build").code == 0
+    cache = project / "hf-cache"
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = vilms(project, "up", env=env)
+    assert_refused(result, "llamacpp-tiny: weights hf:test-org/tiny-GGUF (*q4_k_m*.gguf) are not in the local Hugging Face cache",
+                   "download test-org/tiny-GGUF")
+    assert_nothing_runs(project)
+
+    write_hf_cache(cache, "test-org/tiny-GGUF", "tiny-Q4_K_M.gguf", tiny)
+    result = vilms(project, "up", env=env)
+    assert result.code == 0, result.err
+    assert chat(gateway_port)[0] == 200
+    log = (project / ".vilms" / "run" / "dev" / "logs" / "llamacpp-tiny.log").read_text()
+    assert "tiny-Q4_K_M.gguf" in log  # the command line the supervisor logged
+    assert vilms(project, "down").code == 0
+
+
+# -- parts, without processes ------------------------------------------------------------
+
+def test_restart_policy_backs_off_exponentially_and_gives_up():
+    from vilms.runtime.local.policy import RestartPolicy
+
+    policy = RestartPolicy(backoff_s=0.5, max_backoff_s=4, quick_s=60, give_up_after=5)
+    crashes, delays = 0, []
+    for _ in range(5):
+        crashes = policy.crashes_after(crashes, ran_for_s=1.0)
+        delays.append(policy.delay(crashes))
+    assert delays == [0.5, 1.0, 2.0, 4.0, None]
+    assert policy.crashes_after(4, ran_for_s=600.0) == 1  # a long run resets the count
+
+
+def test_a_broken_local_plan_is_reported_with_positions(tmp_path):
+    from vilms.compiler.errors import ActionError
+    from vilms.runtime.local.plan import load_plan
+
+    file = tmp_path / "local.yaml"
+    file.write_text("apiVersion: vilms/v1\nkind: LocalPlan\ndeployment: dev\nprocesses:\n"
+                    "- {name: a, kind: llamacpp, model_alias: a, model: {path: m.gguf}, context: 0, threads: 2,\n"
+                    "   parallel: 1, lora: [], host: 127.0.0.1, port: 70000, colour: red}\n"
+                    "gateway: {host: 127.0.0.1, port: 8080}\n")
+    with pytest.raises(ActionError) as err:
+        load_plan(file)
+    text = err.value.render()
+    assert f"{file}:5:" in text and "processes[0].context: expected a positive integer, got 0" in text
+    assert "processes[0].port: expected a port number" in text and "processes[0].colour: unknown key" in text
+    assert "gateway: missing required key 'routes'" in text
