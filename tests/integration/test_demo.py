@@ -24,7 +24,8 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("llama_cpp")
     root = tmp_path / "demo"
-    result = subprocess.run([*CLI, "demo", "--dir", str(root)], capture_output=True, text=True, timeout=900)
+    # as README's first command runs it: a folder relative to the working directory
+    result = subprocess.run([*CLI, "demo", "--dir", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for step in ("$ vilms build", "$ vilms train support-v1", "--gguf", "$ vilms rollout support-v1",
