@@ -1,6 +1,6 @@
 """A lean HTTP/1.1 server for the gateway: ``asyncio.Protocol`` plus httptools (llhttp).
 
-aiohttp's server cost ~50 µs of CPU per request on the benchmark box; this one ~15 µs,
+aiohttp's server costs ~50 µs of CPU per request on the benchmark box; this one ~20 µs,
 which is what lets the gateway keep its tail latency close to the backend's. It serves
 exactly what the gateway needs:
 

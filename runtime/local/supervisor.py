@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vilms.compiler.errors import ActionError
+from vilms.runtime.logs import log_to_stderr
 
 from . import processes
 from .health import probe
@@ -283,13 +283,7 @@ class Supervisor:
 
 def configure_logging() -> None:
     """Supervisor events as timestamped lines on stderr (supervisor.log when detached)."""
-    logger = logging.getLogger("vilms.local")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    log_to_stderr("vilms.local", "%(asctime)s %(levelname)s %(message)s")
 
 
 def _exit_text(code: int) -> str:
