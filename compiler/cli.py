@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from vilms.compiler.errors import InvalidInputError, VilmsError
+from vilms.compiler.errors import InvalidInputError, UsageError, VilmsError
 
 FILE_OPTION = click.option(
     "-f", "--file", "file", type=click.Path(path_type=Path, dir_okay=False), default=Path("vilms.yaml"),
@@ -174,33 +174,59 @@ def diff(file: Path, against: str | None, exit_code: bool, fmt: str, max_lines: 
         sys.exit(2)
 
 
+APPLY_OPTION = click.option("--apply", "apply_", is_flag=True,
+                            help="Then deploy every deployment that serves the adapter (as `vilms apply`).")
+YES_OPTION = click.option("--yes", "-y", is_flag=True, help="With --apply: do not ask for confirmation.")
+
+
 @cli.command()
 @click.argument("adapter")
 @click.argument("run_id")
 @FILE_OPTION
-def rollout(adapter: str, run_id: str, file: Path) -> None:
+@APPLY_OPTION
+@YES_OPTION
+def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/."""
-    from vilms.compiler.rollout import describe
     from vilms.compiler.rollout import rollout as run_rollout
 
-    change = run_rollout(file, adapter, run_id)
-    for warning in change.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(describe(change))
+    _can_confirm(apply_, yes)
+    _release(run_rollout(file, adapter, run_id), file, apply_, yes)
 
 
 @cli.command()
 @click.argument("adapter")
 @FILE_OPTION
-def rollback(adapter: str, file: Path) -> None:
+@APPLY_OPTION
+@YES_OPTION
+def rollback(adapter: str, file: Path, apply_: bool, yes: bool) -> None:
     """Set ADAPTER's release: back to the run before the current rollout, and rebuild."""
-    from vilms.compiler.rollout import describe
     from vilms.compiler.rollout import rollback as run_rollback
 
-    change = run_rollback(file, adapter)
+    _can_confirm(apply_, yes)
+    _release(run_rollback(file, adapter), file, apply_, yes)
+
+
+def _can_confirm(apply_: bool, yes: bool) -> None:
+    """Refuse before editing anything when --apply could not ask for its confirmation."""
+    if apply_ and not yes and not sys.stdin.isatty():
+        raise UsageError("--apply changes running systems and there is no terminal to confirm on",
+                         hint="pass --yes as well, or apply later with `vilms apply`")
+
+
+def _release(change: Any, file: Path, apply_: bool, yes: bool) -> None:
+    from vilms.compiler.rollout import describe
+
     for warning in change.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(describe(change))
+    if apply_:
+        deployments = sorted({dep for _alias, deps in change.serving for dep in deps})
+        if not deployments:
+            click.echo("no deployment serves this adapter: nothing to apply")
+            return
+        from vilms.runtime.apply import apply_deployments
+
+        apply_deployments(file, deployments, yes=yes)
 
 
 def main(argv: list[str] | None = None) -> Any:

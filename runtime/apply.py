@@ -45,7 +45,12 @@ class Step:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool) -> None:
     """Deploy generated/ for DEPLOYMENT (default: every deployment): compose, Helm or local."""
-    steps = plan_apply(file, deployment)
+    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run)
+
+
+def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False) -> None:
+    """Print, confirm and run the commands for ``only`` (every deployment when None)."""
+    steps = plan_apply(file, only)
     for step in steps:
         click.echo(f"{step.deployment} ({step.target}):")
         for command in step.commands:
@@ -62,16 +67,18 @@ def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool) -> None:
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
-def plan_apply(file: Path, only: str | None) -> list[Step]:
+def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
     """The commands for each selected deployment, after checking generated/ is current."""
     from vilms.compiler.pipeline import build, compile_plan
 
     build(file, check=True)  # raises StaleOutputError naming each drifted file
     _doc, plan = compile_plan(file)
     deployments = plan.deployments
-    if only is not None and only not in deployments:
-        raise UsageError(f"no deployment {only!r} in {file}", hint=f"deployments: {', '.join(sorted(deployments))}")
-    names = [only] if only else sorted(deployments)
+    for name in only or ():
+        if name not in deployments:
+            raise UsageError(f"no deployment {name!r} in {file}",
+                             hint=f"deployments: {', '.join(sorted(deployments))}")
+    names = list(only) if only else sorted(deployments)
     return [_step(plan.project, name, deployments[name].target, file) for name in names]
 
 

@@ -139,3 +139,40 @@ def test_missing_tool_and_failing_tool_are_clear_errors(project, tmp_path):
     bin_dir, log = _tools(tmp_path)
     result = _apply(project, "cluster", "--yes", path=f"{bin_dir}:{os.environ['PATH']}", env={"FAKE_EXIT": "3"})
     assert result.returncode == 1 and "exited 3" in result.stderr and "Traceback" not in result.stderr
+
+
+NEXT_RUN = "support-v1-20261122T101500Z-7d6e5f"
+
+
+def _without_local_adapter(project: Path) -> None:
+    """The mixed example with support-bot served by compose and Helm only (its dev box pulls hf: weights)."""
+    path = project / "vilms.yaml"
+    path.write_text(path.read_text().replace("target: local, engine: llamacpp, aliases: [chat, support-bot]",
+                                             "target: local, engine: llamacpp, aliases: [chat]"))
+    subprocess.run([*CLI, "build", "-f", str(path)], check=True, capture_output=True)
+
+
+def test_rollout_apply_deploys_what_serves_the_adapter(project, tmp_path):
+    _without_local_adapter(project)
+    bin_dir, log = _tools(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **_compose_env(project, "edge"),
+           **_compose_env(project, "gpu-box")}
+    result = subprocess.run([*CLI, "rollout", "support-v1", NEXT_RUN, "--apply", "--yes", "-f", str(project / "vilms.yaml")],
+                            capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"release: {NEXT_RUN}" in (project / "vilms.yaml").read_text()
+    calls = _calls(log)
+    assert [(c["tool"], c["args"][2]) for c in calls] == [
+        ("helm", "acme-cluster"), ("docker", "generated/edge/docker-compose.yaml"),
+        ("docker", "generated/gpu-box/docker-compose.yaml")]
+    assert "applied 3 deployments" in result.stdout
+
+
+def test_rollout_apply_without_a_terminal_needs_yes_and_changes_nothing(project, tmp_path):
+    before = (project / "vilms.yaml").read_bytes()
+    bin_dir, log = _tools(tmp_path)
+    result = subprocess.run([*CLI, "rollback", "support-v1", "--apply", "-f", str(project / "vilms.yaml")],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode == 2 and "--yes" in result.stderr
+    assert (project / "vilms.yaml").read_bytes() == before and _calls(log) == []
