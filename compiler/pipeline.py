@@ -14,6 +14,7 @@ from vilms.compiler.render import render
 from vilms.compiler.resolve import resolve
 from vilms.compiler.validate import diagnose
 from vilms.compiler.validate.fit import check_fit
+from vilms.compiler.validate.ports import check_ports
 from vilms.compiler.write import Drift, diff_tree, with_manifest, write_tree
 
 OUTPUT_DIR = "generated"
@@ -53,7 +54,7 @@ def plan_document(doc: Document, *, fit: bool = True) -> Plan:
     if found:
         raise InvalidInputError(found)
     plan = resolve(doc)
-    found = check_fit(doc, plan) if fit else []
+    found = check_ports(doc, plan) + (check_fit(doc, plan) if fit else [])
     if found:
         raise InvalidInputError(found)
     return plan

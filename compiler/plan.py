@@ -141,6 +141,7 @@ class Deployment:
     replicas: int
     parallel: int | None  # concurrent sequences per engine, when set
     gateway_port: int
+    engine_port: int  # target local: the first llama.cpp server's port
     expose: bool
     ingress: Mapping[str, Any] | None
     autoscale: Mapping[str, Any]

@@ -37,6 +37,7 @@ GATEWAY_DEFAULTS = {
     "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
     "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": 8080,
 }
+ENGINE_PORT_DEFAULT = 8101  # target local: the first llama.cpp server
 DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
 
 
@@ -182,6 +183,7 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
         replicas=d.get("replicas", 1),
         parallel=d.get("parallel"),
         gateway_port=d.get("gateway_port", data.get("gateway", {}).get("port", GATEWAY_DEFAULTS["port"])),
+        engine_port=d.get("engine_port", ENGINE_PORT_DEFAULT),
         expose=d.get("expose", False),
         ingress=frozen(d["ingress"]) if "ingress" in d else None,
         autoscale=frozen(d.get("autoscale", {})),

@@ -47,7 +47,7 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
     click.echo(f"ViLMS demo in {root}/ (a tiny random Llama made here; nothing is downloaded)")
     steps = 8
     with _step(1, steps, "make the tiny model, its GGUF and a support dataset"):
-        write_demo_project(root, gateway_port=_free_port())
+        write_demo_project(root, gateway_port=_free_port(), engine_port=_free_ports(2))
     with _step(2, steps, "$ vilms build"):
         _vilms(root, "build")
     with _step(3, steps, f"$ vilms train {ADAPTER}"):
@@ -79,7 +79,8 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
         click.echo(f"The servers are still up: `vilms status -f {root}/vilms.yaml`, `vilms down -f {root}/vilms.yaml`.")
 
 
-def write_demo_project(root: Path, *, gateway_port: int | None = None, api_keys_env: str | None = None) -> Path:
+def write_demo_project(root: Path, *, gateway_port: int | None = None, engine_port: int | None = None,
+                       api_keys_env: str | None = None) -> Path:
     """The demo's project: tiny model (HF folder + GGUF), dataset, and vilms.yaml. Returns vilms.yaml."""
     import yaml
     from transformers.utils import logging as hf_logging
@@ -103,6 +104,8 @@ def write_demo_project(root: Path, *, gateway_port: int | None = None, api_keys_
     deployment: dict[str, Any] = {"hardware": "laptop", "target": "local", "engine": "llamacpp"}
     if gateway_port is not None:
         deployment["gateway_port"] = gateway_port
+    if engine_port is not None:
+        deployment["engine_port"] = engine_port
     doc: dict[str, Any] = {
         "apiVersion": "vilms/v1",
         "project": "demo",
@@ -202,3 +205,21 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (the llama.cpp servers count up from it)."""
+    for _ in range(100):
+        base = _free_port()
+        if base + count - 1 <= 65535 and all(_bindable(base + i) for i in range(1, count)):
+            return base
+    raise ActionError(f"found no {count} consecutive free ports on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -9,7 +9,6 @@ from vilms.compiler.plan import Deployment, Plan
 
 OLLAMA_PORT = 11434
 VLLM_PORT = 8000
-LLAMACPP_BASE_PORT = 8101
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
 # vilms.yaml param names → the OpenAI-style names the gateway sends (it maps them back for Ollama)
 PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}
@@ -26,7 +25,7 @@ def backend_id(dep: Deployment, upstream_name: str, model: str) -> str:
 def llamacpp_ports(dep: Deployment) -> dict[str, int]:
     """Port of each llama.cpp server process (one per upstream model name), in a stable order."""
     names = sorted(set(dep.models) | {u.name for u in dep.upstreams.values() if u.released})
-    return {name: LLAMACPP_BASE_PORT + i for i, name in enumerate(names)}
+    return {name: dep.engine_port + i for i, name in enumerate(names)}
 
 
 def endpoint(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int] | None = None) -> str:

@@ -61,6 +61,9 @@ def check(doc: Document, report: Reporter) -> None:
             report.error(base + ("replicas",), "replicas need target helm or compose; the local runner runs one of each process")
         if "autoscale" in dep and target != "helm":
             report.error(base + ("autoscale",), "autoscale applies to target helm only")
+        if "engine_port" in dep and target != "local":
+            report.error(base + ("engine_port",), "engine_port applies to target local only; compose and helm "
+                                                  "keep engines on their own networks")
         if "ingress" in dep and target != "helm":
             report.error(base + ("ingress",), "ingress applies to target helm only")
         if hw is not None and hw["kind"] == "jetson" and engine in ("ollama", "vllm") and image_for(engine, "jetson", hw["jetpack"]) is None:

@@ -139,7 +139,7 @@ def _check_ports(planned: list[Launch]) -> None:
         if any(launch.kind == GATEWAY for launch in taken):
             hint += "; the gateway's port is the deployment's gateway_port in vilms.yaml"
         if any(launch.kind != GATEWAY for launch in taken):
-            hint += "; llama.cpp servers use ports from 8101 up"
+            hint += "; llama.cpp servers use the deployment's engine_port (default 8101) and up"
         raise ActionError(f"port{'s' if len(taken) > 1 else ''} already in use: {listed}", hint=hint)
 
 

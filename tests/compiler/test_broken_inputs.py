@@ -71,6 +71,11 @@ CASES: list[tuple[str, str | bytes, str, int | None]] = [
     ("fallback-cycle", swap("  chat: qwen2.5-1.5b", "  chat: {model: qwen2.5-1.5b, fallbacks: [support-bot]}"), "fallback cycle: chat → support-bot → chat", 24),
     ("fallback-self", swap("fallbacks: [chat]", "fallbacks: [support-bot]"), "cannot fall back to itself", 25),
     ("adapter-base-mismatch", swap("  chat: qwen2.5-1.5b", "  chat: qwen2.5-1.5b\n  other: {model: qwen0, adapter: support-v1}").replace("models:\n", "models:\n  qwen0: {source: 'hf:Qwen/Qwen2.5-0.5B', family: qwen2, context: 4096}\n", 1), "was trained on model 'qwen2.5-1.5b', but this alias serves 'qwen0'", None),
+    # --- ports
+    ("engine-port-on-compose", swap("engine: vllm}", "engine: vllm, engine_port: 9000}"), "engine_port applies to target local only", 28),
+    ("engine-port-hits-gateway", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 8080}"), "gateway_port 8080 is also one of the llama.cpp ports 8080", 27),
+    ("engine-port-past-65535", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 65535}").replace("  chat: qwen2.5-1.5b\n", "  chat: qwen2.5-1.5b\n  small: qwen0\n", 1).replace("models:\n", "models:\n  qwen0: {source: 'hf:Qwen/Qwen2.5-0.5B', gguf: 'hf:Qwen/Qwen2.5-0.5B-GGUF', family: qwen2, context: 4096}\n", 1), "need ports 65535-65536, past 65535", 29),
+    ("engine-port-too-low", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 80}"), "engine_port", 27),
     # --- engine x hardware
     ("vllm-on-cpu", swap("  gpu: {hardware: gpu1, target: compose, engine: vllm}", "  gpu: {hardware: laptop, target: compose, engine: vllm}"), "vLLM needs a CUDA GPU or a Jetson", 28),
     ("qlora-on-cpu", swap("    method: lora", "    method: qlora").replace("    hardware: gpu1\n", "    hardware: laptop\n"), "QLoRA training needs a CUDA device", 22),

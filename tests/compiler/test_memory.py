@@ -90,7 +90,7 @@ def deployment(hw: Hardware, engine: str, models: list[Model], *, target: str = 
         models=tuple(sorted(m.name for m in models)), upstreams=frozen(upstreams),
         contexts=frozen({m.name: context or m.context for m in models}),
         model_adapters=frozen({m.name: tuple(sorted(a.name for a in adapters if a.base == m.name)) for m in models}),
-        replicas=1, parallel=parallel, gateway_port=8080, expose=False, ingress=None, autoscale=frozen({}),
+        replicas=1, parallel=parallel, gateway_port=8080, engine_port=8101, expose=False, ingress=None, autoscale=frozen({}),
     )
 
 
