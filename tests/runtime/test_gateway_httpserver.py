@@ -215,9 +215,15 @@ def test_body_over_the_limit_is_413_and_the_connection_closes(request_bytes):
 @pytest.mark.parametrize(("raw", "status", "code"), [
     (b"BROKEN\r\n\r\n", 400, "bad_request"),
     (b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "bad_request"),
+    # request smuggling shapes: ambiguous framing is refused, never guessed
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+     "bad_request"),
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400, "bad_request"),
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabcd", 400, "bad_request"),
     (b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431, "headers_too_large"),
     (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
-], ids=["garbage", "duplicate-length", "huge-header", "huge-target"])
+], ids=["garbage", "duplicate-length", "length-and-chunked", "chunked-not-last", "length-list", "huge-header",
+        "huge-target"])
 def test_malformed_or_oversized_requests_are_refused_and_closed(raw, status, code):
     async def scenario() -> None:
         async with Harness() as h:
