@@ -149,7 +149,9 @@ def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, tim
     argv = [sys.executable, "-m", "vilms.runtime.local", "--file", str(project.file), "--deployment", name,
             "--lock-fd", str(lock), "--timeout", repr(timeout_s), "--restart-backoff", repr(policy.backoff_s),
             "--give-up-after", str(policy.give_up_after)]
-    with open(run_dir.log("supervisor"), "wb") as out:
+    supervisor_log = run_dir.log("supervisor")
+    supervisor_log.write_bytes(b"")
+    with open(supervisor_log, "ab") as out:  # O_APPEND: the log may be rotated under it
         # a session of its own: it outlives this command and no terminal signal reaches it;
         # it inherits the locked descriptor, so the lock passes to it without a gap
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -34,6 +34,7 @@ from vilms.runtime.logs import log_to_stderr
 from . import processes
 from .health import probe
 from .launch import GATEWAY, Launch
+from .logfiles import rotate_if_large
 from .plan import LocalPlan
 from .policy import RestartPolicy
 from .state import RunDir
@@ -44,6 +45,7 @@ START_TIMEOUT_S = 120.0
 GATEWAY_GRACE_S = 35.0  # the gateway drains for up to 30 s
 SERVER_GRACE_S = 10.0
 TICK_S = 0.1
+LOG_CHECK_S = 10.0  # how often logs are checked for rotation
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -91,6 +93,7 @@ class Supervisor:
         self.error: dict[str, Any] | None = None
         self.stopping = False
         self._written: dict[str, Any] | None = None
+        self._logs_checked = 0.0
         self._me = {"pid": os.getpid(), "ticks": processes.start_ticks(os.getpid())}
 
     # -- the whole life --------------------------------------------------------------
@@ -187,6 +190,11 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if now - self._logs_checked >= LOG_CHECK_S:
+            self._logs_checked = now
+            for path in [c.log_path for c in self.children] + [self.run_dir.log("supervisor")]:
+                if rotate_if_large(path):
+                    log.info("rotated %s (the previous part is %s.1)", path.name, path.name)
         for child in self.children:
             proc = child.proc
             if proc is not None and proc.poll() is not None:
