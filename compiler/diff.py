@@ -157,8 +157,9 @@ def _change(rel: str, status: str, before: bytes | None, after: bytes | None) ->
         summary = _manifest_summary(before, after)
         if summary is not None:
             return FileChange(rel, status, summary, additions, deletions, summarised=True)
-    if not hunks:  # only a line ending that splitting cannot see
-        return FileChange(rel, status, ("line endings differ",), 0, 0, summarised=True)
+    if not hunks:  # an empty file added or removed, or only a line ending that splitting cannot see
+        return FileChange(rel, status, ("empty file" if status != "modified" else "line endings differ",), 0, 0,
+                          summarised=True)
     return FileChange(rel, status, tuple(hunks), additions, deletions)
 
 

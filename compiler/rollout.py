@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -191,19 +191,28 @@ def read_history(project_root: Path, adapter: str) -> list[dict[str, Any]]:
     return entries
 
 
-def append_history(project_root: Path, adapter: str, before: str | None, after: str | None, action: str) -> Path:
+def open_history(project_root: Path, adapter: str) -> tuple[Path, BinaryIO]:
+    """The adapter's history file, opened for appending: opened *before* anything changes, so
+    a history that cannot be written refuses the change instead of leaving it unrecorded."""
     path = history_path(project_root, adapter)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, path.open("ab+")
+    except OSError as exc:
+        raise ActionError(f"cannot write the release history {path}: {exc.strerror or exc}",
+                          hint=f"{HISTORY_DIR}/ must be a writable folder beside vilms.yaml") from None
+
+
+def append_history(path: Path, fh: BinaryIO, adapter: str, before: str | None, after: str | None,
+                   action: str) -> None:
     entry = {"at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "adapter": adapter,
              "from": before, "to": after, "action": action}
     lead = b""
-    if path.is_file() and path.stat().st_size:
-        with path.open("rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            lead = b"" if fh.read(1) == b"\n" else b"\n"
-    with path.open("ab") as fh:
-        fh.write(lead + json.dumps(entry).encode("utf-8") + b"\n")
-    return path
+    if path.stat().st_size:
+        fh.seek(-1, os.SEEK_END)
+        lead = b"" if fh.read(1) == b"\n" else b"\n"
+    fh.write(lead + json.dumps(entry).encode("utf-8") + b"\n")
+    fh.flush()
 
 
 def rollback_target(history: list[dict[str, Any]], current: str | None) -> tuple[bool, str | None]:
@@ -253,8 +262,9 @@ def rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
     """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/."""
     doc, raw = _read(file)
     current = _current(doc, adapter)
-    if current == run_id:
-        return ReleaseChange(adapter, "rollout", current, run_id, file, _release_line(doc, adapter))
+    if current == run_id:  # nothing to change; what serves it still matters to --apply
+        return ReleaseChange(adapter, "rollout", current, run_id, file, _release_line(doc, adapter),
+                             serving=_serving(plan_document(doc), adapter))
     return _change(file, doc, raw, adapter, current, run_id, "rollout")
 
 
@@ -349,8 +359,10 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
     warnings += _stale_note(file, on_disk)
-    _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
-    history = append_history(doc.root, adapter, current, target, action)
+    history, fh = open_history(doc.root, adapter)
+    with fh:
+        _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
+        append_history(history, fh, adapter, current, target, action)
     return ReleaseChange(adapter, action, current, target, file, _release_line(new_doc, adapter),
                          serving=_serving(plan, adapter), diff=report, history=history, warnings=tuple(warnings))
 

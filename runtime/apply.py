@@ -62,8 +62,9 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
             raise UsageError("apply changes running systems and there is no terminal to confirm on",
                              hint="review with --dry-run, then pass --yes")
         click.confirm("Apply?", abort=True)
+    root = file.resolve().parent  # where the compiler wrote generated/ (beside the real file)
     for step in steps:
-        run_step(step, file.parent)
+        run_step(step, root)
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 

@@ -20,9 +20,10 @@ from vilms.compiler.errors import UsageError
               show_default=True, help="The vilms.yaml whose generated/ folder holds the routes.")
 def serve(deployment: str, host: str, port: int, file: Path) -> None:
     """Run the OpenAI-compatible gateway for DEPLOYMENT (reads generated/DEPLOYMENT/gateway/routes.yaml)."""
-    routes = file.parent / "generated" / deployment / "gateway" / "routes.yaml"
+    root = file.resolve().parent  # generated/ lies beside the real file, as the compiler writes it
+    routes = root / "generated" / deployment / "gateway" / "routes.yaml"
     if not routes.is_file():
-        built = sorted(p.parent.parent.name for p in (file.parent / "generated").glob("*/gateway/routes.yaml"))
+        built = sorted(p.parent.parent.name for p in (root / "generated").glob("*/gateway/routes.yaml"))
         raise UsageError(
             f"no routes for deployment {deployment!r}: {routes} does not exist",
             hint=f"deployments built: {', '.join(built)}" if built else "run `vilms build` first",

@@ -27,7 +27,7 @@ class Project:
 
     @classmethod
     def at(cls, file: Path) -> Project:
-        file = Path(file).absolute()
+        file = Path(file).resolve()  # generated/ lies beside the real file, as the compiler writes it
         from vilms.compiler.pipeline import OUTPUT_DIR
 
         return cls(file=file, generated=file.parent / OUTPUT_DIR)

@@ -33,7 +33,8 @@ from .supervisor import START_TIMEOUT_S, Supervisor
 
 DOWN_TIMEOUT_S = 60.0
 LOG_TAIL_LINES = 40
-_NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools"}
+_NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools",
+          "orjson": "orjson"}
 
 
 @dataclass

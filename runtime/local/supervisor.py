@@ -211,15 +211,15 @@ class Supervisor:
                     log.error("%s did not answer %s within %g s after a restart", child.launch.name,
                               child.launch.health_url, self.start_timeout_s)
                     processes.stop(proc, SERVER_GRACE_S)
-                    self._exited(child, now)
+                    self._exited(child, now, quick=True)  # never served: a crash, however long it took
         self._write()
 
-    def _exited(self, child: Child, now: float) -> None:
+    def _exited(self, child: Child, now: float, *, quick: bool = False) -> None:
         assert child.proc is not None
         code = child.proc.wait()
         ran_for = now - child.started_mono
         child.proc, child.ticks, child.last_exit = None, None, code
-        child.crashes = self.policy.crashes_after(child.crashes, ran_for)
+        child.crashes = self.policy.crashes_after(child.crashes, 0.0 if quick else ran_for)
         delay = self.policy.delay(child.crashes)
         _mark(child.log_path, f"exited with {_exit_text(code)} after {ran_for:.1f} s")
         if delay is None:

@@ -244,3 +244,10 @@ def test_compare_is_deterministic_and_handles_edge_cases():
     assert "````diff" not in render_markdown(report)
     fenced = render_markdown(compare({"r.md": b"```\n"}, {"r.md": b"```py\n"}))
     assert "````diff" in fenced  # a longer fence than any backtick run inside
+
+
+def test_an_empty_file_added_or_removed_is_called_empty():
+    from vilms.compiler.diff import compare, render_text
+
+    assert "generated/a/empty.txt (added, summarised):\n  empty file\n" in render_text(compare({}, {"a/empty.txt": b""}))
+    assert "(removed, summarised):\n  empty file\n" in render_text(compare({"a/empty.txt": b""}, {}))

@@ -278,3 +278,21 @@ def test_set_release_to_null_is_plain_null():
 def test_set_release_refuses_what_it_cannot_edit_safely(text):
     with pytest.raises(ActionError):
         set_release(text, "a", "v")
+
+
+def test_a_history_that_cannot_be_written_refuses_before_changing_anything(proj, vilms):
+    (proj.parent / ".vilms").mkdir()
+    (proj.parent / ".vilms" / "releases").write_text("not a folder\n")
+    before_yaml, before_tree = proj.read_bytes(), tree(proj.parent / "generated")
+    result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 1 and "cannot write the release history" in result.err and "Traceback" not in result.err
+    assert proj.read_bytes() == before_yaml and tree(proj.parent / "generated") == before_tree
+
+
+def test_a_no_op_rollout_still_knows_what_serves_the_adapter(proj, vilms):
+    """`rollout --apply` of the current run deploys what serves it, like any rollout."""
+    from vilms.compiler.rollout import rollout
+
+    first = rollout(proj, ADAPTER, R1)
+    again = rollout(proj, ADAPTER, R1)
+    assert not again.changed and again.serving == first.serving and again.serving

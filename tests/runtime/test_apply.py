@@ -176,3 +176,15 @@ def test_rollout_apply_without_a_terminal_needs_yes_and_changes_nothing(project,
                             env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert result.returncode == 2 and "--yes" in result.stderr
     assert (project / "vilms.yaml").read_bytes() == before and _calls(log) == []
+
+
+def test_a_symlinked_vilms_yaml_applies_the_tree_beside_the_real_file(project, tmp_path):
+    """The compiler writes generated/ beside the real file; apply must deploy that tree, not one beside the link."""
+    link_dir = tmp_path / "elsewhere"
+    (link_dir / "generated" / "edge").mkdir(parents=True)
+    (link_dir / "generated" / "edge" / "docker-compose.yaml").write_text("services: {stale: {image: old}}\n")
+    (link_dir / "vilms.yaml").symlink_to(project / "vilms.yaml")
+    bin_dir, log = _tools(tmp_path)
+    result = _apply(link_dir, "edge", "--yes", path=f"{bin_dir}:{os.environ['PATH']}", env=_compose_env(project, "edge"))
+    assert result.returncode == 0, result.stderr
+    assert [Path(c["cwd"]).resolve() for c in _calls(log)] == [project.resolve()]

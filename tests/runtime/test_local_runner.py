@@ -370,3 +370,63 @@ def test_a_broken_local_plan_is_reported_with_positions(tmp_path):
     assert f"{file}:5:" in text and "processes[0].context: expected a positive integer, got 0" in text
     assert "processes[0].port: expected a port number" in text and "processes[0].colour: unknown key" in text
     assert "gateway: missing required key 'routes'" in text
+
+
+def test_a_symlinked_vilms_yaml_finds_the_build_beside_the_real_file(project, tmp_path):
+    """`vilms build` writes generated/ beside the real file; the runner must look there too."""
+    link_dir = tmp_path / "elsewhere"
+    link_dir.mkdir()
+    (link_dir / "vilms.yaml").symlink_to(project / "vilms.yaml")
+    code, report = status_json(link_dir)
+    assert report["deployment"] == "dev" and report["status"] == "stopped", report
+
+
+HANGS_AFTER_FIRST_START = """\
+import http.server, os, sys, time
+port, marker = int(sys.argv[1]), sys.argv[2]
+if os.path.exists(marker):
+    time.sleep(3600)  # every restart hangs: alive, never answering
+open(marker, "w").close()
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *args): pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
+    """A restart that stays alive but silent past the timeout is a crash, however long the
+    timeout (here 3 s, longer than the 2 s that makes a crash quick): it ends marked failed."""
+    import threading
+
+    from vilms.runtime.local.launch import Launch
+    from vilms.runtime.local.plan import GatewaySpec, LocalPlan
+    from vilms.runtime.local.policy import RestartPolicy
+    from vilms.runtime.local.state import RunDir
+    from vilms.runtime.local.supervisor import Supervisor
+
+    server = tmp_path / "server.py"
+    server.write_text(HANGS_AFTER_FIRST_START)
+    port = _free_port()
+    launch = Launch("srv", "llamacpp", (sys.executable, str(server), str(port), str(tmp_path / "started")),
+                    "127.0.0.1", port, "/")
+    plan = LocalPlan("hang", (), GatewaySpec("127.0.0.1", 1, "x"), tmp_path / "local.yaml", "0")
+    supervisor = Supervisor(plan, [launch], RunDir(tmp_path / "run"), tmp_path / "vilms.yaml",
+                            policy=RestartPolicy(backoff_s=0.1, quick_s=2, give_up_after=3), start_timeout_s=3)
+    seen: dict[str, object] = {}
+
+    def crash_once_then_watch() -> None:
+        try:
+            wait_until(lambda: supervisor.children[0].status == "running", timeout_s=10)
+            os.kill(supervisor.children[0].proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            seen["failed"] = wait_until(lambda: supervisor.children[0].status == "failed", timeout_s=30)
+        finally:
+            supervisor.stopping = True  # the supervisor stops whatever happened here
+
+    watcher = threading.Thread(target=crash_once_then_watch, daemon=True)
+    watcher.start()
+    supervisor.run()
+    watcher.join(5)
+    child = supervisor.children[0]
+    assert seen.get("failed") and (child.status, child.restarts) == ("failed", 2), (child.status, child.restarts)
