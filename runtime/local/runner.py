@@ -73,6 +73,8 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
     lock = run_dir.acquire(wait_s=0.2)
     if lock is None:
         running = run_dir.read() or _starting(run_dir)
+        if running.get("status") != "running":  # another `vilms up` is starting it: its outcome is ours
+            running = _await_other_start(run_dir, name, timeout_s)
         if running.get("plan_sha256") not in (None, plan.sha256):
             raise ActionError(f"deployment {name} is running an older build of {plan.file.name}",
                               hint=f"restart it to apply the new one: vilms down {name} && vilms up {name}")
@@ -105,6 +107,26 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
     finally:
         if lock is not None:
             os.close(lock)
+
+
+def _await_other_start(run_dir: RunDir, name: str, timeout_s: float) -> dict[str, Any]:
+    """Wait for a start (or stop) another command is running: its state once serving, else an error."""
+    limit = 2 * timeout_s + 30  # servers, then the gateway, each within timeout_s
+    deadline = time.monotonic() + limit
+    while True:
+        state = run_dir.read()
+        supervised = run_dir.supervised()
+        if supervised and state is not None and state.get("status") == "running":
+            return state
+        status = (state or {}).get("status")
+        if not supervised or status in ("failed", "stopping"):
+            raise ActionError(f"deployment {name} was being {'stopped' if status == 'stopping' else 'started'} "
+                              "by another command, and it is not running",
+                              hint=f"see `vilms status {name}` and the logs in {run_dir.logs}; then `vilms up {name}`")
+        if time.monotonic() > deadline:
+            raise ActionError(f"deployment {name} is still starting after {limit:.0f} s",
+                              hint=f"see `vilms status {name}` and the logs in {run_dir.logs}")
+        time.sleep(0.1)
 
 
 def _check_installed() -> None:

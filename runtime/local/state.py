@@ -57,9 +57,10 @@ class RunDir:
     def read(self) -> dict[str, Any] | None:
         """The last state written, or None when there is none (or it is unreadable)."""
         try:
-            return json.loads(self.state_file.read_text(encoding="utf-8"))
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return state if isinstance(state, dict) else None
 
     def write(self, state: dict[str, Any]) -> None:
         self.ensure()

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.support.procs import processes_under
+
 CLI = [sys.executable, "-m", "vilms.compiler.cli"]
 
 
@@ -39,6 +41,7 @@ def test_demo_runs_the_whole_loop_and_leaves_nothing_running(tmp_path):
     status = subprocess.run([*CLI, "status", "dev", "--format", "json", "-f", str(root / "vilms.yaml")],
                             capture_output=True, text=True)
     assert all(p["state"] == "stopped" for p in json.loads(status.stdout)["processes"]), status.stdout
+    assert not processes_under(root)  # no llama.cpp server, gateway or supervisor left behind
     # a second run replaces the folder it made before
     again = subprocess.run([*CLI, "demo", "--dir", str(root)], capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 from tiny_gguf import write_tiny_llama
 
+from tests.support.procs import processes_under
+
 API_KEY = "local-test-key"
 KEYS_ENV = "VILMS_LOCAL_TEST_KEYS"
 LLAMACPP_PORT = 8101  # the first port local.yaml gives a llama.cpp server
@@ -60,23 +62,6 @@ def write_hf_cache(cache: Path, repo: str, filename: str, source: Path) -> None:
     snapshot = folder / "snapshots" / commit
     snapshot.mkdir(parents=True, exist_ok=True)
     (snapshot / filename).symlink_to(os.path.relpath(blob, snapshot))
-
-
-def processes_under(root: Path) -> dict[int, str]:
-    """Live processes (zombies excluded) whose command line names a path under ``root``."""
-    needle = str(root).encode()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if needle in cmdline and stat[stat.rindex(")") + 2] not in "ZX":
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    return found
 
 
 def kill_all_under(root: Path, timeout_s: float = 10.0) -> dict[int, str]:

@@ -430,3 +430,18 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
     watcher.join(5)
     child = supervisor.children[0]
     assert seen.get("failed") and (child.status, child.restarts) == ("failed", 2), (child.status, child.restarts)
+
+
+def test_an_up_that_joins_a_failing_start_fails_too(project):
+    model = project / "models" / "tiny.gguf"
+    model.write_bytes(model.read_bytes()[:1000])  # a truncated GGUF: llama.cpp refuses it
+    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    env = {**os.environ, **ENV}
+    first = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (project / ".vilms" / "run" / "dev" / "lock").exists(), timeout_s=20, interval_s=0.02)
+    second = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = [(p.wait(timeout=60), *p.communicate()) for p in (first, second)]
+    assert [code for code, _out, _err in results] == [1, 1], results
+    joined = results[1][2]
+    assert "did not start" in joined or "by another command, and it is not running" in joined, joined
+    assert_nothing_runs(project)
