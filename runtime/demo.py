@@ -47,7 +47,9 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
     click.echo(f"ViLMS demo in {root}/ (a tiny random Llama made here; nothing is downloaded)")
     steps = 8
     with _step(1, steps, "make the tiny model, its GGUF and a support dataset"):
-        write_demo_project(root, gateway_port=_free_port(), engine_port=_free_ports(2))
+        engine_port = _free_ports(2)
+        gateway_port = next(p for p in iter(_free_port, 0) if not engine_port <= p < engine_port + 2)
+        write_demo_project(root, gateway_port=gateway_port, engine_port=engine_port)
     with _step(2, steps, "$ vilms build"):
         _vilms(root, "build")
     with _step(3, steps, f"$ vilms train {ADAPTER}"):
