@@ -81,7 +81,7 @@ class RunDir:
         """True while a supervisor holds the lock."""
         try:
             fd = os.open(self.lock_file, os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # never started (or .vilms is not a folder)
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -445,3 +445,11 @@ def test_an_up_that_joins_a_failing_start_fails_too(project):
     joined = results[1][2]
     assert "did not start" in joined or "by another command, and it is not running" in joined, joined
     assert_nothing_runs(project)
+
+
+def test_a_file_where_the_run_folder_goes_is_reported_not_a_crash(project):
+    (project / ".vilms").write_text("not a folder\n")
+    assert vilms(project, "status").code == 1 and "stopped" in vilms(project, "status").out
+    assert vilms(project, "down").code == 0
+    result = vilms(project, "up")
+    assert_refused(result, "cannot write the run folder")
