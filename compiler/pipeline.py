@@ -25,6 +25,7 @@ class BuildResult:
     out_dir: Path
     files: dict[str, bytes]
     changed: tuple[Drift, ...]
+    plan: Plan
 
 
 def display_name(file: Path) -> str:
@@ -71,7 +72,7 @@ def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
 
 
 def build(file: Path, *, check: bool = False) -> BuildResult:
-    doc, _plan, files = compile_files(file)
+    doc, plan, files = compile_files(file)
     out_dir = doc.root / OUTPUT_DIR
     drift = diff_tree(out_dir, files)
     if check:
@@ -83,4 +84,4 @@ def build(file: Path, *, check: bool = False) -> BuildResult:
             )
     elif drift:
         write_tree(out_dir, files)
-    return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift))
+    return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan)

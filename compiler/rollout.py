@@ -32,7 +32,7 @@ from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
 from vilms.compiler.load import compose, load, parse
-from vilms.compiler.pipeline import OUTPUT_DIR, compile_files, display_name, plan_document, render_files
+from vilms.compiler.pipeline import OUTPUT_DIR, display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.validate.releases import RUN_ID
@@ -358,7 +358,7 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     out_dir = doc.root / OUTPUT_DIR
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
-    warnings += _stale_note(file, on_disk)
+    warnings += _stale_note(doc, on_disk)
     history, fh = open_history(doc.root, adapter)
     with fh:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
@@ -401,10 +401,10 @@ def _on_disk(diag: Diagnostic, doc: Document, edit: Edit, adapter: str) -> Diagn
     return replace(diag, line=diag.line - 1)
 
 
-def _stale_note(file: Path, on_disk: dict[str, bytes]) -> list[str]:
+def _stale_note(doc: Document, on_disk: dict[str, bytes]) -> list[str]:
     """Warn when generated/ did not match vilms.yaml before the change (the diff shows both)."""
     try:
-        _doc, _plan, before = compile_files(file)
+        before = render_files(doc, plan_document(doc))  # the file as it is on disk, already parsed
     except InvalidInputError:
         return []
     if before == on_disk:

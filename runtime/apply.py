@@ -70,10 +70,9 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
 
 def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
     """The commands for each selected deployment, after checking generated/ is current."""
-    from vilms.compiler.pipeline import build, compile_plan
+    from vilms.compiler.pipeline import build
 
-    build(file, check=True)  # raises StaleOutputError naming each drifted file
-    _doc, plan = compile_plan(file)
+    plan = build(file, check=True).plan  # raises StaleOutputError naming each drifted file
     deployments = plan.deployments
     for name in only or ():
         if name not in deployments:
