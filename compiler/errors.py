@@ -8,6 +8,17 @@ exit codes; nothing below it prints or exits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The one exit-code table of every `vilms` command (``diff --exit-code`` adds CHANGES)."""
+
+    OK = 0
+    FAILED = 1  # invalid input, or an action that could not be carried out
+    USAGE = 2  # the command line itself is wrong
+    CHANGES = 2  # `vilms diff --exit-code`: something would change (terraform's convention)
+    INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2)
 
 
 @dataclass(frozen=True, order=True)
@@ -42,7 +53,7 @@ class Diagnostic:
 class VilmsError(Exception):
     """Root of every error ViLMS reports to a user. Exit code 1 unless said otherwise."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -56,20 +67,21 @@ class VilmsError(Exception):
 class UsageError(VilmsError):
     """The command line itself is wrong (exit code 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InvalidInputError(VilmsError):
     """An input file is invalid; carries every diagnostic found, sorted."""
 
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic], *, what: str | None = None, hint: str | None = None) -> None:
         self.diagnostics = sorted(diagnostics)
         count = len(self.diagnostics)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
+        summary = f"{count} problem{'s' if count != 1 else ''} found"
+        super().__init__(f"{what}: {summary}" if what else summary, hint=hint)
 
     def render(self) -> str:
         lines = [d.render() for d in self.diagnostics]
-        lines.append(self.message)
+        lines.append(self.message + (f"\n  hint: {self.hint}" if self.hint else ""))
         return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from vilms.compiler.document import Document
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError
 from vilms.compiler.load import parse
-from vilms.compiler.validate.schema_pass import type_phrase
+from vilms.compiler.schema_errors import type_phrase
 
 CHAT_TEMPLATES = ("chatml", "llama3", "mistral", "gemma", "phi3", "tokenizer")
 FORMATS = ("chat", "completion", "text")

@@ -7,7 +7,7 @@ from vilms.compiler.document import Document
 from vilms.compiler.images import image_for, jetpacks_with_image
 from vilms.compiler.modelfile_syntax import why_unrepresentable
 from vilms.compiler.shorthand import alias_entry, served_aliases
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 # engines each target can run
 TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}

@@ -6,7 +6,7 @@ from pathlib import PurePosixPath
 
 from vilms.compiler.digest import sha256_file
 from vilms.compiler.document import Document
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 
 def check(doc: Document, report: Reporter) -> None:

@@ -10,7 +10,7 @@ from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic
 from vilms.compiler.memory import check_plan
 from vilms.compiler.plan import Plan
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 
 def check_fit(doc: Document, plan: Plan) -> list[Diagnostic]:

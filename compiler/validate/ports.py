@@ -7,7 +7,7 @@ from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic
 from vilms.compiler.plan import Plan
 from vilms.compiler.render.routes import llamacpp_ports
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 
 def check_ports(doc: Document, plan: Plan) -> list[Diagnostic]:

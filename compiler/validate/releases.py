@@ -11,7 +11,7 @@ import re
 
 from vilms.compiler.document import Document
 from vilms.compiler.errors import VilmsError
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 RUN_ID = re.compile(r"^(?P<adapter>[a-z0-9][a-z0-9._-]*)-\d{8}T\d{6}Z-[0-9a-f]{6}$")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from vilms.compiler.document import Document
-from vilms.compiler.validate.report import Reporter
+from vilms.compiler.reporter import Reporter
 
 ENV_REF = re.compile(r"^env:[A-Z_][A-Z0-9_]{0,127}$")
 

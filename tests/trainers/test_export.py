@@ -98,7 +98,10 @@ def _llama_logits(path: Path, ids: list[int], lora: Path | None = None) -> Any:
     import numpy as np
 
     kwargs = {"lora_path": str(lora)} if lora else {}
-    llm = llama_cpp.Llama(model_path=str(path), logits_all=True, verbose=False, n_ctx=256, n_threads=1, **kwargs)
+    # an f32 KV cache (GGML type 0; llama.cpp defaults to f16, ~1.4e-3 off on its own), so
+    # the comparison measures the conversion, not the cache's precision
+    llm = llama_cpp.Llama(model_path=str(path), logits_all=True, verbose=False, n_ctx=256, n_threads=1,
+                          type_k=0, type_v=0, **kwargs)
     llm.eval(ids)
     return np.array(llm.scores[: len(ids)]), llm
 
@@ -122,7 +125,7 @@ def test_gguf_logits_match_merged_model(exported: dict[str, Any]) -> None:
     assert np.abs(hf - base).max() > 0.05  # the adapter changes the model, so a match means something
     gguf, llm = _llama_logits(exported["run"] / "gguf" / "model.f32.gguf", ids)
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
-    assert np.abs(gguf - hf).max() < 1e-3
+    assert np.abs(gguf - hf).max() < 1e-4
 
 
 @pytest.mark.heavy
@@ -133,7 +136,7 @@ def test_gguf_lora_on_base_matches_merged_model(exported: dict[str, Any]) -> Non
     _, ids = _ids(merged)
     hf = _hf_logits(merged, ids)
     with_lora, _ = _llama_logits(exported["base_gguf"], ids, exported["run"] / "gguf" / "adapter.gguf")
-    assert np.abs(with_lora - hf).max() < 1e-3
+    assert np.abs(with_lora - hf).max() < 1e-4
     without, _ = _llama_logits(exported["base_gguf"], ids)
     assert np.abs(without - hf).max() > 0.05
 

@@ -1,0 +1,111 @@
+"""``generated/<deployment>/gateway/routes.yaml`` (kind GatewayRoutes): the gateway's routing table.
+
+Written by :mod:`vilms.compiler.render.routes`, read by the gateway (`vilms serve`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vilms.compiler.suggest import did_you_mean
+from vilms.compiler.reporter import Reporter
+
+from .codec import name_field
+from .contract import Contract
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    name: str
+    kind: str  # jetson | cpu | gpu
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    api_keys_env: str | None
+    otel_endpoint_env: str | None
+    retries: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    max_body_bytes: int
+    max_queue: int
+    cooldown_s: float
+    balance: str  # round_robin | least_inflight
+    on_overlong_prompt: str  # reject | truncate
+
+
+@dataclass(frozen=True)
+class Backend:
+    id: str = name_field()
+    engine: str  # ollama | vllm | llamacpp
+    endpoints: tuple[str, ...]  # base URLs, without /v1
+    api_key_env: str | None
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    name: str
+    released: bool
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one alias (the model name clients send) resolves to."""
+
+    name: str = name_field()
+    backend: str
+    model: str  # the model name sent upstream
+    adapter: AdapterRef | None
+    context: int
+    max_output_tokens: int
+    system: str | None
+    params: Mapping[str, Any]  # default sampling parameters, OpenAI names
+    fallbacks: tuple[str, ...]
+    task: str  # chat | embedding
+
+    @property
+    def servable(self) -> bool:
+        """False while the alias's adapter is declared but not released."""
+        return self.adapter is None or self.adapter.released
+
+
+@dataclass(frozen=True)
+class GatewayRoutes:
+    deployment: str
+    hardware: HardwareInfo
+    gateway: GatewaySettings
+    backends: Mapping[str, Backend]
+    aliases: Mapping[str, Route]
+
+
+def _check(routes: GatewayRoutes, report: Reporter) -> None:
+    for name, route in routes.aliases.items():
+        at = ("aliases", name)
+        if route.backend not in routes.backends:
+            report.error(at + ("backend",), f"unknown backend {route.backend!r}{did_you_mean(route.backend, routes.backends)}")
+        if route.max_output_tokens > route.context:
+            report.error(at + ("max_output_tokens",), f"must not exceed context ({route.context}); got {route.max_output_tokens}")
+        for i, fallback in enumerate(route.fallbacks):
+            if fallback == name:
+                report.error(at + ("fallbacks", i), "an alias cannot fall back to itself")
+            elif fallback not in routes.aliases:
+                report.error(at + ("fallbacks", i), f"unknown alias {fallback!r}{did_you_mean(fallback, routes.aliases)}")
+    for name, backend in routes.backends.items():
+        seen: set[str] = set()
+        for i, url in enumerate(backend.endpoints):
+            if url.rstrip("/") in seen:
+                report.error(("backends", name, "endpoints", i), f"duplicate endpoint {url!r}")
+            seen.add(url.rstrip("/"))
+
+
+ROUTES = Contract(
+    kind="GatewayRoutes",
+    root=GatewayRoutes,
+    schema_file="gateway-routes.schema.json",
+    format="yaml",
+    remedy="fix vilms.yaml if needed and run `vilms build`",
+    check=_check,
+)

@@ -1,0 +1,130 @@
+"""Where everything lives in a project: the one home of every path ViLMS reads or writes.
+
+A project is the folder of its ``vilms.yaml``. ``generated/`` holds what ``vilms build``
+writes (committed), ``artifacts/`` what training and export write (not committed), and
+``.vilms/`` the release history (committed) and the local runner's state (not committed).
+
+Paths inside ``generated/`` are given relative to it (what the renderers return);
+:class:`Layout` turns them into absolute paths for the readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+GENERATED = "generated"
+ARTIFACTS = "artifacts"
+STATE = ".vilms"
+RELEASES = f"{STATE}/releases"
+RUNNER = f"{STATE}/run"
+
+MANIFEST = "manifest.json"
+TRAINING = "training"  # generated/training/<adapter>.yaml
+# names a deployment may not take: generated/<deployment>/ would be one of these
+RESERVED_DEPLOYMENT_NAMES = frozenset({TRAINING, MANIFEST})
+
+RUN_RECORD = "run.json"
+RUN_CONFIG = "training.yaml"  # the training config a run was started from, copied into it
+RUN_ADAPTER = "adapter"  # PEFT adapter folder of a run
+RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp and Ollama
+
+STATE_FILE = "state.json"
+
+
+# --- inside generated/ (relative paths, as the renderers return them)
+
+
+def routes_path(deployment: str) -> str:
+    return f"{deployment}/gateway/routes.yaml"
+
+
+def local_plan_path(deployment: str) -> str:
+    return f"{deployment}/local.yaml"
+
+
+def compose_path(deployment: str) -> str:
+    return f"{deployment}/docker-compose.yaml"
+
+
+def modelfile_path(deployment: str, name: str) -> str:
+    return f"{deployment}/ollama/{name}"
+
+
+def vllm_config_path(deployment: str, model: str) -> str:
+    return f"{deployment}/vllm/{model}.yaml"
+
+
+def helm_dir(deployment: str) -> str:
+    return f"{deployment}/helm"
+
+
+def training_config_path(adapter: str) -> str:
+    return f"{TRAINING}/{adapter}.yaml"
+
+
+# --- inside artifacts/ (relative to the project)
+
+
+def run_path(run_id: str, *parts: str) -> str:
+    """``artifacts/<run_id>[/part...]`` as a project-relative POSIX path."""
+    return "/".join((ARTIFACTS, run_id, *parts))
+
+
+# --- absolute paths of one project
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of the project whose ``vilms.yaml`` lies in ``root``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, project_file: Path) -> Layout:
+        """The layout beside the real file: ``generated/`` is written beside what a symlink points to."""
+        return cls(Path(project_file).resolve().parent)
+
+    @property
+    def generated(self) -> Path:
+        return self.root / GENERATED
+
+    def in_generated(self, relative: str) -> Path:
+        return self.generated / relative
+
+    def routes(self, deployment: str) -> Path:
+        return self.in_generated(routes_path(deployment))
+
+    def local_plan(self, deployment: str) -> Path:
+        return self.in_generated(local_plan_path(deployment))
+
+    def training_config(self, adapter: str) -> Path:
+        return self.in_generated(training_config_path(adapter))
+
+    @property
+    def manifest(self) -> Path:
+        return self.generated / MANIFEST
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / ARTIFACTS
+
+    def run(self, run_id: str) -> Path:
+        return self.root / run_path(run_id)
+
+    def run_record(self, run_id: str) -> Path:
+        return self.root / run_path(run_id, RUN_RECORD)
+
+    @property
+    def releases(self) -> Path:
+        return self.root / RELEASES
+
+    def history(self, adapter: str) -> Path:
+        return self.releases / f"{adapter}.jsonl"
+
+    @property
+    def runner(self) -> Path:
+        return self.root / RUNNER
+
+    def runner_dir(self, deployment: str) -> Path:
+        return self.runner / deployment
