@@ -4,7 +4,9 @@ The document is composed by libyaml (through PyYAML's C parser, about ten times 
 than a pure-Python parser on large files) with YAML 1.2 core-schema scalars: ``yes``,
 ``on`` and ``no`` stay strings, there are no sexagesimal numbers or implicit dates.
 Every key and value keeps its line and column; duplicate keys are errors; anchors and
-aliases are expanded under a node budget, so an alias bomb is reported, not expanded.
+aliases are expanded under a node budget and a byte budget, so an alias bomb is reported,
+not expanded. Numbers are finite and integers fit in 64 bits: no reader of a ViLMS file
+ever sees ``nan``, ``inf`` or an integer some other tool cannot parse.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from vilms.compiler.document import Document, Path_
+from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import Diagnostic, InvalidInputError
+from vilms.compiler.yaml_locate import alias_through, syntax_problem
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000  # after alias expansion
+MAX_EXPANDED_BYTES = 16 * 1024 * 1024  # of every scalar (keys included), after alias expansion
 MAX_DEPTH = 64
+INT_LIMIT = 2**63  # integers must be smaller in magnitude: every tool reading the output parses an int64
 
 
 def load(file: Path, display_name: str | None = None) -> Document:
@@ -55,17 +60,15 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
     try:
         root = compose(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = _mark(mark)
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
-        raise InvalidInputError([_diag(display_name, line, col, f"YAML syntax error: {problem}", _syntax_hint(problem))]) from None
+        line, col, message, hint = syntax_problem(text, exc)
+        raise InvalidInputError([_diag(display_name, line, col, message, hint)]) from None
     except yaml.YAMLError as exc:
         raise InvalidInputError([_diag(display_name, 1, 1, f"YAML error: {str(exc).splitlines()[0]}")]) from None
     except RecursionError:
         raise InvalidInputError([_diag(display_name, 1, 1, "YAML nesting is too deep")]) from None
     if root is None:
         raise InvalidInputError([_diag(display_name, 1, 1, "file is empty (only comments)", "run `vilms init` to write a commented starter file")])
-    converter = _Converter(display_name)
+    converter = _Converter(display_name, text)
     data = converter.convert(root, ())
     if not isinstance(data, dict):
         raise InvalidInputError([_diag(display_name, 1, 1, "the top level must be a mapping (apiVersion:, project:, models:, ...)",
@@ -113,56 +116,72 @@ _STR, _NULL, _BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("str", "n
 class _Converter:
     """YAML nodes → plain Python data, recording positions and bounding expansion."""
 
-    def __init__(self, display_name: str) -> None:
+    def __init__(self, display_name: str, text: str) -> None:
         self.display_name = display_name
+        self.text = text
         self.values: dict[Path_, tuple[int, int]] = {}
         self.keys: dict[Path_, tuple[int, int]] = {}
         self.nodes = 0
+        self.bytes = 0
 
-    def fail(self, node: Node, message: str, hint: str | None = None) -> InvalidInputError:
+    def fail(self, node: Node, path: Path_, message: str, hint: str | None = None) -> InvalidInputError:
         line, col = _mark(node.start_mark)
-        return InvalidInputError([_diag(self.display_name, line, col, message, hint)])
+        return InvalidInputError([_diag(self.display_name, line, col, message, hint, path)])
+
+    def fail_expanded(self, node: Node, path: Path_, message: str) -> InvalidInputError:
+        """An expansion budget is exceeded at ``path``: located at the alias that reached it."""
+        found = alias_through(self.text, _Loader, path)
+        if found is None:
+            return self.fail(node, path, message, _ALIAS_HINT)
+        alias_path, (line, col) = found
+        return InvalidInputError([_diag(self.display_name, line, col, message, _ALIAS_HINT, alias_path)])
 
     def convert(self, node: Node, path: Path_, depth: int = 0) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise self.fail(node, f"document expands to more than {MAX_NODES:,} nodes (anchor/alias expansion?)",
-                            "YAML aliases (*name) are expanded; do not nest them to multiply content")
+            raise self.fail_expanded(node, path, f"document expands to more than {MAX_NODES:,} nodes (anchor/alias expansion?)")
         if depth > MAX_DEPTH:
-            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels")
+            raise self.fail(node, path, f"nesting deeper than {MAX_DEPTH} levels")
         if isinstance(node, MappingNode):
             if node.tag != "tag:yaml.org,2002:map":
-                raise self.fail(node, f"unsupported YAML tag {node.tag!r}", "remove the tag; vilms.yaml holds plain data only")
+                raise self.fail(node, path, f"unsupported YAML tag {node.tag!r}", "remove the tag; vilms.yaml holds plain data only")
             out: dict[str, Any] = {}
             first_line: dict[str, int] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
-                    raise self.fail(key_node, f"mapping keys must be strings, got {_describe(key_node)}", "quote the key")
+                    raise self.fail(key_node, path, f"mapping keys must be strings, got {_describe(key_node)}", "quote the key")
                 key = key_node.value
-                if key == "<<" and not key_node.style:
-                    raise self.fail(key_node, "merge keys (<<) are not supported", "write the keys out; YAML 1.2 has no merge keys")
-                if key in first_line:
-                    raise self.fail(key_node, f"duplicate key {key!r} (first defined on line {first_line[key]})",
-                                    "each key may appear once in a mapping; merge the two entries")
-                first_line[key] = key_node.start_mark.line + 1
                 child = path + (key,)
+                if key == "<<" and not key_node.style:
+                    raise self.fail(key_node, child, "merge keys (<<) are not supported", "write the keys out; YAML 1.2 has no merge keys")
+                if key in first_line:
+                    raise self.fail(key_node, child, f"duplicate key {key!r} (first defined on line {first_line[key]})",
+                                    "each key may appear once in a mapping; merge the two entries")
+                self.count_bytes(key_node, child, key)
+                first_line[key] = key_node.start_mark.line + 1
                 self.keys[child] = _mark(key_node.start_mark)
                 self.values[child] = _mark(value_node.start_mark)
                 out[key] = self.convert(value_node, child, depth + 1)
             return out
         if isinstance(node, SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
-                raise self.fail(node, f"unsupported YAML tag {node.tag!r}", "remove the tag; vilms.yaml holds plain data only")
+                raise self.fail(node, path, f"unsupported YAML tag {node.tag!r}", "remove the tag; vilms.yaml holds plain data only")
             items = []
             for i, item in enumerate(node.value):
                 child = path + (i,)
                 self.values[child] = _mark(item.start_mark)
                 items.append(self.convert(item, child, depth + 1))
             return items
-        return self.scalar(node)
+        return self.scalar(node, path)
 
-    def scalar(self, node: ScalarNode) -> Any:
+    def count_bytes(self, node: Node, path: Path_, value: str) -> None:
+        self.bytes += len(value) if value.isascii() else len(value.encode("utf-8"))
+        if self.bytes > MAX_EXPANDED_BYTES:
+            raise self.fail_expanded(node, path, f"document expands to more than {MAX_EXPANDED_BYTES // 1048576} MiB (anchor/alias expansion?)")
+
+    def scalar(self, node: ScalarNode, path: Path_) -> Any:
         tag, value = node.tag, node.value
+        self.count_bytes(node, path, value)
         if tag == _STR:
             return value
         if tag == _NULL:
@@ -170,17 +189,30 @@ class _Converter:
         if tag == _BOOL:
             return value.lower() == "true"
         if tag == _INT:
-            if value.startswith("0o"):
-                return int(value[2:], 8)
-            return int(value, 16) if value.startswith("0x") else int(value)
+            return self.integer(node, path, value)
         if tag == _FLOAT:
-            lowered = value.lower()
-            if lowered.endswith(".inf"):
-                return -math.inf if lowered.startswith("-") else math.inf
-            if lowered == ".nan":
-                return math.nan
-            return float(value)
-        raise self.fail(node, f"unsupported YAML tag {tag!r}", "remove the tag; vilms.yaml holds plain data only")
+            return self.finite(node, path, value)
+        raise self.fail(node, path, f"unsupported YAML tag {tag!r}", "remove the tag; vilms.yaml holds plain data only")
+
+    def finite(self, node: ScalarNode, path: Path_, value: str) -> float:
+        special = value.lstrip("+-").lower() in (".inf", ".nan")  # YAML's spellings, not Python's
+        number = math.inf if special else float(value)  # 1e999 overflows to inf
+        if not math.isfinite(number):
+            raise self.fail(node, path, f"{_short(value)} is not a finite number", "write a finite number")
+        return number
+
+    def integer(self, node: ScalarNode, path: Path_, value: str) -> int:
+        base = {"0o": 8, "0x": 16}.get(value[:2], 10)
+        digits = (value[2:] if base != 10 else value.lstrip("+-")).lstrip("0")
+        # checked before converting: Python refuses to convert decimal strings of more than 4,300 digits
+        number = int(digits or "0", base) if len(digits) <= 22 else INT_LIMIT
+        if number >= INT_LIMIT:
+            raise self.fail(node, path, f"integer {_short(value)} is out of range",
+                            f"integers must be smaller than 2**63 ({INT_LIMIT}) in magnitude")
+        return -number if value.startswith("-") else number
+
+
+_ALIAS_HINT = "YAML aliases (*name) are expanded where they are used; do not use them to multiply content"
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -203,8 +235,13 @@ def _decode(raw: bytes, name: str) -> str:
     return text
 
 
-def _diag(file: str, line: int, col: int, message: str, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(file=file, line=line, column=col, path="", message=message, hint=hint)
+def _diag(file: str, line: int, col: int, message: str, hint: str | None = None, path: Path_ = ()) -> Diagnostic:
+    return Diagnostic(file=file, line=line, column=col, path=dotted(path), message=message, hint=hint)
+
+
+def _short(text: str) -> str:
+    """A scalar as a message quotes it: long ones cut, with their length."""
+    return text if len(text) <= 24 else f"{text[:12]}… ({len(text):,} characters)"
 
 
 def _mark(mark: Any) -> tuple[int, int]:
@@ -218,15 +255,3 @@ def _describe(node: Node) -> str:
         kind = {_INT: "integer", _FLOAT: "number", _BOOL: "boolean", _NULL: "null"}.get(node.tag, "value")
         return f"{kind} {node.value!r}"
     return "a mapping" if isinstance(node, MappingNode) else "a list"
-
-
-def _syntax_hint(problem: str) -> str | None:
-    if "tab" in problem:
-        return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in problem:
-        return "a value containing ': ' must be quoted"
-    if "could not find expected ':'" in problem:
-        return "check the indentation and that every key ends with ':'"
-    if "found character" in problem and "cannot start any token" in problem:
-        return "quote values that start with special characters such as @, ` or %"
-    return None

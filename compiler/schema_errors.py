@@ -85,6 +85,8 @@ def translate(error: ValidationError, report: Reporter) -> None:
         hint = None
         if "string" in expected and isinstance(value, (int, float)) and not isinstance(value, bool):
             hint = f'quote it: "{value}"'
+        elif "integer" in expected and isinstance(value, float):
+            hint = f"write {int(value)}, not {value}" if value.is_integer() else "write a whole number"
         report.error(path, f"must be {words}, not {type_phrase(value)}", hint=hint)
         return
     if kind == "enum":

@@ -15,9 +15,14 @@ def doc(text: str):
 
 
 def test_yaml_12_core_scalars():
-    data = doc("a: yes\nb: on\nc: no\nd: 2024-01-01\ne: 0o17\nf: 0x1F\ng: 1.5e3\nh: ~\ni: True\nj: 010\nk: .inf\n").data
+    data = doc("a: yes\nb: on\nc: no\nd: 2024-01-01\ne: 0o17\nf: 0x1F\ng: 1.5e3\nh: ~\ni: True\nj: 010\nk: -.5\n").data
     assert data == {"a": "yes", "b": "on", "c": "no", "d": "2024-01-01", "e": 15, "f": 31, "g": 1500.0,
-                    "h": None, "i": True, "j": 10, "k": float("inf")}
+                    "h": None, "i": True, "j": 10, "k": -0.5}
+
+
+def test_integers_up_to_64_bits_are_read():
+    data = doc("a: 9223372036854775807\nb: -9223372036854775807\nc: 0x7fffffffffffffff\nd: 0o777777777777777777777\ne: 000000000000000000000000000000042\n").data
+    assert data == {"a": 2**63 - 1, "b": -(2**63 - 1), "c": 2**63 - 1, "d": 2**63 - 1, "e": 42}
 
 
 def test_positions_of_keys_and_values():
