@@ -1,49 +1,73 @@
 """Stage 4, render: the plan → ``{relative path: bytes}``. Pure: reads no input, writes nothing.
 
 Every artefact is parsed back and compared with the data it was built from before it
-is returned, so nothing unparseable ever reaches ``generated/``.
+is returned, so nothing unparseable ever reaches ``generated/``. Two artefacts never
+share a path, and no file stands where another needs a folder: validation keeps names
+clear of the layout (:data:`vilms.compiler.layout.RESERVED_DEPLOYMENT_NAMES`), so a
+clash here is a defect in vilms and fails loudly instead of overwriting a file.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vilms.compiler import layout
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
 from vilms.compiler.render.serialize import load_yaml, plain, to_yaml
 
 
 def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
+    out = _Tree()
     src = plan.source_name
 
     def put_yaml(path: str, data: Any) -> None:
-        out[path] = _checked_yaml(path, data, src)
+        out.put(path, _checked_yaml(path, data, src))
 
     for dep in plan.deployments.values():
         base = dep.name
         table = routes.routes(plan, dep)
-        put_yaml(f"{base}/gateway/routes.yaml", table)
+        put_yaml(layout.routes_path(base), table)
         modelfile_names: list[str] = []
         if dep.engine == "ollama":
             for name, text in modelfile.modelfiles(plan, dep).items():
-                out[f"{base}/ollama/{name}"] = text.encode("utf-8")
+                out.put(layout.modelfile_path(base, name), text.encode("utf-8"))
                 modelfile_names.append(name)
         vllm_configs = vllm.vllm_configs(plan, dep) if dep.engine == "vllm" else {}
         for model_name, config in vllm_configs.items():
-            put_yaml(f"{base}/vllm/{model_name}.yaml", config)
+            put_yaml(layout.vllm_config_path(base, model_name), config)
         if dep.target == "compose":
-            put_yaml(f"{base}/docker-compose.yaml", compose.compose(plan, dep, modelfile_names))
+            put_yaml(layout.compose_path(base), compose.compose(plan, dep, modelfile_names))
         elif dep.target == "local":
-            put_yaml(f"{base}/local.yaml", local.local_plan(plan, dep))
+            put_yaml(layout.local_plan_path(base), local.local_plan(plan, dep))
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
-                out[f"{base}/helm/{rel}"] = data
-            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, plain(table), vllm_configs))
+                out.put(f"{layout.helm_dir(base)}/{rel}", data)
+            put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, plain(table), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
-        put_yaml(f"training/{adapter.name}.yaml", training.training_config(plan, adapter, estimate))
-    return dict(sorted(out.items()))
+        put_yaml(layout.training_config_path(adapter.name), training.training_config(plan, adapter, estimate))
+    return out.files()
+
+
+class _Tree:
+    """Files by relative path; refuses a second file at a path, or a file where a folder must be."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, bytes] = {}
+        self._folders: set[str] = set()
+
+    def put(self, path: str, data: bytes) -> None:
+        parts = path.split("/")
+        folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        clash = path if path in self._files or path in self._folders else next((f for f in folders if f in self._files), None)
+        if clash is not None:
+            raise AssertionError(f"two generated artefacts claim {clash!r}: names must not collide with the layout of generated/")
+        self._files[path] = data
+        self._folders.update(folders)
+
+    def files(self) -> dict[str, bytes]:
+        return dict(sorted(self._files.items()))
 
 
 def _checked_yaml(path: str, data: Any, source: str | None) -> bytes:
@@ -51,4 +75,3 @@ def _checked_yaml(path: str, data: Any, source: str | None) -> bytes:
     if load_yaml(text) != plain(data):
         raise AssertionError(f"{path}: YAML does not parse back to the data it was rendered from")
     return text
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vilms.compiler.document import Document
+from vilms.compiler.layout import GENERATED, RESERVED_DEPLOYMENT_NAMES
 from vilms.compiler.naming import K8S_NAME_MAX, WINDOWS_RESERVED, dns_label, vllm_object_name
 from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.reporter import Reporter
@@ -17,6 +18,11 @@ def check(doc: Document, report: Reporter) -> None:
             stem = name.split(".")[0]
             if stem in WINDOWS_RESERVED:
                 report.error((section, name), f"{name!r} is a reserved file name on Windows", hint="pick another name", at_key=True)
+
+    for name in data.get("deployments", {}):
+        if name in RESERVED_DEPLOYMENT_NAMES:
+            report.error(("deployments", name), f"the name {name!r} is reserved: vilms writes other files to {GENERATED}/{name}",
+                         hint=f"rename the deployment; reserved names: {', '.join(sorted(RESERVED_DEPLOYMENT_NAMES))}", at_key=True)
 
     _distinct_dns(data, "models", report)
     _distinct_dns(data, "adapters", report)
