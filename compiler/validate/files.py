@@ -1,4 +1,8 @@
-"""Semantic pass: paths stay inside the project; pinned datasets still have their content."""
+"""Semantic pass: paths stay inside the project; pinned datasets still have their content.
+
+"Inside" is checked twice: as written (relative, no ``..``) and as the file system resolves
+it, so a symbolic link cannot lead a build or a training run out of the project folder.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,47 @@ from vilms.compiler.digest import sha256_file
 from vilms.compiler.document import Document
 from vilms.compiler.reporter import Reporter
 
+INSIDE_HINT = "move the file under the folder of vilms.yaml"
+
 
 def check(doc: Document, report: Reporter) -> None:
     data = doc.data
     for name, dataset in data.get("datasets", {}).items():
         path = ("datasets", name, "path")
-        if _escapes(dataset["path"]):
-            report.error(path, "dataset paths must be relative and stay inside the project folder",
-                         hint="move the file under the folder of vilms.yaml")
+        if not _stays_inside(doc, report, path, dataset["path"], "dataset paths"):
             continue
         pinned = dataset.get("sha256")
         file = doc.root / dataset["path"]
         if pinned and file.is_file():
-            actual = sha256_file(file)
+            try:
+                actual = sha256_file(file)
+            except OSError as exc:
+                report.error(path, f"cannot read {dataset['path']}: {exc.strerror}")
+                continue
             if actual != pinned:
                 report.error(("datasets", name, "sha256"),
                              f"content of {dataset['path']} changed since it was pinned (now sha256 {actual[:12]}…)",
                              hint="review the data, then update sha256 (vilms data manifest prints it), or restore the file")
     for name, model in data.get("models", {}).items():
-        source = model["source"]
-        if source.startswith("file:") and _escapes(source[5:]):
-            report.error(("models", name, "source"), "file: sources must be relative and stay inside the project folder")
+        for key, what in (("source", "file: sources"), ("gguf", "file: gguf paths")):
+            ref = model.get(key, "")
+            if ref.startswith("file:"):
+                _stays_inside(doc, report, ("models", name, key), ref[5:], what)
 
 
-def _escapes(path: str) -> bool:
-    pure = PurePosixPath(path)
-    return pure.is_absolute() or ".." in pure.parts
+def _stays_inside(doc: Document, report: Reporter, path: tuple, relative: str, what: str) -> bool:
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts:
+        report.error(path, f"{what} must be relative and stay inside the project folder", hint=INSIDE_HINT)
+        return False
+    root = doc.root.resolve()
+    try:
+        real = (root / relative).resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        report.error(path, f"{relative} cannot be resolved (a loop of symbolic links)", hint=INSIDE_HINT)
+        return False
+    if real != root and root not in real.parents:
+        report.error(path, f"{relative} leads outside the project folder through a symbolic link (to {real})",
+                     hint="copy the file into the project instead of linking to it")
+        return False
+    return True
