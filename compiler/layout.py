@@ -18,6 +18,8 @@ ARTIFACTS = "artifacts"
 STATE = ".vilms"
 RELEASES = f"{STATE}/releases"
 RUNNER = f"{STATE}/run"
+PROJECT_LOCK = f"{STATE}/project.lock"  # held by a command writing the project (build); never committed
+STATE_GITIGNORE = f"{STATE}/.gitignore"  # names PROJECT_LOCK, so the lock stays out of git
 
 MANIFEST = "manifest.json"
 TRAINING = "training"  # generated/training/<adapter>.yaml
@@ -121,6 +123,14 @@ class Layout:
 
     def history(self, adapter: str) -> Path:
         return self.releases / f"{adapter}.jsonl"
+
+    @property
+    def project_lock(self) -> Path:
+        return self.root / PROJECT_LOCK
+
+    @property
+    def state_gitignore(self) -> Path:
+        return self.root / STATE_GITIGNORE
 
     @property
     def runner(self) -> Path:

@@ -15,7 +15,8 @@ from vilms.compiler.resolve import resolve
 from vilms.compiler.validate import diagnose
 from vilms.compiler.validate.fit import check_fit
 from vilms.compiler.validate.ports import check_ports
-from vilms.compiler.write import Drift, diff_tree, with_manifest, write_tree
+from vilms.compiler.project_lock import project_lock
+from vilms.compiler.write import Drift, check_out_dir, diff_tree, leftovers, remove_leftovers, with_manifest, write_tree
 
 OUTPUT_DIR = "generated"
 
@@ -82,6 +83,11 @@ def build(file: Path, *, check: bool = False) -> BuildResult:
                 f"{OUTPUT_DIR}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines),
                 hint="run `vilms build` and commit the result; never edit generated/ by hand",
             )
-    elif drift:
-        write_tree(out_dir, files)
+    elif drift or leftovers(out_dir):
+        check_out_dir(out_dir)
+        with project_lock(doc.root):  # one writer at a time; diffed again under the lock
+            remove_leftovers(out_dir)
+            drift = diff_tree(out_dir, files)
+            if drift:
+                write_tree(out_dir, files)
     return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan)

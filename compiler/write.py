@@ -1,20 +1,33 @@
 """Stage 5, write: swap a fully built tree into ``generated/``, or check it is up to date.
 
-The tree is written to a temporary sibling folder and swapped in with two renames only
-when every file was written (Kapitan's compile-then-swap), so a failed build never
-leaves a half-written ``generated/``. Files no longer produced disappear with the old
+The tree is written to a temporary sibling folder and swapped in only when every file was
+written (Kapitan's compile-then-swap), so a failed build never leaves a half-written
+``generated/``. The swap is one ``renameat2(RENAME_EXCHANGE)`` where Linux offers it, else
+two renames with SIGINT and SIGTERM held back between them: after any interruption
+``generated/`` is the complete old tree or the complete new one. Leftover temporary folders
+of builds that died are removed by the next build. A file or a symbolic link standing at
+``generated/`` is refused, never replaced. Files no longer produced disappear with the old
 tree. ``manifest.json`` records the input hash, the vilms version and every file's sha256.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vilms.compiler.errors import ActionError
+from vilms.compiler.exchange import exchange
 from vilms.compiler.render.serialize import to_json
 
 MANIFEST = "manifest.json"
@@ -57,8 +70,62 @@ def diff_tree(out_dir: Path, files: dict[str, bytes]) -> list[Drift]:
 
 
 def write_tree(out_dir: Path, files: dict[str, bytes]) -> None:
-    parent = out_dir.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=parent))
+    """Replace ``out_dir`` with exactly ``files``, in one step; raises :class:`ActionError`."""
+    check_out_dir(out_dir)
+    remove_leftovers(out_dir)
+    with _sigterm_cleans_up():
+        staging = _stage(out_dir, files)
+        try:
+            _pause("staged")
+            with _signals_held():
+                retired = _swap(staging, out_dir)
+        except OSError as exc:
+            _remove_tree(staging)
+            raise _write_error(out_dir, exc) from None
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        _pause("swapped")
+        if retired is not None:
+            _remove_tree(retired)
+
+
+def leftovers(out_dir: Path) -> list[Path]:
+    """Temporary folders of ``out_dir`` whose build is no longer running (it was killed)."""
+    try:
+        entries = list(out_dir.parent.iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        kind, _, rest = entry.name.removeprefix(f".{out_dir.name}.").partition("-")
+        if kind in ("new", "old") and entry.name.startswith(f".{out_dir.name}.") and not _running(rest.partition("-")[0]):
+            if entry.is_dir() and not entry.is_symlink():
+                found.append(entry)
+    return sorted(found)
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    for folder in leftovers(out_dir):
+        _remove_tree(folder)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse (ActionError) when something other than a folder stands where ``out_dir`` goes."""
+    if out_dir.is_symlink():
+        raise ActionError(f"{out_dir} is a symbolic link; vilms writes generated/ as a folder of its own and never replaces a link",
+                          hint="remove the link (what it points to is not touched), then build again")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ActionError(f"{out_dir} is a file, not a folder; vilms writes its output there",
+                          hint="move the file away (vilms never deletes it), then build again")
+
+
+def _stage(out_dir: Path, files: dict[str, bytes]) -> Path:
+    """Every file written to a new sibling folder named after this process."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=out_dir.parent))
+    except OSError as exc:
+        raise _write_error(out_dir, exc) from None
     try:
         for rel, data in files.items():
             target = staging / rel
@@ -69,20 +136,121 @@ def write_tree(out_dir: Path, files: dict[str, bytes]) -> None:
         for folder in staging.rglob("*"):
             if folder.is_dir():
                 os.chmod(folder, 0o755)
+    except OSError as exc:
+        _remove_tree(staging)
+        raise _write_error(out_dir, exc) from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_tree(staging)
         raise
-    retired = None
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-        retired.rmdir()
-        os.replace(out_dir, retired)
+    return staging
+
+
+def _swap(staging: Path, out_dir: Path) -> Path | None:
+    """Put ``staging`` at ``out_dir``; the path now holding the old tree (to remove), if any."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return None
+    if _pause_at() != "between-renames" and exchange(staging, out_dir):
+        return staging
+    retired = staging.with_name(staging.name.replace(".new-", ".old-", 1))
+    os.rename(out_dir, retired)
+    _pause("between-renames")
     try:
-        os.replace(staging, out_dir)
+        os.rename(staging, out_dir)
     except BaseException:
-        if retired is not None:
-            os.replace(retired, out_dir)
-        shutil.rmtree(staging, ignore_errors=True)
+        os.rename(retired, out_dir)
         raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    return retired
+
+
+def _write_error(out_dir: Path, exc: OSError) -> ActionError:
+    if exc.errno == errno.ENOSPC:
+        hint = "free some disk space, then build again"
+    else:
+        hint = f"{out_dir.parent} must be writable: vilms writes generated/ beside vilms.yaml"
+    return ActionError(f"cannot write {out_dir}: {exc.strerror or exc}", hint=hint)
+
+
+def _running(pid: str) -> bool:
+    if not pid.isdigit():
+        return False  # not a name this version gives: left by an older vilms
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user
+        return True
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a tree of ours, even with read-only folders in it; never follows a link."""
+
+    def writable_then_retry(function, name, _exc_info) -> None:  # noqa: ANN001 - shutil's callback
+        try:
+            os.chmod(os.path.dirname(name), 0o700)
+            function(name)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable_then_retry)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (pending) until the block ends; they are delivered then."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signals to hold
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while writing: clean up, then die of SIGTERM as the sender expects."""
+
+
+@contextmanager
+def _sigterm_cleans_up() -> Iterator[None]:
+    """Turn SIGTERM (whose default kills at once) into an exception while this block runs,
+    so the temporary folder is removed; then die of SIGTERM. A handler someone else set is
+    left alone, and so is any thread but the main one (only it may set handlers)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None  # only if SIGTERM was blocked by our caller
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# A test hook: VILMS_TEST_WRITE_PAUSE=<step> makes the write stage say so on stderr and wait
+# there, so a test can signal a real build at that point. Steps: "staged" (new tree written,
+# nothing swapped), "swapped" (new tree in place, old one not yet removed), "between-renames"
+# (takes the two-rename path and waits between them, signals held).
+PAUSE_ENV = "VILMS_TEST_WRITE_PAUSE"
+
+
+def _pause_at() -> str | None:
+    return os.environ.get(PAUSE_ENV)
+
+
+def _pause(step: str) -> None:
+    if _pause_at() == step:
+        sys.stderr.write(f"vilms: paused at {step}\n")
+        sys.stderr.flush()
+        time.sleep(60)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.compiler.minimal import MINIMAL
+from vilms.compiler.errors import ActionError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,8 +104,9 @@ def test_write_failure_midway_keeps_old_tree(project, monkeypatch):
 
     monkeypatch.setattr(Path, "write_bytes", flaky)
     path.write_text(MINIMAL.replace("context: 8192", "context: 4096"))
-    with pytest.raises(OSError):
+    with pytest.raises(ActionError) as failed:
         write.write_tree(out, {"a.txt": b"1", "b.txt": b"2", "c.txt": b"3", "d.txt": b"4"})
+    assert failed.value.render() == f"cannot write {out}: No space left on device\n  hint: free some disk space, then build again"
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".generated")]

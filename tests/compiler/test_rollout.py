@@ -281,7 +281,7 @@ def test_set_release_refuses_what_it_cannot_edit_safely(text):
 
 
 def test_a_history_that_cannot_be_written_refuses_before_changing_anything(proj, vilms):
-    (proj.parent / ".vilms").mkdir()
+    (proj.parent / ".vilms").mkdir(exist_ok=True)  # the build of the fixture made it (its lock)
     (proj.parent / ".vilms" / "releases").write_text("not a folder\n")
     before_yaml, before_tree = proj.read_bytes(), tree(proj.parent / "generated")
     result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
