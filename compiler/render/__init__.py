@@ -21,13 +21,15 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
     out = _Tree()
     src = plan.source_name
 
-    def put_yaml(path: str, data: Any) -> None:
-        out.put(path, _checked_yaml(path, data, src))
+    def put_yaml(path: str, data: Any) -> bytes:
+        text = _checked_yaml(path, data, src)
+        out.put(path, text)
+        return text
 
     for dep in plan.deployments.values():
         base = dep.name
         table = routes.routes(plan, dep)
-        put_yaml(layout.routes_path(base), table)
+        routes_text = put_yaml(layout.routes_path(base), table)
         modelfile_names: list[str] = []
         if dep.engine == "ollama":
             for name, text in modelfile.modelfiles(plan, dep).items():
@@ -43,7 +45,9 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out.put(f"{layout.helm_dir(base)}/{rel}", data)
-            put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, plain(table), vllm_configs))
+            # the chart mounts routes.yaml byte for byte: Helm's toYaml would re-serialize it and lose
+            # characters (U+0085, U+2028, U+2029, C1 controls) that this serializer escapes
+            put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
         put_yaml(layout.training_config_path(adapter.name), training.training_config(plan, adapter, estimate))

@@ -42,8 +42,8 @@ def _image(ref: str) -> dict[str, str]:
     return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
 
 
-def values(plan: Plan, dep: Deployment, routes: dict[str, Any], vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """values.yaml: ``routes`` is the gateway table, ``vllm_configs`` each model's vLLM config."""
+def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """values.yaml: ``routes`` is the text of the gateway's routes.yaml, ``vllm_configs`` each model's vLLM config."""
     hw = dep.hardware
     models = []
     for model_name in dep.models:

@@ -7,6 +7,7 @@ style, multi-line strings as literal blocks, unicode kept.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,16 @@ class _Dumper(_BaseDumper):
         return True
 
 
+# YAML 1.1 readers (libyaml, PyYAML, Go's yaml: Helm, Kubernetes, the gateway) take these for line
+# breaks and fold or normalise them; YAML 1.2 readers do not. Only escapes (\N, \L, \P in a
+# double-quoted scalar) keep them verbatim for every reader. Everything else a reader would not
+# keep verbatim (control characters, a byte order mark, \r) the emitter already escapes.
+_YAML11_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if not value.isascii() and _YAML11_BREAKS.search(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     if "\n" in value and not any(c in value for c in "\r\t") and value == value.strip(" ") and not value.endswith("\n\n"):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
