@@ -33,10 +33,14 @@ class Diagnostic:
     hint: str | None = field(default=None, compare=False)
 
     def render(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        """One line (plus hint and any table the message carries); user text in it cannot
+        write control or bidi characters to the terminal: they are shown escaped (``\\x00``)."""
+        file, path = printable(self.file), printable(self.path)
+        where = f"{file}:{self.line}:{self.column}" if self.line else file
+        message = printable(self.message, lines=True)
+        text = f"{where}: {path}: {message}" if self.path else f"{where}: {message}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint, lines=True)}"
         return text
 
     def as_dict(self) -> dict:
@@ -48,6 +52,22 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` with every character a terminal would not show as itself (controls, bidi
+    overrides, zero-width and other format characters, separators) escaped as Python does:
+    ``\\x00``, ``\\u202e``. ``lines=True`` keeps line breaks (a message's own table)."""
+    if text.isprintable():
+        return text
+    if lines:
+        return "\n".join(printable(line) for line in text.split("\n"))
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class VilmsError(Exception):
