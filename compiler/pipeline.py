@@ -19,6 +19,8 @@ from vilms.compiler.project_lock import project_lock
 from vilms.compiler.write import Drift, check_out_dir, diff_tree, leftovers, remove_leftovers, with_manifest, write_tree
 
 OUTPUT_DIR = "generated"
+# the memory-fit pass needs a valid document: say that it did not run, not that everything fits
+FIT_NOT_CHECKED = "memory fit not checked: fix the problems above first"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def plan_document(doc: Document, *, fit: bool = True) -> Plan:
     """validate → resolve → check memory fit, for a document already loaded (or parsed from text)."""
     found = diagnose(doc)
     if found:
-        raise InvalidInputError(found)
+        checks_fit = fit and (doc.data.get("deployments") or doc.data.get("adapters"))
+        raise InvalidInputError(found, hint=FIT_NOT_CHECKED if checks_fit else None)
     plan = resolve(doc)
     found = check_ports(doc, plan) + (check_fit(doc, plan) if fit else [])
     if found:
