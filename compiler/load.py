@@ -134,12 +134,12 @@ class _Converter:
         if found is None:
             return self.fail(node, path, message, _ALIAS_HINT)
         alias_path, (line, col) = found
-        return InvalidInputError([_diag(self.display_name, line, col, message, _ALIAS_HINT, alias_path)])
+        return InvalidInputError([_diag(self.display_name, line, col, f"{message} at this alias", _ALIAS_HINT, alias_path)])
 
     def convert(self, node: Node, path: Path_, depth: int = 0) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise self.fail_expanded(node, path, f"document expands to more than {MAX_NODES:,} nodes (anchor/alias expansion?)")
+            raise self.fail_expanded(node, path, f"document expands to more than {MAX_NODES:,} nodes")
         if depth > MAX_DEPTH:
             raise self.fail(node, path, f"nesting deeper than {MAX_DEPTH} levels")
         if isinstance(node, MappingNode):
@@ -177,7 +177,7 @@ class _Converter:
     def count_bytes(self, node: Node, path: Path_, value: str) -> None:
         self.bytes += len(value) if value.isascii() else len(value.encode("utf-8"))
         if self.bytes > MAX_EXPANDED_BYTES:
-            raise self.fail_expanded(node, path, f"document expands to more than {MAX_EXPANDED_BYTES // 1048576} MiB (anchor/alias expansion?)")
+            raise self.fail_expanded(node, path, f"document expands to more than {MAX_EXPANDED_BYTES // 1048576} MiB")
 
     def scalar(self, node: ScalarNode, path: Path_) -> Any:
         tag, value = node.tag, node.value
@@ -198,7 +198,8 @@ class _Converter:
         special = value.lstrip("+-").lower() in (".inf", ".nan")  # YAML's spellings, not Python's
         number = math.inf if special else float(value)  # 1e999 overflows to inf
         if not math.isfinite(number):
-            raise self.fail(node, path, f"{_short(value)} is not a finite number", "write a finite number")
+            raise self.fail(node, path, f"{_short(value)} is not a finite number",
+                            f'write a finite number (or quote it if you mean the text: "{_short(value)}")')
         return number
 
     def integer(self, node: ScalarNode, path: Path_, value: str) -> int:
