@@ -20,7 +20,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,10 +62,17 @@ def diff_tree(out_dir: Path, files: dict[str, bytes]) -> list[Drift]:
         target = out_dir / rel
         if rel not in existing:
             drifts.append(Drift(rel, "missing"))
-        elif target.read_bytes() != data:
+        elif _read(target) != data:
             drifts.append(Drift(rel, "differs"))
     drifts.extend(Drift(rel, "unexpected") for rel in sorted(existing - set(files)))
     return drifts
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:  # unreadable: it differs, and the write replaces it
+        return None
 
 
 def write_tree(out_dir: Path, files: dict[str, bytes]) -> None:
@@ -74,20 +80,20 @@ def write_tree(out_dir: Path, files: dict[str, bytes]) -> None:
     check_out_dir(out_dir)
     remove_leftovers(out_dir)
     with _sigterm_cleans_up():
-        staging = _stage(out_dir, files)
+        staging: Path | None = None
+        retired: Path | None = None
         try:
+            staging = _stage(out_dir, files)
             _pause("staged")
             with _signals_held():
                 retired = _swap(staging, out_dir)
+            _pause("swapped")
         except OSError as exc:
-            _remove_tree(staging)
             raise _write_error(out_dir, exc) from None
-        except BaseException:
-            _remove_tree(staging)
-            raise
-        _pause("swapped")
-        if retired is not None:
-            _remove_tree(retired)
+        finally:  # success or not: the tree that is not generated/ goes (staging, or the old tree)
+            rest = retired or staging
+            if rest is not None and rest.exists():
+                _remove_tree(rest)
 
 
 def leftovers(out_dir: Path) -> list[Path]:
@@ -239,9 +245,10 @@ def _sigterm_cleans_up() -> Iterator[None]:
 
 
 # A test hook: VILMS_TEST_WRITE_PAUSE=<step> makes the write stage say so on stderr and wait
-# there, so a test can signal a real build at that point. Steps: "staged" (new tree written,
-# nothing swapped), "swapped" (new tree in place, old one not yet removed), "between-renames"
-# (takes the two-rename path and waits between them, signals held).
+# there for a line on stdin (or its end), so a test can signal a real build at that point.
+# Steps: "staged" (new tree written, nothing swapped), "swapped" (new tree in place, old one
+# not yet removed), "between-renames" (takes the two-rename path and waits between them, with
+# SIGINT and SIGTERM held).
 PAUSE_ENV = "VILMS_TEST_WRITE_PAUSE"
 
 
@@ -253,4 +260,4 @@ def _pause(step: str) -> None:
     if _pause_at() == step:
         sys.stderr.write(f"vilms: paused at {step}\n")
         sys.stderr.flush()
-        time.sleep(60)
+        sys.stdin.readline()
