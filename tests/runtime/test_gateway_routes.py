@@ -115,7 +115,7 @@ def test_self_fallback_and_max_output_over_context():
 
 def test_not_yaml_and_missing_file(tmp_path):
     message = _error("aliases: [unclosed")
-    assert "routes.yaml:2:1: YAML syntax error" in message
+    assert "routes.yaml:1:10: YAML syntax error: this '[' is never closed" in message
     with pytest.raises(ActionError) as err:
         load_routes(tmp_path / "nope.yaml")
     assert "cannot read routes file" in err.value.message and "vilms build" in (err.value.hint or "")

@@ -448,6 +448,7 @@ def test_an_up_that_joins_a_failing_start_fails_too(project):
 
 
 def test_a_file_where_the_run_folder_goes_is_reported_not_a_crash(project):
+    shutil.rmtree(project / ".vilms")  # the build made it (its lock); a file stands there now
     (project / ".vilms").write_text("not a folder\n")
     assert vilms(project, "status").code == 1 and "stopped" in vilms(project, "status").out
     assert vilms(project, "down").code == 0
