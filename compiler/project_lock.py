@@ -4,12 +4,12 @@ A second command that would write the project (``vilms build``; rollout later) f
 once, naming the holder's pid, instead of racing it. The lock is the kernel's: it goes
 away with its holder however that holder ends, so a killed build never leaves a stale
 lock. Re-entrant within a process: code that holds it may call code that takes it again.
-``.vilms/.gitignore`` keeps the lock file out of git.
+``.vilms/.gitignore`` keeps the lock file out of git. Where there is no ``flock`` (Windows)
+the lock file is written but not locked: builds there are not serialised.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -19,6 +19,11 @@ from pathlib import Path
 
 from vilms.compiler.errors import ActionError
 from vilms.compiler.layout import PROJECT_LOCK, Layout
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 _held: dict[Path, int] = {}  # lock file → how many times this process holds it
 _guard = threading.Lock()
@@ -44,7 +49,8 @@ def project_lock(root: Path) -> Iterator[None]:
     fd = _open(layout)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             who = f"another vilms command (pid {holder})" if holder else "another vilms command"

@@ -699,3 +699,20 @@ def test_build_says_the_memory_fit_was_not_checked(project, vilms):
     _refused(result)
     assert result.err.endswith(ONE + FIT)
     assert "needs" not in result.err
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path, monkeypatch):
+    from vilms.compiler import exchange
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("from a")
+    (b / "y").write_text("from b")
+    assert exchange.exchange(a, b) is True  # Linux with glibc 2.28+ (the CI and the Jetsons)
+    assert [p.name for p in a.iterdir()] == ["y"] and [p.name for p in b.iterdir()] == ["x"]
+    with pytest.raises(FileNotFoundError):
+        exchange.exchange(a, tmp_path / "missing")
+    monkeypatch.setattr(exchange, "_renameat2", lambda: None)  # no renameat2: the caller falls back
+    assert exchange.exchange(a, b) is False
+    assert [p.name for p in a.iterdir()] == ["y"]
