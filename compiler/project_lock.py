@@ -57,7 +57,8 @@ def project_lock(root: Path) -> Iterator[None]:
             raise ActionError(f"{who} is writing this project; try again when it ends",
                               hint=f"the lock is {path}; it is released when that command exits") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         with _guard:
             _held[path] = 1
         try:
