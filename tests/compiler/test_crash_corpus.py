@@ -593,6 +593,16 @@ def test_a_second_build_while_one_writes_names_the_first(project, vilms):
     assert vilms("build", "-f", "vilms.yaml", cwd=path.parent).code == 0
 
 
+def test_a_file_where_the_state_folder_goes_is_a_clear_error(project, vilms):
+    path = project(M)
+    (path.parent / ".vilms").write_text("mine\n")
+    result = vilms("build", "-f", "vilms.yaml", cwd=path.parent)
+    _refused(result)
+    assert result.err == (f"{path.parent / '.vilms'} is not a folder; vilms keeps its project state there\n"
+                          "  hint: move that file away, then try again\n")
+    assert (path.parent / ".vilms").read_text() == "mine\n" and not (path.parent / "generated").exists()
+
+
 def test_the_lock_is_reentrant_and_stays_out_of_git(tmp_path):
     from vilms.compiler.errors import ActionError
     from vilms.compiler.project_lock import project_lock
