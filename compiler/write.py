@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vilms.compiler.render.serialize import to_json
+from vilms.compiler.serialize import to_json
 
 MANIFEST = "manifest.json"
 

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError
 from vilms.compiler.load import parse as parse_yaml
-from vilms.compiler.render.serialize import to_json, to_yaml
+from vilms.compiler.serialize import to_json, to_yaml
 from vilms.compiler.schema_errors import report_errors, strict_validator
 from vilms.compiler.reporter import Reporter
 
@@ -104,8 +104,8 @@ class Contract(Generic[T]):
             found = data.get("apiVersion")
             report.error(("apiVersion",) if "apiVersion" in data else (),
                          f"written by another ViLMS version ({'apiVersion ' + repr(found) if found else 'no apiVersion'}); "
-                         f"this ViLMS reads {API_VERSION}",
-                         hint=f"rebuild with this version: {self.remedy}")
+                         f"this ViLMS reads {API_VERSION}")
+            raise self._invalid(report.diagnostics, hint=f"rebuild it with this version of ViLMS: {self.remedy}")
         else:
             report_errors(self.validator, data, report)
         if report.diagnostics:
@@ -117,5 +117,6 @@ class Contract(Generic[T]):
                 raise self._invalid(report.diagnostics)
         return value
 
-    def _invalid(self, diagnostics: list[Diagnostic]) -> InvalidInputError:
-        return InvalidInputError(diagnostics, what=f"invalid {self.kind} file", hint=f"this file is written by ViLMS; {self.remedy}")
+    def _invalid(self, diagnostics: list[Diagnostic], hint: str | None = None) -> InvalidInputError:
+        return InvalidInputError(diagnostics, what=f"invalid {self.kind} file",
+                                 hint=hint or f"ViLMS writes this file; do not edit it by hand: {self.remedy}")

@@ -106,6 +106,6 @@ ROUTES = Contract(
     root=GatewayRoutes,
     schema_file="gateway-routes.schema.json",
     format="yaml",
-    remedy="fix vilms.yaml if needed and run `vilms build`",
+    remedy="run `vilms build`",
     check=_check,
 )

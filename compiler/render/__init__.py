@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vilms.compiler import layout
+from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
-from vilms.compiler.render.serialize import load_yaml, plain, to_yaml
+from vilms.compiler.serialize import load_yaml, plain, to_yaml
 
 
 def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
@@ -23,7 +25,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
     for dep in plan.deployments.values():
         base = dep.name
         table = routes.routes(plan, dep)
-        put_yaml(f"{base}/gateway/routes.yaml", table)
+        out[layout.routes_path(base)] = ROUTES.dump(table, source=src)
         modelfile_names: list[str] = []
         if dep.engine == "ollama":
             for name, text in modelfile.modelfiles(plan, dep).items():
@@ -39,7 +41,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out[f"{base}/helm/{rel}"] = data
-            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, plain(table), vllm_configs))
+            put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, ROUTES.data(table), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
         put_yaml(f"training/{adapter.name}.yaml", training.training_config(plan, adapter, estimate))

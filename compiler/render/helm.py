@@ -13,7 +13,7 @@ from typing import Any
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
-from vilms.compiler.render.serialize import to_yaml
+from vilms.compiler.serialize import to_yaml
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")

@@ -15,6 +15,7 @@ import aiohttp
 from gateway_fakes import FakeVLLM, free_port
 from gateway_harness import routes_doc, run, sse_events, write_routes
 
+from vilms.compiler.contracts.contract import API_VERSION
 from vilms.runtime.gateway.telemetry import Telemetry
 
 
@@ -70,7 +71,7 @@ def test_refuses_to_start_when_key_env_is_empty(tmp_path):
 
 def test_bad_routes_file_is_a_clear_error(tmp_path):
     routes_file = tmp_path / "routes.yaml"
-    routes_file.write_text("apiVersion: vilms/v1\nkind: GatewayRoutes\n")
+    routes_file.write_text(f"apiVersion: {API_VERSION}\nkind: GatewayRoutes\n")
     proc = subprocess.run([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes_file)],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
