@@ -1,6 +1,6 @@
 """``vilms train --all -j N``: every adapter, one after another or N processes at a time.
 
-Each adapter trains in its own process (``python -m vilms.trainers train ADAPTER``) with
+Each adapter trains in its own process (``python -m vilms train ADAPTER``) with
 its own run directory; run ids are unique and every artifact is written atomically, so
 parallel runs cannot corrupt each other's files.
 """
@@ -53,7 +53,7 @@ def train_all(
             cmd = [
                 sys.executable,
                 "-m",
-                "vilms.trainers",
+                "vilms",
                 "train",
                 adapter,
                 "-f",

@@ -1,7 +1,7 @@
 """What to run for a local plan: one command line per process, in start order.
 
 llama.cpp servers first (``python -m llama_cpp.server``), the gateway last
-(``python -m vilms.runtime.gateway``). Paths in local.yaml are relative to the folder of
+(``python -m vilms serve``). Paths in local.yaml are relative to the folder of
 vilms.yaml (models, LoRA files) or to ``generated/<deployment>/`` (routes); every file is
 checked here, before anything starts.
 """
@@ -47,7 +47,7 @@ def launches(plan: LocalPlan, root: Path) -> list[Launch]:
     if not routes.is_file():
         raise ActionError(f"{routes} does not exist", hint="run `vilms build`")
     gw = plan.gateway
-    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes),
+    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(routes),
                                          "--host", gw.host, "--port", str(gw.port)),
                       gw.host, gw.port, "/readyz"))
     return out

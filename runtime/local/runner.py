@@ -169,7 +169,7 @@ def _check_ports(planned: list[Launch]) -> None:
 def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, timeout_s: float,
                     policy: RestartPolicy) -> dict[str, Any]:
     run_dir.ensure()
-    argv = [sys.executable, "-m", "vilms.runtime.local", "--file", str(project.file), "--deployment", name,
+    argv = [sys.executable, "-m", "vilms", "supervise", "--file", str(project.file), "--deployment", name,
             "--lock-fd", str(lock), "--timeout", repr(timeout_s), "--restart-backoff", repr(policy.backoff_s),
             "--give-up-after", str(policy.give_up_after)]
     supervisor_log = run_dir.log("supervisor")

@@ -307,3 +307,22 @@ def _mark(path: Path, text: str) -> None:
     """A line of the supervisor's own in a child's log."""
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(f"--- vilms {now_iso()}: {text}\n")
+
+
+def supervise_deployment(file: Path, deployment: str, *, lock_fd: int | None, timeout_s: float, backoff_s: float,
+                         give_up_after: int) -> int:
+    """The detached supervisor of `vilms up` (command `vilms supervise`): read the same local.yaml
+    the command checked and supervise until SIGTERM. Returns the exit code: 0 after an orderly
+    stop, 1 when the start failed (the error is in state.json for `vilms up`)."""
+    from .launch import launches
+    from .plan import load_plan
+    from .project import Project
+
+    configure_logging()
+    project = Project.at(file)
+    plan = load_plan(project.plan_file(deployment))
+    supervisor = Supervisor(plan, launches(plan, project.file.parent), project.run_dir(deployment), project.file,
+                            policy=RestartPolicy(backoff_s=backoff_s, give_up_after=give_up_after),
+                            start_timeout_s=timeout_s, cwd=project.file.parent)
+    return supervisor.run(lock=lock_fd)
+

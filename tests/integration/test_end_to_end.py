@@ -28,7 +28,7 @@ pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 pytest.importorskip("httptools")
 
-CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+CLI = [sys.executable, "-m", "vilms"]
 
 
 def _vilms(*args: str, cwd: Path) -> str:
@@ -67,7 +67,7 @@ def _chat(port: int, alias: str) -> dict:
 
 
 def _project(root: Path) -> None:
-    from vilms.runtime.demo import write_demo_project
+    from vilms.cli.demo import write_demo_project
 
     write_demo_project(root, api_keys_env="E2E_KEYS")
 

@@ -147,14 +147,14 @@ def test_up_serves_chat_reports_healthy_and_down_stops_everything(project, gatew
 
 
 def test_two_concurrent_ups_start_one_supervisor(project, gateway_port):
-    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    argv = [sys.executable, "-m", "vilms", "up"]
     env = {**os.environ, **ENV}
     procs = [subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
     assert [code for code, _out, _err in results] == [0, 0], results
     assert sum("is already" in out for _code, out, _err in results) == 1, results
-    supervisors = [cmd for cmd in processes_under(project).values() if "vilms.runtime.local" in cmd]
+    supervisors = [cmd for cmd in processes_under(project).values() if "-m vilms supervise" in cmd]
     assert len(supervisors) == 1, supervisors
     assert chat(gateway_port)[0] == 200
 
@@ -209,7 +209,7 @@ def test_a_dead_supervisor_takes_its_children_along_and_its_state_is_cleaned(pro
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project, gateway_port):
-    proc = subprocess.Popen([sys.executable, "-m", "vilms.compiler.cli", "up", "--foreground"], cwd=project,
+    proc = subprocess.Popen([sys.executable, "-m", "vilms", "up", "--foreground"], cwd=project,
                             env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -435,7 +435,7 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
 def test_an_up_that_joins_a_failing_start_fails_too(project):
     model = project / "models" / "tiny.gguf"
     model.write_bytes(model.read_bytes()[:1000])  # a truncated GGUF: llama.cpp refuses it
-    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    argv = [sys.executable, "-m", "vilms", "up"]
     env = {**os.environ, **ENV}
     first = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: (project / ".vilms" / "run" / "dev" / "lock").exists(), timeout_s=20, interval_s=0.02)

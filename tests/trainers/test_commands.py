@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from vilms.trainers import runs
-from vilms.trainers.__main__ import main
+from vilms.cli.main import run as main
 
 from .conftest import write_project
 
 
 def test_commands_module_does_not_import_torch() -> None:
     code = (
-        "import sys, vilms.trainers.commands, vilms.trainers.__main__; "
+        "import sys, vilms.cli.main; "
         "bad = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'numpy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -102,7 +102,7 @@ def test_train_all_in_parallel(tiny_model: Path, tmp_path: Path) -> None:
     project = write_project(tmp_path / "proj", tiny_model, small, adapter="alpha")
     write_project(tmp_path / "proj", tiny_model, small, adapter="beta")
     proc = subprocess.run(
-        [sys.executable, "-m", "vilms.trainers", "train", "--all", "-j", "2", "-f", str(project)],
+        [sys.executable, "-m", "vilms", "train", "--all", "-j", "2", "-f", str(project)],
         capture_output=True,
         text=True,
         timeout=300,

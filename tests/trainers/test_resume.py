@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 def _train(project: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "vilms.trainers", "train", "tiny-v1", "-f", str(project), "--no-progress", *extra],
+        [sys.executable, "-m", "vilms", "train", "tiny-v1", "-f", str(project), "--no-progress", *extra],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from vilms.compiler.errors import DatasetError, UsageError
-from vilms.trainers.commands import data
+from vilms.cli.training import data
 from vilms.trainers.sanitize import find, parse_user_patterns, sanitize_file
 
 PRIVATE_KEY = (

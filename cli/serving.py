@@ -1,28 +1,53 @@
-"""`vilms up`, `vilms status`, `vilms down`: the local runner's click commands.
-
-Thin: parse options, call :mod:`.runner`, print. Errors propagate to the CLI boundary.
-Exit codes: up 0 when serving (or already serving the same build), 1 when it could not
-start; status 0 when every process is running and answers its health URL, else 1
-(stopped included); down 0 when nothing runs afterwards (also when nothing ran).
-"""
+"""Serving commands: serve (the gateway), up / status / down (the local runner)."""
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vilms.compiler.cli import FILE_OPTION
+from vilms.compiler.errors import ExitCode, UsageError
+from vilms.compiler.layout import Layout, routes_path
+from vilms.compiler.resolve import GATEWAY_DEFAULTS
 
-DEPLOYMENT = click.argument("deployment", required=False)
+from .exits import exit_with
+from .options import DEPLOYMENT, FILE, output_format
+from .paths import shown
 
 
-@click.command("up")
+@click.command()
+@click.option("--deployment", help="Serve generated/DEPLOYMENT/gateway/routes.yaml (beside -f FILE).")
+@click.option("--routes", "routes_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Serve this routes file instead (containers mount it from a ConfigMap).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=GATEWAY_DEFAULTS["port"], show_default=True)
+@click.option("--quiet", is_flag=True, help="No per-request log lines.")
+@FILE
+def serve(deployment: str | None, routes_file: Path | None, host: str, port: int, quiet: bool, file: Path) -> None:
+    """Run the OpenAI-compatible gateway for a deployment (reads its compiled routes.yaml)."""
+    if (deployment is None) == (routes_file is None):
+        raise UsageError("give either --deployment NAME or --routes FILE")
+    if routes_file is None:
+        assert deployment is not None
+        project = Layout.of(file)
+        routes_file = project.routes(deployment)
+        if not routes_file.is_file():
+            built = sorted(p.parent.parent.name for p in project.generated.glob(routes_path("*")))
+            raise UsageError(f"no routes for deployment {deployment!r}: {routes_file} does not exist",
+                             hint=f"deployments built: {', '.join(built)}" if built else "run `vilms build` first")
+    if quiet:
+        logging.getLogger("vilms.gateway.access").setLevel(logging.WARNING)
+    from vilms.runtime.gateway.server import run
+
+    run(routes_file, host=host, port=port)
+
+
+@click.command()
 @DEPLOYMENT
-@FILE_OPTION
+@FILE
 @click.option("--foreground", is_flag=True, help="Stay attached and log supervisor events; Ctrl-C stops everything.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
               help="Seconds each process may take to answer its health URL.")
@@ -33,9 +58,9 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
 
     DEPLOYMENT may be left out when only one deployment has target local.
     """
-    from .policy import RestartPolicy
-    from .runner import up as start
-    from .supervisor import configure_logging
+    from vilms.runtime.local.policy import RestartPolicy
+    from vilms.runtime.local.runner import up as start
+    from vilms.runtime.local.supervisor import configure_logging
 
     policy = RestartPolicy(backoff_s=restart_backoff, give_up_after=give_up_after)
     if foreground:
@@ -63,21 +88,21 @@ def _print_up(state: dict[str, Any]) -> None:
     stop = f"vilms down {state.get('deployment')}"
     project = state.get("project")
     if project and Path(project) != Path("vilms.yaml").absolute():
-        stop += f" -f {_shown(project)}"
+        stop += f" -f {shown(project)}"
     if state.get("gateway_url"):
-        click.echo(f"gateway: {state['gateway_url']}/v1   logs: {_shown(state.get('logs'))}/   stop: {stop}")
+        click.echo(f"gateway: {state['gateway_url']}/v1   logs: {shown(state.get('logs'))}/   stop: {stop}")
 
 
-@click.command("status")
+@click.command()
 @DEPLOYMENT
-@FILE_OPTION
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@FILE
+@output_format("text", "json")
 def status(deployment: str | None, file: Path, fmt: str) -> None:
     """Show each process of a local deployment: state, pid, port, health, restarts.
 
     Exits 0 when every process runs and answers its health URL, 1 otherwise.
     """
-    from .runner import status as report_status
+    from vilms.runtime.local.runner import status as report_status
 
     report = report_status(file, deployment)
     if fmt == "json":
@@ -100,17 +125,17 @@ def status(deployment: str | None, file: Path, fmt: str) -> None:
                      for p in report.processes]
             click.echo(_table(rows))
     if not report.healthy:
-        sys.exit(1)
+        exit_with(ExitCode.FAILED)
 
 
-@click.command("down")
+@click.command()
 @DEPLOYMENT
-@FILE_OPTION
+@FILE
 @click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
               help="Seconds to wait for an orderly stop before killing.")
 def down(deployment: str | None, file: Path, timeout: float) -> None:
     """Stop a local deployment: the gateway first (it drains), then the llama.cpp servers."""
-    from .runner import down as stop
+    from vilms.runtime.local.runner import down as stop
 
     result = stop(file, deployment, timeout_s=timeout)
     if result.deployment is None:
@@ -123,19 +148,28 @@ def down(deployment: str | None, file: Path, timeout: float) -> None:
                    + (" (killed after the timeout)" if result.killed else ""))
 
 
+@click.command(hidden=True)
+@click.option("--deployment", required=True)
+@FILE
+@click.option("--lock-fd", type=int, default=None, help="The run's lock, taken by `vilms up` and inherited.")
+@click.option("--timeout", type=float, required=True, help="Seconds each process may take to serve.")
+@click.option("--restart-backoff", type=float, required=True)
+@click.option("--give-up-after", type=int, required=True)
+def supervise(deployment: str, file: Path, lock_fd: int | None, timeout: float, restart_backoff: float,
+              give_up_after: int) -> None:
+    """The detached supervisor `vilms up` starts: runs until SIGTERM (`vilms down`); exits 1 when the
+    start failed (the error is in state.json for `vilms up`). Its log is .vilms/run/<deployment>/logs/supervisor.log."""
+    from vilms.runtime.local.supervisor import supervise_deployment
+
+    code = supervise_deployment(file, deployment, lock_fd=lock_fd, timeout_s=timeout,
+                                backoff_s=restart_backoff, give_up_after=give_up_after)
+    if code:
+        exit_with(ExitCode.FAILED)
+
+
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _shown(path: str | None) -> str:
-    """``path`` relative to the working directory when it lies below it, else absolute."""
-    if not path:
-        return "-"
-    cwd = Path.cwd()
-    if cwd.parent == cwd:  # relative to / reads like a typo
-        return path
-    try:
-        return str(Path(path).relative_to(cwd))
-    except ValueError:
-        return path
+COMMANDS = (serve, up, status, down, supervise)

@@ -168,7 +168,7 @@ class _step:
 
 
 def _vilms(root: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "vilms.compiler.cli", *args, "-f", "vilms.yaml"]
+    command = [sys.executable, "-m", "vilms", *args, "-f", "vilms.yaml"]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}, timeout=900)
     if result.returncode != 0:
@@ -225,3 +225,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+COMMANDS = (demo,)
