@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vilms.compiler.facts import ollama
 from vilms.compiler.memory.estimate import gib
 from vilms.compiler.memory.report import format_table
-from vilms.compiler.memory.serving import GGUF_BPW, estimate_deployment, quant_of, shares_hardware
+from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, estimate_deployment, quant_of, shares_hardware
 from vilms.compiler.memory.training import estimate_training
 from vilms.compiler.plan import Adapter, Deployment, Plan
 
@@ -86,6 +85,8 @@ def _serving_hint(plan: Plan, dep: Deployment) -> str:
         parts.append("lower parallel")
     if dep.engine == "vllm":
         parts.append("use a quantized checkpoint (quantization.vllm: awq|gptq|fp8)")
-    elif any(GGUF_BPW[quant_of(plan.models[m], dep.engine).lower()] > GGUF_BPW[ollama.DEFAULT_QUANT.lower()] for m in dep.models):
-        parts.append(f"pick a smaller quantization ({ollama.DEFAULT_QUANT})")
+    else:
+        default = DEFAULT_GGUF[dep.engine]  # spelt as quantization.<engine> takes it
+        if any(GGUF_BPW[quant_of(plan.models[m], dep.engine).lower()] > GGUF_BPW[default.lower()] for m in dep.models):
+            parts.append(f"pick a smaller quantization ({default})")
     return ", ".join(parts) + ", or use a larger hardware profile"
