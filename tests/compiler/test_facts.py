@@ -77,3 +77,10 @@ def test_vllm_facts_match_the_flag_table():
     assert int(flags["port"]["default"]) == vllm.PORT
     assert tuple(int(c) for c in flags["max_lora_rank"]["choices"]) == vllm.MAX_LORA_RANKS
     assert 0 < vllm.JETSON_MEMORY_UTILIZATION < vllm.GPU_MEMORY_UTILIZATION <= 1
+
+
+def test_ollama_pulls_a_gguf_repository_at_the_default_quantization():
+    from vilms.compiler import weights
+
+    model = {"source": "hf:org/m", "gguf": "hf:org/m-GGUF"}
+    assert weights.ollama_from(model) == weights.ollama_from(model, ollama.DEFAULT_QUANT) == "hf.co/org/m-GGUF:Q4_K_M"
