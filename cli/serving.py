@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from vilms.compiler.errors import ExitCode, UsageError
+from vilms.compiler.facts import gateway as gateway_facts
 from vilms.compiler.layout import Layout, routes_path
-from vilms.compiler.resolve import GATEWAY_DEFAULTS
 
 from .exits import exit_with
 from .options import DEPLOYMENT, FILE, output_format
@@ -23,7 +23,7 @@ from .paths import shown
 @click.option("--routes", "routes_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Serve this routes file instead (containers mount it from a ConfigMap).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=GATEWAY_DEFAULTS["port"], show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=gateway_facts.PORT, show_default=True)
 @click.option("--quiet", is_flag=True, help="No per-request log lines.")
 @FILE
 def serve(deployment: str | None, routes_file: Path | None, host: str, port: int, quiet: bool, file: Path) -> None:

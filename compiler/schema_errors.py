@@ -13,8 +13,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.suggest import did_you_mean
 
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",

@@ -11,11 +11,11 @@ problem is reported at once as ``file:line:col: path: message``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from jsonschema import Draft202012Validator
@@ -23,9 +23,9 @@ from jsonschema import Draft202012Validator
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError
 from vilms.compiler.load import parse as parse_yaml
-from vilms.compiler.serialize import to_json, to_yaml
-from vilms.compiler.schema_errors import report_errors, strict_validator
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.schema_errors import report_errors, strict_validator
+from vilms.compiler.serialize import to_json, to_yaml
 
 from .codec import from_data, to_data
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.suggest import did_you_mean
 
 from .codec import name_field
 from .contract import Contract

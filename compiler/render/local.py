@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler import weights
+from vilms.compiler.facts import llamacpp
 from vilms.compiler.plan import Deployment, Plan
 from vilms.compiler.render.routes import llamacpp_ports
 
@@ -17,7 +18,7 @@ def model_file(plan: Plan, model_name: str) -> dict[str, Any]:
     model = plan.models[model_name]
     gguf = weights.gguf_weights(model.weights)
     assert gguf is not None, "validation guarantees GGUF weights for llama.cpp"
-    quant = model.quantization.get("llamacpp", "q4_k_m")
+    quant = model.quantization.get("llamacpp", llamacpp.DEFAULT_QUANT)
     if gguf.startswith("file:"):
         return {"path": gguf[5:]}
     return {"hf_repo": gguf[3:], "hf_file_glob": f"*{quant}*.gguf"}
@@ -25,7 +26,7 @@ def model_file(plan: Plan, model_name: str) -> dict[str, Any]:
 
 def local_plan(plan: Plan, dep: Deployment) -> dict[str, Any]:
     ports = llamacpp_ports(dep)
-    threads = dep.hardware.cpus or 4
+    threads = dep.hardware.cpus or llamacpp.DEFAULT_THREADS
     processes = []
     for name, port in ports.items():
         if name in dep.models:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from vilms.compiler.contracts.routes import AdapterRef, Backend, GatewayRoutes, GatewaySettings, HardwareInfo, Route
+from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
+from vilms.compiler.facts.vllm import PORT as VLLM_PORT
 from vilms.compiler.naming import compose_service, vllm_object_name
 from vilms.compiler.plan import Deployment, Plan
 
-OLLAMA_PORT = 11434
-VLLM_PORT = 8000
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
 # vilms.yaml param names → the OpenAI-style names the gateway sends (it maps them back for Ollama)
 PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}

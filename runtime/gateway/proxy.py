@@ -27,12 +27,13 @@ from typing import Any
 
 import orjson
 
+from vilms.compiler.contracts.routes import Route
+
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
 from .defaults import apply_defaults
 from .httpserver import Request, Response, StreamResponse
 from .metrics import GatewayMetrics
-from vilms.compiler.contracts.routes import Route
 from .table import BackendRoute, RoutingTable
 from .trimming import fit_request
 from .upstream.base import UpstreamCall, UpstreamStreamError

@@ -11,11 +11,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vilms.compiler.contracts.routes import Backend, GatewayRoutes, GatewaySettings, Route
 from vilms.compiler.errors import ActionError
 
 from .auth import KeyCheck
 from .balancer import Balancer, EndpointPool
-from vilms.compiler.contracts.routes import GatewayRoutes, GatewaySettings, Route
 from .upstream import Engine, engine_for
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .apierrors import ApiError
 from vilms.compiler.contracts.routes import Route
+
+from .apierrors import ApiError
 
 MESSAGE_TOKENS = 4
 PRIMING_TOKENS = 3

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.facts import gateway as gateway_facts
 
 from .hfcache import cached_gguf
 from .plan import LocalPlan, ServerSpec
@@ -49,7 +50,7 @@ def launches(plan: LocalPlan, root: Path) -> list[Launch]:
     gw = plan.gateway
     out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(routes),
                                          "--host", gw.host, "--port", str(gw.port)),
-                      gw.host, gw.port, "/readyz"))
+                      gw.host, gw.port, gateway_facts.READY_PATH))
     return out
 
 

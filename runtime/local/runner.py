@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.facts import llamacpp
 
 from . import processes
 from .health import port_free, probe
@@ -162,7 +163,7 @@ def _check_ports(planned: list[Launch]) -> None:
         if any(launch.kind == GATEWAY for launch in taken):
             hint += "; the gateway's port is the deployment's gateway_port in vilms.yaml"
         if any(launch.kind != GATEWAY for launch in taken):
-            hint += "; llama.cpp servers use the deployment's engine_port (default 8101) and up"
+            hint += f"; llama.cpp servers use the deployment's engine_port (default {llamacpp.FIRST_PORT}) and up"
         raise ActionError(f"port{'s' if len(taken) > 1 else ''} already in use: {listed}", hint=hint)
 
 

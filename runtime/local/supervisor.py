@@ -1,7 +1,7 @@
 """The supervisor: start a local plan's processes in order, keep them running, stop them in order.
 
 Start: every llama.cpp server at once, then wait until each answers its health URL; then
-the gateway, and wait for its ``/readyz``. If any process exits or stays silent past the
+the gateway, and wait for its readiness probe. If any process exits or stays silent past the
 start timeout, everything started so far is stopped and the run fails (no restarts while
 starting: a model that cannot load would only crash again).
 

@@ -7,8 +7,9 @@ import os
 import signal
 
 from gateway_fakes import FakeVLLM
-from vilms.compiler.contracts.contract import API_VERSION
 from gateway_harness import gateway, routes_doc, run, sse_events, write_routes
+
+from vilms.compiler.contracts.contract import API_VERSION
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
 

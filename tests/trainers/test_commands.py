@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vilms.trainers import runs
 from vilms.cli.main import run as main
+from vilms.trainers import runs
 
 from .conftest import write_project
 

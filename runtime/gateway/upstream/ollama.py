@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler.contracts.routes import Route
+
 from . import ollama_request, ollama_response
 from .base import UpstreamCall
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..apierrors import ApiError
 from vilms.compiler.contracts.routes import Route
+
+from ..apierrors import ApiError
 
 # OpenAI (or common extension) name -> Ollama option name.
 OPTION_NAMES = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler.contracts.routes import Route
+
 from .base import Passthrough, UpstreamCall
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
