@@ -1,0 +1,31 @@
+"""Which files of a build are contract files, and which contract reads each.
+
+Used by tests (every generated contract file loads in its reader) and by tools that look at
+a ``generated/`` tree as a whole.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .contract import Contract
+from .routes import ROUTES
+
+# generated/-relative path patterns → the contract of those files (first match wins)
+GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
+    ("*/gateway/routes.yaml", ROUTES),
+)
+
+
+def contract_for(relative_path: str) -> Contract[Any] | None:
+    """The contract of ``relative_path`` (relative to generated/), or None for other artefacts."""
+    for pattern, contract in GENERATED:
+        if fnmatchcase(relative_path, pattern):
+            return contract
+    return None
+
+
+def all_contracts() -> tuple[Contract[Any], ...]:
+    """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
+    return (ROUTES,)
