@@ -9,11 +9,13 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from .build_manifest import BUILD_MANIFEST
 from .contract import Contract
 from .routes import ROUTES
 
 # generated/-relative path patterns → the contract of those files (first match wins)
 GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
+    ("manifest.json", BUILD_MANIFEST),
     ("*/gateway/routes.yaml", ROUTES),
 )
 
@@ -28,4 +30,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (ROUTES,)
+    return (BUILD_MANIFEST, ROUTES)
