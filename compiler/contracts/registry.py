@@ -10,11 +10,15 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from .contract import Contract
+from .local_plan import LOCAL_PLAN
 from .routes import ROUTES
+from .runner_state import RUNNER_STATE
 
-# generated/-relative path patterns → the contract of those files (first match wins)
+# generated/-relative path patterns → the contract of those files (first match wins; `*`
+# also matches "/", so training/*.yaml must come before */local.yaml: an adapter may be named "local")
 GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
     ("*/gateway/routes.yaml", ROUTES),
+    ("*/local.yaml", LOCAL_PLAN),
 )
 
 
@@ -28,4 +32,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (ROUTES,)
+    return (ROUTES, LOCAL_PLAN, RUNNER_STATE)
