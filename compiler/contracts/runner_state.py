@@ -15,10 +15,7 @@ from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
 
-# what a process is doing; running and restarting processes are the ones that may have a pid
-PROCESS_STATES = ("starting", "running", "restarting", "failed", "stopped")
-DOWN = ("failed", "stopped")  # no pid
-RUNNER_STATUSES = ("starting", "running", "stopping", "failed")
+DOWN = ("failed", "stopped")  # process states without a pid
 
 
 @dataclass(frozen=True)
@@ -46,20 +43,16 @@ class ProcessState:
     health_url: str  # answers 200 once the process serves
     pid: int | None  # None while it does not run
     ticks: int | None
-    state: str  # one of PROCESS_STATES
+    state: str  # starting | running | restarting | failed | stopped
     restarts: int
     started_at: str | None  # UTC, ISO 8601; None before its first start
     last_exit: int | None  # exit code, negative for a signal
     log: str  # absolute path of its log file
 
-    @property
-    def process_id(self) -> ProcessId | None:
-        return ProcessId(self.pid, self.ticks) if self.pid is not None else None
-
 
 @dataclass(frozen=True)
 class RunnerState:
-    status: str  # one of RUNNER_STATUSES
+    status: str  # starting | running | stopping | failed
     deployment: str
     project: str  # absolute path of vilms.yaml
     plan_sha256: str  # of the local plan it runs (see vilms.runtime.local.plan.plan_sha256)
@@ -69,9 +62,6 @@ class RunnerState:
     supervisor: ProcessId
     processes: tuple[ProcessState, ...]
     error: StartError | None  # set when the start failed
-
-    def process(self, name: str) -> ProcessState | None:
-        return next((p for p in self.processes if p.name == name), None)
 
 
 def _check(state: RunnerState, report: Reporter) -> None:
