@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +16,10 @@ from vilms.compiler.layout import Layout, routes_path
 from .exits import exit_with
 from .options import DEPLOYMENT, FILE, output_format
 from .paths import shown
+
+if TYPE_CHECKING:
+    from vilms.compiler.contracts.runner_state import RunnerState
+    from vilms.runtime.local.status import Report as StatusReport
 
 
 @click.command()
@@ -59,38 +63,36 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
     DEPLOYMENT may be left out when only one deployment has target local.
     """
     from vilms.runtime.local.policy import RestartPolicy
-    from vilms.runtime.local.runner import up as start
+    from vilms.runtime.local.start import up as start
     from vilms.runtime.local.supervisor import configure_logging
 
     policy = RestartPolicy(backoff_s=restart_backoff, give_up_after=give_up_after)
     if foreground:
         configure_logging()
 
-        def ready(state: dict[str, Any]) -> None:
+        def ready(state: RunnerState) -> None:
             _print_up(state)
             click.echo("running in the foreground; Ctrl-C stops everything")
 
         result = start(file, deployment, foreground=True, timeout_s=timeout, policy=policy, on_ready=ready)
-        click.echo(f"stopped deployment {result.state.get('deployment', deployment)}")
+        click.echo(f"stopped deployment {result.state.deployment}")
         return
     result = start(file, deployment, timeout_s=timeout, policy=policy)
     if result.already_running:
         state = result.state
-        click.echo(f"deployment {state.get('deployment', deployment)} is already {state.get('status', 'running')}"
-                   + (f" (since {state['started_at']})" if state.get("started_at") else ""))
+        click.echo(f"deployment {state.deployment} is already {state.status} (since {state.started_at})")
     _print_up(result.state)
 
 
-def _print_up(state: dict[str, Any]) -> None:
+def _print_up(state: RunnerState) -> None:
     rows = [("NAME", "URL", "PID")]
-    rows += [(p["name"], p["url"], str(p["pid"] or "-")) for p in state.get("processes") or []]
+    rows += [(p.name, p.url, str(p.pid or "-")) for p in state.processes]
     click.echo(_table(rows))
-    stop = f"vilms down {state.get('deployment')}"
-    project = state.get("project")
-    if project and Path(project) != Path("vilms.yaml").absolute():
-        stop += f" -f {shown(project)}"
-    if state.get("gateway_url"):
-        click.echo(f"gateway: {state['gateway_url']}/v1   logs: {shown(state.get('logs'))}/   stop: {stop}")
+    stop = f"vilms down {state.deployment}"
+    if Path(state.project) != Path("vilms.yaml").absolute():
+        stop += f" -f {shown(state.project)}"
+    if state.gateway_url:
+        click.echo(f"gateway: {state.gateway_url}/v1   logs: {shown(state.logs)}/   stop: {stop}")
 
 
 @click.command()
@@ -102,7 +104,7 @@ def status(deployment: str | None, file: Path, fmt: str) -> None:
 
     Exits 0 when every process runs and answers its health URL, 1 otherwise.
     """
-    from vilms.runtime.local.runner import status as report_status
+    from vilms.runtime.local.status import status as report_status
 
     report = report_status(file, deployment)
     if fmt == "json":
@@ -110,18 +112,17 @@ def status(deployment: str | None, file: Path, fmt: str) -> None:
     elif report.deployment is None:
         click.echo("no local deployment is built or running")
     else:
-        head = f"deployment {report.deployment}: {report.status}"
-        if report.status != "stopped":
-            head += ", healthy" if report.healthy else ", NOT healthy"
-            state = report.state or {}
-            pid = (state.get("supervisor") or {}).get("pid")
-            head += f" (supervisor pid {pid}" + (f", since {state['started_at']})" if state.get("started_at") else ")")
-        elif report.stale_cleaned:
-            head += " (its supervisor had died; stale state cleaned)"
-        click.echo(head)
+        click.echo(_status_head(report))
+        seen = report.seen
+        if seen is not None and seen.problem is not None:
+            if seen.supervised:
+                click.echo(f"its state file cannot be read (`vilms down {report.deployment}` still stops it):")
+            else:
+                click.echo("its state file could not be read, and was removed:")
+            click.echo(_indent(seen.problem))
         if report.processes:
             rows = [("NAME", "STATE", "PID", "PORT", "HEALTH", "RESTARTS")]
-            rows += [(p["name"], p["state"], str(p["pid"] or "-"), str(p["port"]), p["health"] or "-", str(p["restarts"]))
+            rows += [(p.name, p.state, str(p.pid or "-"), str(p.port), p.health or "-", str(p.restarts))
                      for p in report.processes]
             click.echo(_table(rows))
     if not report.healthy:
@@ -135,17 +136,19 @@ def status(deployment: str | None, file: Path, fmt: str) -> None:
               help="Seconds to wait for an orderly stop before killing.")
 def down(deployment: str | None, file: Path, timeout: float) -> None:
     """Stop a local deployment: the gateway first (it drains), then the llama.cpp servers."""
-    from vilms.runtime.local.runner import down as stop
+    from vilms.runtime.local.stop import down as stop
 
     result = stop(file, deployment, timeout_s=timeout)
     if result.deployment is None:
         click.echo("no local deployment is running")
-    elif not result.stopped:
+    elif not result.was_running:
         click.echo(f"deployment {result.deployment} is not running"
                    + ("; cleaned the stale state its dead supervisor left" if result.stale_cleaned else ""))
     else:
-        click.echo(f"stopped deployment {result.deployment}: {', '.join(result.stopped)}"
+        click.echo(f"stopped deployment {result.deployment}" + (f": {', '.join(result.stopped)}" if result.stopped else "")
                    + (" (killed after the timeout)" if result.killed else ""))
+    if result.problem is not None:
+        click.echo("its state file could not be read, and was removed:\n" + _indent(result.problem))
 
 
 @click.command(hidden=True)
@@ -165,6 +168,22 @@ def supervise(deployment: str, file: Path, lock_fd: int | None, timeout: float, 
                                 backoff_s=restart_backoff, give_up_after=give_up_after)
     if code:
         exit_with(ExitCode.FAILED)
+
+
+def _status_head(report: StatusReport) -> str:
+    head = f"deployment {report.deployment}: {report.status}"
+    seen = report.seen
+    if seen is not None and seen.supervised:
+        head += ", healthy" if report.healthy else ", NOT healthy"
+        head += f" (supervisor pid {seen.supervisor_pid or '?'}"
+        head += f", since {seen.state.started_at})" if seen.state is not None else ")"
+    elif seen is not None and seen.stale_cleaned:
+        head += " (its supervisor had died; stale state cleaned)"
+    return head
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

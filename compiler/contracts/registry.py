@@ -11,12 +11,16 @@ from typing import Any
 
 from .build_manifest import BUILD_MANIFEST
 from .contract import Contract
+from .local_plan import LOCAL_PLAN
 from .routes import ROUTES
+from .runner_state import RUNNER_STATE
 
-# generated/-relative path patterns → the contract of those files (first match wins)
+# generated/-relative path patterns → the contract of those files (first match wins; `*`
+# also matches "/", so training/*.yaml must come before */local.yaml: an adapter may be named "local")
 GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
     ("manifest.json", BUILD_MANIFEST),
     ("*/gateway/routes.yaml", ROUTES),
+    ("*/local.yaml", LOCAL_PLAN),
 )
 
 
@@ -30,4 +34,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (BUILD_MANIFEST, ROUTES)
+    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, RUNNER_STATE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler import layout
+from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
@@ -37,7 +38,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         if dep.target == "compose":
             put_yaml(f"{base}/docker-compose.yaml", compose.compose(plan, dep, modelfile_names))
         elif dep.target == "local":
-            put_yaml(f"{base}/local.yaml", local.local_plan(plan, dep))
+            out[layout.local_plan_path(base)] = LOCAL_PLAN.dump(local.local_plan(plan, dep), source=src)
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out[f"{base}/helm/{rel}"] = data

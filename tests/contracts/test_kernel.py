@@ -69,7 +69,7 @@ def _agree(schema: dict, node: dict, kind: Any, where: str, problems: list[str],
     if kind is Any:
         return
     if dataclasses.is_dataclass(kind):
-        if node.get("type") != "object" or node.get("additionalProperties") is not False:
+        if _json_types(schema, node) - {"null"} != {"object"} or node.get("additionalProperties") is not False:
             problems.append(f"{where}: a dataclass must be a closed object (additionalProperties: false)")
             return
         fields = {key_of(f): f for f in dataclasses.fields(kind) if not is_name(f)}

@@ -1,6 +1,6 @@
 """The compiler's outputs are what the runtimes accept: every generated routes.yaml loads in
-the gateway, every generated training config loads in the trainer (shipped project,
-examples and the target-test fixtures)."""
+the gateway, every local.yaml in the local runner, every generated training config in the
+trainer (shipped project, examples and the target-test fixtures)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from tests.support.projects import artefacts, compiled_in_memory, write_compiled
 
 ROUTES = artefacts(lambda rel: rel.endswith("/gateway/routes.yaml"))
 TRAINING = artefacts(lambda rel: rel.startswith("training/"))
+LOCAL_PLANS = artefacts(lambda rel: rel.endswith("/local.yaml"))
 
 
 def test_every_kind_is_covered():
-    assert len(ROUTES) >= 8 and len(TRAINING) >= 5
+    assert len(ROUTES) >= 8 and len(TRAINING) >= 5 and len(LOCAL_PLANS) >= 3
 
 
 @pytest.mark.parametrize("project,rel", ROUTES, ids=[f"{p}:{r}" for p, r in ROUTES])
@@ -25,6 +26,23 @@ def test_gateway_accepts_generated_routes(project, rel):
     for alias in routes.aliases.values():
         assert alias.backend in routes.backends
         assert set(alias.fallbacks) <= set(routes.aliases)
+
+
+@pytest.mark.parametrize("project,rel", LOCAL_PLANS, ids=[f"{p}:{r}" for p, r in LOCAL_PLANS])
+def test_local_runner_accepts_generated_local_plans(project, rel, tmp_path):
+    from vilms.compiler.contracts.local_plan import LOCAL_PLAN
+    from vilms.compiler.contracts.registry import contract_for
+    from vilms.compiler.layout import Layout
+    from vilms.runtime.local.plan import routes_file
+
+    assert contract_for(rel) is LOCAL_PLAN
+    generated = write_compiled(project, tmp_path)
+    plan = LOCAL_PLAN.load(generated / rel)  # the runner's only way in
+    assert plan.deployment == rel.split("/")[0] and plan.servers
+    assert routes_file(Layout(tmp_path), plan).is_file()  # the gateway's routes, where the plan says
+    for server in plan.servers:
+        assert (server.model.file is None) != (server.model.hf is None)
+        assert all(lora.startswith("artifacts/") and lora.endswith("/gguf/adapter.gguf") for lora in server.lora)
 
 
 @pytest.mark.parametrize("project,rel", TRAINING, ids=[f"{p}:{r}" for p, r in TRAINING])
