@@ -105,7 +105,7 @@ class Contract(Generic[T]):
             report.error(("apiVersion",) if "apiVersion" in data else (),
                          f"written by another ViLMS version ({'apiVersion ' + repr(found) if found else 'no apiVersion'}); "
                          f"this ViLMS reads {API_VERSION}")
-            raise self._invalid(report.diagnostics, hint=f"rebuild it with this version of ViLMS: {self.remedy}")
+            raise self._invalid(report.diagnostics, hint=f"{self.remedy} with this version of ViLMS")
         else:
             report_errors(self.validator, data, report)
         if report.diagnostics:

@@ -92,6 +92,6 @@ RUNNER_STATE = Contract(
     root=RunnerState,
     schema_file="runner-state.schema.json",
     format="json",
-    remedy="stop the deployment with `vilms down`, then start it again with `vilms up`",
+    remedy="stop the deployment (`vilms down`) and start it again (`vilms up`)",
     check=_check,
 )

@@ -165,7 +165,7 @@ def test_a_file_of_another_version_or_kind_is_refused_located(contract, tmp_path
     assert err.value.render().splitlines()[0] == (
         f"f.json:2:17: apiVersion: written by another ViLMS version (apiVersion 'contracts.vilms.dev/v0'); "
         f"this ViLMS reads {API_VERSION}")
-    assert "rebuild it with this version of ViLMS" in err.value.render()
+    assert err.value.render().endswith(f"hint: {contract.remedy} with this version of ViLMS")
     with pytest.raises(InvalidInputError) as err:
         contract.parse((text % other).encode(), "f.json")
     assert err.value.render().splitlines()[0] == f"f.json:3:11: kind: this is a 'OtherKind' file, not a '{contract.kind}'"

@@ -181,7 +181,7 @@ def test_a_plan_of_another_version_says_rebuild():
         "generated/dev/local.yaml:1:13: apiVersion: written by another ViLMS version (apiVersion 'vilms/v1'); "
         f"this ViLMS reads {API_VERSION}\n"
         "invalid LocalPlan file: 1 problem found\n"
-        "  hint: rebuild it with this version of ViLMS: run `vilms build`")
+        "  hint: run `vilms build` with this version of ViLMS")
 
 
 # -- RunnerState -------------------------------------------------------------------------
@@ -260,8 +260,7 @@ def test_a_state_file_of_another_version_says_so():
         f"{STATE_FILE}:2:17: apiVersion: written by another ViLMS version (apiVersion 'contracts.vilms.dev/v0'); "
         f"this ViLMS reads {API_VERSION}\n"
         "invalid RunnerState file: 1 problem found\n"
-        "  hint: rebuild it with this version of ViLMS: stop the deployment with `vilms down`, "
-        "then start it again with `vilms up`")
+        "  hint: stop the deployment (`vilms down`) and start it again (`vilms up`) with this version of ViLMS")
 
 
 def test_a_truncated_state_file_is_located():
