@@ -10,6 +10,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from .contract import Contract
+from .release_history import RELEASE_HISTORY
 from .routes import ROUTES
 
 # generated/-relative path patterns → the contract of those files (first match wins)
@@ -28,4 +29,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (ROUTES,)
+    return (ROUTES, RELEASE_HISTORY)

@@ -19,15 +19,16 @@ from typing import Any
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
+from vilms.compiler.layout import RELEASES, Layout
 from vilms.compiler.load import load, parse
 from vilms.compiler.pipeline import OUTPUT_DIR, display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
+from vilms.compiler.run_ids import RUN_ID, adapter_of
 from vilms.compiler.suggest import did_you_mean
-from vilms.compiler.validate.releases import RUN_ID
 from vilms.compiler.write import write_tree
 
 from .edit import BY_HAND, Edit, set_release
-from .history import HISTORY_DIR, append_history, open_history, read_history, rollback_target
+from .history import append_history, entry, open_history, read_history, rollback_target, shown
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,14 @@ def rollback(file: Path, adapter: str) -> ReleaseChange:
     """Set ``adapters.<adapter>.release`` back to what it was before the current rollout."""
     doc, raw = _read(file)
     current = _current(doc, adapter)
-    history = read_history(doc.root, adapter)
-    shown = (HISTORY_DIR / f"{adapter}.jsonl").as_posix()
+    layout = Layout(doc.root)
+    history = read_history(layout, adapter)
     if not history:
-        raise ActionError(f"nothing to roll back to: no release history for {adapter} ({shown} beside {doc.display_name})",
+        raise ActionError(f"nothing to roll back to: no release history for {adapter} ({shown(layout, adapter)} beside {doc.display_name})",
                           hint=BY_HAND.format(adapter=adapter))
     found, target = rollback_target(history, current)
     if not found:
-        raise ActionError(f"nothing to roll back to: {shown} has no rollout of {adapter} to {_show(current)}",
+        raise ActionError(f"nothing to roll back to: {shown(layout, adapter)} has no rollout of {adapter} to {_show(current)}",
                           hint=BY_HAND.format(adapter=adapter))
     return _change(file, doc, raw, adapter, current, target, "rollback")
 
@@ -107,11 +108,11 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
     path: Path_ = ("adapters", adapter, "release")
     if path not in doc.value_positions:
         path = ("adapters", adapter)
-    match = RUN_ID.match(run_id)
-    if not match:
+    owner = adapter_of(run_id)
+    if owner is None:
         raise _refused(doc, path, f"{run_id!r} is not a run id", f"run ids look like {adapter}-20261123T152000Z-1a2b3c (see artifacts/)")
-    if match.group("adapter") != adapter:
-        raise _refused(doc, path, f"run {run_id!r} was trained for adapter {match.group('adapter')!r}, not {adapter!r}",
+    if owner != adapter:
+        raise _refused(doc, path, f"run {run_id!r} was trained for adapter {owner!r}, not {adapter!r}",
                        f"runs of {adapter} are named {adapter}-<UTC time>-<hex>")
     runs = doc.root / "artifacts"
     if (runs / run_id / "run.json").is_file():
@@ -149,10 +150,10 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
     warnings += _stale_note(doc, on_disk)
-    history, fh = open_history(doc.root, adapter)
+    history, fh = open_history(Layout(doc.root), adapter)
     with fh:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
-        append_history(history, fh, adapter, current, target, action)
+        append_history(history, fh, entry(adapter, current, target, action))
     return ReleaseChange(adapter, action, current, target, file, _release_line(new_doc, adapter),
                          serving=_serving(plan, adapter), diff=report, history=history, warnings=tuple(warnings))
 
@@ -255,7 +256,7 @@ def describe(change: ReleaseChange) -> str:
     lines.append(f"{OUTPUT_DIR}/: {render_stat(change.diff)}" if not change.diff.changes
                  else f"{OUTPUT_DIR}/:\n{render_stat(change.diff)}")
     if change.history is not None:
-        lines.append(f"recorded in {HISTORY_DIR.as_posix()}/{change.history.name}")
+        lines.append(f"recorded in {RELEASES}/{change.history.name}")
     lines.append("next: review `git diff` (vilms.yaml, generated/, .vilms/), commit, and deploy generated/; "
                  "the gateway reloads its routes without a restart")
     return "\n".join(lines)
