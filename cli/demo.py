@@ -16,8 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ MARKER = ".vilms-demo"  # marks a folder the demo made, so a rerun may replace i
 DEPLOYMENT = "dev"
 ADAPTER = "support-v1"
 QUESTION = "How do I reset my password?"
+CHAT_TIMEOUT_S = 60.0
 
 
 @click.command("demo")
@@ -136,21 +135,27 @@ def write_demo_project(root: Path, *, gateway_port: int | None = None, engine_po
 
 def chat(port: int, alias: str, key: str | None = None) -> tuple[int, str, str]:
     """(status, backend that answered, reply text) for one chat request to ``alias``."""
-    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": QUESTION}],
-                       "max_tokens": 8, "temperature": 0}).encode()
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers=headers)
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": alias, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8, "temperature": 0}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.loads(response.read())
-            return response.status, response.headers.get("x-vilms-backend", "-"), \
-                reply["choices"][0]["message"]["content"]
-    except urllib.error.HTTPError as exc:
-        raise ActionError(f"the gateway answered {alias!r} with HTTP {exc.code}: {exc.read()[:300]!r}") from None
-    except OSError as exc:
+        # a tiny CPU model answers in seconds; connecting to a local port takes no time
+        response = httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(CHAT_TIMEOUT_S, connect=5.0), trust_env=False)
+    except httpx.TimeoutException:
+        raise ActionError(f"the gateway did not answer {alias!r} within {CHAT_TIMEOUT_S:g} s") from None
+    except httpx.HTTPError as exc:
         raise ActionError(f"cannot reach the gateway on port {port}: {exc}") from None
+    if response.status_code != 200:
+        raise ActionError(f"the gateway answered {alias!r} with HTTP {response.status_code}: {response.content[:300]!r}")
+    try:
+        text = response.json()["choices"][0]["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError(text)
+    except (ValueError, LookupError, TypeError):
+        raise ActionError(f"the gateway's answer for {alias!r} is not a chat completion: {response.content[:300]!r}") from None
+    return response.status_code, response.headers.get("x-vilms-backend", "-"), text
 
 
 class _step:

@@ -25,6 +25,7 @@ EXTRA_OF = {
                      "numpy", "gguf", "matplotlib", "tqdm"), "train"),
     **dict.fromkeys(("httptools", "orjson", "uvloop"), "gateway"),
     "llama_cpp": "serve",
+    "httpx": "serve",
 }
 
 

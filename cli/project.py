@@ -18,11 +18,12 @@ from .paths import shown
 @click.command()
 @FILE
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(file: Path, force: bool) -> None:
+@click.option("--project", metavar="NAME", help="The project's name (lower-case letters, digits and '-'); default my-project.")
+def init(file: Path, force: bool, project: str | None) -> None:
     """Write a commented starter vilms.yaml that builds."""
     from vilms.compiler.starter import write_starter
 
-    write_starter(file, force=force)
+    write_starter(file, force=force, project=project)
     click.echo(f"wrote {file}; next: vilms build -f {file}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from .build_manifest import BUILD_MANIFEST
 from .contract import Contract
 from .local_plan import LOCAL_PLAN
+from .release_history import RELEASE_HISTORY
 from .routes import ROUTES
 from .runner_state import RUNNER_STATE
 
@@ -34,4 +35,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, RUNNER_STATE)
+    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, RUNNER_STATE, RELEASE_HISTORY)

@@ -1,17 +1,9 @@
 """`vilms rollout` / `vilms rollback`: change the run an adapter serves, then rebuild.
 
-Three parts, in order:
-
-* **edit**: vilms.yaml is edited as text, never re-dumped: the positions of the composed
-  YAML nodes say which characters hold ``adapters.<name>.release``; only that scalar is
-  replaced (keeping its quoting style), or one ``release:`` entry is inserted into the
-  adapter's mapping (block or flow style). The edited text must load to exactly the old
-  data with the new release, or nothing is written.
-* **history**: ``.vilms/releases/<adapter>.jsonl`` beside vilms.yaml, one JSON line per
-  change; rollback undoes the latest rollout that is still in effect.
-* **change**: validate (adapter, run id, a local run's gate), compile the edited text in
-  memory, and only when that succeeds write generated/ and vilms.yaml, then the history.
-  A refused change leaves every file as it was.
+Validate (adapter, run id, a local run's gate), edit the text (:mod:`.edit`), compile the
+edited text in memory, and only when that succeeds write generated/ and vilms.yaml, then
+record the change (:mod:`.history`). The edited text must load to exactly the old data
+with the new release, or nothing is written. A refused change leaves every file as it was.
 """
 
 from __future__ import annotations
@@ -19,225 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from typing import Any
 
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
-from vilms.compiler.load import compose, load, parse
+from vilms.compiler.layout import RELEASES, Layout
+from vilms.compiler.load import load, parse
 from vilms.compiler.pipeline import OUTPUT_DIR, display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
+from vilms.compiler.run_ids import RUN_ID, adapter_of
 from vilms.compiler.suggest import did_you_mean
-from vilms.compiler.validate.releases import RUN_ID
 from vilms.compiler.write import write_tree
 
-HISTORY_DIR = Path(".vilms") / "releases"
-ACTIONS = ("rollout", "rollback")
-BY_HAND = "set adapters.{adapter}.release in vilms.yaml by hand, then run `vilms build`"
-
-
-# --- edit: replace one scalar, or insert one entry, in the YAML text
-
-
-@dataclass(frozen=True)
-class Edit:
-    text: str
-    inserted_line: int | None  # 1-based line added to the file, when release: was absent
-
-
-def set_release(text: str, adapter: str, value: str | None) -> Edit:
-    """``text`` with ``adapters.<adapter>.release`` set to ``value``, every other byte kept."""
-    root = compose(text)
-    adapters = _entry(root, "adapters")
-    if adapters is None or not isinstance(adapters[1], MappingNode):
-        raise ActionError("vilms.yaml has no adapters: mapping")
-    found = _entry(adapters[1], adapter)
-    if found is None:
-        raise ActionError(f"unknown adapter {adapter!r}")
-    key, mapping = found
-    _own(key, mapping, f"adapters.{adapter}")
-    if not isinstance(mapping, MappingNode):
-        raise ActionError(f"adapters.{adapter} is not a mapping", hint=BY_HAND.format(adapter=adapter))
-    release = _entry(mapping, "release")
-    if release is not None:
-        return Edit(_replace_scalar(text, *release, value, adapter), None)
-    if mapping.flow_style:
-        return _insert_flow(text, mapping, value, adapter)
-    return _insert_block(text, mapping, value, adapter)
-
-
-def _entry(node: Node | None, name: str) -> tuple[ScalarNode, Node] | None:
-    if not isinstance(node, MappingNode):
-        return None
-    for key, value in node.value:
-        if isinstance(key, ScalarNode) and key.value == name:
-            return key, value
-    return None
-
-
-def _own(key: Node, value: Node, where: str) -> None:
-    """Refuse a value that is an alias (``*name``): its text lives elsewhere in the file."""
-    if value.start_mark.index < key.end_mark.index:
-        raise ActionError(f"{where} is a YAML alias (*name); rollout will not edit the anchored original",
-                          hint="write the value out in place, or edit vilms.yaml by hand")
-
-
-def _replace_scalar(text: str, key: ScalarNode, node: Node, value: str | None, adapter: str) -> str:
-    where = f"adapters.{adapter}.release"
-    _own(key, node, where)
-    start, end = node.start_mark.index, node.end_mark.index
-    if not isinstance(node, ScalarNode) or node.style in ("|", ">") or node.start_mark.line != node.end_mark.line:
-        raise ActionError(f"{where} is not a one-line scalar", hint=BY_HAND.format(adapter=adapter))
-    if text[start:start + 1] in ("&", "!"):
-        raise ActionError(f"{where} carries a YAML anchor or tag; rollout will not edit it", hint=BY_HAND.format(adapter=adapter))
-    if start == end:  # `release:` with nothing after it (null)
-        colon = text.index(":", key.end_mark.index)
-        return text[:colon + 1] + " " + _scalar(value, None) + text[colon + 1:]
-    return text[:start] + _scalar(value, node.style) + text[end:]
-
-
-PLAIN_SAFE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
-
-
-def _scalar(value: str | None, style: str | None) -> str:
-    """``value`` as YAML, in the quoting style the old value had (``null`` is always plain)."""
-    if value is None:
-        return "null"
-    if style == "'":
-        return "'" + value.replace("'", "''") + "'"
-    if style == '"' or not PLAIN_SAFE.match(value) or value.lower() in ("null", "true", "false"):
-        return json.dumps(value)
-    return value
-
-
-def _insert_block(text: str, mapping: MappingNode, value: str | None, adapter: str) -> Edit:
-    if not mapping.value:
-        raise ActionError(f"adapters.{adapter} is empty", hint=BY_HAND.format(adapter=adapter))
-    indent = mapping.value[0][0].start_mark.column
-    leaf = _last_leaf(mapping, adapter)
-    pos = leaf.end_mark.index
-    if pos < mapping.value[-1][0].end_mark.index:
-        raise ActionError(f"the last entry of adapters.{adapter} ends in a YAML alias; rollout cannot tell where the mapping ends",
-                          hint=BY_HAND.format(adapter=adapter))
-    newline = "\r\n" if "\r\n" in text else "\n"
-    if leaf.end_mark.column != 0:  # the rest of the leaf's line (a trailing comment) stays with it
-        eol = text.find("\n", pos)
-        pos = len(text) if eol < 0 else eol + 1
-    while pos < len(text):  # comment lines indented under the last entry stay with it
-        eol = text.find("\n", pos)
-        line = text[pos:] if eol < 0 else text[pos:eol]
-        if not line.lstrip().startswith("#") or len(line) - len(line.lstrip(" ")) <= indent:
-            break
-        pos = len(text) if eol < 0 else eol + 1
-    prefix = newline if pos == len(text) and not text.endswith("\n") else ""
-    line = f"{prefix}{' ' * indent}release: {_scalar(value, None)}{newline}"
-    return Edit(text[:pos] + line + text[pos:], text.count("\n", 0, pos) + 1 + (1 if prefix else 0))
-
-
-def _last_leaf(node: Node, adapter: str) -> Node:
-    """The node whose text ends the block collection ``node``."""
-    while isinstance(node, (MappingNode, SequenceNode)) and not node.flow_style and node.value:
-        if isinstance(node, MappingNode):
-            key, child = node.value[-1]
-            _own(key, child, f"the last entry of adapters.{adapter}")
-        else:
-            child = node.value[-1]
-        node = child
-    return node
-
-
-def _insert_flow(text: str, mapping: MappingNode, value: str | None, adapter: str) -> Edit:
-    entry = f"release: {_scalar(value, None)}"
-    if not mapping.value:
-        pos = text.index("{", mapping.start_mark.index) + 1
-        return Edit(text[:pos] + entry + text[pos:], None)
-    key, last = mapping.value[-1]
-    _own(key, last, f"the last entry of adapters.{adapter}")
-    pos = last.end_mark.index
-    return Edit(text[:pos] + ", " + entry + text[pos:], None)
-
-
-# --- history: .vilms/releases/<adapter>.jsonl
-
-
-def history_path(project_root: Path, adapter: str) -> Path:
-    return project_root / HISTORY_DIR / f"{adapter}.jsonl"
-
-
-def read_history(project_root: Path, adapter: str) -> list[dict[str, Any]]:
-    path = history_path(project_root, adapter)
-    if not path.is_file():
-        return []
-    shown = (HISTORY_DIR / path.name).as_posix()
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError as exc:
-            raise ActionError(f"{shown}:{number}: not valid JSON ({exc.msg})", hint="fix or remove that line") from None
-        if not isinstance(entry, dict) or entry.get("action") not in ACTIONS or not {"from", "to"} <= set(entry):
-            raise ActionError(f"{shown}:{number}: not a release record",
-                              hint='each line is {"at": ..., "adapter": ..., "from": ..., "to": ..., "action": "rollout"|"rollback"}')
-        entries.append(entry)
-    return entries
-
-
-def open_history(project_root: Path, adapter: str) -> tuple[Path, BinaryIO]:
-    """The adapter's history file, opened for appending: opened *before* anything changes, so
-    a history that cannot be written refuses the change instead of leaving it unrecorded."""
-    path = history_path(project_root, adapter)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path, path.open("ab+")
-    except OSError as exc:
-        raise ActionError(f"cannot write the release history {path}: {exc.strerror or exc}",
-                          hint=f"{HISTORY_DIR}/ must be a writable folder beside vilms.yaml") from None
-
-
-def append_history(path: Path, fh: BinaryIO, adapter: str, before: str | None, after: str | None,
-                   action: str) -> None:
-    entry = {"at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "adapter": adapter,
-             "from": before, "to": after, "action": action}
-    lead = b""
-    if path.stat().st_size:
-        fh.seek(-1, os.SEEK_END)
-        lead = b"" if fh.read(1) == b"\n" else b"\n"
-    fh.write(lead + json.dumps(entry).encode("utf-8") + b"\n")
-    fh.flush()
-
-
-def rollback_target(history: list[dict[str, Any]], current: str | None) -> tuple[bool, str | None]:
-    """What a rollback from ``current`` returns to: ``(found, release)``.
-
-    The history replays as a stack of rollouts still in effect: a rollback removes the
-    rollout it undid, so rolling back twice from r3 goes to r2, then r1 (not back to r3).
-    The target is the ``from`` of the latest remaining rollout whose ``to`` is ``current``.
-    """
-    live: list[dict[str, Any]] = []
-    for entry in history:
-        if entry["action"] == "rollout":
-            live.append(entry)
-            continue
-        for i in range(len(live) - 1, -1, -1):
-            if live[i]["to"] == entry["from"] and live[i]["from"] == entry["to"]:
-                del live[i]
-                break
-    for entry in reversed(live):
-        if entry["to"] == current:
-            return True, entry["from"]
-    return False, None
-
-
-# --- change: validate, compile in memory, write both, record
+from .edit import BY_HAND, Edit, set_release
+from .history import append_history, entry, open_history, read_history, rollback_target, shown
 
 
 @dataclass(frozen=True)
@@ -272,14 +63,14 @@ def rollback(file: Path, adapter: str) -> ReleaseChange:
     """Set ``adapters.<adapter>.release`` back to what it was before the current rollout."""
     doc, raw = _read(file)
     current = _current(doc, adapter)
-    history = read_history(doc.root, adapter)
-    shown = (HISTORY_DIR / f"{adapter}.jsonl").as_posix()
+    layout = Layout(doc.root)
+    history = read_history(layout, adapter)
     if not history:
-        raise ActionError(f"nothing to roll back to: no release history for {adapter} ({shown} beside {doc.display_name})",
+        raise ActionError(f"nothing to roll back to: no release history for {adapter} ({shown(layout, adapter)} beside {doc.display_name})",
                           hint=BY_HAND.format(adapter=adapter))
     found, target = rollback_target(history, current)
     if not found:
-        raise ActionError(f"nothing to roll back to: {shown} has no rollout of {adapter} to {_show(current)}",
+        raise ActionError(f"nothing to roll back to: {shown(layout, adapter)} has no rollout of {adapter} to {_show(current)}",
                           hint=BY_HAND.format(adapter=adapter))
     return _change(file, doc, raw, adapter, current, target, "rollback")
 
@@ -317,11 +108,11 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
     path: Path_ = ("adapters", adapter, "release")
     if path not in doc.value_positions:
         path = ("adapters", adapter)
-    match = RUN_ID.match(run_id)
-    if not match:
+    owner = adapter_of(run_id)
+    if owner is None:
         raise _refused(doc, path, f"{run_id!r} is not a run id", f"run ids look like {adapter}-20261123T152000Z-1a2b3c (see artifacts/)")
-    if match.group("adapter") != adapter:
-        raise _refused(doc, path, f"run {run_id!r} was trained for adapter {match.group('adapter')!r}, not {adapter!r}",
+    if owner != adapter:
+        raise _refused(doc, path, f"run {run_id!r} was trained for adapter {owner!r}, not {adapter!r}",
                        f"runs of {adapter} are named {adapter}-<UTC time>-<hex>")
     runs = doc.root / "artifacts"
     if (runs / run_id / "run.json").is_file():
@@ -359,10 +150,10 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
     warnings += _stale_note(doc, on_disk)
-    history, fh = open_history(doc.root, adapter)
+    history, fh = open_history(Layout(doc.root), adapter)
     with fh:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
-        append_history(history, fh, adapter, current, target, action)
+        append_history(history, fh, entry(adapter, current, target, action))
     return ReleaseChange(adapter, action, current, target, file, _release_line(new_doc, adapter),
                          serving=_serving(plan, adapter), diff=report, history=history, warnings=tuple(warnings))
 
@@ -465,7 +256,7 @@ def describe(change: ReleaseChange) -> str:
     lines.append(f"{OUTPUT_DIR}/: {render_stat(change.diff)}" if not change.diff.changes
                  else f"{OUTPUT_DIR}/:\n{render_stat(change.diff)}")
     if change.history is not None:
-        lines.append(f"recorded in {HISTORY_DIR.as_posix()}/{change.history.name}")
+        lines.append(f"recorded in {RELEASES}/{change.history.name}")
     lines.append("next: review `git diff` (vilms.yaml, generated/, .vilms/), commit, and deploy generated/; "
                  "the gateway reloads its routes without a restart")
     return "\n".join(lines)
