@@ -11,10 +11,13 @@ from typing import Any
 
 from .contract import Contract
 from .routes import ROUTES
+from .run_record import RUN_RECORD
+from .training_config import TRAINING_CONFIG
 
 # generated/-relative path patterns → the contract of those files (first match wins)
 GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
     ("*/gateway/routes.yaml", ROUTES),
+    ("training/*.yaml", TRAINING_CONFIG),
 )
 
 
@@ -28,4 +31,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (ROUTES,)
+    return (ROUTES, TRAINING_CONFIG, RUN_RECORD)
