@@ -21,7 +21,10 @@ from typing import Any
 
 import click
 
+from vilms.compiler.contracts.run_record import RUN_RECORD
 from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.layout import RUN_RECORD as RUN_RECORD_FILE
+from vilms.compiler.layout import Layout
 
 MARKER = ".vilms-demo"  # marks a folder the demo made, so a rerun may replace it
 DEPLOYMENT = "dev"
@@ -54,10 +57,10 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
     with _step(3, steps, f"$ vilms train {ADAPTER}"):
         _vilms(root, "train", ADAPTER, "--no-progress")
     run_id = _newest_run(root)
-    gate = json.loads((root / "artifacts" / run_id / "run.json").read_text()).get("gate") or {}
-    perplexity = gate.get("perplexity")
-    click.echo(f"      run {run_id}: gate {gate.get('status')}"
-               + (f", eval perplexity {perplexity:.1f}" if isinstance(perplexity, (int, float)) else ""))
+    gate = RUN_RECORD.load(Layout(root).run_record(run_id)).gate
+    perplexity = gate.perplexity if gate is not None else None
+    click.echo(f"      run {run_id}: gate {gate.status if gate is not None else 'not evaluated'}"
+               + (f", eval perplexity {perplexity:.1f}" if perplexity is not None else ""))
     with _step(4, steps, f"$ vilms export {run_id} --gguf"):
         _vilms(root, "export", run_id, "--gguf")
     with _step(5, steps, f"$ vilms rollout {ADAPTER} {run_id}"):
@@ -195,9 +198,10 @@ def _prepare_folder(root: Path) -> None:
 
 
 def _newest_run(root: Path) -> str:
-    runs = sorted(p.name for p in (root / "artifacts").iterdir() if (p / "run.json").is_file())
+    artifacts = Layout(root).artifacts
+    runs = sorted(p.name for p in artifacts.iterdir() if (p / RUN_RECORD_FILE).is_file())
     if not runs:
-        raise ActionError(f"`vilms train` left no run under {root}/artifacts/")
+        raise ActionError(f"`vilms train` left no run under {artifacts}/")
     return runs[-1]
 
 

@@ -11,13 +11,9 @@ from pathlib import Path
 import click
 
 from vilms.compiler.errors import ActionError, UsageError
-from vilms.compiler.layout import Layout
+from vilms.compiler.layout import Layout, run_path
 
 from .options import FILE, dataset_format
-
-
-def _root(file: Path) -> Path:
-    return Layout.of(file).root
 
 
 @click.command("train")
@@ -57,8 +53,8 @@ def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, prog
 
     assert adapter is not None
     run_id = train_adapter(file, adapter, resume=resume, show_progress=progress)
-    status = runs.load_run(_root(file), run_id)
-    click.echo(f"{adapter}: run {run_id} completed; gate {status.gate_status}")
+    record = runs.read_record(Layout.of(file), run_id)
+    click.echo(f"{adapter}: run {run_id} completed; gate {record.gate_status}")
 
 
 @click.command("approve")
@@ -67,10 +63,10 @@ def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, prog
 @FILE
 def approve(run_id: str, reason: str, file: Path) -> None:
     """Record a human approval of RUN_ID (a run whose gate needs approval)."""
-    from vilms.trainers import runs
+    from vilms.trainers.approval import approve as approve_run
 
-    decision = runs.approve(_root(file), run_id, reason)
-    click.echo(f"approved {run_id} by {decision['who']} at {decision['at']}")
+    decision = approve_run(Layout.of(file), run_id, reason)
+    click.echo(f"approved {run_id} by {decision.who} at {decision.at}")
 
 
 @click.command("export")
@@ -105,16 +101,15 @@ def export(
     from vilms.trainers.export.pipeline import export_run
 
     section = export_run(
-        _root(file), run_id, gguf=gguf, quantize=list(quantize), outtype=outtype, merge_dtype=merge_dtype
+        Layout.of(file), run_id, gguf=gguf, quantize=list(quantize), outtype=outtype, merge_dtype=merge_dtype
     )
-    for name in sorted(section["files"]):
-        click.echo(f"artifacts/{run_id}/{name}")
-    vllm = section["vllm"]
-    if vllm["compatible"]:
-        click.echo(f"vLLM: compatible (--max-lora-rank {vllm['max_lora_rank']})")
+    for name in sorted(section.files):
+        click.echo(run_path(run_id, name))
+    if section.vllm.compatible:
+        click.echo(f"vLLM: compatible (--max-lora-rank {section.vllm.max_lora_rank})")
     else:
-        click.echo("vLLM: NOT compatible: " + "; ".join(vllm["problems"]))
-    for note in section["notes"]:
+        click.echo("vLLM: NOT compatible: " + "; ".join(section.vllm.problems))
+    for note in section.notes:
         click.echo(f"note: {note}")
 
 

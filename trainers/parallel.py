@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import TRAINING, Layout
+
+from .job import adapters
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,11 @@ class AdapterResult:
 
 
 def list_adapters(project_file: Path) -> list[str]:
-    folder = project_file.resolve().parent / "generated" / "training"
-    adapters = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    if not adapters:
-        raise ActionError(f"no training configs in {folder}", hint="run `vilms build` first")
-    return adapters
+    layout = Layout.of(project_file)
+    found = adapters(layout)
+    if not found:
+        raise ActionError(f"no training configs in {layout.in_generated(TRAINING)}", hint="run `vilms build` first")
+    return found
 
 
 def train_all(

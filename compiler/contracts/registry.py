@@ -14,13 +14,16 @@ from .contract import Contract
 from .local_plan import LOCAL_PLAN
 from .release_history import RELEASE_HISTORY
 from .routes import ROUTES
+from .run_record import RUN_RECORD
 from .runner_state import RUNNER_STATE
+from .training_config import TRAINING_CONFIG
 
 # generated/-relative path patterns → the contract of those files (first match wins; `*`
 # also matches "/", so training/*.yaml must come before */local.yaml: an adapter may be named "local")
 GENERATED: tuple[tuple[str, Contract[Any]], ...] = (
     ("manifest.json", BUILD_MANIFEST),
     ("*/gateway/routes.yaml", ROUTES),
+    ("training/*.yaml", TRAINING_CONFIG),
     ("*/local.yaml", LOCAL_PLAN),
 )
 
@@ -35,4 +38,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, RUNNER_STATE, RELEASE_HISTORY)
+    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, TRAINING_CONFIG, RUN_RECORD, RUNNER_STATE, RELEASE_HISTORY)

@@ -11,6 +11,7 @@ from typing import Any
 from vilms.compiler import layout
 from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
 from vilms.compiler.serialize import load_yaml, plain, to_yaml
@@ -45,7 +46,8 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
             put_yaml(f"{base}/helm/values.yaml", helm.values(plan, dep, ROUTES.data(table), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
-        put_yaml(f"training/{adapter.name}.yaml", training.training_config(plan, adapter, estimate))
+        config = training.training_config(plan, adapter, estimate)
+        out[layout.training_config_path(adapter.name)] = TRAINING_CONFIG.dump(config, source=src)
     return dict(sorted(out.items()))
 
 

@@ -10,12 +10,12 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.facts import gateway, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
 from vilms.compiler.render.training import training_config
-from vilms.compiler.serialize import to_yaml
 
 CHART_PACKAGE_DIR = ("helm", "chart")
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -96,7 +96,7 @@ def values(plan: Plan, dep: Deployment, routes: dict[str, Any], vllm_configs: di
             "name": dns_label(adapter.name),
             "adapter": adapter.name,
             # a changed training config is a new Job (Jobs are immutable): the name carries its hash
-            "revision": hashlib.sha256(to_yaml(training_config(plan, adapter), source=None)).hexdigest()[:8],
+            "revision": hashlib.sha256(TRAINING_CONFIG.dump(training_config(plan, adapter))).hexdigest()[:8],
             "enabled": False,
             "resources": {"limits": {"nvidia.com/gpu": 1}},
         }

@@ -19,11 +19,12 @@ from typing import Any
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
-from vilms.compiler.layout import RELEASES, Layout
+from vilms.compiler.layout import RELEASES, RUN_RECORD, Layout, run_path
 from vilms.compiler.load import load, parse
 from vilms.compiler.pipeline import OUTPUT_DIR, display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
 from vilms.compiler.run_ids import RUN_ID, adapter_of
+from vilms.compiler.runs import release_status
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.write import write_tree
 
@@ -114,20 +115,19 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
     if owner != adapter:
         raise _refused(doc, path, f"run {run_id!r} was trained for adapter {owner!r}, not {adapter!r}",
                        f"runs of {adapter} are named {adapter}-<UTC time>-<hex>")
-    runs = doc.root / "artifacts"
-    if (runs / run_id / "run.json").is_file():
-        from vilms.trainers.runs import load_run  # stdlib only
-
+    project = Layout(doc.root)
+    if project.run_record(run_id).is_file():
         try:
-            run = load_run(doc.root, run_id)
+            run = release_status(project, run_id)
         except VilmsError as exc:
             raise _refused(doc, path, f"run {run_id!r} cannot be read: {exc.message}", exc.hint) from None
         if not run.releasable:
             raise _refused(doc, path, f"run {run_id!r} cannot be released: status {run.status}, gate {run.gate_status or 'not evaluated'}",
                            f"release a run whose gate passed, or record a decision with `vilms approve {run_id} --reason ...`")
         return []
+    runs = project.artifacts
     local = sorted(p.name for p in runs.glob(f"{adapter}-*") if RUN_ID.match(p.name)) if runs.is_dir() else []
-    note = f"artifacts/{run_id}/run.json is not here, so its gate was not checked (releasing it by name)"
+    note = f"{run_path(run_id, RUN_RECORD)} is not here, so its gate was not checked (releasing it by name)"
     return [note + did_you_mean(run_id, local)]
 
 

@@ -26,8 +26,6 @@ COPY = re.compile(
 # copies in modules other workers own, to be replaced by imports from compiler/facts there
 TOLERATED = {
     "compiler/validate/engines.py": 'weights.ollama_from(model, "q4_K_M")',
-    # not a copy: the export quantisations the trainer accepts, one of them the llama.cpp default
-    "trainers/config.py": '("enum", "q8_0", "q4_k_m")',
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.compiler.minimal import MINIMAL
+from tests.support.runs import write_run as write_run_record
 from vilms.compiler.contracts.release_history import ReleaseHistoryEntry
 from vilms.compiler.errors import ActionError
 from vilms.compiler.rollout import rollback_target, set_release
@@ -35,19 +36,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed") -> None:
-    """artifacts/<run>/run.json shaped like the trainer writes it (trainers/trainer.py, trainers/gate.py)."""
-    folder = root / "artifacts" / run_id
-    folder.mkdir(parents=True)
-    record = {
-        "run_id": run_id, "project": "acme", "adapter": run_id.rsplit("-", 2)[0], "status": status,
-        "created_at": "2026-11-20T09:15:00Z", "finished_at": "2026-11-20T10:15:00Z" if status == "completed" else None,
-        "method": "qlora", "approvals": [], "sessions": [],
-        "gate": None if gate is None else {
-            "status": gate, "eval_loss": 2.1, "perplexity": 8.2, "max_eval_perplexity": 12.0, "perplexity_passed": gate != "failed",
-            "regression": [], "on_fail": "approval", "reasons": [] if gate == "passed" else ["perplexity 13.1 > 12.0"],
-        },
-    }
-    (folder / "run.json").write_text(json.dumps(record, indent=2))
+    """artifacts/<run>/run.json as the trainer writes it (contract RunRecord)."""
+    write_run_record(root, run_id, status=status, gate=gate)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ trainer (shipped project, examples and the target-test fixtures)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.projects import artefacts, compiled_in_memory, write_compiled
@@ -47,11 +49,103 @@ def test_local_runner_accepts_generated_local_plans(project, rel, tmp_path):
 
 @pytest.mark.parametrize("project,rel", TRAINING, ids=[f"{p}:{r}" for p, r in TRAINING])
 def test_trainer_accepts_generated_training_configs(project, rel, tmp_path):
-    from vilms.trainers.config import load_training_config
+    from vilms.compiler.contracts.registry import contract_for
+    from vilms.compiler.contracts.training_config import TRAINING_CONFIG
+    from vilms.trainers.job import read_job
 
+    assert contract_for(rel) is TRAINING_CONFIG
     generated = write_compiled(project, tmp_path)
-    config = load_training_config(generated / rel, project_root=tmp_path)
-    assert config is not None
+    job = read_job(generated / rel, tmp_path)
+    assert job.config.adapter == Path(rel).stem
+    assert TRAINING_CONFIG.dump(job.config, source="vilms.yaml") == (generated / rel).read_bytes()  # nothing lost
+
+
+def _with_adapter(lora: str, training: str, gate: str) -> str:
+    from tests.compiler.minimal import MINIMAL
+
+    return MINIMAL.replace("    lora: {r: 16}\n    hardware: gpu1\n", f"    lora: {lora}\n    training: {training}\n    gate: {gate}\n")
+
+
+# every bound vilms.yaml allows for an adapter compiles into a config the trainer accepts
+# (r stops at 512: the fixture's vLLM deployment serves the adapter)
+BOUNDS = {
+    "lowest": _with_adapter(
+        "{r: 1, alpha: 0.001, dropout: 0, target_modules: [q_proj]}",
+        "{epochs: 1, max_steps: 1, learning_rate: 1.0e-9, batch_size: 1, gradient_accumulation_steps: 1, seq_len: 16, seed: 0,"
+        " warmup_ratio: 0, lr_scheduler: constant, weight_decay: 0, save_steps: 1, eval_steps: 1, logging_steps: 1,"
+        " gradient_checkpointing: false}",
+        "{max_eval_perplexity: 1.0e-9, regression: [{prompt: a, expect_exact: ''}], on_fail: reject}",
+    ),
+    "highest": _with_adapter(
+        "{r: 512, alpha: 1.0e9, dropout: 0.9, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj],"
+        " use_rslora: true}",
+        "{epochs: 1000, max_steps: 100000000, learning_rate: 1, batch_size: 4096, gradient_accumulation_steps: 4096,"
+        " seq_len: 8192, seed: 4294967295, warmup_ratio: 1, lr_scheduler: linear, weight_decay: 10, save_steps: 100000,"
+        " eval_steps: 100000, logging_steps: 100000}",
+        "{max_eval_perplexity: 1.0e9, regression: [{prompt: a, expect_substring: b}], on_fail: approval}",
+    ).replace("support: {path: data/support.jsonl, format: chat}",
+                                                       "support: {path: data/support.jsonl, format: chat, eval_fraction: 0.5}"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDS))
+def test_every_adapter_bound_compiles_into_a_config_the_trainer_reads(name, tmp_path):
+    from vilms.compiler.contracts.training_config import TRAINING_CONFIG
+    from vilms.compiler.pipeline import compile_files
+
+    (tmp_path / "vilms.yaml").write_text(BOUNDS[name])
+    files = compile_files(tmp_path / "vilms.yaml")[2]
+    config = TRAINING_CONFIG.parse(files["training/support-v1.yaml"], "training/support-v1.yaml")
+    assert config.hardware is None and config.lora.r in (1, 512)
+
+
+def test_contract_schemas_and_dataclasses_agree():
+    """Every dataclass field is a required key of its schema object and every key is a field."""
+    import dataclasses
+    import typing
+
+    from vilms.compiler.contracts.codec import is_name, key_of
+    from vilms.compiler.contracts.registry import all_contracts
+
+    def walk(kind, schema, defs, where):
+        schema = defs[schema["$ref"].split("/")[-1]] if "$ref" in schema else schema
+        branches = schema.get("oneOf", [schema])
+        objects = [b for b in branches if b.get("type") == "object"]
+        if dataclasses.is_dataclass(kind):
+            (obj,) = objects
+            fields = {key_of(f): f for f in dataclasses.fields(kind) if not is_name(f)}
+            envelope = {"apiVersion", "kind"} if "." not in where else set()
+            assert set(obj["required"]) - envelope == set(fields) == set(obj["properties"]) - envelope, where
+            hints = typing.get_type_hints(kind)
+            for key, f in fields.items():
+                walk(hints[f.name], obj["properties"][key], defs, f"{where}.{key}")
+            return
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        origin = typing.get_origin(kind)
+        if origin is tuple:
+            walk(args[0], schema["items"], defs, f"{where}[]")
+        elif origin is not None and args and dataclasses.is_dataclass(args[-1]):
+            inner = args[-1]
+            if objects and "additionalProperties" in objects[0] and isinstance(objects[0]["additionalProperties"], dict) \
+                    and origin is not typing.Union:
+                walk(inner, objects[0]["additionalProperties"], defs, f"{where}.*")
+            else:
+                walk(inner, {"oneOf": objects} if objects else schema, defs, where)
+
+    for contract in all_contracts():
+        walk(contract.root, contract.schema, contract.schema.get("$defs", {}), contract.kind)
+
+
+def test_run_ids_and_chat_templates_are_one_fact():
+    from vilms.compiler.chat_templates import TEMPLATES
+    from vilms.compiler.contracts.run_record import RUN_RECORD
+    from vilms.compiler.contracts.training_config import TRAINING_CONFIG
+    from vilms.compiler.run_ids import PATTERN
+
+    assert RUN_RECORD.schema["properties"]["run_id"]["pattern"] == PATTERN
+    templates = sorted([*TEMPLATES, "tokenizer"])
+    assert TRAINING_CONFIG.schema["properties"]["base_model"]["properties"]["chat_template"]["enum"] == templates
+    assert RUN_RECORD.schema["properties"]["base_model"]["properties"]["chat_template"]["enum"] == templates
 
 
 def test_every_alias_param_reaches_the_gateway(tmp_path):

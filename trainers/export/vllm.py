@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from vilms.compiler.contracts.run_record import VllmCheck
 from vilms.compiler.facts.vllm import MAX_LORA_RANKS
 
 _UNSUPPORTED_TARGETS = ("lm_head", "embed_tokens")
-
-
-@dataclass(frozen=True)
-class VllmCheck:
-    compatible: bool
-    max_lora_rank: int | None
-    problems: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"compatible": self.compatible, "max_lora_rank": self.max_lora_rank, "problems": list(self.problems)}
 
 
 def check_adapter(adapter_config: dict[str, Any]) -> VllmCheck:
