@@ -60,7 +60,7 @@ def synthetic(models: int) -> str:
 
 
 def vilms_command() -> list[str]:
-    return [sys.executable, "-m", "vilms.compiler.cli"]
+    return [sys.executable, "-m", "vilms"]
 
 
 def time_cmd(cmd: list[str], runs: int, prepare=None) -> float:
@@ -84,7 +84,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bare = time_cmd([sys.executable, "-c", "pass"], args.runs)
-        imports = time_cmd([sys.executable, "-c", "import vilms.compiler.pipeline, vilms.compiler.cli"], args.runs)
+        imports = time_cmd([sys.executable, "-c", "import vilms.compiler.pipeline, vilms.cli.main"], args.runs)
         example = work / "example"
         example.mkdir()
         shutil.copy(REPO / "vilms.yaml", example / "vilms.yaml")

@@ -84,19 +84,21 @@ def worker_bare(model_dir: Path, workdir: Path, steps: int) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
+    from vilms.compiler.layout import Layout
     from vilms.trainers import batching
-    from vilms.trainers.config import load_training_config
     from vilms.trainers.datasets.validate import load_dataset
     from vilms.trainers.encode import encode_rows
+    from vilms.trainers.job import job_for
     from vilms.trainers.tiny import TINY_TRAINING_CONFIG as BASE_CONFIG
     from vilms.trainers.tiny import write_tiny_project as write_project
 
     torch.set_num_threads(int(os.environ.get("VILMS_TORCH_THREADS", "1")))
     baseline = rss_now()
     project = write_project(workdir, model_dir, changes(steps, None))
-    cfg = load_training_config(project.parent / "generated" / "training" / "tiny-v1.yaml", project.parent)
+    job = job_for(Layout.of(project), "tiny-v1")
+    cfg = job.config
     t = cfg.training
-    rows = load_dataset(cfg.dataset_path, "chat").rows
+    rows = load_dataset(job.dataset_path, "chat").rows
     train_rows, _ = batching.split_rows(rows, cfg.dataset.eval_fraction, t.seed)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     examples = encode_rows(tok, train_rows, "chat", t.seq_len)

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vilms.compiler.errors import ActionError
+from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST
+from vilms.compiler.errors import ActionError, InvalidInputError
+from vilms.compiler.layout import MANIFEST
 from vilms.compiler.pipeline import OUTPUT_DIR, compile_files
-from vilms.compiler.write import MANIFEST
 
 DEFAULT_MAX_LINES = 200  # diff lines shown per file; 0 shows everything
 CONTEXT_LINES = 3
@@ -188,31 +189,24 @@ def _unified(old: str, new: str) -> list[str]:
 
 
 def _manifest_summary(before: bytes | None, after: bytes | None) -> tuple[str, ...] | None:
+    """One line per kind of change; None (show the plain diff) unless both sides are manifests of
+    this ViLMS version (a ref from before a contract change shows its whole diff)."""
     try:
-        old = json.loads(before) if before is not None else {}
-        new = json.loads(after) if after is not None else {}
-    except ValueError:
+        old = BUILD_MANIFEST.parse(before, "old manifest.json") if before is not None else None
+        new = BUILD_MANIFEST.parse(after, "new manifest.json") if after is not None else None
+    except InvalidInputError:
         return None
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return None
-    if not new:
+    if new is None:
         return ("manifest removed",)
-    old_files, new_files = old.get("files") or {}, new.get("files") or {}
-    if not isinstance(old_files, dict) or not isinstance(new_files, dict):
-        return None
     lines = []
-    old_input, new_input = (old.get("input") or {}).get("sha256"), (new.get("input") or {}).get("sha256")
-    if old_input != new_input:
-        lines.append(f"input sha256: {_short(old_input)} → {_short(new_input)}")
-    if old.get("vilms_version") != new.get("vilms_version"):
-        lines.append(f"vilms_version: {old.get('vilms_version')} → {new.get('vilms_version')}")
-    hashed = sum(1 for p in set(old_files) & set(new_files) if old_files[p] != new_files[p])
-    lines.append(f"file hashes: {hashed} changed, {len(set(new_files) - set(old_files))} added, "
-                 f"{len(set(old_files) - set(new_files))} removed ({len(new_files)} files listed)")
-    known = {"generator", "vilms_version", "input", "files"}
-    other = sorted(k for k in set(old) | set(new) if k not in known and old.get(k) != new.get(k))
-    if other:
-        lines.append("other keys changed: " + ", ".join(other))
+    if old is None or old.input.sha256 != new.input.sha256:
+        lines.append(f"input sha256: {_short(old.input.sha256 if old else None)} → {_short(new.input.sha256)}")
+    if old is not None and old.vilms_version != new.vilms_version:
+        lines.append(f"vilms_version: {old.vilms_version} → {new.vilms_version}")
+    old_files = old.files if old is not None else {}
+    hashed = sum(1 for p in set(old_files) & set(new.files) if old_files[p] != new.files[p])
+    lines.append(f"file hashes: {hashed} changed, {len(set(new.files) - set(old_files))} added, "
+                 f"{len(set(old_files) - set(new.files))} removed ({len(new.files)} files listed)")
     return tuple(lines)
 
 

@@ -1,7 +1,7 @@
 """The one exception root of ViLMS and its narrow subclasses.
 
 Every error a user can cause derives from :class:`VilmsError`. The CLI boundary
-(:mod:`vilms.compiler.cli`) is the only place that catches them and maps them to
+(:mod:`vilms.cli.main`) is the only place that catches them and maps them to
 exit codes; nothing below it prints or exits.
 """
 

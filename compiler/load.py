@@ -69,7 +69,12 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
     if root is None:
         raise InvalidInputError([_diag(display_name, 1, 1, "file is empty (only comments)", "run `vilms init` to write a commented starter file")])
     converter = _Converter(display_name, text)
-    data = converter.convert(root, ())
+    try:
+        data = converter.convert(root, ())
+    except InvalidInputError as exc:
+        raise InvalidInputError(converter.numbers + exc.diagnostics) from None
+    if converter.numbers:  # every number no reader could take, at once
+        raise InvalidInputError(converter.numbers)
     if not isinstance(data, dict):
         raise InvalidInputError([_diag(display_name, 1, 1, "the top level must be a mapping (apiVersion:, project:, models:, ...)",
                                        "see `vilms schema` or run `vilms init`")])
@@ -123,6 +128,7 @@ class _Converter:
         self.keys: dict[Path_, tuple[int, int]] = {}
         self.nodes = 0
         self.bytes = 0
+        self.numbers: list[Diagnostic] = []  # non-finite and out-of-range numbers, reported together
 
     def fail(self, node: Node, path: Path_, message: str, hint: str | None = None) -> InvalidInputError:
         line, col = _mark(node.start_mark)
@@ -198,8 +204,9 @@ class _Converter:
         special = value.lstrip("+-").lower() in (".inf", ".nan")  # YAML's spellings, not Python's
         number = math.inf if special else float(value)  # 1e999 overflows to inf
         if not math.isfinite(number):
-            raise self.fail(node, path, f"{_short(value)} is not a finite number",
-                            f'write a finite number (or quote it if you mean the text: "{_short(value)}")')
+            self.numbers += self.fail(node, path, f"{_short(value)} is not a finite number",
+                                      f'write a finite number (or quote it if you mean the text: "{_short(value)}")').diagnostics
+            return 0.0
         return number
 
     def integer(self, node: ScalarNode, path: Path_, value: str) -> int:
@@ -208,8 +215,9 @@ class _Converter:
         # checked before converting: Python refuses to convert decimal strings of more than 4,300 digits
         number = int(digits or "0", base) if len(digits) <= 22 else INT_LIMIT
         if number >= INT_LIMIT:
-            raise self.fail(node, path, f"integer {_short(value)} is out of range",
-                            f"integers must be smaller than 2**63 ({INT_LIMIT}) in magnitude")
+            self.numbers += self.fail(node, path, f"integer {_short(value)} is out of range",
+                                      f"integers must be smaller than 2**63 ({INT_LIMIT}) in magnitude").diagnostics
+            return 0
         return -number if value.startswith("-") else number
 
 

@@ -10,12 +10,12 @@ from vilms.compiler.errors import Diagnostic, InvalidInputError, StaleOutputErro
 from vilms.compiler.load import load
 from vilms.compiler.memory import training_estimates
 from vilms.compiler.plan import Plan
+from vilms.compiler.project_lock import project_lock
 from vilms.compiler.render import render
 from vilms.compiler.resolve import resolve
 from vilms.compiler.validate import diagnose
 from vilms.compiler.validate.fit import check_fit
 from vilms.compiler.validate.ports import check_ports
-from vilms.compiler.project_lock import project_lock
 from vilms.compiler.write import Drift, check_out_dir, diff_tree, leftovers, remove_leftovers, with_manifest, write_tree
 
 OUTPUT_DIR = "generated"

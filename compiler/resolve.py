@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler.document import Document
+from vilms.compiler.facts import gateway, llamacpp
 from vilms.compiler.plan import (
     Adapter,
     Alias,
@@ -35,9 +36,8 @@ TRAINING_DEFAULTS = {
 GATE_DEFAULTS = {"max_eval_perplexity": None, "regression": [], "on_fail": "approval"}
 GATEWAY_DEFAULTS = {
     "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
-    "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": 8080,
+    "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": gateway.PORT,
 }
-ENGINE_PORT_DEFAULT = 8101  # target local: the first llama.cpp server
 DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
 
 
@@ -183,7 +183,7 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
         replicas=d.get("replicas", 1),
         parallel=d.get("parallel"),
         gateway_port=d.get("gateway_port", data.get("gateway", {}).get("port", GATEWAY_DEFAULTS["port"])),
-        engine_port=d.get("engine_port", ENGINE_PORT_DEFAULT),
+        engine_port=d.get("engine_port", llamacpp.FIRST_PORT),
         expose=d.get("expose", False),
         ingress=frozen(d["ingress"]) if "ingress" in d else None,
         autoscale=frozen(d.get("autoscale", {})),

@@ -13,8 +13,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.suggest import did_you_mean
 
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -99,7 +99,9 @@ def translate(error: ValidationError, report: Reporter) -> None:
         report.error(path, f"must be {error.validator_value!r}")
         return
     if kind == "pattern":
-        report.error(path, f"{_short(value)!r} is not a valid {path[-1] if path else 'value'}", hint=sub.get("description"))
+        named = [part for part in path if isinstance(part, str)]
+        what = "value" if not named else (f"entry of {named[-1]}" if isinstance(path[-1], int) else named[-1])
+        report.error(path, f"{_short(value)!r} is not a valid {what}", hint=sub.get("description"))
         return
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}[kind]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vilms.compiler.facts import ollama
+
 OLLAMA_QUANT_TAGS = {"f16": "F16"}
 
 
@@ -46,7 +48,7 @@ def ollama_local_file(model: Mapping[str, Any]) -> str | None:
     return None
 
 
-def ollama_from(model: Mapping[str, Any], quant: str) -> str | None:
+def ollama_from(model: Mapping[str, Any], quant: str = ollama.DEFAULT_QUANT) -> str | None:
     """The Modelfile ``FROM`` value, relative paths as seen from ``generated/<dep>/ollama/``."""
     tag = ollama_tag(model)
     if tag is not None:

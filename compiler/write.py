@@ -25,11 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST, BuildInput, BuildManifest
 from vilms.compiler.errors import ActionError
 from vilms.compiler.exchange import exchange
-from vilms.compiler.render.serialize import to_json
-
-MANIFEST = "manifest.json"
+from vilms.compiler.layout import MANIFEST
 
 
 def vilms_version() -> str:
@@ -39,13 +38,13 @@ def vilms_version() -> str:
 
 
 def with_manifest(files: dict[str, bytes], input_sha256: str, source_name: str) -> dict[str, bytes]:
-    manifest = {
-        "generator": "vilms",
-        "vilms_version": vilms_version(),
-        "input": {"file": source_name, "sha256": input_sha256},
-        "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
-    }
-    return {**files, MANIFEST: to_json(manifest)}
+    manifest = BuildManifest(
+        generator="vilms",
+        vilms_version=vilms_version(),
+        input=BuildInput(file=source_name, sha256=input_sha256),
+        files={path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
+    )
+    return {**files, MANIFEST: BUILD_MANIFEST.dump(manifest)}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ class Result:
 def run_vilms(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "vilms.compiler.cli", *args],
+        [sys.executable, "-m", "vilms", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

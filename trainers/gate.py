@@ -13,37 +13,26 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from .config import GateSpec, RegressionCase
-
-
-@dataclass(frozen=True)
-class RegressionResult:
-    prompt: str
-    expected: str
-    mode: str  # substring | exact
-    answer: str
-    passed: bool
+from vilms.compiler.contracts.run_record import RegressionOutcome
+from vilms.compiler.contracts.training_config import GateSpec, RegressionCase
 
 
 @dataclass(frozen=True)
 class GateResult:
+    """The gate's decision with its measurements as computed (the perplexity may be inf;
+    :func:`vilms.trainers.record.completed` writes such values as null)."""
+
     status: str  # passed | failed | needs_approval
     eval_loss: float | None
     perplexity: float | None
     max_eval_perplexity: float | None
     perplexity_passed: bool | None
-    regression: tuple[RegressionResult, ...]
+    regression: tuple[RegressionOutcome, ...]
     on_fail: str
     reasons: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["regression"] = [asdict(r) for r in self.regression]
-        data["reasons"] = list(self.reasons)
-        return data
 
 
 def perplexity(loss: float | None) -> float | None:
@@ -52,16 +41,16 @@ def perplexity(loss: float | None) -> float | None:
     return math.exp(loss) if loss < 700 else math.inf
 
 
-def check_answer(case: RegressionCase, answer: str) -> RegressionResult:
+def check_answer(case: RegressionCase, answer: str) -> RegressionOutcome:
     if case.expect_exact is not None:
-        return RegressionResult(
+        return RegressionOutcome(
             case.prompt, case.expect_exact, "exact", answer, answer.strip() == case.expect_exact.strip()
         )
     expected = case.expect_substring or ""
-    return RegressionResult(case.prompt, expected, "substring", answer, expected in answer)
+    return RegressionOutcome(case.prompt, expected, "substring", answer, expected in answer)
 
 
-def decide(spec: GateSpec, eval_loss: float | None, regression: list[RegressionResult]) -> GateResult:
+def decide(spec: GateSpec, eval_loss: float | None, regression: list[RegressionOutcome]) -> GateResult:
     ppl = perplexity(eval_loss)
     reasons: list[str] = []
     ppl_ok: bool | None = None
@@ -118,7 +107,7 @@ def generate_answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
-def run_regression(model: Any, tokenizer: Any, spec: GateSpec) -> list[RegressionResult]:
+def run_regression(model: Any, tokenizer: Any, spec: GateSpec) -> list[RegressionOutcome]:
     results = []
     for case in spec.regression:
         expected = case.expect_exact if case.expect_exact is not None else case.expect_substring or ""

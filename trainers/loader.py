@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vilms.compiler.contracts.training_config import BaseModel, LoraSpec, QuantSpec
 from vilms.compiler.errors import ActionError
 
 from .chat_templates import get_template
-from .config import BaseModel, QuantSpec, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ def resolve_source(base: BaseModel, project_root: Path) -> ModelSource:
                 hint="base_model.source file:<path> must name a local Hugging Face model folder",
             )
         return ModelSource(str(folder), None, True)
-    repo, _, rev = base.source[len("hf:") :].partition("@")
-    return ModelSource(repo, rev or base.revision, False)
+    return ModelSource(base.source[len("hf:") :], base.revision, False)
 
 
 def device() -> Any:
@@ -127,15 +126,15 @@ def _disable_cpu_inference_packing(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def peft_config(cfg: TrainingConfig) -> Any:
+def peft_config(lora: LoraSpec) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.lora_alpha,
-        lora_dropout=cfg.lora.lora_dropout,
-        target_modules=list(cfg.lora.target_modules),
-        bias=cfg.lora.bias,
-        use_rslora=cfg.lora.use_rslora,
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules),
+        bias=lora.bias,
+        use_rslora=lora.use_rslora,
         task_type="CAUSAL_LM",
     )

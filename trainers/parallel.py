@@ -1,6 +1,6 @@
 """``vilms train --all -j N``: every adapter, one after another or N processes at a time.
 
-Each adapter trains in its own process (``python -m vilms.trainers train ADAPTER``) with
+Each adapter trains in its own process (``python -m vilms train ADAPTER``) with
 its own run directory; run ids are unique and every artifact is written atomically, so
 parallel runs cannot corrupt each other's files.
 """
@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import TRAINING, Layout
+
+from .job import adapters
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,11 @@ class AdapterResult:
 
 
 def list_adapters(project_file: Path) -> list[str]:
-    folder = project_file.resolve().parent / "generated" / "training"
-    adapters = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    if not adapters:
-        raise ActionError(f"no training configs in {folder}", hint="run `vilms build` first")
-    return adapters
+    layout = Layout.of(project_file)
+    found = adapters(layout)
+    if not found:
+        raise ActionError(f"no training configs in {layout.in_generated(TRAINING)}", hint="run `vilms build` first")
+    return found
 
 
 def train_all(
@@ -53,7 +56,7 @@ def train_all(
             cmd = [
                 sys.executable,
                 "-m",
-                "vilms.trainers",
+                "vilms",
                 "train",
                 adapter,
                 "-f",

@@ -21,9 +21,9 @@ from vilms.compiler.errors import ActionError
 
 from . import batching, checkpoint, gate, loader, report
 from .checkpoint import TrainerState
-from .config import TrainingConfig
 from .datasets.validate import Dataset
 from .encode import Example, encode_rows
+from .job import TrainingJob
 
 
 @dataclass
@@ -51,9 +51,10 @@ def set_seed(seed: int) -> None:
 
 class LoraRecipe:
     def __init__(
-        self, cfg: TrainingConfig, dataset: Dataset, run_dir: Path, *, resume: bool = False, show_progress: bool = True
+        self, job: TrainingJob, dataset: Dataset, run_dir: Path, *, resume: bool = False, show_progress: bool = True
     ) -> None:
-        self.cfg = cfg
+        self.job = job
+        self.cfg = job.config
         self.dataset = dataset
         self.run_dir = run_dir
         self.resume = resume
@@ -73,7 +74,7 @@ class LoraRecipe:
             torch.set_num_threads(int(threads))
         cfg, t = self.cfg, self.cfg.training
         set_seed(t.seed)
-        self.source = loader.resolve_source(cfg.base_model, cfg.project_root)
+        self.source = loader.resolve_source(cfg.base_model, self.job.root)
         self.tokenizer = loader.load_tokenizer(self.source, cfg.base_model.chat_template)
         train_rows, eval_rows = batching.split_rows(self.dataset.rows, cfg.dataset.eval_fraction, t.seed)
         self.train_examples: list[Example] = encode_rows(self.tokenizer, train_rows, cfg.dataset.format, t.seq_len)
@@ -122,7 +123,7 @@ class LoraRecipe:
         elif t.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         set_seed(t.seed)  # LoRA A init draws from the global RNG: seed right before creating the adapter
-        model = get_peft_model(model, loader.peft_config(cfg))
+        model = get_peft_model(model, loader.peft_config(cfg.lora))
         model.train()
         return model
 

@@ -12,6 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vilms.compiler.contracts.training_config import (
+    TRAINING_CONFIG,
+    BaseModel,
+    DatasetRef,
+    ExportSpec,
+    GateSpec,
+    HardwareSpec,
+    LoraSpec,
+    MemoryEstimate,
+    TrackingSpec,
+    TrainingConfig,
+    TrainingSpec,
+)
+from vilms.compiler.layout import Layout
+
 CORPUS_LINES = (
     "How do I reset my password? Open settings, choose security and press reset password.",
     "Where is my order? You can track every order from the orders page of your account.",
@@ -102,66 +117,34 @@ def tiny_chat_rows(count: int = 64) -> list[dict[str, object]]:
     return rows
 
 
-# A training config (the compiler's contract) for the tiny model in a project laid out as
-# models/tiny (the model folder), data/support.jsonl, generated/training/tiny-v1.yaml.
-TINY_TRAINING_CONFIG: dict[str, Any] = {
-    "apiVersion": "vilms/v1",
-    "kind": "TrainingConfig",
-    "project": "acme",
-    "adapter": "tiny-v1",
-    "base_model": {
-        "name": "tiny",
-        "source": "file:models/tiny",
-        "revision": None,
-        "family": "llama",
-        "chat_template": "chatml",
-    },
-    "dataset": {
-        "name": "support",
-        "path": "data/support.jsonl",
-        "format": "chat",
-        "sha256": None,
-        "eval_fraction": 0.125,
-    },
-    "method": "lora",
-    "lora": {
-        "r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-        "bias": "none",
-        "use_rslora": False,
-    },
-    "quantization": None,
-    "training": {
-        "epochs": 1,
-        "max_steps": 40,
-        "learning_rate": 0.003,
-        "batch_size": 4,
-        "gradient_accumulation_steps": 1,
-        "seq_len": 128,
-        "seed": 7,
-        "warmup_ratio": 0.05,
-        "lr_scheduler": "cosine",
-        "weight_decay": 0.0,
-        "save_steps": 10,
-        "eval_steps": 20,
-        "logging_steps": 5,
-        "gradient_checkpointing": False,
-    },
-    "gate": {"max_eval_perplexity": None, "regression": [], "on_fail": "approval"},
-    "hardware": {"name": "laptop", "kind": "cpu", "memory_bytes": 17179869184, "gpu_memory_bytes": None, "gpus": None},
-    "export": {"gguf": True, "quantize": []},
-    "tracking": {"mlflow": None},
-    "memory_estimate": {
-        "total_bytes": 123,
-        "weights_bytes": 1,
-        "adapter_bytes": 1,
-        "optimizer_bytes": 1,
-        "activations_bytes": 1,
-        "overhead_bytes": 1,
-    },
-}
+def tiny_training_config() -> TrainingConfig:
+    """A training config for the tiny model in a project laid out as models/tiny (the model
+    folder), data/support.jsonl, generated/training/tiny-v1.yaml."""
+    return TrainingConfig(
+        project="acme",
+        adapter="tiny-v1",
+        base_model=BaseModel(name="tiny", source="file:models/tiny", revision=None, family="llama", chat_template="chatml"),
+        dataset=DatasetRef(name="support", path="data/support.jsonl", format="chat", sha256=None, eval_fraction=0.125),
+        method="lora",
+        lora=LoraSpec(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                      bias="none", use_rslora=False),
+        quantization=None,
+        training=TrainingSpec(
+            epochs=1, max_steps=40, learning_rate=0.003, batch_size=4, gradient_accumulation_steps=1, seq_len=128,
+            seed=7, warmup_ratio=0.05, lr_scheduler="cosine", weight_decay=0.0, save_steps=10, eval_steps=20,
+            logging_steps=5, gradient_checkpointing=False,
+        ),
+        gate=GateSpec(max_eval_perplexity=None, regression=(), on_fail="approval"),
+        hardware=HardwareSpec(name="laptop", kind="cpu", memory_bytes=17179869184, gpu_memory_bytes=0, gpus=0),
+        export=ExportSpec(gguf=True, quantize=()),
+        tracking=TrackingSpec(mlflow=None),
+        memory_estimate=MemoryEstimate(total_bytes=123, weights_bytes=1, adapter_bytes=1, optimizer_bytes=1,
+                                       activations_bytes=1, overhead_bytes=1),
+    )
+
+
+# the same config as plain data (what the file holds), for tests that change or break it
+TINY_TRAINING_CONFIG: dict[str, Any] = TRAINING_CONFIG.data(tiny_training_config())
 
 
 def merge_config(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +184,7 @@ def write_tiny_project(
     data.parent.mkdir(parents=True, exist_ok=True)
     if not data.exists():
         data.write_text("".join(json.dumps(r) + "\n" for r in (rows or tiny_chat_rows())), encoding="utf-8")
-    target = root / "generated" / "training" / f"{config['adapter']}.yaml"
+    target = Layout(root).training_config(config["adapter"])
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
     return root / "vilms.yaml"

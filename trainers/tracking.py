@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vilms.compiler.contracts.training_config import MlflowSpec
 from vilms.compiler.errors import ActionError
 
 
-def require_mlflow(settings: dict[str, str] | None) -> None:
+def require_mlflow(settings: MlflowSpec | None) -> None:
     """Fail before training, not after, when tracking is asked for but mlflow is missing."""
     if settings is None:
         return
@@ -22,7 +23,7 @@ def require_mlflow(settings: dict[str, str] | None) -> None:
 
 
 def log_run(
-    settings: dict[str, str] | None,
+    settings: MlflowSpec | None,
     project_root: Path,
     run_id: str,
     params: dict[str, Any],
@@ -33,11 +34,11 @@ def log_run(
         return
     import mlflow
 
-    uri = settings["tracking_uri"]
+    uri = settings.tracking_uri
     if uri.startswith("file:") and not uri.startswith("file:/"):
         uri = (project_root / uri[len("file:") :]).resolve().as_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(settings["experiment"])
+    mlflow.set_experiment(settings.experiment)
     with mlflow.start_run(run_name=run_id):
         mlflow.log_params({k: str(v) for k, v in params.items()})
         for step, loss in metrics["train_loss"]["history"]:

@@ -11,11 +11,11 @@ problem is reported at once as ``file:line:col: path: message``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from jsonschema import Draft202012Validator
@@ -23,9 +23,9 @@ from jsonschema import Draft202012Validator
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError
 from vilms.compiler.load import parse as parse_yaml
-from vilms.compiler.render.serialize import to_json, to_yaml
-from vilms.compiler.schema_errors import report_errors, strict_validator
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.schema_errors import report_errors, strict_validator
+from vilms.compiler.serialize import to_json, to_yaml
 
 from .codec import from_data, to_data
 
@@ -104,8 +104,8 @@ class Contract(Generic[T]):
             found = data.get("apiVersion")
             report.error(("apiVersion",) if "apiVersion" in data else (),
                          f"written by another ViLMS version ({'apiVersion ' + repr(found) if found else 'no apiVersion'}); "
-                         f"this ViLMS reads {API_VERSION}",
-                         hint=f"rebuild with this version: {self.remedy}")
+                         f"this ViLMS reads {API_VERSION}")
+            raise self._invalid(report.diagnostics, hint=f"{self.remedy} with this version of ViLMS")
         else:
             report_errors(self.validator, data, report)
         if report.diagnostics:
@@ -117,5 +117,6 @@ class Contract(Generic[T]):
                 raise self._invalid(report.diagnostics)
         return value
 
-    def _invalid(self, diagnostics: list[Diagnostic]) -> InvalidInputError:
-        return InvalidInputError(diagnostics, what=f"invalid {self.kind} file", hint=f"this file is written by ViLMS; {self.remedy}")
+    def _invalid(self, diagnostics: list[Diagnostic], hint: str | None = None) -> InvalidInputError:
+        return InvalidInputError(diagnostics, what=f"invalid {self.kind} file",
+                                 hint=hint or f"ViLMS writes this file; do not edit it by hand: {self.remedy}")

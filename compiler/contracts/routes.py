@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.suggest import did_you_mean
 
 from .codec import name_field
 from .contract import Contract
@@ -106,6 +106,6 @@ ROUTES = Contract(
     root=GatewayRoutes,
     schema_file="gateway-routes.schema.json",
     format="yaml",
-    remedy="fix vilms.yaml if needed and run `vilms build`",
+    remedy="run `vilms build`",
     check=_check,
 )

@@ -12,24 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from vilms.compiler import layout
+from vilms.compiler.contracts.local_plan import LOCAL_PLAN
+from vilms.compiler.contracts.routes import ROUTES
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.plan import Plan
 from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
-from vilms.compiler.render.serialize import load_yaml, plain, to_yaml
+from vilms.compiler.serialize import load_yaml, plain, to_yaml
 
 
 def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
     out = _Tree()
     src = plan.source_name
 
-    def put_yaml(path: str, data: Any) -> bytes:
-        text = _checked_yaml(path, data, src)
-        out.put(path, text)
-        return text
+    def put_yaml(path: str, data: Any) -> None:
+        out.put(path, _checked_yaml(path, data, src))
 
     for dep in plan.deployments.values():
         base = dep.name
         table = routes.routes(plan, dep)
-        routes_text = put_yaml(layout.routes_path(base), table)
+        routes_text = ROUTES.dump(table, source=src)
+        out.put(layout.routes_path(base), routes_text)
         modelfile_names: list[str] = []
         if dep.engine == "ollama":
             for name, text in modelfile.modelfiles(plan, dep).items():
@@ -41,7 +43,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         if dep.target == "compose":
             put_yaml(layout.compose_path(base), compose.compose(plan, dep, modelfile_names))
         elif dep.target == "local":
-            put_yaml(layout.local_plan_path(base), local.local_plan(plan, dep))
+            out.put(layout.local_plan_path(base), LOCAL_PLAN.dump(local.local_plan(plan, dep), source=src))
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out.put(f"{layout.helm_dir(base)}/{rel}", data)
@@ -50,7 +52,8 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
             put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
-        put_yaml(layout.training_config_path(adapter.name), training.training_config(plan, adapter, estimate))
+        config = training.training_config(plan, adapter, estimate)
+        out.put(layout.training_config_path(adapter.name), TRAINING_CONFIG.dump(config, source=src))
     return out.files()
 
 

@@ -15,16 +15,13 @@ import shlex
 from typing import Any
 
 from vilms.compiler import weights
+from vilms.compiler.facts import gateway, ollama, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, engine_image
 from vilms.compiler.naming import compose_service
 from vilms.compiler.plan import Deployment, Hardware, Plan
-from vilms.compiler.render.routes import OLLAMA_PORT
-from vilms.compiler.render.vllm import ARTIFACTS_IN_CONTAINER, CONTAINER_PORT, MODELS_IN_CONTAINER
 
-GATEWAY_CONTAINER_PORT = 8080
 PROJECT_ROOT = "../.."  # generated/<deployment>/ → the folder of vilms.yaml
 GATEWAY_LIMITS = {"memory": "256m", "cpus": "1"}
-OLLAMA_ROOT_IN_INIT = "/vilms"  # the init container mirrors the project layout under /vilms
 # keep container logs bounded: edge boards have small disks
 LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
 VLLM_START_PERIOD = "30m"  # first start downloads the weights; failures before this do not count
@@ -92,14 +89,14 @@ def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) ->
         "command": ["serve"],
         "restart": "unless-stopped",
         "environment": {
-            "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+            "OLLAMA_HOST": f"0.0.0.0:{ollama.PORT}",
             "OLLAMA_CONTEXT_LENGTH": str(max(dep.context_of(m) for m in dep.models)),
             "OLLAMA_NUM_PARALLEL": str(dep.slots),
             "OLLAMA_MAX_LOADED_MODELS": str(len(dep.models)),
             "OLLAMA_KEEP_ALIVE": "24h",
-            "OLLAMA_MODELS": "/ollama/models",
+            "OLLAMA_MODELS": ollama.MODELS_DIR,
         },
-        "volumes": ["ollama-models:/ollama/models"],
+        "volumes": [f"ollama-models:{ollama.MODELS_DIR}"],
         "healthcheck": _healthcheck(["CMD", "ollama", "list"], OLLAMA_START_PERIOD),
         "deploy": {"resources": {"limits": _limits(hw)}},
         "logging": LOGGING,
@@ -107,23 +104,23 @@ def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) ->
     _gpu(hw, engine)
     creates = [
         "ollama create " + shlex.quote(name[: -len(".Modelfile")])
-        + " -f " + shlex.quote(f"{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama/{name}")
+        + " -f " + shlex.quote(f"{ollama.INIT_ROOT}/generated/{dep.name}/ollama/{name}")
         for name in _modelfile_order(dep, modelfile_names)
     ]
     mounts = [
-        f"./ollama:{OLLAMA_ROOT_IN_INIT}/generated/{dep.name}/ollama:ro",
-        f"{PROJECT_ROOT}/artifacts:{OLLAMA_ROOT_IN_INIT}/artifacts:ro",
+        f"./ollama:{ollama.INIT_ROOT}/generated/{dep.name}/ollama:ro",
+        f"{PROJECT_ROOT}/artifacts:{ollama.INIT_ROOT}/artifacts:ro",
     ]
     for model_name in dep.models:  # FROM a local GGUF: the path the Modelfile names, mirrored
         local = weights.ollama_local_file(plan.models[model_name].weights)
         if local is not None:
-            mounts.append(f"{PROJECT_ROOT}/{escape(local)}:{OLLAMA_ROOT_IN_INIT}/{escape(local)}:ro")
+            mounts.append(f"{PROJECT_ROOT}/{escape(local)}:{ollama.INIT_ROOT}/{escape(local)}:ro")
     init = {
         "image": image,
         "restart": "no",
         "entrypoint": ["/bin/sh", "-ec"],
         "command": [escape(" && ".join(creates))],
-        "environment": {"OLLAMA_HOST": f"http://ollama:{OLLAMA_PORT}"},
+        "environment": {"OLLAMA_HOST": f"http://ollama:{ollama.PORT}"},
         "volumes": mounts,
         "depends_on": {"ollama": {"condition": "service_healthy"}},
         "logging": LOGGING,
@@ -140,28 +137,28 @@ def _vllm_services(plan: Plan, dep: Deployment) -> Services:
     for model_name in dep.models:
         model = plan.models[model_name]
         name = compose_service("vllm", model_name)
-        environment: dict[str, str] = {"HF_HOME": "/hf-cache"}
+        environment: dict[str, str] = {"HF_HOME": vllm.HF_HOME}
         if dep.adapters_of(model_name):
             environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         if model.token_env:
             environment["HF_TOKEN"] = _secret(model.token_env, f"hub token for {model_name}")
         mounts = [
-            f"./vllm/{model_name}.yaml:/etc/vilms/vllm.yaml:ro",
-            "hf-cache:/hf-cache",
-            f"{PROJECT_ROOT}/artifacts:{ARTIFACTS_IN_CONTAINER}:ro",
+            f"./vllm/{model_name}.yaml:{vllm.CONFIG_FILE}:ro",
+            f"hf-cache:{vllm.HF_HOME}",
+            f"{PROJECT_ROOT}/artifacts:{vllm.ARTIFACTS_DIR}:ro",
         ]
         if model.source.scheme == "file":
             ref = escape(model.source.ref)
-            mounts.append(f"{PROJECT_ROOT}/{ref}:{MODELS_IN_CONTAINER}/{ref}:ro")
+            mounts.append(f"{PROJECT_ROOT}/{ref}:{vllm.MODELS_DIR}/{ref}:ro")
         service = {
             "image": engine_image("vllm", hw),
             "entrypoint": ["vllm", "serve"],
-            "command": ["--config", "/etc/vilms/vllm.yaml"],
+            "command": ["--config", vllm.CONFIG_FILE],
             "restart": "unless-stopped",
             "ipc": "host",
             "environment": environment,
             "volumes": mounts,
-            "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{CONTAINER_PORT}/health"), VLLM_START_PERIOD),
+            "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{vllm.PORT}{vllm.HEALTH_PATH}"), VLLM_START_PERIOD),
             "deploy": {"resources": {"limits": _limits(hw)}},
             "logging": LOGGING,
         }
@@ -182,11 +179,11 @@ def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any]) -> dict
     service: dict[str, Any] = {
         "image": GATEWAY_IMAGE,
         "restart": "unless-stopped",
-        "command": ["--routes", "/etc/vilms/routes.yaml", "--host", "0.0.0.0", "--port", str(GATEWAY_CONTAINER_PORT)],
-        "volumes": ["./gateway/routes.yaml:/etc/vilms/routes.yaml:ro"],
-        "ports": [f"{bind}{dep.gateway_port}:{GATEWAY_CONTAINER_PORT}"],
+        "command": ["--routes", gateway.ROUTES_FILE, "--host", "0.0.0.0", "--port", str(gateway.PORT)],
+        "volumes": [f"./gateway/routes.yaml:{gateway.ROUTES_FILE}:ro"],
+        "ports": [f"{bind}{dep.gateway_port}:{gateway.PORT}"],
         "depends_on": waits,
-        "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{GATEWAY_CONTAINER_PORT}/healthz"), "10s"),
+        "healthcheck": _healthcheck(_http_probe(f"http://127.0.0.1:{gateway.PORT}{gateway.LIVE_PATH}"), "10s"),
         "deploy": {"resources": {"limits": dict(GATEWAY_LIMITS)}},
         "read_only": True,
         "tmpfs": ["/tmp"],

@@ -10,10 +10,11 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG
+from vilms.compiler.facts import gateway, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
-from vilms.compiler.render.serialize import to_yaml
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
@@ -40,6 +41,18 @@ def chart_files() -> dict[str, bytes]:
 def _image(ref: str) -> dict[str, str]:
     repository, tag = ref.rsplit(":", 1)
     return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
+def vllm_container() -> dict[str, Any]:
+    """Port, probe and paths of every vLLM container (the chart has no literals of its own)."""
+    return {"port": vllm.PORT, "healthPath": vllm.HEALTH_PATH, "configDir": vllm.CONFIG_DIR,
+            "configFile": vllm.CONFIG_NAME, "artifactsDir": vllm.ARTIFACTS_DIR, "cacheDir": vllm.HF_HOME}
+
+
+def gateway_container() -> dict[str, Any]:
+    """Port, probes and routes file of the gateway container."""
+    return {"port": gateway.PORT, "configDir": gateway.CONFIG_DIR, "routesFile": gateway.ROUTES_NAME,
+            "readyPath": gateway.READY_PATH, "livePath": gateway.LIVE_PATH}
 
 
 def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -83,7 +96,7 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             "name": dns_label(adapter.name),
             "adapter": adapter.name,
             # a changed training config is a new Job (Jobs are immutable): the name carries its hash
-            "revision": hashlib.sha256(to_yaml(training_config(plan, adapter), source=None)).hexdigest()[:8],
+            "revision": hashlib.sha256(TRAINING_CONFIG.dump(training_config(plan, adapter))).hexdigest()[:8],
             "enabled": False,
             "resources": {"limits": {"nvidia.com/gpu": 1}},
         }
@@ -103,10 +116,11 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             "gateway": _image(GATEWAY_IMAGE),
             "trainer": _image(TRAINER_IMAGE),
         },
-        "vllm": {"models": models},
+        "vllm": {"container": vllm_container(), "models": models},
         "gateway": {
             "replicas": replicas,
             "port": dep.gateway_port,
+            "container": gateway_container(),
             "routes": routes,
             "resources": GATEWAY_RESOURCES,
             "autoscaling": {
@@ -121,6 +135,6 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
         "ingress": ingress,
         "modelCache": {"size": "200Gi"},
         "artifacts": artifacts,
-        "training": {"workspaceClaim": f"{plan.project}-workspace", "jobs": jobs,
+        "training": {"workspaceClaim": f"{plan.project}-workspace", "workspaceDir": trainer.WORKSPACE, "jobs": jobs,
                      "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }

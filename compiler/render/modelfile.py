@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vilms.compiler import weights
 from vilms.compiler.chat_templates import get_template
+from vilms.compiler.facts import ollama
 from vilms.compiler.modelfile_syntax import Command, parse
 from vilms.compiler.plan import Deployment, Model, Plan
 from vilms.compiler.render.jinja import render_text
@@ -23,7 +24,7 @@ ARTIFACTS_FROM_MODELFILE = "../../../artifacts"  # generated/<dep>/ollama/ → p
 
 
 def ollama_from(model: Model) -> str:
-    source = weights.ollama_from(model.weights, model.quantization.get("ollama", "q4_K_M"))
+    source = weights.ollama_from(model.weights, model.quantization.get("ollama", ollama.DEFAULT_QUANT))
     assert source is not None, "validation guarantees Ollama-loadable weights"
     return source
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from vilms.compiler.contracts.routes import AdapterRef, Backend, GatewayRoutes, GatewaySettings, HardwareInfo, Route
+from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
+from vilms.compiler.facts.vllm import PORT as VLLM_PORT
 from vilms.compiler.naming import compose_service, vllm_object_name
 from vilms.compiler.plan import Deployment, Plan
 
-OLLAMA_PORT = 11434
-VLLM_PORT = 8000
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
 # vilms.yaml param names → the OpenAI-style names the gateway sends (it maps them back for Ollama)
 PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}
@@ -37,55 +36,55 @@ def endpoint(dep: Deployment, upstream_name: str, model: str, ports: dict[str, i
     return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[upstream_name]}"
 
 
-def _backend(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int]) -> dict[str, Any]:
-    return {"engine": dep.engine, "endpoints": [endpoint(dep, upstream_name, model, ports)], "api_key_env": None}
+def _backend(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int]) -> Backend:
+    return Backend(id=backend_id(dep, upstream_name, model), engine=dep.engine,
+                   endpoints=(endpoint(dep, upstream_name, model, ports),), api_key_env=None)
 
 
-def routes(plan: Plan, dep: Deployment) -> dict[str, Any]:
+def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
     gw = plan.gateway
-    backends: dict[str, Any] = {}
-    aliases: dict[str, Any] = {}
+    backends: dict[str, Backend] = {}
+    aliases: dict[str, Route] = {}
     ports = llamacpp_ports(dep) if dep.engine == "llamacpp" else {}
     for alias_name in dep.aliases:
         alias = plan.aliases[alias_name]
         up = dep.upstreams[alias_name]
         # the base model's backend always runs; a released adapter may have its own (llama.cpp)
-        bid = backend_id(dep, up.model, up.model)
-        backends[bid] = _backend(dep, up.model, up.model, ports)
+        backend = _backend(dep, up.model, up.model, ports)
+        backends[backend.id] = backend
         if up.released:
-            bid = backend_id(dep, up.name, up.model)
-            backends[bid] = _backend(dep, up.name, up.model, ports)
+            backend = _backend(dep, up.name, up.model, ports)
+            backends[backend.id] = backend
         params = {PARAM_NAMES.get(k, k): v for k, v in alias.params.items()}
         max_out = params.pop("max_tokens", None) or max(256, up.context // MAX_OUTPUT_FRACTION)
-        aliases[alias_name] = {
-            "backend": bid,
-            "model": up.name,
-            "adapter": {"name": up.adapter, "released": up.released} if up.adapter else None,
-            "context": up.context,
-            "max_output_tokens": min(max_out, up.context),
-            "system": alias.system,
-            "params": params,
-            "fallbacks": list(alias.fallbacks),
-            "task": plan.models[up.model].task,
-        }
+        aliases[alias_name] = Route(
+            name=alias_name,
+            backend=backend.id,
+            model=up.name,
+            adapter=AdapterRef(name=up.adapter, released=up.released) if up.adapter else None,
+            context=up.context,
+            max_output_tokens=min(max_out, up.context),
+            system=alias.system,
+            params=params,
+            fallbacks=alias.fallbacks,
+            task=plan.models[up.model].task,
+        )
     hw = dep.hardware
-    return {
-        "apiVersion": "vilms/v1",
-        "kind": "GatewayRoutes",
-        "deployment": dep.name,
-        "hardware": {"name": hw.name, "kind": hw.kind, "memory_bytes": hw.memory_bytes},
-        "gateway": {
-            "api_keys_env": gw.api_keys_env,
-            "retries": gw.retries,
-            "connect_timeout_s": gw.connect_timeout,
-            "read_timeout_s": gw.read_timeout,
-            "max_body_bytes": gw.max_body_bytes,
-            "max_queue": gw.max_queue,
-            "cooldown_s": gw.cooldown,
-            "balance": gw.balance,
-            "on_overlong_prompt": gw.on_overlong_prompt,
-            "otel_endpoint_env": gw.otel_endpoint_env,
-        },
-        "backends": backends,
-        "aliases": aliases,
-    }
+    return GatewayRoutes(
+        deployment=dep.name,
+        hardware=HardwareInfo(name=hw.name, kind=hw.kind, memory_bytes=hw.memory_bytes),
+        gateway=GatewaySettings(
+            api_keys_env=gw.api_keys_env,
+            otel_endpoint_env=gw.otel_endpoint_env,
+            retries=gw.retries,
+            connect_timeout_s=gw.connect_timeout,
+            read_timeout_s=gw.read_timeout,
+            max_body_bytes=gw.max_body_bytes,
+            max_queue=gw.max_queue,
+            cooldown_s=gw.cooldown,
+            balance=gw.balance,
+            on_overlong_prompt=gw.on_overlong_prompt,
+        ),
+        backends=backends,
+        aliases=aliases,
+    )

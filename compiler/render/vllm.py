@@ -11,15 +11,9 @@ import json
 import math
 from typing import Any
 
+from vilms.compiler.facts import vllm as facts
 from vilms.compiler.memory import estimate_model
 from vilms.compiler.plan import Deployment, Plan
-
-MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-CONTAINER_PORT = 8000
-ARTIFACTS_IN_CONTAINER = "/vilms/artifacts"
-MODELS_IN_CONTAINER = "/vilms/models"
-GPU_MEMORY_UTILIZATION = 0.9
-JETSON_MEMORY_UTILIZATION = 0.6  # unified memory: leave room for the OS and the CPU side
 
 
 def memory_utilizations(plan: Plan, dep: Deployment) -> dict[str, float]:
@@ -31,7 +25,7 @@ def memory_utilizations(plan: Plan, dep: Deployment) -> dict[str, float]:
     whenever the memory planner finds the deployment fits, every engine gets at least what
     it needs. Engines with an unknown estimate get equal shares.
     """
-    budget = JETSON_MEMORY_UTILIZATION if dep.hardware.kind == "jetson" else GPU_MEMORY_UTILIZATION
+    budget = facts.JETSON_MEMORY_UTILIZATION if dep.hardware.kind == "jetson" else facts.GPU_MEMORY_UTILIZATION
     if dep.target == "helm" or len(dep.models) <= 1:
         return {m: budget for m in dep.models}
     needs = {m: estimate_model(plan, dep, m) for m in dep.models}
@@ -44,12 +38,12 @@ def memory_utilizations(plan: Plan, dep: Deployment) -> dict[str, float]:
 
 
 def max_lora_rank(rank: int) -> int:
-    return next(r for r in MAX_LORA_RANKS if r >= rank)
+    return next(r for r in facts.MAX_LORA_RANKS if r >= rank)
 
 
 def model_path(plan: Plan, model_name: str) -> str:
     source = plan.models[model_name].source
-    return source.ref if source.scheme == "hf" else f"{MODELS_IN_CONTAINER}/{source.ref}"
+    return source.ref if source.scheme == "hf" else f"{facts.MODELS_DIR}/{source.ref}"
 
 
 def vllm_configs(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
@@ -65,7 +59,7 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float
         "model": model_path(plan, model_name),
         "served-model-name": [model_name],
         "host": "0.0.0.0",
-        "port": CONTAINER_PORT,
+        "port": facts.PORT,
         "max-model-len": dep.context_of(model_name),
         "dtype": model.dtype,
         "tensor-parallel-size": hw.gpus if hw.kind == "gpu" else 1,
@@ -89,7 +83,7 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float
         released = [plan.adapters[a] for a in adapters if plan.adapters[a].release]
         if released:
             config["lora-modules"] = [
-                json.dumps({"name": a.name, "path": f"{ARTIFACTS_IN_CONTAINER}/{a.release}/adapter", "base_model_name": model_name},
+                json.dumps({"name": a.name, "path": f"{facts.ARTIFACTS_DIR}/{a.release}/adapter", "base_model_name": model_name},
                            sort_keys=True, separators=(",", ":"))
                 for a in released
             ]

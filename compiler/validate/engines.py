@@ -6,8 +6,8 @@ from vilms.compiler import weights
 from vilms.compiler.document import Document
 from vilms.compiler.images import image_for, jetpacks_with_image
 from vilms.compiler.modelfile_syntax import why_unrepresentable
-from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.shorthand import alias_entry, served_aliases
 
 # engines each target can run
 TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}

@@ -1,7 +1,8 @@
 """Semantic pass: paths stay inside the project; pinned datasets still have their content.
 
-"Inside" is checked twice: as written (relative, no ``..``) and as the file system resolves
-it, so a symbolic link cannot lead a build or a training run out of the project folder.
+Paths are checked as written (relative, no ``..``). Dataset paths are also resolved: a
+symbolic link must not lead training to data outside the project folder. Weights may be
+linked in (a models/ folder on a larger disk is common), so file: weights are not resolved.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def check(doc: Document, report: Reporter) -> None:
     data = doc.data
     for name, dataset in data.get("datasets", {}).items():
         path = ("datasets", name, "path")
-        if not _stays_inside(doc, report, path, dataset["path"], "dataset paths"):
+        if not _stays_inside(doc, report, path, dataset["path"], "dataset paths", resolve=True):
             continue
         pinned = dataset.get("sha256")
         file = doc.root / dataset["path"]
@@ -37,14 +38,16 @@ def check(doc: Document, report: Reporter) -> None:
         for key, what in (("source", "file: sources"), ("gguf", "file: gguf paths")):
             ref = model.get(key, "")
             if ref.startswith("file:"):
-                _stays_inside(doc, report, ("models", name, key), ref[5:], what)
+                _stays_inside(doc, report, ("models", name, key), ref[5:], what, resolve=False)
 
 
-def _stays_inside(doc: Document, report: Reporter, path: tuple, relative: str, what: str) -> bool:
+def _stays_inside(doc: Document, report: Reporter, path: tuple, relative: str, what: str, *, resolve: bool) -> bool:
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts:
         report.error(path, f"{what} must be relative and stay inside the project folder", hint=INSIDE_HINT)
         return False
+    if not resolve:
+        return True
     root = doc.root.resolve()
     try:
         real = (root / relative).resolve()

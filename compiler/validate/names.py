@@ -5,8 +5,8 @@ from __future__ import annotations
 from vilms.compiler.document import Document
 from vilms.compiler.layout import GENERATED, RESERVED_DEPLOYMENT_NAMES
 from vilms.compiler.naming import K8S_NAME_MAX, WINDOWS_RESERVED, dns_label, vllm_object_name
-from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.reporter import Reporter
+from vilms.compiler.shorthand import alias_entry, served_aliases
 
 _SECTIONS = ("hardware", "models", "datasets", "adapters", "aliases", "deployments")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from vilms.compiler.document import Document
+from vilms.compiler.reporter import Reporter
 from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.suggest import did_you_mean
-from vilms.compiler.reporter import Reporter
 
 
 def check(doc: Document, report: Reporter) -> None:

@@ -34,10 +34,10 @@ def check(doc: Document, report: Reporter) -> None:
 
 
 def _check_local_run(doc: Document, report: Reporter, path: tuple, run_id: str) -> None:
-    from vilms.trainers.runs import load_run  # stdlib only; reads artifacts/<run>/run.json
+    from vilms.compiler.runs import release_status
 
     try:
-        run = load_run(doc.root, run_id)
+        run = release_status(doc.root, run_id)
     except VilmsError as exc:
         report.error(path, f"run {run_id!r} cannot be read: {exc.message}")
         return

@@ -7,9 +7,9 @@ from functools import lru_cache
 from jsonschema import Draft202012Validator
 
 from vilms.compiler.document import Document
+from vilms.compiler.reporter import Reporter
 from vilms.compiler.schema import schema
 from vilms.compiler.schema_errors import report_errors, strict_validator
-from vilms.compiler.reporter import Reporter
 
 
 @lru_cache(maxsize=1)

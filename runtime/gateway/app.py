@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from vilms.compiler.facts import gateway as gateway_facts
+
 from .apierrors import ApiError
 from .httpserver import Request, Response, Router, Server, StreamResponse, json_response
 from .proxy import Exchange, forward
@@ -34,8 +36,8 @@ class App:
             router.add("POST", route, self._endpoint(kind, route))
         router.add("GET", "/v1/models", self.models)
         router.add_prefix("GET", "/v1/models/", self.model)
-        router.add("GET", "/healthz", healthz)
-        router.add("GET", "/readyz", self.readyz)
+        router.add("GET", gateway_facts.LIVE_PATH, healthz)
+        router.add("GET", gateway_facts.READY_PATH, self.readyz)
         router.add("GET", "/metrics", self.metrics)
         return Server(router, _error_response, lambda: self.state.table.settings.max_body_bytes)
 

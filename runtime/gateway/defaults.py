@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .routes import Alias
+from vilms.compiler.contracts.routes import Route
 
 
-def apply_defaults(body: dict[str, Any], alias: Alias, kind: str) -> None:
+def apply_defaults(body: dict[str, Any], alias: Route, kind: str) -> None:
     """Mutate ``body``: fill params the client did not send; prepend the alias's system prompt
     to a chat that has no system message. ``kind`` is chat, completions or embeddings."""
     if kind == "embeddings":
         return
-    for key, value in alias.params:
+    for key, value in alias.params.items():
         if key not in body:
-            body[key] = list(value) if isinstance(value, list) else value
+            body[key] = list(value) if isinstance(value, tuple) else value
     if kind == "chat" and alias.system:
         messages = body.get("messages")
         if isinstance(messages, list) and not any(

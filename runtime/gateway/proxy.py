@@ -27,12 +27,13 @@ from typing import Any
 
 import orjson
 
+from vilms.compiler.contracts.routes import Route
+
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
 from .defaults import apply_defaults
 from .httpserver import Request, Response, StreamResponse
 from .metrics import GatewayMetrics
-from .routes import Alias
 from .table import BackendRoute, RoutingTable
 from .trimming import fit_request
 from .upstream.base import UpstreamCall, UpstreamStreamError
@@ -131,7 +132,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
     raise _failure_error(failure)
 
 
-def _prepare(kind: str, body: dict[str, Any], alias: Alias, route: BackendRoute,
+def _prepare(kind: str, body: dict[str, Any], alias: Route, route: BackendRoute,
              mode: str) -> tuple[UpstreamCall, list[str]]:
     payload = dict(body)
     apply_defaults(payload, alias, kind)
@@ -149,7 +150,7 @@ def _failure_error(failure: Failure | None) -> ApiError:
 
 
 async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
-                     kind: str, alias: Alias, route: BackendRoute, call: UpstreamCall,
+                     kind: str, alias: Route, route: BackendRoute, call: UpstreamCall,
                      ex: Exchange) -> Response | StreamResponse | Failure:
     balancer = route.balancer
     settings = table.settings

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 from vilms.compiler.errors import ActionError
+from vilms.compiler.facts import gateway as gateway_facts
 from vilms.runtime.logs import log_to_stderr
 
 from .app import App
@@ -26,7 +27,7 @@ SHUTDOWN_GRACE_S = 30.0
 WATCH_INTERVAL_S = 1.0
 
 
-def run(routes_file: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+def run(routes_file: Path, host: str = "127.0.0.1", port: int = gateway_facts.PORT) -> None:
     """Serve until SIGTERM/SIGINT. Raises :class:`VilmsError` before binding if the routes are bad."""
     log_to_stderr("vilms.gateway")
     state = GatewayState(Path(routes_file))  # validates and resolves keys; raises before anything binds

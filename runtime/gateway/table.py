@@ -11,11 +11,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vilms.compiler.contracts.routes import Backend, GatewayRoutes, GatewaySettings, Route
 from vilms.compiler.errors import ActionError
 
 from .auth import KeyCheck
 from .balancer import Balancer, EndpointPool
-from .routes import Alias, Backend, GatewaySettings, Routes
 from .upstream import Engine, engine_for
 
 
@@ -29,7 +29,7 @@ class BackendRoute:
 
 @dataclass(frozen=True, slots=True)
 class RoutingTable:
-    routes: Routes
+    routes: GatewayRoutes
     keys: KeyCheck
     backends: Mapping[str, BackendRoute]
     models_body: bytes
@@ -39,11 +39,11 @@ class RoutingTable:
         return self.routes.gateway
 
     @property
-    def aliases(self) -> Mapping[str, Alias]:
+    def aliases(self) -> Mapping[str, Route]:
         return self.routes.aliases
 
 
-def build_table(routes: Routes, pool: EndpointPool, environ: Mapping[str, str] | None = None) -> RoutingTable:
+def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str, str] | None = None) -> RoutingTable:
     """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing."""
     environ = os.environ if environ is None else environ
     keys = KeyCheck.from_env(routes.gateway.api_keys_env, environ)
@@ -67,7 +67,7 @@ def build_table(routes: Routes, pool: EndpointPool, environ: Mapping[str, str] |
     return RoutingTable(routes=routes, keys=keys, backends=backends, models_body=_models_body(routes))
 
 
-def _models_body(routes: Routes) -> bytes:
+def _models_body(routes: GatewayRoutes) -> bytes:
     data = [
         {"id": alias.name, "object": "model", "created": 0, "owned_by": "vilms",
          "vilms": {"task": alias.task, "context": alias.context, "max_output_tokens": alias.max_output_tokens,

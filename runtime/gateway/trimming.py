@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vilms.compiler.contracts.routes import Route
+
 from .apierrors import ApiError
-from .routes import Alias
 
 MESSAGE_TOKENS = 4
 PRIMING_TOKENS = 3
@@ -69,7 +70,7 @@ def estimate_prompt(prompt: Any) -> int:
     return 0
 
 
-def fit_request(body: dict[str, Any], alias: Alias, kind: str, mode: str) -> list[str]:
+def fit_request(body: dict[str, Any], alias: Route, kind: str, mode: str) -> list[str]:
     """Mutate ``body`` to fit ``alias``; return notes for ``x-vilms-trimmed`` (empty: unchanged)."""
     notes: list[str] = []
     if kind == "embeddings":
@@ -83,11 +84,11 @@ def fit_request(body: dict[str, Any], alias: Alias, kind: str, mode: str) -> lis
     return notes
 
 
-def _budget(alias: Alias) -> int:
+def _budget(alias: Route) -> int:
     return alias.context - MIN_OUTPUT_TOKENS
 
 
-def _overlong(alias: Alias, estimate: int, param: str) -> ApiError:
+def _overlong(alias: Route, estimate: int, param: str) -> ApiError:
     return ApiError(
         400,
         f"This alias serves a context of {alias.context} tokens; the prompt is about {estimate} tokens "
@@ -96,7 +97,7 @@ def _overlong(alias: Alias, estimate: int, param: str) -> ApiError:
     )
 
 
-def _fit_messages(body: dict[str, Any], alias: Alias, mode: str, notes: list[str]) -> int:
+def _fit_messages(body: dict[str, Any], alias: Route, mode: str, notes: list[str]) -> int:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty list.", param="messages")
@@ -168,7 +169,7 @@ def _head(text: str, tokens: int) -> str:
     return data[:limit].decode("utf-8", "ignore")
 
 
-def _fit_completion_prompt(body: dict[str, Any], alias: Alias, mode: str, notes: list[str]) -> int:
+def _fit_completion_prompt(body: dict[str, Any], alias: Route, mode: str, notes: list[str]) -> int:
     prompt = body.get("prompt")
     if prompt is None or prompt == "" or prompt == []:
         raise ApiError(400, "'prompt' is required.", param="prompt")
@@ -184,7 +185,7 @@ def _fit_completion_prompt(body: dict[str, Any], alias: Alias, mode: str, notes:
     return estimate_prompt(new)
 
 
-def _fit_embedding_input(body: dict[str, Any], alias: Alias, mode: str, notes: list[str]) -> None:
+def _fit_embedding_input(body: dict[str, Any], alias: Route, mode: str, notes: list[str]) -> None:
     value = body.get("input")
     if value is None or value == "" or value == []:
         raise ApiError(400, "'input' is required.", param="input")
@@ -201,7 +202,7 @@ def _fit_embedding_input(body: dict[str, Any], alias: Alias, mode: str, notes: l
     notes.append(f"inputs_cut={len(over)}")
 
 
-def _clamp_output(body: dict[str, Any], alias: Alias, prompt_tokens: int, notes: list[str]) -> None:
+def _clamp_output(body: dict[str, Any], alias: Route, prompt_tokens: int, notes: list[str]) -> None:
     limit = max(MIN_OUTPUT_TOKENS, min(alias.max_output_tokens, alias.context - prompt_tokens))
     present = False
     for key in ("max_tokens", "max_completion_tokens"):

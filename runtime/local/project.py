@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vilms.compiler import layout
 from vilms.compiler.errors import ActionError, StaleOutputError, UsageError
+from vilms.compiler.layout import Layout
 from vilms.compiler.suggest import did_you_mean
 
-from .plan import PLAN_FILE
-from .state import RUN_DIR, RunDir
+from .state import RunDir
 
 TARGET = "local"
 
@@ -23,34 +24,36 @@ TARGET = "local"
 @dataclass(frozen=True)
 class Project:
     file: Path  # absolute path of vilms.yaml
-    generated: Path  # its generated/ folder
+    layout: Layout  # its generated/, .vilms/run/, ... (beside the real file, as the compiler writes them)
 
     @classmethod
     def at(cls, file: Path) -> Project:
-        file = Path(file).resolve()  # generated/ lies beside the real file, as the compiler writes it
-        from vilms.compiler.pipeline import OUTPUT_DIR
+        file = Path(file).resolve()
+        return cls(file=file, layout=Layout(file.parent))
 
-        return cls(file=file, generated=file.parent / OUTPUT_DIR)
+    @property
+    def root(self) -> Path:
+        return self.layout.root
 
     def plan_file(self, deployment: str) -> Path:
-        return self.generated / deployment / PLAN_FILE
+        return self.layout.local_plan(deployment)
 
     def run_dir(self, deployment: str) -> RunDir:
-        return RunDir(self.file.parent / RUN_DIR / deployment)
+        return RunDir(self.layout.runner_dir(deployment))
 
     def built(self) -> list[str]:
         """Deployments that have a local.yaml in generated/."""
-        return sorted(p.parent.name for p in self.generated.glob(f"*/{PLAN_FILE}"))
+        return sorted(p.parent.name for p in self.layout.generated.glob(layout.local_plan_path("*")))
 
-    def with_state(self) -> list[str]:
-        """Deployments with a run folder holding state (running, or stale)."""
-        return sorted(p.parent.name for p in (self.file.parent / RUN_DIR).glob("*/state.json"))
+    def with_runs(self) -> list[str]:
+        """Deployments with a run folder (running, stopped, or left by a supervisor that died)."""
+        return sorted(p.name for p in self.layout.runner.glob("*") if p.is_dir())
 
 
 def deployment_to_start(project: Project, name: str | None) -> str:
     """Compile vilms.yaml, pick the target-local deployment to start, and check that
     ``generated/<name>/`` is what vilms.yaml compiles to."""
-    from vilms.compiler.pipeline import OUTPUT_DIR, compile_files
+    from vilms.compiler.pipeline import compile_files
     from vilms.compiler.write import diff_tree
 
     doc, plan, files = compile_files(project.file)
@@ -72,10 +75,10 @@ def deployment_to_start(project: Project, name: str | None) -> str:
         raise ActionError(f"{plan_file} does not exist", hint=f"run `vilms build -f {doc.display_name}` first")
     prefix = f"{name}/"
     mine = {rel[len(prefix):]: data for rel, data in files.items() if rel.startswith(prefix)}
-    drift = diff_tree(project.generated / name, mine)
+    drift = diff_tree(project.layout.generated / name, mine)
     if drift:
-        lines = [f"{OUTPUT_DIR}/{prefix}{d.path}: {d.state}" for d in drift]
-        raise StaleOutputError(f"{OUTPUT_DIR}/{name}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines),
+        lines = [f"{layout.GENERATED}/{prefix}{d.path}: {d.state}" for d in drift]
+        raise StaleOutputError(f"{layout.GENERATED}/{name}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines),
                                hint="run `vilms build`, then `vilms up` again")
     return name
 
@@ -84,7 +87,7 @@ def deployment_in_view(project: Project, name: str | None, *, running: list[str]
     """The deployment `status`/`down` mean: the one named, else the only one running, else
     the only one built. None when nothing is built or running."""
     if name is not None:
-        known = set(project.built()) | set(project.with_state())
+        known = set(project.built()) | set(project.with_runs())
         if name not in known:
             raise UsageError(f"unknown local deployment {name!r}{did_you_mean(name, known)}",
                              hint=f"built: {', '.join(sorted(known))}" if known else "run `vilms build` first")

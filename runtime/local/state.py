@@ -1,27 +1,30 @@
-"""A deployment's run folder, ``.vilms/run/<deployment>/`` beside vilms.yaml.
+"""A deployment's run folder, ``.vilms/run/<deployment>/`` beside vilms.yaml (``Layout.runner_dir``).
 
-``state.json`` is written only by the supervisor, atomically (temp file + rename), and
-read by `vilms up/status/down`. ``lock`` is held (``flock``) by the supervisor for its
-whole life: the kernel drops it when the supervisor dies, however it dies, so "is it
-running" never trusts a pid that may have been reused after a reboot. ``logs/`` keeps one
-log per process plus the supervisor's own. ``.vilms/run/.gitignore`` keeps all of it out
-of git (``.vilms/releases/`` beside it is history meant to be committed).
+``state.json`` (the :data:`~vilms.compiler.contracts.runner_state.RUNNER_STATE` contract) is
+written only by the supervisor, atomically (temp file + rename), and read by `vilms
+up/status/down`. ``lock`` is held (``flock``) by the supervisor for its whole life: the
+kernel drops it when the supervisor dies, however it dies, so "is it running" never trusts
+a pid that may have been reused after a reboot. ``logs/`` keeps one log per process plus
+the supervisor's own. ``.vilms/run/.gitignore`` keeps all of it out of git
+(``.vilms/releases/`` beside it is history meant to be committed).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from vilms.compiler.contracts.runner_state import RUNNER_STATE, RunnerState
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import STATE_FILE
 
-RUN_DIR = ".vilms/run"
+LOCK_FILE = "lock"
+LOGS = "logs"
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,15 @@ class RunDir:
 
     @property
     def state_file(self) -> Path:
-        return self.path / "state.json"
+        return self.path / STATE_FILE
 
     @property
     def lock_file(self) -> Path:
-        return self.path / "lock"
+        return self.path / LOCK_FILE
 
     @property
     def logs(self) -> Path:
-        return self.path / "logs"
+        return self.path / LOGS
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -54,28 +57,41 @@ class RunDir:
             raise ActionError(f"cannot write the run folder {self.path}: {exc.strerror or exc}",
                               hint="the folder of vilms.yaml must be writable for `vilms up`") from None
 
-    def read(self) -> dict[str, Any] | None:
-        """The last state written, or None when there is none (or it is unreadable)."""
+    def read(self) -> RunnerState | None:
+        """The last state the supervisor wrote, or None when there is none. Raises
+        InvalidInputError, located, for a state file this version cannot read (corrupt, or
+        written by another ViLMS version): each caller decides what that means."""
         try:
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            raw = self.state_file.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return state if isinstance(state, dict) else None
+        except OSError:  # a folder, unreadable: the contract's loader says so, located
+            return RUNNER_STATE.load(self.state_file)
+        return RUNNER_STATE.parse(raw, str(self.state_file), file=self.state_file)
 
-    def write(self, state: dict[str, Any]) -> None:
+    def write(self, state: RunnerState) -> None:
+        data = RUNNER_STATE.dump(state)
         self.ensure()
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.path)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state, fh, indent=2, sort_keys=True)
-                fh.write("\n")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, self.state_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def clear(self) -> None:
-        self.state_file.unlink(missing_ok=True)
+        """Remove the state file (whatever is there: it is the runner's own)."""
+        try:
+            self.state_file.unlink(missing_ok=True)
+        except IsADirectoryError:
+            shutil.rmtree(self.state_file)
+        except NotADirectoryError:  # .vilms or the run folder is a file: there is no state
+            pass
+        except OSError as exc:
+            raise ActionError(f"cannot remove {self.state_file}: {exc.strerror or exc}",
+                              hint="remove it by hand") from None
 
     def supervised(self) -> bool:
         """True while a supervisor holds the lock."""

@@ -1,7 +1,7 @@
 """The supervisor: start a local plan's processes in order, keep them running, stop them in order.
 
 Start: every llama.cpp server at once, then wait until each answers its health URL; then
-the gateway, and wait for its ``/readyz``. If any process exits or stays silent past the
+the gateway, and wait for its readiness probe. If any process exits or stays silent past the
 start timeout, everything started so far is stopped and the run fails (no restarts while
 starting: a model that cannot load would only crash again).
 
@@ -24,10 +24,11 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from vilms.compiler.clock import utc_now
+from vilms.compiler.contracts.local_plan import LocalPlan
+from vilms.compiler.contracts.runner_state import ProcessId, ProcessState, RunnerState, StartError
 from vilms.compiler.errors import ActionError
 from vilms.runtime.logs import log_to_stderr
 
@@ -35,7 +36,7 @@ from . import processes
 from .health import probe
 from .launch import GATEWAY, Launch
 from .logfiles import rotate_if_large
-from .plan import LocalPlan
+from .plan import plan_sha256
 from .policy import RestartPolicy
 from .state import RunDir
 
@@ -47,10 +48,6 @@ SERVER_GRACE_S = 10.0
 TICK_S = 0.1
 LOG_CHECK_S = 10.0  # how often logs are checked for rotation
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -68,12 +65,12 @@ class Child:
     ready_by: float = 0.0
     last_exit: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def state(self) -> ProcessState:
         launch = self.launch
-        return {"name": launch.name, "kind": launch.kind, "host": launch.host, "port": launch.port, "url": launch.url,
-                "health_url": launch.health_url, "pid": self.proc.pid if self.proc else None, "ticks": self.ticks,
-                "status": self.status, "restarts": self.restarts, "started_at": self.started_at,
-                "last_exit": self.last_exit, "log": str(self.log_path)}
+        return ProcessState(name=launch.name, kind=launch.kind, host=launch.host, port=launch.port, url=launch.url,
+                            health_url=launch.health_url, pid=self.proc.pid if self.proc else None,
+                            ticks=self.ticks if self.proc else None, state=self.status, restarts=self.restarts,
+                            started_at=self.started_at, last_exit=self.last_exit, log=str(self.log_path))
 
 
 class Supervisor:
@@ -81,6 +78,7 @@ class Supervisor:
                  policy: RestartPolicy | None = None, start_timeout_s: float = START_TIMEOUT_S,
                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         self.plan = plan
+        self.plan_sha256 = plan_sha256(plan)
         self.run_dir = run_dir
         self.project_file = project_file
         self.policy = policy or RestartPolicy()
@@ -89,16 +87,16 @@ class Supervisor:
         self.cwd = cwd
         self.children = [Child(launch, run_dir.log(launch.name)) for launch in launches]
         self.status = "starting"
-        self.started_at = now_iso()
-        self.error: dict[str, Any] | None = None
+        self.started_at = utc_now()
+        self.error: StartError | None = None
         self.stopping = False
-        self._written: dict[str, Any] | None = None
+        self._written: RunnerState | None = None
         self._logs_checked = 0.0
-        self._me = {"pid": os.getpid(), "ticks": processes.start_ticks(os.getpid())}
+        self._me = ProcessId(os.getpid(), processes.start_ticks(os.getpid()))
 
     # -- the whole life --------------------------------------------------------------
 
-    def run(self, on_ready: Callable[[dict[str, Any]], None] | None = None, *, lock: int | None = None) -> int:
+    def run(self, on_ready: Callable[[RunnerState], None] | None = None, *, lock: int | None = None) -> int:
         """Start, supervise until a stop signal, stop. Returns 0, or 1 when the start failed.
 
         ``lock``: the run's lock, already taken by the caller (the descriptor is closed on
@@ -184,7 +182,7 @@ class Supervisor:
 
     def _fail(self, child: Child, message: str) -> None:
         log.error("%s %s", child.launch.name, message)
-        self.error = {"process": child.launch.name, "message": message, "log": str(child.log_path)}
+        self.error = StartError(process=child.launch.name, message=message, log=str(child.log_path))
 
     # -- supervise -------------------------------------------------------------------
 
@@ -237,7 +235,7 @@ class Supervisor:
             child.proc = processes.spawn(child.launch.argv, log=out, env=self.env, cwd=self.cwd)
         child.ticks = processes.start_ticks(child.proc.pid)
         child.started_mono = time.monotonic()
-        child.started_at = now_iso()
+        child.started_at = utc_now()
         if child.status != "restarting":
             child.status = "starting"
         log.info("started %s (pid %d)", child.launch.name, child.proc.pid)
@@ -267,20 +265,20 @@ class Supervisor:
 
     # -- state -----------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> RunnerState:
         gateway = next((c for c in self.children if c.launch.kind == GATEWAY), None)
-        return {
-            "deployment": self.plan.deployment,
-            "project": str(self.project_file),
-            "plan_sha256": self.plan.sha256,
-            "supervisor": self._me,
-            "started_at": self.started_at,
-            "status": self.status,
-            "gateway_url": gateway.launch.url if gateway else None,
-            "error": self.error,
-            "logs": str(self.run_dir.logs),
-            "processes": [c.as_dict() for c in self.children],
-        }
+        return RunnerState(
+            status=self.status,
+            deployment=self.plan.deployment,
+            project=str(self.project_file),
+            plan_sha256=self.plan_sha256,
+            started_at=self.started_at,
+            gateway_url=gateway.launch.url if gateway else None,
+            logs=str(self.run_dir.logs),
+            supervisor=self._me,
+            processes=tuple(c.state() for c in self.children),
+            error=self.error,
+        )
 
     def _write(self) -> None:
         state = self.state()
@@ -306,4 +304,24 @@ def _exit_text(code: int) -> str:
 def _mark(path: Path, text: str) -> None:
     """A line of the supervisor's own in a child's log."""
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"--- vilms {now_iso()}: {text}\n")
+        fh.write(f"--- vilms {utc_now()}: {text}\n")
+
+
+def supervise_deployment(file: Path, deployment: str, *, lock_fd: int | None, timeout_s: float, backoff_s: float,
+                         give_up_after: int) -> int:
+    """The detached supervisor of `vilms up` (command `vilms supervise`): read the same local.yaml
+    the command checked and supervise until SIGTERM. Returns the exit code: 0 after an orderly
+    stop, 1 when the start failed (the error is in state.json for `vilms up`)."""
+    from vilms.compiler.contracts.local_plan import LOCAL_PLAN
+
+    from .launch import launches
+    from .project import Project
+
+    configure_logging()
+    project = Project.at(file)
+    plan = LOCAL_PLAN.load(project.plan_file(deployment))
+    supervisor = Supervisor(plan, launches(plan, project.layout), project.run_dir(deployment), project.file,
+                            policy=RestartPolicy(backoff_s=backoff_s, give_up_after=give_up_after),
+                            start_timeout_s=timeout_s, cwd=project.root)
+    return supervisor.run(lock=lock_fd)
+

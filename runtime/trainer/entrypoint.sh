@@ -12,4 +12,4 @@ case "${1:-}" in
       *) set -- "$@" -f "${VILMS_PROJECT:-/workspace}/vilms.yaml" ;;
     esac ;;
 esac
-exec python -m vilms.trainers "$@"
+exec python -m vilms "$@"

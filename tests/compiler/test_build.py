@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.compiler.minimal import MINIMAL
+from tests.support.runs import write_run
 from vilms.compiler.errors import ActionError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,9 +194,7 @@ def test_release_must_name_a_run_of_that_adapter(project, vilms):
 def test_a_local_run_is_released_only_when_its_gate_allows(project, vilms, gate, ok):
     run_id = "support-v1-20261123T152000Z-1a2b3c"
     path = project(_released(run_id))
-    run = path.parent / "artifacts" / run_id
-    run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"adapter": "support-v1", "status": "completed", "gate": {"status": gate}}))
+    write_run(path.parent, run_id, gate=gate)
     result = vilms("validate", "-f", str(path))
     assert (result.code == 0) is ok, result.err
     if not ok:

@@ -81,7 +81,7 @@ def test_compile_path_never_imports_heavy_modules(tmp_path):
     (tmp_path / "vilms.yaml").write_text(MINIMAL)
     code = (
         "import sys\n"
-        "from vilms.compiler.cli import main\n"
+        "from vilms.cli.main import main\n"
         "try:\n"
         "    main(['build', '-f', sys.argv[1]])\n"
         "except SystemExit:\n"
@@ -98,7 +98,8 @@ def test_compile_path_never_imports_heavy_modules(tmp_path):
 def test_internal_errors_are_short_not_tracebacks(project, monkeypatch, capsys):
     import pytest
 
-    from vilms.compiler import cli, pipeline
+    from vilms.cli import main as cli
+    from vilms.compiler import pipeline
 
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
@@ -120,7 +121,7 @@ def test_a_missing_extra_is_named_not_a_traceback(tmp_path):
     code = (
         "import sys\n"
         "sys.modules['torch'] = None  # as if the train extra were not installed\n"
-        "from vilms.compiler.cli import main\n"
+        "from vilms.cli.main import main\n"
         "main(['build', '-f', sys.argv[1]])\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "vilms.yaml")], capture_output=True, check=False)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.compiler.minimal import MINIMAL
+from tests.support.runs import write_run as write_run_record
+from vilms.compiler.contracts.release_history import ReleaseHistoryEntry
 from vilms.compiler.errors import ActionError
 from vilms.compiler.rollout import rollback_target, set_release
 
@@ -34,19 +36,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed") -> None:
-    """artifacts/<run>/run.json shaped like the trainer writes it (trainers/trainer.py, trainers/gate.py)."""
-    folder = root / "artifacts" / run_id
-    folder.mkdir(parents=True)
-    record = {
-        "run_id": run_id, "project": "acme", "adapter": run_id.rsplit("-", 2)[0], "status": status,
-        "created_at": "2026-11-20T09:15:00Z", "finished_at": "2026-11-20T10:15:00Z" if status == "completed" else None,
-        "method": "qlora", "approvals": [], "sessions": [],
-        "gate": None if gate is None else {
-            "status": gate, "eval_loss": 2.1, "perplexity": 8.2, "max_eval_perplexity": 12.0, "perplexity_passed": gate != "failed",
-            "regression": [], "on_fail": "approval", "reasons": [] if gate == "passed" else ["perplexity 13.1 > 12.0"],
-        },
-    }
-    (folder / "run.json").write_text(json.dumps(record, indent=2))
+    """artifacts/<run>/run.json as the trainer writes it (contract RunRecord)."""
+    write_run_record(root, run_id, status=status, gate=gate)
 
 
 @pytest.fixture
@@ -63,7 +54,8 @@ def history(path: Path) -> list[dict]:
     lines = file.read_text().splitlines() if file.exists() else []
     entries = [json.loads(line) for line in lines]
     for entry in entries:
-        assert list(entry) == ["at", "adapter", "from", "to", "action"]
+        assert list(entry) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action"]
+        assert (entry.pop("apiVersion"), entry.pop("kind")) == ("contracts.vilms.dev/v1", "ReleaseHistoryEntry")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["at"]) and entry["adapter"] == ADAPTER
     return entries
 
@@ -222,7 +214,7 @@ def test_a_corrupt_history_line_is_named(proj, vilms):
     file = proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl"
     file.write_text(file.read_text() + "{not json\n")
     result = vilms("rollback", ADAPTER, "-f", str(proj))
-    assert result.code == 1 and ".vilms/releases/support-v1.jsonl:2: not valid JSON" in result.err
+    assert result.code == 1 and ".vilms/releases/support-v1.jsonl:2:2: not valid JSON" in result.err
     assert proj.read_text() == released(R1)
 
 
@@ -236,7 +228,7 @@ def test_a_stale_generated_is_rebuilt_with_a_warning(proj, vilms):
 
 def test_rollback_target_replays_rollouts_as_a_stack():
     def entry(action, a, b):
-        return {"action": action, "from": a, "to": b}
+        return ReleaseHistoryEntry(at="2026-11-23T15:20:00Z", adapter="x", from_=a, to=b, action=action)
 
     h = [entry("rollout", None, "a"), entry("rollout", "a", "b"), entry("rollback", "b", "a"), entry("rollout", "a", "c")]
     assert rollback_target(h, "c") == (True, "a")
@@ -296,3 +288,33 @@ def test_a_no_op_rollout_still_knows_what_serves_the_adapter(proj, vilms):
     first = rollout(proj, ADAPTER, R1)
     again = rollout(proj, ADAPTER, R1)
     assert not again.changed and again.serving == first.serving and again.serving
+
+
+def test_a_history_written_by_the_previous_version_still_rolls_back(proj, vilms):
+    """Lines without apiVersion (the previous version's) are read as that shape; new lines are whole entries."""
+    proj.write_text(released(R2))
+    file = proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl"
+    file.parent.mkdir(parents=True)
+    old = [{"at": "2026-11-21T09:15:00Z", "adapter": ADAPTER, "from": None, "to": R1, "action": "rollout"},
+           {"at": "2026-11-22T09:15:00Z", "adapter": ADAPTER, "from": R1, "to": R2, "action": "rollout"}]
+    file.write_text("".join(json.dumps(e) + "\n" for e in old))
+    result = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert result.code == 0, result.err
+    assert proj.read_text() == released(R1)
+    lines = file.read_text().splitlines()
+    assert [json.loads(line) for line in lines[:2]] == old  # committed lines are never rewritten
+    new = json.loads(lines[2])
+    assert (new["apiVersion"], new["kind"], new["from"], new["to"], new["action"]) == \
+        ("contracts.vilms.dev/v1", "ReleaseHistoryEntry", R2, R1, "rollback")
+
+
+def test_a_bad_history_line_is_located_and_touches_nothing(proj, vilms):
+    assert vilms("rollout", ADAPTER, R1, "-f", str(proj)).code == 0
+    file = proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl"
+    file.write_text(file.read_text() + "\n" + file.read_text().replace('"rollout"', '"rollup"'))
+    before = tree(proj.parent)
+    result = vilms("rollback", ADAPTER, "-f", str(proj))
+    assert result.code == 1 and "Traceback" not in result.err
+    column = file.read_text().splitlines()[2].index('"rollup"') + 1
+    assert f".vilms/releases/support-v1.jsonl:3:{column}: action: 'rollup' is not one of rollout, rollback" in result.err
+    assert "hint: " in result.err and tree(proj.parent) == before

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.procs import processes_under
 
-CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+CLI = [sys.executable, "-m", "vilms"]
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):

@@ -24,11 +24,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vilms.compiler.contracts.local_plan import LOCAL_PLAN
+
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 pytest.importorskip("httptools")
 
-CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+CLI = [sys.executable, "-m", "vilms"]
 
 
 def _vilms(*args: str, cwd: Path) -> str:
@@ -67,7 +69,7 @@ def _chat(port: int, alias: str) -> dict:
 
 
 def _project(root: Path) -> None:
-    from vilms.runtime.demo import write_demo_project
+    from vilms.cli.demo import write_demo_project
 
     write_demo_project(root, api_keys_env="E2E_KEYS")
 
@@ -86,22 +88,23 @@ def test_train_release_and_serve_through_the_gateway(tmp_path):
     text = (tmp_path / "vilms.yaml").read_text().replace("release: null", f"release: {run_id}")
     (tmp_path / "vilms.yaml").write_text(text)
     _vilms("build", cwd=tmp_path)
-    plan = yaml.safe_load((tmp_path / "generated" / "dev" / "local.yaml").read_text())
+    plan = LOCAL_PLAN.load(tmp_path / "generated" / "dev" / "local.yaml")
     routes = yaml.safe_load((tmp_path / "generated" / "dev" / "gateway" / "routes.yaml").read_text())
     assert routes["aliases"]["support-bot"]["adapter"] == {"name": "support-v1", "released": True}
 
     procs: list[subprocess.Popen] = []
     try:
-        for process in plan["processes"]:
-            command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tmp_path / process["model"]["path"]),
-                       "--model_alias", process["model_alias"], "--n_ctx", str(process["context"]),
-                       "--host", process["host"], "--port", str(process["port"])]
-            for lora in process["lora"]:
+        for server in plan.servers:
+            assert server.model.file is not None
+            command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tmp_path / server.model.file),
+                       "--model_alias", server.model_alias, "--n_ctx", str(server.context),
+                       "--host", server.host, "--port", str(server.port)]
+            for lora in server.lora:
                 command += ["--lora_path", str(tmp_path / lora)]
             proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             procs.append(proc)
-            _wait(f"http://{process['host']}:{process['port']}/v1/models", proc)
-        assert {p["model_alias"]: bool(p["lora"]) for p in plan["processes"]} == {"tiny": False, "support-bot": True}
+            _wait(f"http://{server.host}:{server.port}/v1/models", proc)
+        assert {s.model_alias: bool(s.lora) for s in plan.servers} == {"tiny": False, "support-bot": True}
 
         port = _free_port()
         gateway = subprocess.Popen([*CLI, "serve", "--deployment", "dev", "--port", str(port)], cwd=tmp_path,

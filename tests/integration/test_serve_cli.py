@@ -35,7 +35,7 @@ def _get(url: str, key: str | None = None) -> tuple[int, dict]:
 def test_serve_runs_the_gateway_for_a_built_deployment(tmp_path):
     pytest.importorskip("httptools")
     (tmp_path / "vilms.yaml").write_text(MINIMAL)
-    cli = [sys.executable, "-m", "vilms.compiler.cli"]
+    cli = [sys.executable, "-m", "vilms"]
     subprocess.run([*cli, "build", "-f", str(tmp_path / "vilms.yaml")], check=True, capture_output=True)
     port = _free_port()
     env = {**os.environ, "VILMS_API_KEYS": "k-one,k-two"}
@@ -65,7 +65,7 @@ def test_serve_runs_the_gateway_for_a_built_deployment(tmp_path):
 
 def test_serve_names_the_built_deployments_when_one_is_missing(tmp_path):
     (tmp_path / "vilms.yaml").write_text(MINIMAL)
-    cli = [sys.executable, "-m", "vilms.compiler.cli"]
+    cli = [sys.executable, "-m", "vilms"]
     subprocess.run([*cli, "build", "-f", str(tmp_path / "vilms.yaml")], check=True, capture_output=True)
     result = subprocess.run([*cli, "serve", "--deployment", "prod", "-f", str(tmp_path / "vilms.yaml")], capture_output=True, text=True)
     assert result.returncode == 2

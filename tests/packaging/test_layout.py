@@ -6,7 +6,9 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-FOLDERS = {"compiler": "vilms.compiler", "runtime": "vilms.runtime", "trainers": "vilms.trainers", "templates": "vilms.templates"}
+FOLDERS = {"cli": "vilms.cli", "compiler": "vilms.compiler", "runtime": "vilms.runtime", "trainers": "vilms.trainers",
+           "templates": "vilms.templates"}
+ENTRY = {"vilms": "cli/entry"}  # only __main__.py, for `python -m vilms`
 
 
 def test_every_package_folder_is_listed_in_pyproject():
@@ -17,5 +19,11 @@ def test_every_package_folder_is_listed_in_pyproject():
         for init in (REPO / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(REPO / folder)
             found.add(".".join([package, *rel.parts]))
+    found |= set(ENTRY)
     assert found == listed, f"missing: {sorted(found - listed)}, stale: {sorted(listed - found)}"
-    assert config["package-dir"] == {package: folder for folder, package in FOLDERS.items()}
+    assert config["package-dir"] == {**ENTRY, **{package: folder for folder, package in FOLDERS.items()}}
+
+
+def test_the_entry_folder_holds_only_main():
+    """`vilms` stays a namespace package: the entry folder has a __main__.py and no __init__.py."""
+    assert sorted(p.name for p in (REPO / ENTRY["vilms"]).iterdir() if p.name != "__pycache__") == ["__main__.py"]

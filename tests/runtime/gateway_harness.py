@@ -17,6 +17,8 @@ import aiohttp
 import yaml
 from gateway_fakes import free_port
 
+from vilms.compiler.contracts.contract import API_VERSION
+from vilms.compiler.contracts.routes import Route
 from vilms.runtime.gateway.server import serve
 from vilms.runtime.gateway.state import GatewayState
 
@@ -26,6 +28,14 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
+
+
+def make_route(**fields: Any) -> Route:
+    """A Route for unit tests: fields not given take plain values (the contract itself has no defaults)."""
+    full: dict[str, Any] = {"name": "chat", "backend": "b", "model": "m", "adapter": None, "context": 8192,
+                            "max_output_tokens": 2048, "system": None, "params": {}, "fallbacks": (), "task": "chat"}
+    full.update(fields)
+    return Route(**full)
 
 
 def routes_doc(backends: dict[str, Any], aliases: dict[str, Any], **gateway: Any) -> dict[str, Any]:
@@ -41,7 +51,7 @@ def routes_doc(backends: dict[str, Any], aliases: dict[str, Any], **gateway: Any
         full.update(alias)
         full_aliases[name] = full
     full_backends = {bid: {"api_key_env": None, **b} for bid, b in backends.items()}
-    return {"apiVersion": "vilms/v1", "kind": "GatewayRoutes", "deployment": "test",
+    return {"apiVersion": API_VERSION, "kind": "GatewayRoutes", "deployment": "test",
             "hardware": {"name": "laptop", "kind": "cpu", "memory_bytes": 17179869184},
             "gateway": settings, "backends": full_backends, "aliases": full_aliases}
 

@@ -20,7 +20,7 @@ import pytest
 from tests.support.validators import compose_binary, compose_required_vars
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "vilms.compiler.cli"]
+CLI = [sys.executable, "-m", "vilms"]
 
 FAKE = """#!{python}
 import json, os, subprocess, sys

@@ -108,10 +108,11 @@ def test_unsupported_fields_are_dropped_and_reported(tmp_path):
 
 
 def test_tool_calls_and_images_are_translated_both_ways():
-    from vilms.runtime.gateway.routes import Alias
+    from gateway_harness import make_route
+
     from vilms.runtime.gateway.upstream import ollama_request, ollama_response
 
-    alias = Alias(name="chat", backend="o", model="m", context=1024, max_output_tokens=64)
+    alias = make_route(name="chat", backend="o", model="m", context=1024, max_output_tokens=64)
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "What is this?"},
                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},

@@ -9,6 +9,8 @@ import signal
 from gateway_fakes import FakeVLLM
 from gateway_harness import gateway, routes_doc, run, sse_events, write_routes
 
+from vilms.compiler.contracts.contract import API_VERSION
+
 CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
 
 
@@ -61,7 +63,7 @@ def test_broken_file_keeps_old_table(tmp_path, caplog):
         fake = await FakeVLLM().start()
         async with gateway(tmp_path, doc_for(("chat", fake)), watch_interval_s=0.05) as gw:
             old = gw.state.table
-            gw.routes_file.write_text("aliases: {chat: {backend: nowhere}}\n")
+            gw.routes_file.write_text(f"apiVersion: {API_VERSION}\nkind: GatewayRoutes\naliases: {{chat: {{backend: nowhere}}}}\n")
             await wait_until(lambda: gw.state.metrics.reloads.values.get(("error",), 0) >= 1)
             assert gw.state.reload() is False  # the SIGHUP path, same result
             still = await gw.post("/v1/chat/completions", {**CHAT, "model": "chat"})

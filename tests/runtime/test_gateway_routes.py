@@ -6,7 +6,8 @@ import pytest
 import yaml
 from gateway_harness import routes_doc
 
-from vilms.compiler.errors import ActionError
+from vilms.compiler.contracts.contract import API_VERSION
+from vilms.compiler.errors import InvalidInputError
 from vilms.runtime.gateway.routes import load_routes, parse_routes
 
 CONTRACT = """\
@@ -31,7 +32,7 @@ aliases:
     params: {}
     system: You help customers.
     task: chat
-apiVersion: vilms/v1
+apiVersion: contracts.vilms.dev/v1
 backends:
   ollama:
     api_key_env: null
@@ -60,30 +61,30 @@ def test_contract_example_loads():
     assert routes.gateway.api_keys_env == "VILMS_API_KEYS" and routes.gateway.retries == 2
     assert routes.backends["ollama"].endpoints == ("http://ollama:11434",)
     chat, bot = routes.aliases["chat"], routes.aliases["support-bot"]
-    assert chat.params == (("temperature", 0.2),) and chat.servable
+    assert dict(chat.params) == {"temperature": 0.2} and chat.servable
     assert bot.adapter is not None and bot.adapter.name == "support-v1" and not bot.servable
     assert bot.fallbacks == ("chat",) and bot.system == "You help customers."
 
 
 def _error(text: str) -> str:
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(InvalidInputError) as err:
         parse_routes(text, "routes.yaml")
-    assert err.value.hint
-    return err.value.message
+    assert err.value.hint and "vilms build" in err.value.hint
+    return err.value.render()
 
 
 def test_unknown_key_is_reported_with_position_and_suggestion():
     message = _error(CONTRACT.replace("  retries: 2", "  retrys: 2"))
-    assert "routes.yaml:39:3: gateway.retrys: unknown key (did you mean 'retries'?)" in message
+    assert "routes.yaml:39:3: gateway.retrys: unknown key 'retrys' (did you mean 'retries'?)" in message
 
 
 def test_wrong_type_and_bad_choice_are_each_reported():
     text = CONTRACT.replace("context: 8192\n    fallbacks: []", "context: big\n    fallbacks: []")
     text = text.replace("balance: round_robin", "balance: random")
     message = _error(text)
-    assert "(2 problems)" in message
-    assert "aliases.chat.context: expected an integer, got a string 'big'" in message
-    assert "gateway.balance: must be one of round_robin, least_inflight; got 'random'" in message
+    assert "2 problems found" in message
+    assert "routes.yaml:5:14: aliases.chat.context: must be an integer, not a string" in message
+    assert "routes.yaml:31:12: gateway.balance: 'random' is not one of round_robin, least_inflight" in message
 
 
 def test_dangling_references_are_errors():
@@ -96,7 +97,8 @@ def test_dangling_references_are_errors():
 
 def test_endpoint_with_v1_suffix_is_an_error():
     message = _error(CONTRACT.replace('["http://ollama:11434"]', '["http://ollama:11434/v1"]'))
-    assert "give the base URL without the /v1 suffix" in message
+    assert "routes.yaml:26:17: backends.ollama.endpoints[0]: 'http://ollama:11434/v1' is not a valid entry of endpoints" in message
+    assert "without the /v1 suffix" in message
 
 
 def test_duplicate_key_is_a_located_error():
@@ -116,14 +118,18 @@ def test_self_fallback_and_max_output_over_context():
 def test_not_yaml_and_missing_file(tmp_path):
     message = _error("aliases: [unclosed")
     assert "routes.yaml:1:10: YAML syntax error: this '[' is never closed" in message
-    with pytest.raises(ActionError) as err:
+    with pytest.raises(InvalidInputError) as err:
         load_routes(tmp_path / "nope.yaml")
-    assert "cannot read routes file" in err.value.message and "vilms build" in (err.value.hint or "")
+    assert f"{tmp_path / 'nope.yaml'}: file not found" in err.value.render() and "vilms build" in (err.value.hint or "")
 
 
-def test_wrong_api_version_and_unknown_params():
-    text = CONTRACT.replace("apiVersion: vilms/v1", "apiVersion: vilms/v2").replace(
-        "params: {temperature: 0.2}", "params: {temprature: 0.2}")
-    message = _error(text)
-    assert "apiVersion: must be 'vilms/v1'" in message
-    assert "aliases.chat.params.temprature: unknown key (did you mean 'temperature'?)" in message
+def test_a_file_of_another_version_says_rebuild():
+    message = _error(CONTRACT.replace(f"apiVersion: {API_VERSION}", "apiVersion: vilms/v1"))
+    assert "routes.yaml:22:13: apiVersion: written by another ViLMS version (apiVersion 'vilms/v1'); " \
+           f"this ViLMS reads {API_VERSION}\n" in message
+    assert message.endswith("hint: run `vilms build` with this version of ViLMS")
+
+
+def test_unknown_params_are_named():
+    message = _error(CONTRACT.replace("params: {temperature: 0.2}", "params: {temprature: 0.2}"))
+    assert "aliases.chat.params.temprature: unknown key 'temprature' (did you mean 'temperature'?)" in message

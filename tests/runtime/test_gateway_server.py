@@ -15,12 +15,13 @@ import aiohttp
 from gateway_fakes import FakeVLLM, free_port
 from gateway_harness import routes_doc, run, sse_events, write_routes
 
+from vilms.compiler.contracts.contract import API_VERSION
 from vilms.runtime.gateway.telemetry import Telemetry
 
 
 def start(routes_file, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     return subprocess.Popen(
-        [sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes_file), "--host", "127.0.0.1",
+        [sys.executable, "-m", "vilms", "serve", "--routes", str(routes_file), "--host", "127.0.0.1",
          "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True)
 
@@ -61,7 +62,7 @@ def test_refuses_to_start_when_key_env_is_empty(tmp_path):
                      {"chat": {"backend": "v", "model": "m"}}, api_keys_env="GW_TEST_KEYS")
     routes_file = write_routes(tmp_path / "routes.yaml", doc)
     env = {k: v for k, v in os.environ.items() if k != "GW_TEST_KEYS"}
-    proc = subprocess.run([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes_file),
+    proc = subprocess.run([sys.executable, "-m", "vilms", "serve", "--routes", str(routes_file),
                            "--port", str(free_port())], capture_output=True, text=True, timeout=20, env=env)
     assert proc.returncode == 1
     assert "GW_TEST_KEYS" in proc.stderr and "unset or empty" in proc.stderr
@@ -70,8 +71,8 @@ def test_refuses_to_start_when_key_env_is_empty(tmp_path):
 
 def test_bad_routes_file_is_a_clear_error(tmp_path):
     routes_file = tmp_path / "routes.yaml"
-    routes_file.write_text("apiVersion: vilms/v1\nkind: GatewayRoutes\n")
-    proc = subprocess.run([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes_file)],
+    routes_file.write_text(f"apiVersion: {API_VERSION}\nkind: GatewayRoutes\n")
+    proc = subprocess.run([sys.executable, "-m", "vilms", "serve", "--routes", str(routes_file)],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
     assert f"{routes_file}" in proc.stderr and "missing required key 'aliases'" in proc.stderr
@@ -88,7 +89,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes_file),
+        proc = subprocess.run([sys.executable, "-m", "vilms", "serve", "--routes", str(routes_file),
                                "--port", str(port)], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr

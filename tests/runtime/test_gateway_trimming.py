@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 from gateway_fakes import FakeVLLM
-from gateway_harness import gateway, routes_doc, run
+from gateway_harness import gateway, make_route, routes_doc, run
 
 from vilms.runtime.gateway.apierrors import ApiError
-from vilms.runtime.gateway.routes import Alias
 from vilms.runtime.gateway.trimming import estimate_messages, estimate_text, fit_request
 
-ALIAS = Alias(name="chat", backend="b", model="m", context=100, max_output_tokens=40)
+ALIAS = make_route(name="chat", backend="b", model="m", context=100, max_output_tokens=40)
 
 
 def test_estimate_is_bytes_over_three_rounded_up():
@@ -108,8 +107,8 @@ def test_through_gateway_header_reports_changes(tmp_path):
 def test_params_and_system_defaults_client_wins():
     from vilms.runtime.gateway.defaults import apply_defaults
 
-    alias = Alias(name="a", backend="b", model="m", context=100, max_output_tokens=10, system="SYS",
-                  params=(("temperature", 0.2), ("top_p", 0.5)))
+    alias = make_route(name="a", backend="b", model="m", context=100, max_output_tokens=10, system="SYS",
+                       params={"temperature": 0.2, "top_p": 0.5})
     body = {"messages": [{"role": "user", "content": "x"}], "temperature": 0.9}
     apply_defaults(body, alias, "chat")
     assert body["temperature"] == 0.9 and body["top_p"] == 0.5

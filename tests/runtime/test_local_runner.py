@@ -34,6 +34,7 @@ from local_project import (
 )
 
 from tests.conftest import run_vilms
+from vilms.compiler.contracts.runner_state import RUNNER_STATE
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("httptools")
@@ -120,6 +121,10 @@ def test_up_serves_chat_reports_healthy_and_down_stops_everything(project, gatew
     state_file = project / ".vilms" / "run" / "dev" / "state.json"
     assert state_file.is_file() and (project / ".vilms" / "run" / "dev" / "logs" / "llamacpp-tiny.log").stat().st_size > 0
     assert API_KEY not in state_file.read_text()  # secrets travel in the environment only
+    state = RUNNER_STATE.load(state_file)  # the real file loads through its contract
+    assert state.status == "running" and state.supervisor.pid == report["supervisor_pid"]
+    assert {p.name: p.pid for p in state.processes} == {name: p["pid"] for name, p in procs.items()}
+    assert state.gateway_url == f"http://127.0.0.1:{gateway_port}" and state.error is None
     assert (project / ".vilms" / "run" / ".gitignore").read_text().endswith("*\n")  # run state stays out of git
 
     text = vilms(project, "status")
@@ -147,14 +152,14 @@ def test_up_serves_chat_reports_healthy_and_down_stops_everything(project, gatew
 
 
 def test_two_concurrent_ups_start_one_supervisor(project, gateway_port):
-    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    argv = [sys.executable, "-m", "vilms", "up"]
     env = {**os.environ, **ENV}
     procs = [subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
     assert [code for code, _out, _err in results] == [0, 0], results
     assert sum("is already" in out for _code, out, _err in results) == 1, results
-    supervisors = [cmd for cmd in processes_under(project).values() if "vilms.runtime.local" in cmd]
+    supervisors = [cmd for cmd in processes_under(project).values() if "-m vilms supervise" in cmd]
     assert len(supervisors) == 1, supervisors
     assert chat(gateway_port)[0] == 200
 
@@ -209,7 +214,7 @@ def test_a_dead_supervisor_takes_its_children_along_and_its_state_is_cleaned(pro
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project, gateway_port):
-    proc = subprocess.Popen([sys.executable, "-m", "vilms.compiler.cli", "up", "--foreground"], cwd=project,
+    proc = subprocess.Popen([sys.executable, "-m", "vilms", "up", "--foreground"], cwd=project,
                             env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -355,23 +360,6 @@ def test_restart_policy_backs_off_exponentially_and_gives_up():
     assert policy.crashes_after(4, ran_for_s=600.0) == 1  # a long run resets the count
 
 
-def test_a_broken_local_plan_is_reported_with_positions(tmp_path):
-    from vilms.compiler.errors import ActionError
-    from vilms.runtime.local.plan import load_plan
-
-    file = tmp_path / "local.yaml"
-    file.write_text("apiVersion: vilms/v1\nkind: LocalPlan\ndeployment: dev\nprocesses:\n"
-                    "- {name: a, kind: llamacpp, model_alias: a, model: {path: m.gguf}, context: 0, threads: 2,\n"
-                    "   parallel: 1, lora: [], host: 127.0.0.1, port: 70000, colour: red}\n"
-                    "gateway: {host: 127.0.0.1, port: 8080}\n")
-    with pytest.raises(ActionError) as err:
-        load_plan(file)
-    text = err.value.render()
-    assert f"{file}:5:" in text and "processes[0].context: expected a positive integer, got 0" in text
-    assert "processes[0].port: expected a port number" in text and "processes[0].colour: unknown key" in text
-    assert "gateway: missing required key 'routes'" in text
-
-
 def test_a_symlinked_vilms_yaml_finds_the_build_beside_the_real_file(project, tmp_path):
     """`vilms build` writes generated/ beside the real file; the runner must look there too."""
     link_dir = tmp_path / "elsewhere"
@@ -400,18 +388,19 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
     timeout (here 3 s, longer than the 2 s that makes a crash quick): it ends marked failed."""
     import threading
 
+    from vilms.compiler.contracts.local_plan import LocalGateway, LocalPlan, Server, Weights
     from vilms.runtime.local.launch import Launch
-    from vilms.runtime.local.plan import GatewaySpec, LocalPlan
     from vilms.runtime.local.policy import RestartPolicy
     from vilms.runtime.local.state import RunDir
     from vilms.runtime.local.supervisor import Supervisor
 
-    server = tmp_path / "server.py"
-    server.write_text(HANGS_AFTER_FIRST_START)
+    script = tmp_path / "server.py"
+    script.write_text(HANGS_AFTER_FIRST_START)
     port = _free_port()
-    launch = Launch("srv", "llamacpp", (sys.executable, str(server), str(port), str(tmp_path / "started")),
+    launch = Launch("srv", "llamacpp", (sys.executable, str(script), str(port), str(tmp_path / "started")),
                     "127.0.0.1", port, "/")
-    plan = LocalPlan("hang", (), GatewaySpec("127.0.0.1", 1, "x"), tmp_path / "local.yaml", "0")
+    server = Server("srv", "srv", Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", port)
+    plan = LocalPlan("hang", (server,), LocalGateway("127.0.0.1", 1, "hang/gateway/routes.yaml"))
     supervisor = Supervisor(plan, [launch], RunDir(tmp_path / "run"), tmp_path / "vilms.yaml",
                             policy=RestartPolicy(backoff_s=0.1, quick_s=2, give_up_after=3), start_timeout_s=3)
     seen: dict[str, object] = {}
@@ -435,7 +424,7 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
 def test_an_up_that_joins_a_failing_start_fails_too(project):
     model = project / "models" / "tiny.gguf"
     model.write_bytes(model.read_bytes()[:1000])  # a truncated GGUF: llama.cpp refuses it
-    argv = [sys.executable, "-m", "vilms.compiler.cli", "up"]
+    argv = [sys.executable, "-m", "vilms", "up"]
     env = {**os.environ, **ENV}
     first = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: (project / ".vilms" / "run" / "dev" / "lock").exists(), timeout_s=20, interval_s=0.02)

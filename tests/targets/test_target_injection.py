@@ -224,7 +224,7 @@ def test_representable_values_are_accepted_for_ollama(tmp_path):
 def test_cli_reports_the_location_and_exits_1(tmp_path):
     file = _write(tmp_path, project("system-ollama", "cr\rreturn"))
     text = file.read_text()
-    result = subprocess.run([sys.executable, "-m", "vilms.compiler.cli", "validate", "-f", str(file)],
+    result = subprocess.run([sys.executable, "-m", "vilms", "validate", "-f", str(file)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "system:" in l)

@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from vilms.trainers import runs
-from vilms.trainers.__main__ import main
+from tests.support.runs import write_run
+from vilms.cli.main import run as main
+from vilms.compiler.contracts.contract import API_VERSION
+from vilms.compiler.contracts.run_record import RUN_RECORD
+from vilms.compiler.layout import Layout
 
 from .conftest import write_project
 
 
 def test_commands_module_does_not_import_torch() -> None:
     code = (
-        "import sys, vilms.trainers.commands, vilms.trainers.__main__; "
+        "import sys, vilms.cli.main; "
         "bad = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'numpy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -37,7 +40,7 @@ def test_missing_training_config_exit_1(capsys: pytest.CaptureFixture[str], tmp_
     (tmp_path / "vilms.yaml").write_text("project: x\n")
     assert main(["train", "nope", "-f", str(tmp_path / "vilms.yaml")]) == 1
     err = capsys.readouterr().err
-    assert "training config not found" in err and "vilms build" in err
+    assert f"training config not found: {tmp_path / 'generated' / 'training' / 'nope.yaml'}" in err and "vilms build" in err
     assert "Traceback" not in err
 
 
@@ -72,27 +75,22 @@ def test_data_check_and_manifest(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 def test_approve_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "vilms.yaml").write_text("project: x\n")
-    run_id, path = runs.create_run_dir(tmp_path, "sup")
-    runs.write_record(
-        path,
-        {"run_id": run_id, "adapter": "sup", "status": "completed", "gate": {"status": "failed", "on_fail": "reject"}},
-    )
-    assert main(["approve", run_id, "--reason", "ok", "-f", str(tmp_path / "vilms.yaml")]) == 1
+    file = ["-f", str(tmp_path / "vilms.yaml")]
+    run_id = "sup-20261120T091500Z-1a2b3c"
+    write_run(tmp_path, run_id, gate="failed")
+    assert main(["approve", run_id, "--reason", "ok", *file]) == 1
     assert "on_fail is reject" in capsys.readouterr().err
-    runs.write_record(
-        path,
-        {
-            "run_id": run_id,
-            "adapter": "sup",
-            "status": "completed",
-            "gate": {"status": "needs_approval", "on_fail": "approval"},
-        },
-    )
-    assert main(["approve", run_id, "--reason", "checked by hand", "-f", str(tmp_path / "vilms.yaml")]) == 0
-    assert runs.load_run(tmp_path, run_id).releasable
-    record = json.loads((path / "run.json").read_text())
-    assert record["approvals"][0]["reason"] == "checked by hand"
-    assert main(["approve", "not-a-run", "--reason", "x", "-f", str(tmp_path / "vilms.yaml")]) == 1
+    write_run(tmp_path, run_id, gate="needs_approval")
+    assert main(["approve", run_id, "--reason", "checked by hand", *file]) == 0
+    assert capsys.readouterr().out.startswith(f"approved {run_id} by ")
+    record = RUN_RECORD.load(Layout(tmp_path).run_record(run_id))
+    assert record.releasable and record.approvals[0].reason == "checked by hand"
+    assert main(["approve", "not-a-run", "--reason", "x", *file]) == 1
+    assert "not a run id: 'not-a-run'" in capsys.readouterr().err
+    Layout(tmp_path).run_record(run_id).write_text(json.dumps({"apiVersion": API_VERSION, "kind": "RunRecord"}))
+    assert main(["approve", run_id, "--reason", "x", *file]) == 1
+    err = capsys.readouterr().err
+    assert "run.json:1:1: missing required key 'adapter'" in err and "Traceback" not in err
 
 
 @pytest.mark.heavy
@@ -102,7 +100,7 @@ def test_train_all_in_parallel(tiny_model: Path, tmp_path: Path) -> None:
     project = write_project(tmp_path / "proj", tiny_model, small, adapter="alpha")
     write_project(tmp_path / "proj", tiny_model, small, adapter="beta")
     proc = subprocess.run(
-        [sys.executable, "-m", "vilms.trainers", "train", "--all", "-j", "2", "-f", str(project)],
+        [sys.executable, "-m", "vilms", "train", "--all", "-j", "2", "-f", str(project)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -113,9 +111,9 @@ def test_train_all_in_parallel(tiny_model: Path, tmp_path: Path) -> None:
     run_dirs = sorted((tmp_path / "proj" / "artifacts").iterdir())
     assert [d.name.split("-2")[0] for d in run_dirs] == ["alpha", "beta"]
     for run in run_dirs:
-        record = json.loads((run / "run.json").read_text())
-        assert record["status"] == "completed" and record["run_id"] == run.name
-        assert run.name.startswith(record["adapter"] + "-")
+        record = RUN_RECORD.load(run / "run.json")
+        assert record.status == "completed" and record.run_id == run.name
+        assert run.name.startswith(record.adapter + "-")
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["steps"] == 12
         assert (run / "adapter" / "adapter_model.safetensors").is_file()

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.runs import write_run
+from vilms.compiler.contracts.run_record import RUN_RECORD, VllmCheck
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import Layout
 from vilms.compiler.modelfile_syntax import parse
 from vilms.trainers.chat_templates import TEMPLATES
 from vilms.trainers.export.modelfile import render_modelfile
@@ -74,7 +77,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     changes["base_model"] = {"family": request.param}
     project = write_project(tmp_path_factory.mktemp("export") / "proj", tiny_model, changes)
     run_id = train_adapter(project, "tiny-v1", show_progress=False)
-    section = export_run(project.parent, run_id, gguf=True, quantize=["Q8_0"], outtype="f32")
+    section = export_run(Layout.of(project), run_id, gguf=True, quantize=["Q8_0"], outtype="f32")
     base_gguf = write_llama_gguf(tiny_model, tmp_path_factory.mktemp("base") / "base.gguf", "f32")
     return {
         "run": project.parent / "artifacts" / run_id,
@@ -146,7 +149,7 @@ def test_quantized_gguf_and_layout(exported: dict[str, Any]) -> None:
     import numpy as np
 
     run = exported["run"]
-    files = exported["section"]["files"]
+    files = exported["section"].files
     for name in (
         "merged/model.safetensors",
         "merged/config.json",
@@ -166,20 +169,19 @@ def test_quantized_gguf_and_layout(exported: dict[str, Any]) -> None:
     parsed = parse_modelfile((run / "gguf" / "Modelfile").read_text())
     assert parsed[0] == ("FROM", "./model.gguf")
     assert ("TEMPLATE", TEMPLATES["chatml"].ollama) in parsed
-    record = json.loads((run / "run.json").read_text())
-    assert record["export"]["vllm"] == {"compatible": True, "max_lora_rank": 8, "problems": []}
+    record = RUN_RECORD.load(run / "run.json")
+    assert record.export == exported["section"]
+    assert record.export.vllm == VllmCheck(compatible=True, max_lora_rank=8, problems=())
     config = json.loads((run / "merged" / "config.json").read_text())
     assert config.get("quantization_config") is None  # merged unquantized
 
 
 @pytest.mark.heavy
 def test_export_of_unfinished_run_is_refused(tiny_model: Path, tmp_path: Path) -> None:
-    from vilms.compiler.errors import ActionError
-    from vilms.trainers import runs
     from vilms.trainers.export.pipeline import export_run
 
-    root = tmp_path / "proj"
-    run_id, path = runs.create_run_dir(root, "tiny-v1")
-    runs.write_record(path, {"run_id": run_id, "adapter": "tiny-v1", "status": "running"})
-    with pytest.raises(ActionError, match="not completed"):
-        export_run(root, run_id)
+    run_id = "tiny-v1-20261120T091500Z-1a2b3c"
+    write_run(tmp_path, run_id, status="interrupted", gate=None)
+    with pytest.raises(ActionError, match="run tiny-v1-20261120T091500Z-1a2b3c is interrupted, not completed") as info:
+        export_run(Layout(tmp_path), run_id)
+    assert info.value.hint == "finish it with `vilms train tiny-v1 --resume`"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from vilms.compiler.contracts.run_record import RUN_RECORD
+
 from .conftest import write_project
 
 pytestmark = pytest.mark.heavy
@@ -36,7 +38,7 @@ def _env() -> dict[str, str]:
 
 def _train(project: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "vilms.trainers", "train", "tiny-v1", "-f", str(project), "--no-progress", *extra],
+        [sys.executable, "-m", "vilms", "train", "tiny-v1", "-f", str(project), "--no-progress", *extra],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -97,14 +99,14 @@ def test_killed_run_resumes_exactly(sig: signal.Signals, reference: Path, tiny_m
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     run = _only_run(project.parent)
-    record = json.loads((run / "run.json").read_text())
+    record = RUN_RECORD.load(run / "run.json")
     assert not (run / "metrics.json").exists() and not (run / "adapter").exists()  # really interrupted mid-way
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
-        assert record["status"] == "running"  # nobody could record anything
+        assert record.status == "running"  # nobody could record anything
     else:
         assert proc.returncode == 1, out.decode()
-        assert record["status"] == "interrupted"
+        assert record.status == "interrupted"
         assert "stopped by SIGTERM" in out.decode() and "--resume" in out.decode()
     steps = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
     assert steps and steps[-1] < 120
@@ -115,8 +117,8 @@ def test_killed_run_resumes_exactly(sig: signal.Signals, reference: Path, tiny_m
     assert resumed.returncode == 0, out.decode()
     assert _only_run(project.parent) == run
     _assert_identical(run, reference)
-    record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "completed" and [s["resumed"] for s in record["sessions"]] == [False, True]
+    record = RUN_RECORD.load(run / "run.json")
+    assert record.status == "completed" and [s.resumed for s in record.sessions] == [False, True]
 
 
 def test_resume_without_an_unfinished_run_starts_a_new_one(
@@ -128,8 +130,8 @@ def test_resume_without_an_unfinished_run_starts_a_new_one(
     project = write_project(tmp_path / "proj", tiny_model, {"training": {"max_steps": 4}})
     run_id = train_adapter(project, "tiny-v1", resume=True, show_progress=False)
     assert "no unfinished run to resume; starting a new run" in capsys.readouterr().err
-    record = json.loads((tmp_path / "proj" / "artifacts" / run_id / "run.json").read_text())
-    assert record["status"] == "completed" and [s["resumed"] for s in record["sessions"]] == [False]
+    record = RUN_RECORD.load(tmp_path / "proj" / "artifacts" / run_id / "run.json")
+    assert record.status == "completed" and [s.resumed for s in record.sessions] == [False]
     # a completed run is never resumed: the next --resume starts another run
     second = train_adapter(project, "tiny-v1", resume=True, show_progress=False)
     assert second != run_id

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from vilms.cli.training import data
 from vilms.compiler.errors import DatasetError, UsageError
-from vilms.trainers.commands import data
 from vilms.trainers.sanitize import find, parse_user_patterns, sanitize_file
 
 PRIVATE_KEY = (

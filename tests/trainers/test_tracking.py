@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vilms.compiler.contracts.training_config import MlflowSpec
 from vilms.trainers.tracking import log_run, require_mlflow
 
 
@@ -29,7 +30,7 @@ def test_log_run_calls_mlflow(tmp_path: Path, monkeypatch: Any) -> None:
     fake.log_artifact = lambda p: calls.append(("artifact", Path(p).name))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mlflow", fake)
 
-    require_mlflow({"tracking_uri": "file:mlruns", "experiment": "acme"})
+    require_mlflow(MlflowSpec(tracking_uri="file:mlruns", experiment="acme"))
     (tmp_path / "metrics.json").write_text("{}")
     metrics = {
         "train_loss": {"history": [[1, 2.0], [2, 1.5]]},
@@ -41,7 +42,7 @@ def test_log_run_calls_mlflow(tmp_path: Path, monkeypatch: Any) -> None:
         "wall_time_seconds": 3.0,
     }
     log_run(
-        {"tracking_uri": "file:mlruns", "experiment": "acme"},
+        MlflowSpec(tracking_uri="file:mlruns", experiment="acme"),
         tmp_path,
         "sup-1",
         {"r": 8},

@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
+from vilms.compiler.contracts.run_record import RUN_RECORD
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.errors import ActionError, DatasetError
-from vilms.trainers import runs
+from vilms.compiler.layout import Layout
+from vilms.compiler.runs import release_status
+from vilms.trainers.approval import approve
 
 from .conftest import QLORA, write_project
 
@@ -21,7 +25,7 @@ FAST = {
     "lora": {"target_modules": ALL_LINEAR},
     "gate": {
         "max_eval_perplexity": 1.0e6,
-        "regression": [{"prompt": "How do I reset my password?", "expect_substring": "zebra-unicorn"}],
+        "regression": [{"prompt": "How do I reset my password?", "expect_substring": "zebra-unicorn", "expect_exact": None}],
         "on_fail": "approval",
     },
 }
@@ -62,23 +66,62 @@ def test_lora_loss_falls_and_artifacts_are_complete(lora_run: tuple[Path, str]) 
         "state.json",
         "trainable.safetensors",
     ]
-    record = json.loads((run / "run.json").read_text())
+    record = RUN_RECORD.load(run / "run.json")
     cfg_bytes = (root / "generated" / "training" / "tiny-v1.yaml").read_bytes()
     import hashlib
 
-    assert record["config_sha256"] == hashlib.sha256(cfg_bytes).hexdigest()
-    assert record["dataset"]["sha256"] == hashlib.sha256((root / "data" / "support.jsonl").read_bytes()).hexdigest()
-    assert record["base_model"]["source"] == "file:models/tiny"
-    assert record["libraries"]["torch"] and record["libraries"]["peft"] and record["libraries"]["transformers"]
-    assert record["hardware"]["profile"]["name"] == "laptop"
-    assert record["status"] == "completed"
+    assert (run / "training.yaml").read_bytes() == cfg_bytes
+    assert record.config_sha256 == hashlib.sha256(cfg_bytes).hexdigest()
+    assert record.dataset.sha256 == hashlib.sha256((root / "data" / "support.jsonl").read_bytes()).hexdigest()
+    assert record.base_model.source == "file:models/tiny"
+    assert record.libraries["torch"] and record.libraries["peft"] and record.libraries["transformers"]
+    assert record.hardware.profile == "laptop" and record.hardware.host.torch_device == "cpu"
+    assert record.status == "completed" and record.finished_at is not None
+    assert record.metrics is not None and record.metrics.steps == 60 and record.metrics.train_examples == 56
     # the gate: perplexity ceiling met, the regression answer cannot contain 'zebra-unicorn' → approval needed
-    gate = record["gate"]
-    assert gate["perplexity_passed"] is True
-    assert gate["regression"][0]["passed"] is False
-    assert gate["status"] == "needs_approval"
-    status = runs.load_run(root, run_id)
+    gate = record.gate
+    assert gate is not None and gate.perplexity_passed is True
+    assert gate.regression[0].passed is False
+    assert gate.status == "needs_approval"
+    status = release_status(root, run_id)
     assert not status.releasable
+
+
+# an adapter that names no hardware profile: it trains on the machine the trainer runs on
+NO_HARDWARE = """\
+apiVersion: vilms/v1
+project: acme
+models:
+  tiny: {source: "file:models/tiny", family: llama, context: 256, chat_template: chatml}
+datasets:
+  support: {path: data/support.jsonl, format: chat}
+adapters:
+  tiny-v1:
+    base: tiny
+    dataset: support
+    method: lora
+    lora: {r: 4, target_modules: [q_proj, v_proj]}
+    training: {max_steps: 4, batch_size: 4, seq_len: 128, save_steps: 100, eval_steps: 100, gradient_checkpointing: false}
+"""
+
+
+def test_an_adapter_without_hardware_builds_and_trains(tiny_model: Path, tmp_path: Path, vilms: Any) -> None:
+    """Regression: `vilms build` wrote hardware: null and `vilms train` refused it
+    ("hardware: expected a mapping, got null")."""
+    pytest.importorskip("peft")
+    project = write_project(tmp_path / "proj", tiny_model)  # the model link and the dataset
+    project.write_text(NO_HARDWARE)
+    assert (built := vilms("build", "-f", str(project))).code == 0, built.err
+    config = TRAINING_CONFIG.load(Layout.of(project).training_config("tiny-v1"))
+    assert config.hardware is None
+    trained = vilms("train", "tiny-v1", "-f", str(project), "--no-progress", timeout=300,
+                        env={"HF_HUB_OFFLINE": "1", "VILMS_TORCH_THREADS": "1"})
+    assert trained.code == 0, trained.err
+    (run,) = (tmp_path / "proj" / "artifacts").iterdir()
+    assert f"tiny-v1: run {run.name} completed; gate passed" in trained.out
+    record = RUN_RECORD.load(run / "run.json")
+    assert record.hardware.profile is None and record.hardware.host.torch_device == "cpu"
+    assert record.metrics is not None and record.metrics.steps == 4
 
 
 def test_approve_releases_a_run(lora_run: tuple[Path, str], tmp_path: Path) -> None:
@@ -89,12 +132,12 @@ def test_approve_releases_a_run(lora_run: tuple[Path, str], tmp_path: Path) -> N
     shutil.copytree(
         root / "artifacts" / run_id, copy / "artifacts" / run_id, ignore=shutil.ignore_patterns("merged", "gguf")
     )
-    decision = runs.approve(copy, run_id, "reviewed the answers by hand")
-    assert decision["reason"] == "reviewed the answers by hand" and decision["who"]
-    status = runs.load_run(copy, run_id)
+    decision = approve(Layout(copy), run_id, "reviewed the answers by hand")
+    assert decision.reason == "reviewed the answers by hand" and decision.who
+    status = release_status(copy, run_id)
     assert status.gate_status == "approved" and status.releasable
     with pytest.raises(ActionError, match="already approved"):
-        runs.approve(copy, run_id, "again")
+        approve(Layout(copy), run_id, "again")
 
 
 def test_qlora_trains_in_4bit_and_loss_falls(tiny_model: Path, tmp_path: Path) -> None:
@@ -115,15 +158,15 @@ def test_qlora_trains_in_4bit_and_loss_falls(tiny_model: Path, tmp_path: Path) -
     metrics = json.loads((tmp_path / "proj" / "artifacts" / run_id / "metrics.json").read_text())
     first, last = falling(metrics["train_loss"]["history"])
     assert last < first - 0.2, (first, last)
-    record = json.loads((tmp_path / "proj" / "artifacts" / run_id / "run.json").read_text())
-    assert record["method"] == "qlora" and record["libraries"]["bitsandbytes"]
+    record = RUN_RECORD.load(tmp_path / "proj" / "artifacts" / run_id / "run.json")
+    assert record.method == "qlora" and record.libraries["bitsandbytes"]
 
 
 def test_qlora_model_really_is_4bit(tiny_model: Path) -> None:
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb
 
-    from vilms.trainers.config import QuantSpec
+    from vilms.compiler.contracts.training_config import QuantSpec
     from vilms.trainers.loader import ModelSource, load_base_model
 
     model = load_base_model(ModelSource(str(tiny_model), None, True), QuantSpec(**QLORA))
@@ -205,15 +248,15 @@ def test_qlora_gradients_survive_an_evaluation(tiny_model: Path, tmp_path: Path)
     import torch
 
     from vilms.trainers import batching
-    from vilms.trainers.config import load_training_config
+    from vilms.trainers.job import job_for
     from vilms.trainers.recipe import LoraRecipe
     from vilms.trainers.trainer import preflight
 
     project = write_project(
         tmp_path / "proj", tiny_model, {"method": "qlora", "quantization": QLORA, "lora": {"lora_dropout": 0.0}}
     )
-    cfg = load_training_config(project.parent / "generated" / "training" / "tiny-v1.yaml", project.parent)
-    recipe = LoraRecipe(cfg, preflight(cfg), tmp_path / "run", show_progress=False)
+    job = job_for(Layout.of(project), "tiny-v1")
+    recipe = LoraRecipe(job, preflight(job), tmp_path / "run", show_progress=False)
     recipe.setup()
     batch = batching.collate(recipe.train_examples[:4], recipe.tokenizer.pad_token_id)
 

@@ -15,18 +15,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from vilms.compiler.clock import utc_now
+from vilms.compiler.contracts.run_record import ExportRecord
 from vilms.compiler.digest import sha256_file
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import RUN_ADAPTER, RUN_CONFIG, Layout
 
 from .. import runs
 from ..atomic import write_text
 from ..chat_templates import get_template
-from ..config import load_training_config
+from ..job import read_job
 from ..loader import resolve_source
-from ..trainer import RUN_CONFIG
 from .modelfile import render_modelfile
 from .vllm import check_adapter
 
@@ -42,38 +44,36 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def export_run(
-    project_root: Path,
+    layout: Layout,
     run_id: str,
     *,
     gguf: bool | None = None,
     quantize: list[str] | None = None,
     outtype: str = "f16",
     merge_dtype: str = "float32",
-) -> dict[str, Any]:
+) -> ExportRecord:
     """Export a completed run; returns the ``export`` section written into run.json."""
     from .merge import merge_adapter
     from .quantize import normalise
 
-    project_root = Path(project_root).resolve()
-    run_path = runs.run_dir(project_root, run_id)
-    record = runs.read_record(run_path)
-    if record.get("status") != "completed":
+    run_path = runs.run_dir(layout, run_id)
+    record = runs.load_record(run_path)
+    if record.status != "completed":
         raise ActionError(
-            f"run {run_id} is {record.get('status')}, not completed; nothing to export",
-            hint=f"finish it with `vilms train {record.get('adapter')} --resume`",
+            f"run {run_id} is {record.status}, not completed; nothing to export",
+            hint=f"finish it with `vilms train {record.adapter} --resume`",
         )
-    cfg = load_training_config(run_path / RUN_CONFIG, project_root)
-    want_gguf = cfg.export.get("gguf", False) if gguf is None else gguf
-    quants = [
-        normalise(q) for q in (quantize if quantize else ([] if gguf is False else cfg.export.get("quantize", [])))
-    ]
+    job = read_job(run_path / RUN_CONFIG, layout.root)
+    cfg = job.config
+    want_gguf = cfg.export.gguf if gguf is None else gguf
+    quants = [normalise(q) for q in (quantize if quantize else ([] if gguf is False else cfg.export.quantize))]
     if quants:
         want_gguf = True
-    adapter_dir = run_path / "adapter"
+    adapter_dir = run_path / RUN_ADAPTER
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     vllm = check_adapter(adapter_config)
 
-    source = resolve_source(cfg.base_model, project_root)
+    source = resolve_source(cfg.base_model, layout.root)
     merged = merge_adapter(source, adapter_dir, run_path / "merged", merge_dtype)
     files = [merged / name for name in sorted(os.listdir(merged))]
     notes: list[str] = []
@@ -99,14 +99,14 @@ def export_run(
             modelfile = out / "Modelfile"
             write_text(modelfile, render_modelfile(template, "./model.gguf", num_ctx=cfg.training.seq_len))
             files.append(modelfile)
-    section = {
-        "at": runs.utc_now(),
-        "merged_dtype": merge_dtype,
-        "gguf_outtype": outtype if want_gguf else None,
-        "quantize": [q.upper() for q in quants],
-        "vllm": vllm.as_dict(),
-        "notes": notes,
-        "files": {str(p.relative_to(run_path)): sha256_file(p) for p in files if p.is_file()},
-    }
-    runs.update_record(run_path, export=section)
+    section = ExportRecord(
+        at=utc_now(),
+        merged_dtype=merge_dtype,
+        gguf_outtype=outtype if want_gguf else None,
+        quantize=tuple(q.upper() for q in quants),
+        vllm=vllm,
+        notes=tuple(notes),
+        files={p.relative_to(run_path).as_posix(): sha256_file(p) for p in files if p.is_file()},
+    )
+    runs.save_record(run_path, replace(runs.load_record(run_path), export=section))
     return section

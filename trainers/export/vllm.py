@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+from vilms.compiler.contracts.run_record import VllmCheck
+from vilms.compiler.facts.vllm import MAX_LORA_RANKS
+
 _UNSUPPORTED_TARGETS = ("lm_head", "embed_tokens")
-
-
-@dataclass(frozen=True)
-class VllmCheck:
-    compatible: bool
-    max_lora_rank: int | None
-    problems: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"compatible": self.compatible, "max_lora_rank": self.max_lora_rank, "problems": list(self.problems)}
 
 
 def check_adapter(adapter_config: dict[str, Any]) -> VllmCheck:
@@ -24,9 +15,9 @@ def check_adapter(adapter_config: dict[str, Any]) -> VllmCheck:
     rank = int(adapter_config.get("r", 0))
     ranks = [rank, *(int(v) for v in (adapter_config.get("rank_pattern") or {}).values())]
     top = max(ranks)
-    bucket = next((b for b in VLLM_RANKS if b >= top), None)
+    bucket = next((b for b in MAX_LORA_RANKS if b >= top), None)
     if bucket is None:
-        problems.append(f"rank {top} exceeds vLLM's largest --max-lora-rank {VLLM_RANKS[-1]}")
+        problems.append(f"rank {top} exceeds vLLM's largest --max-lora-rank {MAX_LORA_RANKS[-1]}")
     if adapter_config.get("modules_to_save"):
         problems.append("vLLM only supports modules_to_save being None")
     if adapter_config.get("use_dora"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..routes import Alias
+from vilms.compiler.contracts.routes import Route
 
 
 class UpstreamStreamError(Exception):
@@ -35,7 +35,7 @@ class StreamTranslator(Protocol):
 class Engine(Protocol):
     name: str
 
-    def prepare(self, kind: str, body: dict[str, Any], alias: Alias) -> UpstreamCall:
+    def prepare(self, kind: str, body: dict[str, Any], alias: Route) -> UpstreamCall:
         """Build the upstream request for ``kind`` (chat, completions, embeddings)."""
 
     def translate(self, kind: str, call: UpstreamCall, raw: bytes) -> bytes:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..routes import Alias
+from vilms.compiler.contracts.routes import Route
+
 from . import ollama_request, ollama_response
 from .base import UpstreamCall
 
@@ -15,7 +16,7 @@ class OllamaEngine:
     __slots__ = ()
     name = "ollama"
 
-    def prepare(self, kind: str, body: dict[str, Any], alias: Alias) -> UpstreamCall:
+    def prepare(self, kind: str, body: dict[str, Any], alias: Route) -> UpstreamCall:
         notes: list[str] = []
         if kind == "chat":
             payload = ollama_request.chat_request(body, alias, notes)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vilms.compiler.contracts.routes import Route
+
 from ..apierrors import ApiError
-from ..routes import Alias
 
 # OpenAI (or common extension) name -> Ollama option name.
 OPTION_NAMES = {
@@ -33,7 +34,7 @@ _GENERATE_HANDLED = {"model", "prompt", "stream", "stream_options", "stop", "max
 _EMBED_HANDLED = {"model", "input", "dimensions", "encoding_format"}
 
 
-def chat_request(body: dict[str, Any], alias: Alias, notes: list[str]) -> dict[str, Any]:
+def chat_request(body: dict[str, Any], alias: Route, notes: list[str]) -> dict[str, Any]:
     _refuse_n(body)
     payload: dict[str, Any] = {
         "model": alias.model,
@@ -56,7 +57,7 @@ def chat_request(body: dict[str, Any], alias: Alias, notes: list[str]) -> dict[s
     return payload
 
 
-def generate_request(body: dict[str, Any], alias: Alias, notes: list[str]) -> dict[str, Any]:
+def generate_request(body: dict[str, Any], alias: Route, notes: list[str]) -> dict[str, Any]:
     _refuse_n(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list):
@@ -78,7 +79,7 @@ def generate_request(body: dict[str, Any], alias: Alias, notes: list[str]) -> di
     return payload
 
 
-def embed_request(body: dict[str, Any], alias: Alias, notes: list[str]) -> dict[str, Any]:
+def embed_request(body: dict[str, Any], alias: Route, notes: list[str]) -> dict[str, Any]:
     value = body.get("input")
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(item, str) for item in items):
@@ -107,7 +108,7 @@ def _note_dropped(body: dict[str, Any], handled: set[str], notes: list[str]) -> 
         notes.append("dropped=" + "|".join(dropped))
 
 
-def _options(body: dict[str, Any], alias: Alias) -> dict[str, Any]:
+def _options(body: dict[str, Any], alias: Route) -> dict[str, Any]:
     options: dict[str, Any] = {"num_ctx": alias.context}
     for name, option in OPTION_NAMES.items():
         value = body.get(name)

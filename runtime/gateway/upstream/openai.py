@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..routes import Alias
+from vilms.compiler.contracts.routes import Route
+
 from .base import Passthrough, UpstreamCall
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
@@ -22,7 +23,7 @@ class OpenAIEngine:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def prepare(self, kind: str, body: dict[str, Any], alias: Alias) -> UpstreamCall:
+    def prepare(self, kind: str, body: dict[str, Any], alias: Route) -> UpstreamCall:
         body["model"] = alias.model
         if self.name == "llamacpp" and "max_completion_tokens" in body:
             # llama-cpp-python's server only knows max_tokens.

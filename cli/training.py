@@ -1,9 +1,7 @@
-"""Click commands of the training side: ``train``, ``approve``, ``export`` and ``data …``.
+"""Training commands: train, approve, export, and data (check, sanitize, manifest).
 
-The compiler's CLI mounts these lazily. Importing this module must stay cheap: torch,
-transformers and peft are imported inside the command bodies (through the modules that
-need them), never here. Errors are raised as :class:`VilmsError` subclasses; the CLI
-boundary renders them and maps them to exit codes.
+torch, transformers and peft are imported inside the command bodies (through the trainer
+modules that need them), never at import time.
 """
 
 from __future__ import annotations
@@ -12,21 +10,10 @@ from pathlib import Path
 
 import click
 
-from vilms.compiler.errors import UsageError
+from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.layout import Layout, run_path
 
-_FILE = click.option(
-    "-f",
-    "--file",
-    "project_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("vilms.yaml"),
-    show_default=True,
-    help="the project file; its folder is the root",
-)
-
-
-def _root(project_file: Path) -> Path:
-    return project_file.resolve().parent
+from .options import FILE, dataset_format
 
 
 @click.command("train")
@@ -42,46 +29,44 @@ def _root(project_file: Path) -> Path:
     help="with --all: how many adapters train at once (separate processes)",
 )
 @click.option("--progress/--no-progress", default=True, help="show the progress bar")
-@_FILE
-def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, progress: bool, project_file: Path) -> None:
+@FILE
+def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, progress: bool, file: Path) -> None:
     """Train ADAPTER from generated/training/ADAPTER.yaml into artifacts/<run_id>/."""
     if all_adapters == (adapter is not None):
         raise UsageError("give either ADAPTER or --all")
     if jobs != 1 and not all_adapters:
         raise UsageError("-j/--jobs only applies with --all")
     if all_adapters:
-        from .parallel import train_all
+        from vilms.trainers.parallel import train_all
 
-        results = train_all(project_file, jobs=jobs, resume=resume, show_progress=progress)
+        results = train_all(file, jobs=jobs, resume=resume, show_progress=progress)
         for result in results:
             click.echo(result.summary())
         failed = [r for r in results if not r.ok]
         if failed:
-            from vilms.compiler.errors import ActionError
-
             raise ActionError(
                 f"{len(failed)} of {len(results)} adapters failed: " + ", ".join(r.adapter for r in failed)
             )
         return
-    from . import runs
-    from .trainer import train_adapter
+    from vilms.trainers import runs
+    from vilms.trainers.trainer import train_adapter
 
     assert adapter is not None
-    run_id = train_adapter(project_file, adapter, resume=resume, show_progress=progress)
-    status = runs.load_run(_root(project_file), run_id)
-    click.echo(f"{adapter}: run {run_id} completed; gate {status.gate_status}")
+    run_id = train_adapter(file, adapter, resume=resume, show_progress=progress)
+    record = runs.read_record(Layout.of(file), run_id)
+    click.echo(f"{adapter}: run {run_id} completed; gate {record.gate_status}")
 
 
 @click.command("approve")
 @click.argument("run_id")
 @click.option("--reason", required=True, help="why this run may be released despite its gate")
-@_FILE
-def approve(run_id: str, reason: str, project_file: Path) -> None:
+@FILE
+def approve(run_id: str, reason: str, file: Path) -> None:
     """Record a human approval of RUN_ID (a run whose gate needs approval)."""
-    from . import runs
+    from vilms.trainers.approval import approve as approve_run
 
-    decision = runs.approve(_root(project_file), run_id, reason)
-    click.echo(f"approved {run_id} by {decision['who']} at {decision['at']}")
+    decision = approve_run(Layout.of(file), run_id, reason)
+    click.echo(f"approved {run_id} by {decision.who} at {decision.at}")
 
 
 @click.command("export")
@@ -108,24 +93,23 @@ def approve(run_id: str, reason: str, project_file: Path) -> None:
     show_default=True,
     help="dtype the adapter is merged in (never 4-bit)",
 )
-@_FILE
+@FILE
 def export(
-    run_id: str, gguf: bool | None, quantize: tuple[str, ...], outtype: str, merge_dtype: str, project_file: Path
+    run_id: str, gguf: bool | None, quantize: tuple[str, ...], outtype: str, merge_dtype: str, file: Path
 ) -> None:
     """Merge RUN_ID's adapter and export it (safetensors, GGUF, GGUF LoRA, Modelfile)."""
-    from .export.pipeline import export_run
+    from vilms.trainers.export.pipeline import export_run
 
     section = export_run(
-        _root(project_file), run_id, gguf=gguf, quantize=list(quantize), outtype=outtype, merge_dtype=merge_dtype
+        Layout.of(file), run_id, gguf=gguf, quantize=list(quantize), outtype=outtype, merge_dtype=merge_dtype
     )
-    for name in sorted(section["files"]):
-        click.echo(f"artifacts/{run_id}/{name}")
-    vllm = section["vllm"]
-    if vllm["compatible"]:
-        click.echo(f"vLLM: compatible (--max-lora-rank {vllm['max_lora_rank']})")
+    for name in sorted(section.files):
+        click.echo(run_path(run_id, name))
+    if section.vllm.compatible:
+        click.echo(f"vLLM: compatible (--max-lora-rank {section.vllm.max_lora_rank})")
     else:
-        click.echo("vLLM: NOT compatible: " + "; ".join(vllm["problems"]))
-    for note in section["notes"]:
+        click.echo("vLLM: NOT compatible: " + "; ".join(section.vllm.problems))
+    for note in section.notes:
         click.echo(f"note: {note}")
 
 
@@ -146,24 +130,19 @@ def data() -> None:
 @click.option("--pattern", "patterns", multiple=True, metavar="NAME=REGEX", help="an extra pattern to redact")
 def sanitize(input_path: Path, output: Path, audit: Path | None, patterns: tuple[str, ...]) -> None:
     """Redact PII and secrets from INPUT into OUTPUT (written atomically)."""
-    from .sanitize import parse_user_patterns, sanitize_file
+    from vilms.trainers.sanitize import parse_user_patterns, sanitize_file
 
     report = sanitize_file(input_path, output, audit, parse_user_patterns(patterns), display=str(input_path))
     kinds = ", ".join(f"{k} {v}" for k, v in report.findings.items()) or "nothing found"
     click.echo(f"{input_path}: {report.rows} rows, {report.rows_changed} changed, {report.total} redactions ({kinds})")
 
 
-_FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["chat", "completion", "text"]), default="chat", show_default=True
-)
-
-
 @data.command("check")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@_FORMAT
+@dataset_format()
 def check(path: Path, fmt: str) -> None:
     """Validate every row of a JSONL dataset; report every problem with file:line."""
-    from .datasets.validate import load_dataset
+    from vilms.trainers.datasets.validate import load_dataset
 
     dataset = load_dataset(path, fmt, display=str(path))
     click.echo(f"{path}: ok, {len(dataset.rows)} rows, sha256 {dataset.sha256}")
@@ -171,7 +150,7 @@ def check(path: Path, fmt: str) -> None:
 
 @data.command("manifest")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@_FORMAT
+@dataset_format()
 @click.option("--name", help="dataset name (default: file stem)")
 @click.option("--source", help="where the data came from")
 @click.option("--license", "license_", help="licence of the data")
@@ -195,8 +174,8 @@ def manifest(
     tokenizer: Path | None,
 ) -> None:
     """Write or refresh PATH.manifest.json (hash, rows, token statistics, provenance)."""
-    from .datasets import manifest as mf
-    from .datasets.validate import load_dataset
+    from vilms.trainers.datasets import manifest as mf
+    from vilms.trainers.datasets.validate import load_dataset
 
     dataset = load_dataset(path, fmt, display=str(path))
     stats = None

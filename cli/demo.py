@@ -16,19 +16,21 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
+from vilms.compiler.contracts.run_record import RUN_RECORD
 from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.layout import RUN_RECORD as RUN_RECORD_FILE
+from vilms.compiler.layout import Layout
 
 MARKER = ".vilms-demo"  # marks a folder the demo made, so a rerun may replace it
 DEPLOYMENT = "dev"
 ADAPTER = "support-v1"
 QUESTION = "How do I reset my password?"
+CHAT_TIMEOUT_S = 60.0
 
 
 @click.command("demo")
@@ -55,10 +57,10 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
     with _step(3, steps, f"$ vilms train {ADAPTER}"):
         _vilms(root, "train", ADAPTER, "--no-progress")
     run_id = _newest_run(root)
-    gate = json.loads((root / "artifacts" / run_id / "run.json").read_text()).get("gate") or {}
-    perplexity = gate.get("perplexity")
-    click.echo(f"      run {run_id}: gate {gate.get('status')}"
-               + (f", eval perplexity {perplexity:.1f}" if isinstance(perplexity, (int, float)) else ""))
+    gate = RUN_RECORD.load(Layout(root).run_record(run_id)).gate
+    perplexity = gate.perplexity if gate is not None else None
+    click.echo(f"      run {run_id}: gate {gate.status if gate is not None else 'not evaluated'}"
+               + (f", eval perplexity {perplexity:.1f}" if perplexity is not None else ""))
     with _step(4, steps, f"$ vilms export {run_id} --gguf"):
         _vilms(root, "export", run_id, "--gguf")
     with _step(5, steps, f"$ vilms rollout {ADAPTER} {run_id}"):
@@ -136,21 +138,27 @@ def write_demo_project(root: Path, *, gateway_port: int | None = None, engine_po
 
 def chat(port: int, alias: str, key: str | None = None) -> tuple[int, str, str]:
     """(status, backend that answered, reply text) for one chat request to ``alias``."""
-    body = json.dumps({"model": alias, "messages": [{"role": "user", "content": QUESTION}],
-                       "max_tokens": 8, "temperature": 0}).encode()
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers=headers)
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": alias, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8, "temperature": 0}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.loads(response.read())
-            return response.status, response.headers.get("x-vilms-backend", "-"), \
-                reply["choices"][0]["message"]["content"]
-    except urllib.error.HTTPError as exc:
-        raise ActionError(f"the gateway answered {alias!r} with HTTP {exc.code}: {exc.read()[:300]!r}") from None
-    except OSError as exc:
+        # a tiny CPU model answers in seconds; connecting to a local port takes no time
+        response = httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(CHAT_TIMEOUT_S, connect=5.0), trust_env=False)
+    except httpx.TimeoutException:
+        raise ActionError(f"the gateway did not answer {alias!r} within {CHAT_TIMEOUT_S:g} s") from None
+    except httpx.HTTPError as exc:
         raise ActionError(f"cannot reach the gateway on port {port}: {exc}") from None
+    if response.status_code != 200:
+        raise ActionError(f"the gateway answered {alias!r} with HTTP {response.status_code}: {response.content[:300]!r}")
+    try:
+        text = response.json()["choices"][0]["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError(text)
+    except (ValueError, LookupError, TypeError):
+        raise ActionError(f"the gateway's answer for {alias!r} is not a chat completion: {response.content[:300]!r}") from None
+    return response.status_code, response.headers.get("x-vilms-backend", "-"), text
 
 
 class _step:
@@ -168,7 +176,7 @@ class _step:
 
 
 def _vilms(root: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "vilms.compiler.cli", *args, "-f", "vilms.yaml"]
+    command = [sys.executable, "-m", "vilms", *args, "-f", "vilms.yaml"]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}, timeout=900)
     if result.returncode != 0:
@@ -190,9 +198,10 @@ def _prepare_folder(root: Path) -> None:
 
 
 def _newest_run(root: Path) -> str:
-    runs = sorted(p.name for p in (root / "artifacts").iterdir() if (p / "run.json").is_file())
+    artifacts = Layout(root).artifacts
+    runs = sorted(p.name for p in artifacts.iterdir() if (p / RUN_RECORD_FILE).is_file())
     if not runs:
-        raise ActionError(f"`vilms train` left no run under {root}/artifacts/")
+        raise ActionError(f"`vilms train` left no run under {artifacts}/")
     return runs[-1]
 
 
@@ -225,3 +234,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+COMMANDS = (demo,)

@@ -1,0 +1,32 @@
+"""Options and arguments shared by several commands: each defined once, here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vilms.compiler.layout import GENERATED
+
+PROJECT_FILE = "vilms.yaml"
+
+FILE = click.option(
+    "-f", "--file", "file", type=click.Path(path_type=Path, dir_okay=False), default=Path(PROJECT_FILE),
+    show_default=True, help=f"The vilms.yaml to read; {GENERATED}/, artifacts/ and .vilms/ lie beside it.",
+)
+DEPLOYMENT = click.argument("deployment", required=False)
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+APPLY = click.option("--apply", "apply_", is_flag=True,
+                     help="Then deploy every deployment that serves the adapter (as `vilms apply`).")
+
+
+def output_format(*choices: str) -> Callable[[Any], Any]:
+    """``--format`` with ``choices`` (the first is the default)."""
+    return click.option("--format", "fmt", type=click.Choice(list(choices)), default=choices[0], show_default=True)
+
+
+def dataset_format() -> Callable[[Any], Any]:
+    return click.option("--format", "fmt", type=click.Choice(["chat", "completion", "text"]), default="chat",
+                        show_default=True, help="How each JSONL row is shaped.")

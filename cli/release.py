@@ -1,0 +1,96 @@
+"""Commands that change what runs: rollout, rollback, apply."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vilms.compiler.errors import UsageError
+from vilms.compiler.layout import Layout
+
+from .options import APPLY, DEPLOYMENT, FILE, YES
+
+
+@click.command()
+@click.argument("adapter")
+@click.argument("run_id")
+@FILE
+@APPLY
+@YES
+def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool) -> None:
+    """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/."""
+    from vilms.compiler.rollout import rollout as run_rollout
+
+    _can_confirm(apply_, yes)
+    _released(run_rollout(file, adapter, run_id), file, apply_, yes)
+
+
+@click.command()
+@click.argument("adapter")
+@FILE
+@APPLY
+@YES
+def rollback(adapter: str, file: Path, apply_: bool, yes: bool) -> None:
+    """Set ADAPTER's release: back to the run before the current rollout, and rebuild."""
+    from vilms.compiler.rollout import rollback as run_rollback
+
+    _can_confirm(apply_, yes)
+    _released(run_rollback(file, adapter), file, apply_, yes)
+
+
+@click.command()
+@DEPLOYMENT
+@FILE
+@click.option("--dry-run", is_flag=True, help="Print the commands; run nothing.")
+@YES
+def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool) -> None:
+    """Deploy generated/ for DEPLOYMENT (default: every deployment): compose, Helm or local."""
+    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run)
+
+
+def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False) -> None:
+    """Print, confirm and run the apply steps of ``only`` (every deployment when None)."""
+    from vilms.runtime.apply import plan_apply, run_step
+
+    steps = plan_apply(file, only)
+    for step in steps:
+        click.echo(f"{step.deployment} ({step.target}):")
+        for command in step.commands:
+            click.echo(f"  $ {shlex.join(command)}")
+    if dry_run:
+        return
+    if not yes:
+        _can_confirm(True, yes, what="apply")
+        click.confirm("Apply?", abort=True)
+    root = Layout.of(file).root
+    for step in steps:
+        run_step(step, root, click.echo)
+    click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
+
+
+def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
+    """Refuse before changing anything when a confirmation could not be asked for."""
+    if apply_ and not yes and not sys.stdin.isatty():
+        raise UsageError(f"{what} changes running systems and there is no terminal to confirm on",
+                         hint="review with `vilms apply --dry-run`, then pass --yes")
+
+
+def _released(change: Any, file: Path, apply_: bool, yes: bool) -> None:
+    from vilms.compiler.rollout import describe
+
+    for warning in change.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(describe(change))
+    if apply_:
+        deployments = sorted({dep for _alias, deps in change.serving for dep in deps})
+        if not deployments:
+            click.echo("no deployment serves this adapter: nothing to apply")
+            return
+        apply_deployments(file, deployments, yes=yes)
+
+
+COMMANDS = (rollout, rollback, apply)

@@ -1,0 +1,174 @@
+"""``generated/training/<adapter>.yaml`` (kind TrainingConfig): everything the trainer reads.
+
+Written by :mod:`vilms.compiler.render.training`, read by the trainer (`vilms train`,
+`vilms export`, through :mod:`vilms.trainers.job`). A run keeps a copy of the config it
+was started from (``artifacts/<run_id>/training.yaml``), read through this contract too.
+
+``hardware`` is null when the adapter names no hardware profile in vilms.yaml. The trainer
+then trains on the machine it runs on (CUDA when torch sees a GPU, else the CPU), and
+nothing was checked at build time: with no profile there is no memory budget to fit, so
+``memory_estimate`` is the estimate alone. The run record names no profile and records
+the host it ran on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vilms.compiler.reporter import Reporter
+
+from .contract import Contract
+from .finite import report_non_finite
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    name: str
+    source: str  # hf:<org>/<repo> | file:<folder relative to the project>
+    revision: str | None  # hf: the revision to load; null: the default branch
+    family: str
+    chat_template: str  # chatml | llama3 | mistral | gemma | phi3 | tokenizer (the tokenizer's own)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    name: str
+    path: str  # JSONL, relative to the project root
+    format: str  # chat | completion | text
+    sha256: str | None  # pinned content hash; null: not pinned
+    eval_fraction: float  # share of rows held out for evaluation and the gate
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int
+    lora_alpha: float
+    lora_dropout: float
+    target_modules: tuple[str, ...]
+    bias: str  # none | all | lora_only
+    use_rslora: bool
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """bitsandbytes 4-bit loading of the base model (method qlora)."""
+
+    load_in_4bit: bool
+    bnb_4bit_quant_type: str  # nf4 | fp4
+    bnb_4bit_use_double_quant: bool
+    bnb_4bit_compute_dtype: str  # bfloat16 | float16 | float32
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int
+    max_steps: int | None  # null: epochs decide
+    learning_rate: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    seq_len: int
+    seed: int
+    warmup_ratio: float
+    lr_scheduler: str  # cosine | linear | constant
+    weight_decay: float
+    save_steps: int
+    eval_steps: int
+    logging_steps: int
+    gradient_checkpointing: bool
+
+
+@dataclass(frozen=True)
+class RegressionCase:
+    """A prompt the trained adapter must answer; exactly one expectation is set."""
+
+    prompt: str
+    expect_substring: str | None
+    expect_exact: str | None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    max_eval_perplexity: float | None
+    regression: tuple[RegressionCase, ...]
+    on_fail: str  # reject | approval
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """The hardware profile the adapter trains on, as vilms.yaml declares it."""
+
+    name: str
+    kind: str  # jetson | cpu | gpu
+    memory_bytes: int
+    gpu_memory_bytes: int  # of one GPU; 0 without GPUs
+    gpus: int
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    gguf: bool
+    quantize: tuple[str, ...]  # q8_0 | q4_k_m
+
+
+@dataclass(frozen=True)
+class MlflowSpec:
+    tracking_uri: str  # file:<path relative to the project> or a server URL
+    experiment: str
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    mlflow: MlflowSpec | None  # null: no MLflow logging
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The compiler's estimate of the run's peak memory (compiler/memory/training.py)."""
+
+    total_bytes: int
+    weights_bytes: int
+    adapter_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    overhead_bytes: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    project: str
+    adapter: str
+    base_model: BaseModel
+    dataset: DatasetRef
+    method: str  # lora | qlora
+    lora: LoraSpec
+    quantization: QuantSpec | None  # set for qlora, null for lora
+    training: TrainingSpec
+    gate: GateSpec
+    hardware: HardwareSpec | None  # null: no profile; trains on the machine it runs on
+    export: ExportSpec
+    tracking: TrackingSpec
+    memory_estimate: MemoryEstimate | None  # null: the base model's size is unknown
+
+
+def _check(config: TrainingConfig, report: Reporter) -> None:
+    report_non_finite(config, report)
+    if config.method == "qlora":
+        if config.quantization is None:
+            report.error(("quantization",), "method qlora needs a quantization section with load_in_4bit: true")
+        elif not config.quantization.load_in_4bit:
+            report.error(("quantization", "load_in_4bit"), "method qlora needs load_in_4bit: true")
+    elif config.quantization is not None:
+        report.error(("quantization",), f"must be null for method {config.method}")
+    for index, case in enumerate(config.gate.regression):
+        if (case.expect_substring is None) == (case.expect_exact is None):
+            report.error(("gate", "regression", index), "give exactly one of expect_substring, expect_exact")
+
+
+TRAINING_CONFIG = Contract(
+    kind="TrainingConfig",
+    root=TrainingConfig,
+    schema_file="training-config.schema.json",
+    format="yaml",
+    remedy="run `vilms build`",
+    check=_check,
+)

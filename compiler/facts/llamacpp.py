@@ -1,0 +1,13 @@
+"""llama.cpp (llama-cpp-python servers, target local): ports, threads and defaults."""
+
+from __future__ import annotations
+
+# a deployment's engine_port default: the first llama.cpp server; one port per server, counting up
+FIRST_PORT = 8101
+# n_threads of each server when the hardware profile declares no cpus
+DEFAULT_THREADS = 4
+# quantisation a GGUF repository's file is picked by (`*q4_k_m*.gguf`) when a model sets no
+# quantization.llamacpp (llama.cpp's lower-case file naming)
+DEFAULT_QUANT = "q4_k_m"
+# llama.cpp's default n_ubatch: tokens per compute micro-batch (sizes the output-logits buffer)
+UBATCH = 512

@@ -1,0 +1,26 @@
+"""The memory planner: does a deployment or a training run fit its hardware profile?
+
+Estimates are arithmetic on the resolved plan (stdlib only, no I/O). Formulas follow
+``reference/training.md`` §8; every constant says where it comes from, and
+``tests/compiler/test_memory.py`` holds the results to published measurements.
+
+One concept per module: ``shapes`` (a model's dimensions, from its architecture or
+borrowed by size), ``estimate`` (the per-component record), ``serving`` (each engine's
+needs and budget), ``training`` (the trainer's recipe), ``report`` (tables, explain
+lines) and ``check`` (every workload of a plan that does not fit).
+"""
+
+from __future__ import annotations
+
+from vilms.compiler.memory.check import check_plan
+from vilms.compiler.memory.estimate import GIB, Estimate
+from vilms.compiler.memory.report import explain_lines, format_table
+from vilms.compiler.memory.serving import deployment_fits, estimate_deployment, estimate_model, estimate_serving
+from vilms.compiler.memory.shapes import Shape
+from vilms.compiler.memory.training import VILMS_TRAINER, Recipe, estimate_training, training_estimates
+
+__all__ = [
+    "GIB", "VILMS_TRAINER", "Estimate", "Recipe", "Shape", "check_plan", "deployment_fits",
+    "estimate_deployment", "estimate_model", "estimate_serving", "estimate_training", "explain_lines",
+    "format_table", "training_estimates",
+]

@@ -1,0 +1,92 @@
+"""The whole plan against its hardware: every deployment and training run that does not fit,
+with the table and a hint (``compiler/validate/fit.py`` turns them into located errors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vilms.compiler.memory.estimate import gib
+from vilms.compiler.memory.report import format_table
+from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, estimate_deployment, quant_of, shares_hardware
+from vilms.compiler.memory.training import estimate_training
+from vilms.compiler.plan import Adapter, Deployment, Plan
+
+
+@dataclass(frozen=True)
+class NotFit:
+    """One workload that does not fit: where in vilms.yaml, what to say, and the table."""
+
+    path: tuple[str, ...]
+    message: str
+    table: str
+    hint: str
+
+
+def check_plan(plan: Plan, *, fail_on_approximate: bool = True) -> list[NotFit]:
+    """Every deployment and training run of ``plan`` that does not fit its hardware.
+
+    ``fail_on_approximate=False`` lets estimates built on a borrowed shape (a model with
+    ``params`` but no ``architecture``) pass even when they exceed the budget."""
+    out = [n for dep in plan.deployments.values() for n in _check_deployment(plan, dep, fail_on_approximate)]
+    for adapter in plan.adapters.values():
+        out.extend(_check_training(plan, adapter, fail_on_approximate))
+    return out
+
+
+def _check_deployment(plan: Plan, dep: Deployment, fail_on_approximate: bool) -> list[NotFit]:
+    per_model, total = estimate_deployment(plan, dep)
+    if shares_hardware(dep):
+        failing = [total] if not total.fits else []
+    else:
+        failing = [e for e in per_model.values() if not e.fits]
+    failing = [e for e in failing if fail_on_approximate or not e.approximate]
+    if not failing:
+        return []
+    table = format_table({**per_model, "total": total} if len(per_model) > 1 else per_model)
+    return [
+        NotFit(
+            path=("deployments", dep.name, "hardware"),
+            message=(f"deployment {dep.name!r} needs {gib(est.total)} but hardware {dep.hardware.name!r} "
+                     f"gives {gib(est.budget or 0)} ({est.budget_note})"),
+            table=table,
+            hint=_approximate_hint(plan, dep.models if est.approximate else ()) + _serving_hint(plan, dep),
+        )
+        for est in failing
+    ]
+
+
+def _check_training(plan: Plan, adapter: Adapter, fail_on_approximate: bool) -> list[NotFit]:
+    est = estimate_training(plan, adapter)
+    if est.fits or (est.approximate and not fail_on_approximate):
+        return []
+    qlora = ", or use method: qlora" if adapter.method == "lora" and plan.hardware[adapter.hardware or ""].cuda else ""
+    return [NotFit(
+        path=("adapters", adapter.name, "hardware"),
+        message=(f"training adapter {adapter.name!r} needs {gib(est.total)} but hardware {adapter.hardware!r} "
+                 f"gives {gib(est.budget or 0)} ({est.budget_note})"),
+        table=format_table(est),
+        hint=(_approximate_hint(plan, (adapter.base,) if est.approximate else ())
+              + f"lower training.batch_size or training.seq_len, keep gradient_checkpointing on{qlora}"
+              + ", or train on a larger hardware profile"),
+    )]
+
+
+def _approximate_hint(plan: Plan, model_names: tuple[str, ...]) -> str:
+    guessed = sorted(m for m in model_names if plan.models[m].architecture is None)
+    if not guessed:
+        return ""
+    return (f"declare architecture: (from config.json) for {', '.join(guessed)}: the estimate borrows a "
+            "reference model's shape; otherwise ")
+
+
+def _serving_hint(plan: Plan, dep: Deployment) -> str:
+    parts = ["serve fewer or smaller models", "lower the deployment's context"]
+    if dep.slots > 1:
+        parts.append("lower parallel")
+    if dep.engine == "vllm":
+        parts.append("use a quantized checkpoint (quantization.vllm: awq|gptq|fp8)")
+    else:
+        default = DEFAULT_GGUF[dep.engine]  # spelt as quantization.<engine> takes it
+        if any(GGUF_BPW[quant_of(plan.models[m], dep.engine).lower()] > GGUF_BPW[default.lower()] for m in dep.models):
+            parts.append(f"pick a smaller quantization ({default})")
+    return ", ".join(parts) + ", or use a larger hardware profile"

@@ -1,0 +1,78 @@
+"""How estimates are shown: the aligned table and the memory section of ``vilms explain``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vilms.compiler.memory.estimate import GIB, Estimate
+from vilms.compiler.memory.serving import estimate_deployment
+from vilms.compiler.memory.training import estimate_training
+from vilms.compiler.plan import Deployment, Plan
+
+ROW_NAMES = {
+    "weights": "weights", "kv_cache": "KV cache", "lora": "LoRA / adapters", "optimizer": "grads + optimizer",
+    "activations": "activations", "logits": "logits", "runtime": "runtime overhead",
+}
+
+
+def _rows(est: Estimate) -> list[tuple[str, str, str]]:
+    """(component, GiB, how) rows of one estimate, its label first."""
+    rows = [(est.label, "", "")]
+    if not est.known:
+        rows.append(("  estimate", "unknown", "; ".join(est.notes)))
+        if est.budget is not None:
+            rows.append(("  budget", _num(est.budget), est.budget_note))
+        return rows
+    for comp in Estimate.COMPONENTS:
+        value = getattr(est, comp)
+        if value:
+            rows.append((f"  {ROW_NAMES[comp]}", _num(value), est.details.get(comp, "")))
+    rows.append(("  total", _num(est.total), ""))
+    if est.budget is not None:
+        rows.append(("  budget", _num(est.budget), est.budget_note))
+    rows.append(("  verdict", "", _verdict(est)))
+    return rows
+
+
+def format_table(estimates: Estimate | Mapping[str, Estimate]) -> str:
+    """An aligned table: component, GiB, how it was computed; then total, budget, verdict."""
+    if isinstance(estimates, Estimate):
+        estimates = {estimates.label: estimates}
+    rows = [row for est in estimates.values() for row in _rows(est)]
+    notes = sorted({n for e in estimates.values() for n in e.notes if e.known})
+    width = max(len(r[0]) for r in rows)
+    num_width = max(max(len(r[1]) for r in rows), len("GiB"))
+    lines = [f"{'component':<{width}}  {'GiB':>{num_width}}  how"]
+    lines.append("-" * len(lines[0].rstrip()))
+    for name, num, how in rows:
+        lines.append(f"{name:<{width}}  {num:>{num_width}}  {how}".rstrip())
+    lines.extend(f"note: {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def _verdict(est: Estimate) -> str:
+    if est.budget is None:
+        return "no hardware profile to check"
+    free = est.budget - est.total
+    if free >= 0:
+        return f"fits ({free / GIB:.2f} GiB free, {100 * est.total / max(est.budget, 1):.0f}% used)"
+    return f"DOES NOT FIT ({-free / GIB:.2f} GiB over)"
+
+
+def _num(n: int) -> str:
+    return f"{n / GIB:.2f}"
+
+
+def explain_lines(plan: Plan, dep: Deployment) -> list[str]:
+    """The memory section of ``vilms explain DEPLOYMENT``."""
+    per_model, total = estimate_deployment(plan, dep)
+    shown: dict[str, Estimate] = dict(per_model)
+    if len(per_model) > 1:
+        shown["total"] = total
+    lines = ["memory:"]
+    lines.extend("  " + line for line in format_table(shown).splitlines())
+    trained = [a for a in plan.adapters.values() if a.base in dep.models]
+    for adapter in sorted(trained, key=lambda a: a.name):
+        lines.append(f"training {adapter.name}:")
+        lines.extend("  " + line for line in format_table(estimate_training(plan, adapter)).splitlines())
+    return lines

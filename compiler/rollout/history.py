@@ -1,0 +1,153 @@
+"""The release history: ``.vilms/releases/<adapter>.jsonl``, one ReleaseHistoryEntry per line.
+
+Every line is written and read through the contract
+(:mod:`vilms.compiler.contracts.release_history`); a bad line is reported as
+``.vilms/releases/<adapter>.jsonl:LINE:COL: path: message``. Lines written before the
+history was a contract (no apiVersion) are read as that legacy shape, see
+:func:`read_legacy_line`. Rollback replays the entries as a stack of rollouts still in
+effect (:func:`rollback_target`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+from vilms.compiler.clock import utc_now
+from vilms.compiler.contracts.contract import API_VERSION
+from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseHistoryEntry
+from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError
+from vilms.compiler.layout import RELEASES, Layout
+from vilms.compiler.load import parse
+
+
+def shown(layout: Layout, adapter: str) -> str:
+    """How messages name the adapter's history: ``.vilms/releases/<adapter>.jsonl``."""
+    return layout.history(adapter).relative_to(layout.root).as_posix()
+
+
+# --- reading
+
+
+def read_history(layout: Layout, adapter: str) -> tuple[ReleaseHistoryEntry, ...]:
+    """Every entry of the adapter's history, oldest first (none when there is no file)."""
+    path, display = layout.history(adapter), shown(layout, adapter)
+    if not path.is_file():
+        return ()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ActionError(f"cannot read the release history {display}: {exc.strerror or exc}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return tuple(read_line(line.rstrip(b"\r"), display, number)
+                 for number, line in enumerate(raw.split(b"\n"), 1) if line.strip())
+
+
+def read_line(line: bytes, display: str, number: int) -> ReleaseHistoryEntry:
+    """Line ``number`` of a history file, through the contract; problems located in the file."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _invalid(Diagnostic(display, number, exc.start + 1, "", "not valid UTF-8")) from None
+    except ValueError as exc:
+        raise _invalid(Diagnostic(display, number, exc.colno, "", f"not valid JSON ({exc.msg})")) from None
+    if not isinstance(data, dict):
+        column = len(line) - len(line.lstrip()) + 1
+        raise _invalid(Diagnostic(display, number, column, "", "expected a JSON object ({...}), one per line"))
+    try:
+        if "apiVersion" not in data and "kind" not in data:
+            return read_legacy_line(line, display)
+        return RELEASE_HISTORY.parse(line, display)
+    except InvalidInputError as exc:
+        raise _on_line(exc, number) from None
+
+
+def read_legacy_line(line: bytes, display: str) -> ReleaseHistoryEntry:
+    """A line written before the history was a contract: a JSON object with the keys ``at``,
+    ``adapter``, ``from``, ``to``, ``action`` and no ``apiVersion`` or ``kind``.
+
+    The history is committed and rollback needs all of it, so such a line is read, not
+    refused: it is taken as the ReleaseHistoryEntry it would be today (the same keys plus
+    apiVersion and kind) and checked by the contract like any other line, with problems
+    located in the line as written. The file is never rewritten; new lines are whole entries.
+    """
+    try:
+        doc = parse(line, file=Path(display), display_name=display)
+    except InvalidInputError as exc:  # valid JSON but not valid here, e.g. a key given twice
+        raise _invalid(*(replace(d, hint=None) for d in exc.diagnostics)) from None
+    current = {"apiVersion": API_VERSION, "kind": RELEASE_HISTORY.kind, **doc.data}
+    return RELEASE_HISTORY.from_document(replace(doc, data=current))
+
+
+def _on_line(exc: InvalidInputError, number: int) -> InvalidInputError:
+    """``exc``, raised for one line parsed on its own, located at line ``number`` of the file."""
+    moved = InvalidInputError([replace(d, line=d.line + number - 1 if d.line else number) for d in exc.diagnostics],
+                              hint=exc.hint)
+    moved.message = exc.message
+    return moved
+
+
+def _invalid(*diagnostics: Diagnostic) -> InvalidInputError:
+    return InvalidInputError(list(diagnostics), what=f"invalid {RELEASE_HISTORY.kind} file",
+                             hint=f"each line is one JSON object; {RELEASE_HISTORY.remedy}")
+
+
+# --- writing
+
+
+def entry(adapter: str, before: str | None, after: str | None, action: str) -> ReleaseHistoryEntry:
+    """The record of one change, made now."""
+    return ReleaseHistoryEntry(at=utc_now(), adapter=adapter, from_=before, to=after, action=action)
+
+
+def open_history(layout: Layout, adapter: str) -> tuple[Path, BinaryIO]:
+    """The adapter's history file, opened for appending: opened *before* anything changes, so
+    a history that cannot be written refuses the change instead of leaving it unrecorded."""
+    path = layout.history(adapter)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, path.open("ab+")
+    except OSError as exc:
+        raise ActionError(f"cannot write the release history {path}: {exc.strerror or exc}",
+                          hint=f"{RELEASES}/ must be a writable folder beside vilms.yaml") from None
+
+
+def append_history(path: Path, fh: BinaryIO, record: ReleaseHistoryEntry) -> None:
+    """Append ``record`` as one JSON line (after a newline, if the file's last line lacks one)."""
+    line = json.dumps(RELEASE_HISTORY.data(record), ensure_ascii=False).encode("utf-8") + b"\n"
+    lead = b""
+    if path.stat().st_size:
+        fh.seek(-1, os.SEEK_END)
+        lead = b"" if fh.read(1) == b"\n" else b"\n"
+    fh.write(lead + line)
+    fh.flush()
+
+
+# --- replaying
+
+
+def rollback_target(history: tuple[ReleaseHistoryEntry, ...] | list[ReleaseHistoryEntry],
+                    current: str | None) -> tuple[bool, str | None]:
+    """What a rollback from ``current`` returns to: ``(found, release)``.
+
+    The history replays as a stack of rollouts still in effect: a rollback removes the
+    rollout it undid, so rolling back twice from r3 goes to r2, then r1 (not back to r3).
+    The target is the ``from`` of the latest remaining rollout whose ``to`` is ``current``.
+    """
+    live: list[ReleaseHistoryEntry] = []
+    for item in history:
+        if item.action == "rollout":
+            live.append(item)
+            continue
+        for i in range(len(live) - 1, -1, -1):
+            if live[i].to == item.from_ and live[i].from_ == item.to:
+                del live[i]
+                break
+    for item in reversed(live):
+        if item.to == current:
+            return True, item.from_
+    return False, None

@@ -1,0 +1,86 @@
+"""`vilms status` as a function: each process of a local deployment, probed. No printing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, LOCAL_PLAN, SERVER_KIND
+from vilms.compiler.contracts.runner_state import RunnerState
+from vilms.compiler.errors import InvalidInputError
+
+from . import processes
+from .health import probe
+from .observe import Seen, current, running_deployments
+from .project import Project, deployment_in_view
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One process as `vilms status` shows it."""
+
+    name: str
+    kind: str
+    state: str  # starting | running | restarting | failed | stopped
+    pid: int | None  # only while it runs
+    port: int
+    url: str | None
+    health: str | None  # "ok", or why its health URL does not answer 200; None when it does not run
+    restarts: int
+    log: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `vilms status` shows."""
+
+    deployment: str | None
+    status: str  # starting | running | stopping | failed | stopped | unknown (state file unreadable)
+    healthy: bool
+    seen: Seen | None = None
+    processes: tuple[ProcessRow, ...] = ()
+
+    @property
+    def state(self) -> RunnerState | None:
+        return self.seen.state if self.seen else None
+
+    def as_dict(self) -> dict[str, Any]:
+        state, seen = self.state, self.seen
+        return {"deployment": self.deployment, "status": self.status, "healthy": self.healthy,
+                "supervisor_pid": seen.supervisor_pid if seen else None,
+                "started_at": state.started_at if state else None,
+                "gateway_url": state.gateway_url if state else None, "logs": state.logs if state else None,
+                "stale_cleaned": bool(seen and seen.stale_cleaned), "state_file_problem": seen.problem if seen else None,
+                "processes": [asdict(row) for row in self.processes]}
+
+
+def status(file: Path, deployment: str | None) -> Report:
+    project = Project.at(file)
+    name = deployment_in_view(project, deployment, running=running_deployments(project))
+    if name is None:
+        return Report(None, "stopped", healthy=False)
+    seen = current(project.run_dir(name))
+    if not seen.supervised:
+        return Report(name, "stopped", healthy=False, seen=seen, processes=_planned_as_stopped(project, name))
+    if seen.state is None:  # not written yet, or unreadable
+        return Report(name, "unknown" if seen.unreadable else "starting", healthy=False, seen=seen)
+    rows = []
+    for proc in seen.state.processes:
+        up_now = proc.pid is not None and processes.alive(proc.pid, proc.ticks)
+        health = (probe(proc.health_url) or "ok") if up_now else None
+        rows.append(ProcessRow(name=proc.name, kind=proc.kind, state=proc.state, pid=proc.pid if up_now else None,
+                               port=proc.port, url=proc.url, health=health, restarts=proc.restarts, log=proc.log))
+    healthy = seen.state.status == "running" and bool(rows) and all(
+        r.state == "running" and r.health == "ok" for r in rows)
+    return Report(name, seen.state.status, healthy=healthy, seen=seen, processes=tuple(rows))
+
+
+def _planned_as_stopped(project: Project, name: str) -> tuple[ProcessRow, ...]:
+    try:
+        plan = LOCAL_PLAN.load(project.plan_file(name))
+    except InvalidInputError:  # not built (any more), or broken: `vilms up` reports it, located
+        return ()
+    rows = [(s.name, SERVER_KIND, s.port) for s in plan.servers] + [(GATEWAY_PROCESS, GATEWAY_PROCESS, plan.gateway.port)]
+    return tuple(ProcessRow(name=n, kind=k, state="stopped", pid=None, port=p, url=None, health=None, restarts=0, log=None)
+                 for n, k, p in rows)
