@@ -206,10 +206,9 @@ def _newest_run(root: Path) -> str:
 
 
 def _gateway_port(root: Path) -> int:
-    import yaml
+    from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 
-    plan = yaml.safe_load((root / "generated" / DEPLOYMENT / "local.yaml").read_text())
-    return int(plan["gateway"]["port"])
+    return LOCAL_PLAN.load(Layout(root).local_plan(DEPLOYMENT)).gateway.port
 
 
 def _free_port() -> int:

@@ -212,6 +212,6 @@ RUN_RECORD = Contract(
     root=RunRecord,
     schema_file="run-record.schema.json",
     format="json",
-    remedy="train the adapter again with `vilms train`",
+    remedy="train the adapter again (`vilms train`)",
     check=_check,
 )

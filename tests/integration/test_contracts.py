@@ -99,43 +99,6 @@ def test_every_adapter_bound_compiles_into_a_config_the_trainer_reads(name, tmp_
     assert config.hardware is None and config.lora.r in (1, 512)
 
 
-def test_contract_schemas_and_dataclasses_agree():
-    """Every dataclass field is a required key of its schema object and every key is a field."""
-    import dataclasses
-    import typing
-
-    from vilms.compiler.contracts.codec import is_name, key_of
-    from vilms.compiler.contracts.registry import all_contracts
-
-    def walk(kind, schema, defs, where):
-        schema = defs[schema["$ref"].split("/")[-1]] if "$ref" in schema else schema
-        branches = schema.get("oneOf", [schema])
-        objects = [b for b in branches if b.get("type") == "object"]
-        if dataclasses.is_dataclass(kind):
-            (obj,) = objects
-            fields = {key_of(f): f for f in dataclasses.fields(kind) if not is_name(f)}
-            envelope = {"apiVersion", "kind"} if "." not in where else set()
-            assert set(obj["required"]) - envelope == set(fields) == set(obj["properties"]) - envelope, where
-            hints = typing.get_type_hints(kind)
-            for key, f in fields.items():
-                walk(hints[f.name], obj["properties"][key], defs, f"{where}.{key}")
-            return
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        origin = typing.get_origin(kind)
-        if origin is tuple:
-            walk(args[0], schema["items"], defs, f"{where}[]")
-        elif origin is not None and args and dataclasses.is_dataclass(args[-1]):
-            inner = args[-1]
-            if objects and "additionalProperties" in objects[0] and isinstance(objects[0]["additionalProperties"], dict) \
-                    and origin is not typing.Union:
-                walk(inner, objects[0]["additionalProperties"], defs, f"{where}.*")
-            else:
-                walk(inner, {"oneOf": objects} if objects else schema, defs, where)
-
-    for contract in all_contracts():
-        walk(contract.root, contract.schema, contract.schema.get("$defs", {}), contract.kind)
-
-
 def test_run_ids_and_chat_templates_are_one_fact():
     from vilms.compiler.chat_templates import TEMPLATES
     from vilms.compiler.contracts.run_record import RUN_RECORD

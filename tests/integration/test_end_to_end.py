@@ -22,9 +22,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vilms.compiler.contracts.local_plan import LOCAL_PLAN
+from vilms.compiler.contracts.routes import ROUTES
 
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
@@ -89,8 +89,9 @@ def test_train_release_and_serve_through_the_gateway(tmp_path):
     (tmp_path / "vilms.yaml").write_text(text)
     _vilms("build", cwd=tmp_path)
     plan = LOCAL_PLAN.load(tmp_path / "generated" / "dev" / "local.yaml")
-    routes = yaml.safe_load((tmp_path / "generated" / "dev" / "gateway" / "routes.yaml").read_text())
-    assert routes["aliases"]["support-bot"]["adapter"] == {"name": "support-v1", "released": True}
+    routes = ROUTES.load(tmp_path / "generated" / "dev" / "gateway" / "routes.yaml")
+    adapter = routes.aliases["support-bot"].adapter
+    assert adapter is not None and (adapter.name, adapter.released) == ("support-v1", True)
 
     procs: list[subprocess.Popen] = []
     try:

@@ -88,7 +88,7 @@ def test_another_api_version_asks_for_a_rebuild(tmp_path: Path) -> None:
     errs, hint = problems(tmp_path, merge(BASE_CONFIG, {"apiVersion": "vilms/v1"}))
     assert errs == [f"{at(tmp_path, 'vilms/v1')}: apiVersion: written by another ViLMS version (apiVersion 'vilms/v1'); "
                     "this ViLMS reads contracts.vilms.dev/v1"]
-    assert hint == "rebuild it with this version of ViLMS: run `vilms build`"
+    assert hint == "run `vilms build` with this version of ViLMS"
 
 
 def test_rules_the_old_trainer_checked_are_the_contract_s(tmp_path: Path) -> None:

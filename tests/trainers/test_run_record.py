@@ -120,7 +120,7 @@ def test_a_hand_broken_record_gives_exact_located_messages(tmp_path: Path) -> No
         f"{dataset}: dataset: missing required key 'rows'",
         f"{sixty}: metrics.steps: must be an integer, not a string",
     ]
-    assert hint == "ViLMS writes this file; do not edit it by hand: train the adapter again with `vilms train`"
+    assert hint == "ViLMS writes this file; do not edit it by hand: train the adapter again (`vilms train`)"
 
 
 def test_a_record_of_another_version_is_refused_as_such(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_record_of_another_version_is_refused_as_such(tmp_path: Path) -> None:
     where = _at(text, "vilms/v1", '"vilms/v1"')
     assert errs == [f"{where}: apiVersion: written by another ViLMS version "
                     "(apiVersion 'vilms/v1'); this ViLMS reads contracts.vilms.dev/v1"]
-    assert hint == "rebuild it with this version of ViLMS: train the adapter again with `vilms train`"
+    assert hint == "train the adapter again (`vilms train`) with this version of ViLMS"
 
 
 def test_infinity_written_by_python_json_is_refused(tmp_path: Path) -> None:
