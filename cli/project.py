@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vilms.compiler.errors import ExitCode, InvalidInputError
+from vilms.compiler.errors import ExitCode
 from vilms.compiler.layout import GENERATED
 
 from .exits import exit_with
@@ -32,16 +32,18 @@ def init(file: Path, force: bool, project: str | None) -> None:
 @output_format("text", "json")
 def validate(file: Path, fmt: str) -> None:
     """Check vilms.yaml and print every problem found."""
-    from vilms.compiler.pipeline import diagnostics
+    from vilms.compiler.pipeline import problems
 
-    found = diagnostics(file)
+    error = problems(file)
     if fmt == "json":
-        click.echo(json.dumps({"valid": not found, "diagnostics": [d.as_dict() for d in found]}, indent=2, sort_keys=True))
-        if found:
+        report = {"valid": error is None, "diagnostics": [d.as_dict() for d in error.diagnostics] if error else [],
+                  "hint": error.hint if error else None}
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        if error:
             exit_with(ExitCode.FAILED)
         return
-    if found:
-        raise InvalidInputError(found)
+    if error:
+        raise error
     click.echo(f"{file}: valid")
 
 

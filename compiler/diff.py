@@ -22,8 +22,8 @@ from pathlib import Path
 
 from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST
 from vilms.compiler.errors import ActionError, InvalidInputError
-from vilms.compiler.layout import MANIFEST
-from vilms.compiler.pipeline import OUTPUT_DIR, compile_files
+from vilms.compiler.layout import GENERATED, MANIFEST
+from vilms.compiler.pipeline import compile_files
 
 DEFAULT_MAX_LINES = 200  # diff lines shown per file; 0 shows everything
 CONTEXT_LINES = 3
@@ -42,7 +42,7 @@ class FileChange:
 
     @property
     def shown_path(self) -> str:
-        return f"{OUTPUT_DIR}/{self.path}"
+        return f"{GENERATED}/{self.path}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def read_disk_tree(out_dir: Path) -> dict[str, bytes]:
     return {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()}
 
 
-def read_git_tree(project_root: Path, ref: str, folder: str = OUTPUT_DIR) -> dict[str, bytes]:
+def read_git_tree(project_root: Path, ref: str, folder: str = GENERATED) -> dict[str, bytes]:
     """Every file below ``project_root/folder`` as committed at ``ref`` (empty if it was not there)."""
     if not ref or ref.startswith("-"):
         raise ActionError(f"invalid git ref {ref!r}", hint="pass a branch, tag or commit, e.g. --against main")
@@ -328,5 +328,5 @@ RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_js
 def diff_project(file: Path, *, against: str | None = None) -> DiffReport:
     """Compile ``file`` in memory and compare with ``generated/`` beside it (or at git ``against``)."""
     doc, _plan, files = compile_files(file)
-    old = read_git_tree(doc.root, against) if against is not None else read_disk_tree(doc.root / OUTPUT_DIR)
+    old = read_git_tree(doc.root, against) if against is not None else read_disk_tree(doc.root / GENERATED)
     return compare(old, files, against=against)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError, StaleOutputError
+from vilms.compiler.layout import GENERATED, MANIFEST
 from vilms.compiler.load import load
 from vilms.compiler.memory import training_estimates
 from vilms.compiler.plan import Plan
@@ -18,7 +19,6 @@ from vilms.compiler.validate.fit import check_fit
 from vilms.compiler.validate.ports import check_ports
 from vilms.compiler.write import Drift, check_out_dir, diff_tree, leftovers, remove_leftovers, with_manifest, write_tree
 
-OUTPUT_DIR = "generated"
 # the memory-fit pass needs a valid document: say that it did not run, not that everything fits
 FIT_NOT_CHECKED = "memory fit not checked: fix the problems above first"
 
@@ -36,13 +36,19 @@ def display_name(file: Path) -> str:
     return str(file) if not file.is_absolute() else file.name
 
 
-def diagnostics(file: Path) -> list[Diagnostic]:
-    """Every problem of ``file`` (load errors included), without raising for invalid input."""
+def problems(file: Path) -> InvalidInputError | None:
+    """Every problem of ``file`` (load errors included) as the error a build would raise, or None."""
     try:
         compile_plan(file)
     except InvalidInputError as exc:
-        return exc.diagnostics
-    return []
+        return exc
+    return None
+
+
+def diagnostics(file: Path) -> list[Diagnostic]:
+    """Every problem of ``file`` (load errors included), without raising for invalid input."""
+    error = problems(file)
+    return error.diagnostics if error else []
 
 
 def compile_plan(file: Path, *, fit: bool = True) -> tuple[Document, Plan]:
@@ -77,14 +83,15 @@ def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
 
 def build(file: Path, *, check: bool = False) -> BuildResult:
     doc, plan, files = compile_files(file)
-    out_dir = doc.root / OUTPUT_DIR
+    out_dir = doc.root / GENERATED
     drift = diff_tree(out_dir, files)
     if check:
         if drift:
-            lines = [f"{OUTPUT_DIR}/{d.path}: {d.state}" for d in drift]
+            lines = [f"{GENERATED}/{d.path}: {d.state}" for d in drift]
             raise StaleOutputError(
-                f"{OUTPUT_DIR}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines),
-                hint="run `vilms build` and commit the result; never edit generated/ by hand",
+                f"{GENERATED}/ is not what {doc.display_name} compiles to:\n  " + "\n  ".join(lines)
+                + _built_by_another_version(out_dir),
+                hint=f"run `vilms build` and commit the result; never edit {GENERATED}/ by hand",
             )
     elif drift or leftovers(out_dir):
         check_out_dir(out_dir)
@@ -94,3 +101,18 @@ def build(file: Path, *, check: bool = False) -> BuildResult:
             if drift:
                 write_tree(out_dir, files)
     return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan)
+
+
+def _built_by_another_version(out_dir: Path) -> str:
+    """A line saying which ViLMS wrote ``out_dir``, when it was not this one (else nothing)."""
+    from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST
+    from vilms.compiler.write import vilms_version
+
+    try:
+        built = BUILD_MANIFEST.load(out_dir / MANIFEST).vilms_version
+    except InvalidInputError as exc:
+        written_by_other = any(d.path == "apiVersion" for d in exc.diagnostics)
+        return f"\n{GENERATED}/ was written by another ViLMS version" if written_by_other else ""
+    if built == vilms_version():
+        return ""
+    return f"\n{GENERATED}/ was written by ViLMS {built}; this is ViLMS {vilms_version()}"

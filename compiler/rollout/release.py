@@ -19,10 +19,11 @@ from typing import Any
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
-from vilms.compiler.layout import RELEASES, RUN_RECORD, Layout, run_path
+from vilms.compiler.layout import GENERATED, RELEASES, RUN_RECORD, Layout, run_path
 from vilms.compiler.load import load, parse
-from vilms.compiler.pipeline import OUTPUT_DIR, display_name, plan_document, render_files
+from vilms.compiler.pipeline import display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
+from vilms.compiler.project_lock import project_lock
 from vilms.compiler.run_ids import RUN_ID, adapter_of
 from vilms.compiler.runs import release_status
 from vilms.compiler.suggest import did_you_mean
@@ -51,7 +52,20 @@ class ReleaseChange:
 
 
 def rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
-    """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/."""
+    """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/, holding
+    the project's write lock from the read to the last write (no other build or release between)."""
+    with project_lock(Layout.of(file).root):
+        return _rollout(file, adapter, run_id)
+
+
+def rollback(file: Path, adapter: str) -> ReleaseChange:
+    """Set ``adapters.<adapter>.release`` back to what it was before the current rollout (under
+    the project's write lock, as :func:`rollout`)."""
+    with project_lock(Layout.of(file).root):
+        return _rollback(file, adapter)
+
+
+def _rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     if current == run_id:  # nothing to change; what serves it still matters to --apply
@@ -60,8 +74,7 @@ def rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
     return _change(file, doc, raw, adapter, current, run_id, "rollout")
 
 
-def rollback(file: Path, adapter: str) -> ReleaseChange:
-    """Set ``adapters.<adapter>.release`` back to what it was before the current rollout."""
+def _rollback(file: Path, adapter: str) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     layout = Layout(doc.root)
@@ -146,7 +159,7 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
         raise ActionError(f"could not edit {doc.display_name} safely (the edit changed more than the release)",
                           hint=BY_HAND.format(adapter=adapter))
     plan, files = _compile(new_doc, doc, edit, adapter)
-    out_dir = doc.root / OUTPUT_DIR
+    out_dir = doc.root / GENERATED
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
     warnings += _stale_note(doc, on_disk)
@@ -176,7 +189,7 @@ def _compile(new_doc: Document, doc: Document, edit: Edit, adapter: str) -> tupl
         plan = plan_document(new_doc)
     except InvalidInputError as exc:
         error = InvalidInputError([_on_disk(d, doc, edit, adapter) for d in exc.diagnostics])
-        error.message += f"; {doc.display_name} and {OUTPUT_DIR}/ were not changed"
+        error.message += f"; {doc.display_name} and {GENERATED}/ were not changed"
         raise error from None
     return plan, render_files(new_doc, plan)
 
@@ -200,7 +213,7 @@ def _stale_note(doc: Document, on_disk: dict[str, bytes]) -> list[str]:
         return []
     if before == on_disk:
         return []
-    return [f"{OUTPUT_DIR}/ was not up to date before this change; the diff below includes the rebuild"]
+    return [f"{GENERATED}/ was not up to date before this change; the diff below includes the rebuild"]
 
 
 def _write(doc: Document, raw: bytes, new_raw: bytes, out_dir: Path, files: dict[str, bytes], *, changed: bool) -> None:
@@ -253,8 +266,8 @@ def describe(change: ReleaseChange) -> str:
         lines.append(f"no alias serves {change.adapter} yet (add an alias with adapter: {change.adapter})")
     if change.after is None:
         lines.append("unreleased: its aliases answer through their fallbacks")
-    lines.append(f"{OUTPUT_DIR}/: {render_stat(change.diff)}" if not change.diff.changes
-                 else f"{OUTPUT_DIR}/:\n{render_stat(change.diff)}")
+    lines.append(f"{GENERATED}/: {render_stat(change.diff)}" if not change.diff.changes
+                 else f"{GENERATED}/:\n{render_stat(change.diff)}")
     if change.history is not None:
         lines.append(f"recorded in {RELEASES}/{change.history.name}")
     lines.append("next: review `git diff` (vilms.yaml, generated/, .vilms/), commit, and deploy generated/; "

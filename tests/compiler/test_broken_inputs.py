@@ -143,7 +143,7 @@ def test_all_errors_reported_at_once_and_sorted(project, vilms):
     assert len(lines) == 3
     numbers = [int(l.split(":")[1]) for l in lines]
     assert numbers == sorted(numbers)
-    assert result.err.rstrip().endswith("3 problems found")
+    assert result.err.endswith("3 problems found\n  hint: memory fit not checked: fix the problems above first\n")
 
 
 def test_json_format(project, vilms):
@@ -156,6 +156,7 @@ def test_json_format(project, vilms):
     (diag,) = report["diagnostics"]
     assert diag["path"] == "adapters.support-v1.base" and diag["line"] == 18 and diag["column"] == 11
     assert "did you mean 'qwen2.5-1.5b'" in diag["message"]
+    assert report["hint"] == "memory fit not checked: fix the problems above first"
 
 
 def test_plaintext_secret_is_reported_alongside_schema_errors(project, vilms):

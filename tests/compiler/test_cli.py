@@ -53,7 +53,7 @@ def test_validate_ok(project, vilms):
     result = vilms("validate", "-f", str(project(MINIMAL)))
     assert result.code == 0 and "valid" in result.out
     result = vilms("validate", "-f", str(project(MINIMAL)), "--format", "json")
-    assert json.loads(result.out) == {"valid": True, "diagnostics": []}
+    assert json.loads(result.out) == {"valid": True, "diagnostics": [], "hint": None}
 
 
 def test_usage_errors_exit_2(vilms):

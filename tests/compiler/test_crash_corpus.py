@@ -240,7 +240,7 @@ def test_a_float_where_an_integer_is_meant_is_refused(project, vilms, content, w
     located = f"vilms.yaml:{where}: {path}: must be an integer, not a number\n  hint: {hint}\n" + ONE
     result = vilms("validate", "-f", "vilms.yaml", cwd=file.parent)
     _refused(result)
-    assert result.err == located
+    assert result.err == located + FIT
     result = vilms("build", "-f", "vilms.yaml", cwd=file.parent)
     _refused(result)
     assert result.err == located + FIT
@@ -380,7 +380,7 @@ def test_a_linked_data_folder_and_a_link_loop_are_refused_links_inside_and_linke
         f"(to {outside.resolve() / 'support.jsonl'})\n"
         "  hint: copy the file into the project instead of linking to it\n"
         "vilms.yaml:16:16: datasets.loop.path: loop/x.jsonl cannot be resolved (a loop of symbolic links)\n" + PATH_HINT
-        + "2 problems found\n")
+        + "2 problems found\n" + FIT)
 
 
 def test_safe_revisions_build(project, vilms):

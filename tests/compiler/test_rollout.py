@@ -14,6 +14,7 @@ from tests.compiler.minimal import MINIMAL
 from tests.support.runs import write_run as write_run_record
 from vilms.compiler.contracts.release_history import ReleaseHistoryEntry
 from vilms.compiler.errors import ActionError
+from vilms.compiler.layout import PROJECT_LOCK, STATE_GITIGNORE
 from vilms.compiler.rollout import rollback_target, set_release
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,10 @@ def released(run: str | None) -> str:
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file below ``folder`` but the project lock and the .gitignore that names it (a
+    command that means to write takes the lock first, so even a refused one creates them)."""
+    return {rel: p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and (rel := p.relative_to(folder).as_posix()) not in (PROJECT_LOCK, STATE_GITIGNORE)}
 
 
 def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed") -> None:
