@@ -200,3 +200,17 @@ def test_a_local_run_is_released_only_when_its_gate_allows(project, vilms, gate,
     if not ok:
         assert f"run '{run_id}' cannot be released: status completed, gate {gate}" in result.err
         assert f"vilms approve {run_id}" in result.err
+
+
+def test_check_names_the_version_that_wrote_generated(project, vilms):
+    path = project(MINIMAL)
+    assert vilms("build", "-f", str(path)).code == 0
+    manifest = path.parent / "generated" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "vilms_version": "0.0.1"}))
+    result = vilms("build", "--check", "-f", str(path))
+    assert result.code == 1
+    assert "generated/manifest.json: differs\ngenerated/ was written by ViLMS 0.0.1; this is ViLMS " in result.err
+    manifest.write_text(json.dumps({**data, "apiVersion": "vilms/v1"}))
+    result = vilms("build", "--check", "-f", str(path))
+    assert "generated/manifest.json: differs\ngenerated/ was written by another ViLMS version\n" in result.err

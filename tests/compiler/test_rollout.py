@@ -322,3 +322,26 @@ def test_a_bad_history_line_is_located_and_touches_nothing(proj, vilms):
     column = file.read_text().splitlines()[2].index('"rollup"') + 1
     assert f".vilms/releases/support-v1.jsonl:3:{column}: action: 'rollup' is not one of rollout, rollback" in result.err
     assert "hint: " in result.err and tree(proj.parent) == before
+
+
+def test_a_rollout_is_refused_while_another_command_writes_the_project(project, vilms):
+    """Rollout takes the project lock before it reads vilms.yaml: a second writer is refused, never raced."""
+    import subprocess
+    import sys
+
+    path = project(MINIMAL)
+    assert vilms("build", "-f", str(path)).code == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom vilms.compiler.project_lock import project_lock\n"
+         "with project_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(30)\n", str(path.parent)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = tree(path.parent)
+        result = vilms("rollout", ADAPTER, R1, "-f", str(path))
+        assert result.code == 1
+        assert f"another vilms command (pid {holder.pid}) is writing this project; try again when it ends" in result.err
+        assert tree(path.parent) == before
+    finally:
+        holder.kill()
+        holder.wait()
