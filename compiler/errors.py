@@ -81,7 +81,10 @@ class VilmsError(Exception):
         self.hint = hint
 
     def render(self) -> str:
-        return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
+        """The message and hint for a terminal; user text in them (paths, names) cannot write
+        control or bidi characters: they are shown escaped, as in diagnostics."""
+        message = printable(self.message, lines=True)
+        return message + (f"\n  hint: {printable(self.hint, lines=True)}" if self.hint else "")
 
 
 class UsageError(VilmsError):

@@ -76,8 +76,8 @@ def parse(raw: bytes, *, file: Path, display_name: str) -> Document:
     if converter.numbers:  # every number no reader could take, at once
         raise InvalidInputError(converter.numbers)
     if not isinstance(data, dict):
-        raise InvalidInputError([_diag(display_name, 1, 1, "the top level must be a mapping (apiVersion:, project:, models:, ...)",
-                                       "see `vilms schema` or run `vilms init`")])
+        raise InvalidInputError([_diag(display_name, 1, 1, "the top level must be a mapping",
+                                       "a vilms.yaml starts with apiVersion:, project:, models:; see `vilms schema` or run `vilms init`")])
     converter.values[()] = (1, 1)
     return Document(
         display_name=display_name,

@@ -14,7 +14,6 @@ from vilms.compiler.clock import utc_stamp
 
 PATTERN = r"^[a-z0-9][a-z0-9._-]{0,80}-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"
 RUN_ID = re.compile(PATTERN)
-EXAMPLE = "support-v1-20261123T152000Z-1a2b3c"
 
 
 def new_run_id(adapter: str) -> str:
@@ -30,3 +29,6 @@ def adapter_of(run_id: str) -> str | None:
 
 def example_for(adapter: str) -> str:
     return f"{adapter}-20261123T152000Z-1a2b3c"
+
+
+EXAMPLE = example_for("support-v1")  # as the schema's and the run record's descriptions spell it

@@ -76,7 +76,8 @@ def to_yaml(data: Any, *, source: str | None = "vilms.yaml", sort_keys: bool = T
 
 
 def to_json(data: Any) -> bytes:
-    return (json.dumps(_plain(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    # allow_nan=False: NaN and Infinity are not JSON; writing one is a bug, never output
+    return (json.dumps(_plain(data), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def _plain(value: Any) -> Any:

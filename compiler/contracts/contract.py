@@ -28,6 +28,7 @@ from vilms.compiler.schema_errors import report_errors, strict_validator
 from vilms.compiler.serialize import to_json, to_yaml
 
 from .codec import from_data, to_data
+from .finite import non_finite
 
 # Bump when any contract's shape changes: a reader refuses files of another version with
 # "rebuild with this version" instead of a list of unknown keys.
@@ -59,7 +60,11 @@ class Contract(Generic[T]):
     # --- writing
 
     def data(self, value: T) -> dict[str, Any]:
-        """``value`` as the plain data written to the file, checked against the schema."""
+        """``value`` as the plain data written to the file, checked against the schema (and for
+        inf and NaN, which JSON Schema cannot refuse and no reader accepts)."""
+        bad = [".".join(map(str, path)) for path, _number in non_finite(value)]
+        if bad:  # the writer must map them (see run_record.finite); never bad input
+            raise AssertionError(f"{self.kind}: not a finite number at {', '.join(bad)}")
         data = {"apiVersion": API_VERSION, "kind": self.kind, **to_data(value)}
         problems = [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in self.validator.iter_errors(data)]
         if problems:  # the writer broke its own contract: a bug in vilms, never bad input
@@ -89,9 +94,13 @@ class Contract(Generic[T]):
     def parse(self, raw: bytes, display: str, *, file: Path | None = None) -> T:
         try:
             doc = parse_yaml(raw, file=file or Path(display), display_name=display)
-        except InvalidInputError as exc:
-            raise self._invalid([replace(d, hint=None) for d in exc.diagnostics]) from None
+        except InvalidInputError as exc:  # the loader's hints speak of vilms.yaml; this file is ViLMS's own
+            raise self._invalid([replace(d, message=self._language(d.message), hint=None) for d in exc.diagnostics]) from None
         return self.from_document(doc)
+
+    def _language(self, message: str) -> str:
+        """The loader parses JSON as the YAML it is; its messages name the file's own language."""
+        return "JSON" + message[4:] if self.format == "json" and message.startswith("YAML ") else message
 
     def from_document(self, doc: Document) -> T:
         report = Reporter(doc)

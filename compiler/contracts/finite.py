@@ -1,6 +1,6 @@
-"""Finite numbers only: YAML can spell ``.inf`` and ``.nan`` and JSON Schema cannot refuse
-them (every comparison with NaN is false), so contracts whose numbers must be finite check
-the tree they loaded (and writers the tree they write) with :func:`non_finite`."""
+"""Finite numbers only: JSON Schema cannot refuse inf and NaN (every comparison with NaN is
+false). Readers never see them (the loader refuses ``.nan`` and ``.inf``); every writer's tree
+is checked with :func:`non_finite` before it is written (:meth:`Contract.data`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-from vilms.compiler.reporter import Reporter
 
 from .codec import is_name, key_of
 
@@ -31,9 +29,3 @@ def non_finite(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, float]]:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             yield from non_finite(item, path + (index,))
-
-
-def report_non_finite(value: Any, report: Reporter) -> None:
-    """A located error for every inf or NaN in ``value`` (a contract's ``check`` calls this)."""
-    for path, number in non_finite(value):
-        report.error(path, f"must be a finite number, not {number}")

@@ -24,7 +24,6 @@ from vilms.compiler.reporter import Reporter
 from vilms.compiler.run_ids import adapter_of
 
 from .contract import Contract
-from .finite import report_non_finite
 
 RELEASABLE = ("passed", "approved")  # gate statuses a completed run may be released with
 
@@ -181,7 +180,6 @@ def finite(value: float | None, path: str, non_finite: list[str]) -> float | Non
 
 
 def _check(record: RunRecord, report: Reporter) -> None:
-    report_non_finite(record, report)
     if adapter_of(record.run_id) != record.adapter:
         report.error(("adapter",), f"run {record.run_id!r} is not a run of adapter {record.adapter!r}")
     done = record.status == "completed"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
-from .finite import report_non_finite
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,6 @@ class TrainingConfig:
 
 
 def _check(config: TrainingConfig, report: Reporter) -> None:
-    report_non_finite(config, report)
     if config.method == "qlora":
         if config.quantization is None:
             report.error(("quantization",), "method qlora needs a quantization section with load_in_4bit: true")

@@ -24,7 +24,7 @@ from vilms.compiler.load import load, parse
 from vilms.compiler.pipeline import display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
 from vilms.compiler.project_lock import project_lock
-from vilms.compiler.run_ids import RUN_ID, adapter_of
+from vilms.compiler.run_ids import RUN_ID, adapter_of, example_for
 from vilms.compiler.runs import release_status
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.write import write_tree
@@ -124,7 +124,7 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
         path = ("adapters", adapter)
     owner = adapter_of(run_id)
     if owner is None:
-        raise _refused(doc, path, f"{run_id!r} is not a run id", f"run ids look like {adapter}-20261123T152000Z-1a2b3c (see artifacts/)")
+        raise _refused(doc, path, f"{run_id!r} is not a run id", f"run ids look like {example_for(adapter)} (see artifacts/)")
     if owner != adapter:
         raise _refused(doc, path, f"run {run_id!r} was trained for adapter {owner!r}, not {adapter!r}",
                        f"runs of {adapter} are named {adapter}-<UTC time>-<hex>")

@@ -7,13 +7,11 @@ without artifacts); one that is present is checked.
 
 from __future__ import annotations
 
-import re
-
 from vilms.compiler.document import Document
 from vilms.compiler.errors import VilmsError
+from vilms.compiler.layout import Layout
 from vilms.compiler.reporter import Reporter
-
-RUN_ID = re.compile(r"^(?P<adapter>[a-z0-9][a-z0-9._-]*)-\d{8}T\d{6}Z-[0-9a-f]{6}$")
+from vilms.compiler.run_ids import adapter_of, example_for
 
 
 def check(doc: Document, report: Reporter) -> None:
@@ -22,14 +20,14 @@ def check(doc: Document, report: Reporter) -> None:
         if run_id is None:
             continue
         path = ("adapters", name, "release")
-        match = RUN_ID.match(run_id)
-        if not match:
-            report.error(path, f"{run_id!r} is not a run id", hint=f"run ids look like {name}-20261123T152000Z-1a2b3c (see artifacts/)")
+        owner = adapter_of(run_id)
+        if owner is None:
+            report.error(path, f"{run_id!r} is not a run id", hint=f"run ids look like {example_for(name)} (see artifacts/)")
             continue
-        if match.group("adapter") != name:
-            report.error(path, f"run {run_id!r} was trained for adapter {match.group('adapter')!r}, not {name!r}")
+        if owner != name:
+            report.error(path, f"run {run_id!r} was trained for adapter {owner!r}, not {name!r}")
             continue
-        if (doc.root / "artifacts" / run_id / "run.json").is_file():
+        if Layout(doc.root).run_record(run_id).is_file():
             _check_local_run(doc, report, path, run_id)
 
 

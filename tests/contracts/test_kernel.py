@@ -201,3 +201,35 @@ def test_codec_renames_keys_and_fills_name_fields():
     assert to_data(book) == {"entries": {"a": {"from": "x", "tags": ["t"]}}}
     with pytest.raises(TypeError):
         book.entries["b"] = book.entries["a"]  # read-only
+
+
+def test_a_json_contract_names_json_in_its_syntax_errors():
+    from vilms.compiler.contracts.runner_state import RUNNER_STATE
+
+    with pytest.raises(InvalidInputError) as err:
+        RUNNER_STATE.parse(b'{"apiVersion": "x",\n  "kind": [}\n', "state.json")
+    first = err.value.render().splitlines()[0]
+    assert first.startswith("state.json:2:") and "JSON syntax error" in first and "YAML" not in err.value.render()
+
+
+def test_a_writer_never_writes_inf_or_nan():
+    from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST
+    from vilms.compiler.contracts.routes import ROUTES
+    from vilms.compiler.serialize import to_json
+
+    routes = ROUTES.parse((__import__("pathlib").Path(__file__).parents[2] / "generated" / "dev" / "gateway" / "routes.yaml")
+                          .read_bytes(), "routes.yaml")
+    broken = dataclasses.replace(routes, gateway=dataclasses.replace(routes.gateway, read_timeout_s=float("inf")))
+    with pytest.raises(AssertionError, match=r"GatewayRoutes: not a finite number at gateway\.read_timeout_s"):
+        ROUTES.dump(broken)
+    with pytest.raises(ValueError):
+        to_json({"x": float("nan")})
+    assert BUILD_MANIFEST.kind == "BuildManifest"
+
+
+def test_error_messages_cannot_write_control_characters_to_the_terminal():
+    from vilms.compiler.errors import ActionError
+
+    rendered = ActionError("cannot read /tmp/\x1b[31mred\u202e", hint="see \x00").render()
+    assert "\x1b" not in rendered and "\u202e" not in rendered and "\x00" not in rendered
+    assert rendered == "cannot read /tmp/\\x1b[31mred\\u202e\n  hint: see \\x00"
