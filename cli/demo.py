@@ -21,7 +21,6 @@ from typing import Any
 
 import click
 
-from vilms.compiler.contracts.run_record import RUN_RECORD
 from vilms.compiler.errors import ActionError, UsageError
 from vilms.compiler.layout import RUN_RECORD as RUN_RECORD_FILE
 from vilms.compiler.layout import Layout
@@ -57,6 +56,8 @@ def run_demo(root: Path, *, keep_running: bool = False) -> None:
     with _step(3, steps, f"$ vilms train {ADAPTER}"):
         _vilms(root, "train", ADAPTER, "--no-progress")
     run_id = _newest_run(root)
+    from vilms.compiler.contracts.run_record import RUN_RECORD
+
     gate = RUN_RECORD.load(Layout(root).run_record(run_id)).gate
     perplexity = gate.perplexity if gate is not None else None
     click.echo(f"      run {run_id}: gate {gate.status if gate is not None else 'not evaluated'}"

@@ -9,6 +9,7 @@ as one line (with the traceback under ``VILMS_DEBUG=1``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any, NoReturn
@@ -16,8 +17,6 @@ from typing import Any, NoReturn
 import click
 
 from vilms.compiler.errors import ExitCode, VilmsError
-
-from . import demo, project, release, serving, training
 
 # optional dependency → the extra that installs it
 EXTRA_OF = {
@@ -29,15 +28,52 @@ EXTRA_OF = {
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# command → (module of vilms.cli, one-line help): a module is imported only when one of its
+# commands runs (or `--help` lists them), so `vilms build` pays for none of the others
+COMMANDS = {
+    "init": ("project", "Write a commented starter vilms.yaml that builds."),
+    "validate": ("project", "Check vilms.yaml and print every problem found."),
+    "build": ("project", "Compile vilms.yaml into generated/ beside it."),
+    "schema": ("project", "Print the vilms/v1 JSON Schema."),
+    "explain": ("project", "Show the resolved plan of a deployment and its memory estimate."),
+    "diff": ("project", "Show what `vilms build` would change in generated/, writing nothing."),
+    "rollout": ("release", "Release a trained run of an adapter: edit release:, rebuild."),
+    "rollback": ("release", "Set an adapter's release: back to the run before, and rebuild."),
+    "apply": ("release", "Deploy generated/: docker compose, Helm, or the local runner."),
+    "serve": ("serving", "Run the OpenAI-compatible gateway for a deployment."),
+    "up": ("serving", "Start a local deployment: llama.cpp servers and the gateway, supervised."),
+    "status": ("serving", "Show the processes of a local deployment and their health."),
+    "down": ("serving", "Stop a local deployment (the gateway first: it drains)."),
+    "supervise": ("serving", ""),  # hidden: the supervisor `vilms up` starts
+    "train": ("training", "Train a LoRA/QLoRA adapter from generated/training/."),
+    "approve": ("training", "Record a human decision on a run's evaluation gate."),
+    "export": ("training", "Merge a run and export safetensors, GGUF and a Modelfile."),
+    "data": ("training", "Check, sanitize and fingerprint datasets."),
+    "demo": ("demo", "The whole loop on a tiny local model, in a folder of its own."),
+}
+
+
+class LazyGroup(click.Group):
+    """The `vilms` group: each command's module is imported when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name, (_module, text) in COMMANDS.items() if text)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"vilms.cli.{COMMANDS[name][0]}")
+        return next(c for c in module.COMMANDS if c.name == name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vilms", prog_name="vilms")
 def cli() -> None:
     """Compile vilms.yaml into everything needed to fine-tune and serve LLMs."""
-
-
-for _module in (project, release, serving, training, demo):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

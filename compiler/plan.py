@@ -7,9 +7,10 @@ Frozen dataclasses with tuples and read-only mappings; built once by
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from vilms.compiler.record import record
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -25,8 +26,10 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@record
 class Hardware:
+    """A hardware profile, sizes in bytes."""
+
     name: str
     kind: str  # jetson | cpu | gpu
     memory_bytes: int
@@ -50,8 +53,10 @@ class Hardware:
         return self.memory_bytes - self.os_reserve_bytes
 
 
-@dataclass(frozen=True)
+@record
 class Source:
+    """Where a model's weights come from: hf:, ollama: or file:."""
+
     scheme: str  # hf | ollama | file
     ref: str
     revision: str | None
@@ -60,8 +65,10 @@ class Source:
         return f"{self.scheme}:{self.ref}" + (f"@{self.revision}" if self.revision else "")
 
 
-@dataclass(frozen=True)
+@record
 class Model:
+    """A base model with its defaults applied."""
+
     name: str
     source: Source
     family: str
@@ -76,8 +83,10 @@ class Model:
     weights: Mapping[str, str]  # source, and gguf / ollama when given (see vilms.compiler.weights)
 
 
-@dataclass(frozen=True)
+@record
 class Dataset:
+    """A dataset with its defaults applied."""
+
     name: str
     path: str
     format: str
@@ -87,8 +96,10 @@ class Dataset:
     redact: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Adapter:
+    """A LoRA adapter with its defaults applied."""
+
     name: str
     base: str
     dataset: str
@@ -106,8 +117,10 @@ class Adapter:
         return int(self.lora["r"])
 
 
-@dataclass(frozen=True)
+@record
 class Alias:
+    """A public model name and what it serves."""
+
     name: str
     model: str
     adapter: str | None
@@ -116,7 +129,7 @@ class Alias:
     fallbacks: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Upstream:
     """One model name an engine serves in a deployment: a base model or an adapter on it."""
 
@@ -127,8 +140,10 @@ class Upstream:
     context: int
 
 
-@dataclass(frozen=True)
+@record
 class Deployment:
+    """A deployment: its hardware, target, engine and what it serves."""
+
     name: str
     hardware: Hardware
     target: str  # compose | local | helm
@@ -160,8 +175,10 @@ class Deployment:
         return self.model_adapters.get(model, ())
 
 
-@dataclass(frozen=True)
+@record
 class Gateway:
+    """The gateway's settings with defaults applied."""
+
     api_keys_env: str | None
     otel_endpoint_env: str | None
     retries: int
@@ -175,8 +192,10 @@ class Gateway:
     port: int
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
+    """The resolved project: what every renderer reads."""
+
     project: str
     source_name: str  # file name of the input, relative to its folder
     input_sha256: str

@@ -8,19 +8,24 @@ ViLMS version).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from vilms.compiler.record import record
 
 from .contract import Contract
 
 
-@dataclass(frozen=True)
+@record
 class BuildInput:
+    """The input a build was made from."""
+
     file: str  # the input's file name, e.g. vilms.yaml
     sha256: str  # of its bytes
 
 
-@dataclass(frozen=True)
+@record
 class BuildManifest:
+    """What a build was made from and of."""
+
     generator: str  # always "vilms"
     vilms_version: str  # the ViLMS that wrote generated/
     input: BuildInput

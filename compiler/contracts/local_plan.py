@@ -8,9 +8,8 @@ routes path is relative to ``generated/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vilms.compiler.document import Path_, dotted
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
@@ -19,7 +18,7 @@ GATEWAY_PROCESS = "gateway"  # the gateway's process name; no server may take it
 SERVER_KIND = "llamacpp"  # what every server of a local plan runs (llama-cpp-python's server)
 
 
-@dataclass(frozen=True)
+@record
 class HfWeights:
     """GGUF weights in a Hugging Face repository: the file of ``repo`` matching ``file_glob``."""
 
@@ -27,7 +26,7 @@ class HfWeights:
     file_glob: str
 
 
-@dataclass(frozen=True)
+@record
 class Weights:
     """Exactly one of: a GGUF file (relative to the folder of vilms.yaml), or Hugging Face weights."""
 
@@ -35,7 +34,7 @@ class Weights:
     hf: HfWeights | None
 
 
-@dataclass(frozen=True)
+@record
 class Server:
     """One llama.cpp server."""
 
@@ -50,15 +49,19 @@ class Server:
     port: int
 
 
-@dataclass(frozen=True)
+@record
 class LocalGateway:
+    """Where the local gateway listens and which routes file it serves."""
+
     host: str
     port: int
     routes: str  # the deployment's routes.yaml, relative to generated/
 
 
-@dataclass(frozen=True)
+@record
 class LocalPlan:
+    """Every process `vilms up` runs for one deployment."""
+
     deployment: str
     servers: tuple[Server, ...]
     gateway: LocalGateway

@@ -8,8 +8,9 @@ each line on its own and reports problems as ``.vilms/releases/<adapter>.jsonl:L
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 from vilms.compiler.run_ids import adapter_of
 
@@ -17,7 +18,7 @@ from .codec import KEY
 from .contract import Contract
 
 
-@dataclass(frozen=True)
+@record
 class ReleaseHistoryEntry:
     at: str  # UTC, ISO-8601 (vilms.compiler.clock.utc_now)
     adapter: str

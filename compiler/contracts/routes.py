@@ -6,9 +6,9 @@ Written by :mod:`vilms.compiler.render.routes`, read by the gateway (`vilms serv
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 from vilms.compiler.suggest import did_you_mean
 
@@ -16,15 +16,19 @@ from .codec import name_field
 from .contract import Contract
 
 
-@dataclass(frozen=True)
+@record
 class HardwareInfo:
+    """The hardware profile the deployment runs on (the gateway trims requests to it)."""
+
     name: str
     kind: str  # jetson | cpu | gpu
     memory_bytes: int
 
 
-@dataclass(frozen=True)
+@record
 class GatewaySettings:
+    """The gateway's own settings: keys, retries, timeouts, limits, balancing."""
+
     api_keys_env: str | None
     otel_endpoint_env: str | None
     retries: int
@@ -37,21 +41,25 @@ class GatewaySettings:
     on_overlong_prompt: str  # reject | truncate
 
 
-@dataclass(frozen=True)
+@record
 class Backend:
+    """One engine behind the gateway: its kind and the base URLs of its endpoints."""
+
     id: str = name_field()
     engine: str  # ollama | vllm | llamacpp
     endpoints: tuple[str, ...]  # base URLs, without /v1
     api_key_env: str | None
 
 
-@dataclass(frozen=True)
+@record
 class AdapterRef:
+    """The LoRA adapter an alias serves, and whether a run of it is released."""
+
     name: str
     released: bool
 
 
-@dataclass(frozen=True)
+@record
 class Route:
     """What one alias (the model name clients send) resolves to."""
 
@@ -72,8 +80,10 @@ class Route:
         return self.adapter is None or self.adapter.released
 
 
-@dataclass(frozen=True)
+@record
 class GatewayRoutes:
+    """The whole routing table of one deployment."""
+
     deployment: str
     hardware: HardwareInfo
     gateway: GatewaySettings

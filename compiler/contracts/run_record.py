@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 from vilms.compiler.run_ids import adapter_of
 
@@ -28,7 +28,7 @@ from .contract import Contract
 RELEASABLE = ("passed", "approved")  # gate statuses a completed run may be released with
 
 
-@dataclass(frozen=True)
+@record
 class Session:
     """One start of the trainer on this run (the first, then one per ``--resume``)."""
 
@@ -37,7 +37,7 @@ class Session:
     pid: int
 
 
-@dataclass(frozen=True)
+@record
 class DatasetUsed:
     name: str
     path: str
@@ -46,7 +46,7 @@ class DatasetUsed:
     rows: int
 
 
-@dataclass(frozen=True)
+@record
 class BaseModelUsed:
     name: str
     source: str
@@ -55,7 +55,7 @@ class BaseModelUsed:
     chat_template: str
 
 
-@dataclass(frozen=True)
+@record
 class Host:
     """The machine the run started on."""
 
@@ -66,13 +66,13 @@ class Host:
     gpu: str | None  # name of CUDA device 0
 
 
-@dataclass(frozen=True)
+@record
 class HardwareUsed:
     profile: str | None  # the config's hardware profile; null: none named, trained on the host
     host: Host
 
 
-@dataclass(frozen=True)
+@record
 class RegressionOutcome:
     prompt: str
     expected: str
@@ -81,7 +81,7 @@ class RegressionOutcome:
     passed: bool
 
 
-@dataclass(frozen=True)
+@record
 class GateRecord:
     status: str  # passed | failed | needs_approval | approved
     eval_loss: float | None  # mean held-out token loss; null: not measured (or see non_finite)
@@ -93,7 +93,7 @@ class GateRecord:
     reasons: tuple[str, ...]  # why the gate did not pass; empty when it passed
 
 
-@dataclass(frozen=True)
+@record
 class Approval:
     """A human decision (`vilms approve`) that releases a run whose gate asked for one."""
 
@@ -103,7 +103,7 @@ class Approval:
     from_status: str
 
 
-@dataclass(frozen=True)
+@record
 class Metrics:
     """The run's headline numbers (metrics.json beside the record has the histories)."""
 
@@ -115,7 +115,7 @@ class Metrics:
     wall_time_seconds: float
 
 
-@dataclass(frozen=True)
+@record
 class VllmCheck:
     """Can vLLM serve the adapter (rank bucket, no modules_to_save, no DoRA, known targets)?"""
 
@@ -124,7 +124,7 @@ class VllmCheck:
     problems: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class ExportRecord:
     """What the last `vilms export` wrote."""
 
@@ -137,7 +137,7 @@ class ExportRecord:
     files: Mapping[str, str]  # run-relative path → sha256
 
 
-@dataclass(frozen=True)
+@record
 class RunRecord:
     run_id: str
     project: str

@@ -8,9 +8,8 @@ identified by its pid together with its start time in clock ticks (``ticks``, fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vilms.compiler.document import Path_, dotted
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
@@ -18,13 +17,13 @@ from .contract import Contract
 DOWN = ("failed", "stopped")  # process states without a pid
 
 
-@dataclass(frozen=True)
+@record
 class ProcessId:
     pid: int
     ticks: int | None  # start time since boot, in clock ticks
 
 
-@dataclass(frozen=True)
+@record
 class StartError:
     """Why the start failed: which process, what happened, and its log."""
 
@@ -33,7 +32,7 @@ class StartError:
     log: str
 
 
-@dataclass(frozen=True)
+@record
 class ProcessState:
     name: str
     kind: str  # llamacpp | gateway
@@ -50,7 +49,7 @@ class ProcessState:
     log: str  # absolute path of its log file
 
 
-@dataclass(frozen=True)
+@record
 class RunnerState:
     status: str  # starting | running | stopping | failed
     deployment: str

@@ -13,15 +13,16 @@ the host it ran on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
 
 
-@dataclass(frozen=True)
+@record
 class BaseModel:
+    """The model the adapter is trained on, and its chat template."""
+
     name: str
     source: str  # hf:<org>/<repo> | file:<folder relative to the project>
     revision: str | None  # hf: the revision to load; null: the default branch
@@ -29,8 +30,10 @@ class BaseModel:
     chat_template: str  # chatml | llama3 | mistral | gemma | phi3 | tokenizer (the tokenizer's own)
 
 
-@dataclass(frozen=True)
+@record
 class DatasetRef:
+    """The dataset file, its format, pinned hash and evaluation share."""
+
     name: str
     path: str  # JSONL, relative to the project root
     format: str  # chat | completion | text
@@ -38,8 +41,10 @@ class DatasetRef:
     eval_fraction: float  # share of rows held out for evaluation and the gate
 
 
-@dataclass(frozen=True)
+@record
 class LoraSpec:
+    """PEFT LoRA settings, in PEFT's own names."""
+
     r: int
     lora_alpha: float
     lora_dropout: float
@@ -48,7 +53,7 @@ class LoraSpec:
     use_rslora: bool
 
 
-@dataclass(frozen=True)
+@record
 class QuantSpec:
     """bitsandbytes 4-bit loading of the base model (method qlora)."""
 
@@ -58,8 +63,10 @@ class QuantSpec:
     bnb_4bit_compute_dtype: str  # bfloat16 | float16 | float32
 
 
-@dataclass(frozen=True)
+@record
 class TrainingSpec:
+    """Optimiser, schedule, batch and checkpoint settings."""
+
     epochs: int
     max_steps: int | None  # null: epochs decide
     learning_rate: float
@@ -76,7 +83,7 @@ class TrainingSpec:
     gradient_checkpointing: bool
 
 
-@dataclass(frozen=True)
+@record
 class RegressionCase:
     """A prompt the trained adapter must answer; exactly one expectation is set."""
 
@@ -85,14 +92,16 @@ class RegressionCase:
     expect_exact: str | None
 
 
-@dataclass(frozen=True)
+@record
 class GateSpec:
+    """The evaluation gate a run must pass before it may be released."""
+
     max_eval_perplexity: float | None
     regression: tuple[RegressionCase, ...]
     on_fail: str  # reject | approval
 
 
-@dataclass(frozen=True)
+@record
 class HardwareSpec:
     """The hardware profile the adapter trains on, as vilms.yaml declares it."""
 
@@ -103,24 +112,30 @@ class HardwareSpec:
     gpus: int
 
 
-@dataclass(frozen=True)
+@record
 class ExportSpec:
+    """What `vilms export` writes by default."""
+
     gguf: bool
     quantize: tuple[str, ...]  # q8_0 | q4_k_m
 
 
-@dataclass(frozen=True)
+@record
 class MlflowSpec:
+    """Where MLflow tracking goes."""
+
     tracking_uri: str  # file:<path relative to the project> or a server URL
     experiment: str
 
 
-@dataclass(frozen=True)
+@record
 class TrackingSpec:
+    """Experiment tracking of the run (null: none)."""
+
     mlflow: MlflowSpec | None  # null: no MLflow logging
 
 
-@dataclass(frozen=True)
+@record
 class MemoryEstimate:
     """The compiler's estimate of the run's peak memory (compiler/memory/training.py)."""
 
@@ -132,8 +147,10 @@ class MemoryEstimate:
     overhead_bytes: int
 
 
-@dataclass(frozen=True)
+@record
 class TrainingConfig:
+    """Everything the trainer reads for one adapter, and nothing else."""
+
     project: str
     adapter: str
     base_model: BaseModel

@@ -3,16 +3,15 @@ with the table and a hint (``compiler/validate/fit.py`` turns them into located 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vilms.compiler.memory.estimate import gib
 from vilms.compiler.memory.report import format_table
 from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, estimate_deployment, quant_of, shares_hardware
 from vilms.compiler.memory.training import estimate_training
 from vilms.compiler.plan import Adapter, Deployment, Plan
+from vilms.compiler.record import record
 
 
-@dataclass(frozen=True)
+@record
 class NotFit:
     """One workload that does not fit: where in vilms.yaml, what to say, and the table."""
 

@@ -4,13 +4,15 @@ and how its numbers are written in tables and notes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from vilms.compiler.record import record
 
 GIB = 2**30
 MIB = 2**20
 
 
-@dataclass(frozen=True)
+@record
 class Estimate:
     """Bytes one workload needs, by component, against what its hardware gives."""
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vilms.compiler.plan import Model
+from vilms.compiler.record import record
 
 KV_BYTES = 2  # f16/bf16 KV cache: Ollama/llama.cpp default f16, vLLM kv-cache-dtype auto
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-@dataclass(frozen=True)
+@record
 class Shape:
     """A llama-style dense decoder, as in config.json."""
 
@@ -111,7 +111,7 @@ REFERENCE_SHAPES: tuple[tuple[float, Shape], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Sizing:
     """Parameter split of one model and where it came from."""
 

@@ -15,11 +15,10 @@ Budget: one GPU's memory on a GPU profile, memory − OS reserve otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vilms.compiler.memory.estimate import GIB, MIB, Estimate, gib, mib, params_text
 from vilms.compiler.memory.shapes import Shape, Sizing, sizing
 from vilms.compiler.plan import Adapter, Hardware, Plan
+from vilms.compiler.record import record
 
 NF4_DOUBLE_QUANT_BITS = 4.127  # 4-bit NF4 + 0.127 bit/param constants with double quant (QLoRA paper)
 NF4_BITS = 4.5  # without double quant: fp32 absmax per 64 weights
@@ -32,7 +31,7 @@ ACT_SAVED_BYTES = 2  # per layer input kept by gradient checkpointing (bf16)
 ACT_LAYER_BYTES = 34  # Korthikanti et al. 2022 per-layer working set, s·b·h·34 (no score term with SDPA)
 
 
-@dataclass(frozen=True)
+@record
 class Recipe:
     """How a trainer holds its tensors. Defaults: the ViLMS trainer (PEFT + bitsandbytes +
     transformers' built-in loss); tests build other recipes for published setups."""

@@ -128,3 +128,22 @@ def test_every_alias_param_reaches_the_gateway(tmp_path):
     sent = dict(routes.aliases["support-bot"].params)
     assert len(sent) == len(names) - 1  # max_tokens becomes the alias's max_output_tokens
     assert routes.aliases["support-bot"].max_output_tokens == 64
+
+
+def test_every_generated_contract_file_satisfies_its_schema():
+    """Writers do not check the schema on every write (docs/architecture.md): this does, for
+    every contract file the shipped project, the examples and the fixtures compile to."""
+    from tests.support.projects import projects
+    from vilms.compiler.contracts.registry import contract_for
+    from vilms.compiler.load import parse
+
+    checked = 0
+    for project in projects():
+        for rel, data in compiled_in_memory(project.name).items():
+            contract = contract_for(rel)
+            if contract is None:
+                continue
+            document = parse(data, file=Path(rel), display_name=rel).data
+            assert contract.problems(document) == [], (project.name, rel)
+            checked += 1
+    assert checked >= 20
