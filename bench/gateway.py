@@ -4,7 +4,7 @@
     python bench/gateway.py [--quick] [--skip-litellm] [--json FILE]
 
 Starts a fake vLLM backend (tests/runtime/gateway_fakes.py), the gateway
-(``python -m vilms.runtime.gateway``) and, in its own venv under the cache dir,
+(``python -m vilms serve``) and, in its own venv under the cache dir,
 LiteLLM's proxy (``pip install 'litellm[proxy]'``; skipped with a message when it cannot
 be installed). Drives each with wrk (``apt-get install -y wrk``) at concurrency 1, 16 and
 64, non-streaming and streaming; prints req/s, p50/p99, the latency the gateway adds
@@ -97,23 +97,31 @@ def start_fake(port: int) -> subprocess.Popen:
 
 
 def write_routes(path: Path, endpoints: list[str]) -> None:
-    import yaml
+    """The routes table through its contract, as `vilms build` writes one."""
+    from vilms.compiler.contracts.routes import (
+        ROUTES,
+        Backend,
+        GatewayRoutes,
+        GatewaySettings,
+        HardwareInfo,
+        Route,
+    )
 
-    doc = {
-        "apiVersion": "vilms/v1", "kind": "GatewayRoutes", "deployment": "bench",
-        "hardware": {"name": "bench", "kind": "cpu", "memory_bytes": None},
-        "gateway": {"api_keys_env": None, "retries": 2, "connect_timeout_s": 2.0, "read_timeout_s": 30.0,
-                    "max_body_bytes": 8388608, "max_queue": 1024, "cooldown_s": 30.0, "balance": "round_robin",
-                    "on_overlong_prompt": "reject", "otel_endpoint_env": None},
-        "backends": {"vllm": {"engine": "vllm", "endpoints": endpoints, "api_key_env": None}},
-        "aliases": {"chat": {"backend": "vllm", "model": MODEL, "adapter": None, "context": 8192,
-                             "max_output_tokens": 2048, "system": None, "params": {}, "fallbacks": [], "task": "chat"}},
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=True))
+    routes = GatewayRoutes(
+        deployment="bench",
+        hardware=HardwareInfo(name="bench", kind="cpu", memory_bytes=16 * 2**30),
+        gateway=GatewaySettings(api_keys_env=None, otel_endpoint_env=None, retries=2, connect_timeout_s=2.0,
+                                read_timeout_s=30.0, max_body_bytes=8388608, max_queue=1024, cooldown_s=30.0,
+                                balance="round_robin", on_overlong_prompt="reject"),
+        backends={"vllm": Backend(id="vllm", engine="vllm", endpoints=tuple(endpoints), api_key_env=None)},
+        aliases={"chat": Route(name="chat", backend="vllm", model=MODEL, adapter=None, context=8192,
+                               max_output_tokens=2048, system=None, params={}, fallbacks=(), task="chat")},
+    )
+    path.write_bytes(ROUTES.dump(routes, source=None))
 
 
 def start_gateway(routes: Path, port: int, log: Path) -> subprocess.Popen:
-    proc = spawn([sys.executable, "-m", "vilms.runtime.gateway", "--routes", str(routes), "--port", str(port),
+    proc = spawn([sys.executable, "-m", "vilms", "serve", "--routes", str(routes), "--port", str(port),
                   "--quiet"], log=log)
     if not wait_http(f"http://127.0.0.1:{port}/healthz", 20):
         raise SystemExit(f"gateway did not start; see {log}")
