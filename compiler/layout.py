@@ -31,7 +31,9 @@ RUN_CONFIG = "training.yaml"  # the training config a run was started from, copi
 RUN_ADAPTER = "adapter"  # PEFT adapter folder of a run
 RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp and Ollama
 
-STATE_FILE = "state.json"
+STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:
+RUNNER_LOCK = "lock"  # held by the deployment's supervisor for its whole life
+RUNNER_LOGS = "logs"  # one log per process, plus the supervisor's
 
 
 # --- inside generated/ (relative paths, as the renderers return them)

@@ -21,10 +21,8 @@ from pathlib import Path
 
 from vilms.compiler.contracts.runner_state import RUNNER_STATE, RunnerState
 from vilms.compiler.errors import ActionError
-from vilms.compiler.layout import STATE_FILE
+from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, STATE_FILE
 
-LOCK_FILE = "lock"
-LOGS = "logs"
 
 
 @dataclass(frozen=True)
@@ -37,11 +35,11 @@ class RunDir:
 
     @property
     def lock_file(self) -> Path:
-        return self.path / LOCK_FILE
+        return self.path / RUNNER_LOCK
 
     @property
     def logs(self) -> Path:
-        return self.path / LOGS
+        return self.path / RUNNER_LOGS
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
