@@ -24,7 +24,6 @@ from vilms.compiler.errors import ActionError
 from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, STATE_FILE
 
 
-
 @dataclass(frozen=True)
 class RunDir:
     path: Path
