@@ -38,7 +38,9 @@ def test_wheel_ships_templates_and_schema_under_the_vilms_namespace(installed):
     assert "vilms/templates/helm/chart/Chart.yaml" in names
     assert "vilms/templates/ollama/Modelfile.j2" in names
     assert "vilms/templates/helm/chart/.helmignore" in names
-    assert not [n for n in names if n.split("/")[0] in {"compiler", "runtime", "trainers", "templates"}]
+    assert not [n for n in names if n.split("/")[0] in {"cli", "compiler", "runtime", "trainers", "templates"}]
+    assert "vilms/compiler/contracts/schemas/gateway-routes.schema.json" in names
+    assert "vilms/__main__.py" in names and "vilms/__init__.py" not in names  # `vilms` stays a namespace
 
 
 def test_installed_cli_builds_a_project_elsewhere(installed, tmp_path):
@@ -62,3 +64,6 @@ def test_installed_cli_builds_a_project_elsewhere(installed, tmp_path):
     assert actual == expected
     version = subprocess.run([str(installed / "bin" / "vilms"), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and "0.1.0" in version.stdout
+    module = subprocess.run([str(installed / "bin" / "python"), "-m", "vilms", "--version"], cwd=cwd,
+                            capture_output=True, text=True)
+    assert module.returncode == 0 and module.stdout == version.stdout
