@@ -176,6 +176,17 @@ class Deployment:
 
 
 @record
+class ApiKey:
+    """A named API key: the variable holding it, what it may use, how much."""
+
+    name: str
+    env: str
+    aliases: tuple[str, ...] | None  # None: every alias
+    rpm: int | None
+    tpm: int | None
+
+
+@record
 class Gateway:
     """The gateway's settings with defaults applied."""
 
@@ -190,6 +201,20 @@ class Gateway:
     balance: str
     on_overlong_prompt: str
     port: int
+    first_byte_timeout: float
+    request_timeout: float
+    write_timeout: float
+    max_response_bytes: int
+    eject_after: int
+    ops_key_env: str | None
+    keys: Mapping[str, ApiKey]  # by name
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        """Every environment variable holding a key the gateway checks (it refuses to start
+        without them), sorted."""
+        names = {self.api_keys_env, self.ops_key_env, *(key.env for key in self.keys.values())}
+        return tuple(sorted(name for name in names if name))
 
 
 @record

@@ -13,6 +13,7 @@ from vilms.compiler.facts import gateway, llamacpp
 from vilms.compiler.plan import (
     Adapter,
     Alias,
+    ApiKey,
     Dataset,
     Deployment,
     Gateway,
@@ -37,6 +38,8 @@ GATE_DEFAULTS = {"max_eval_perplexity": None, "regression": [], "on_fail": "appr
 GATEWAY_DEFAULTS = {
     "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
     "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": gateway.PORT,
+    "first_byte_timeout": 120.0, "request_timeout": 900.0, "write_timeout": 30.0, "max_response": "16MiB",
+    "eject_after": 5,
 }
 DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
 
@@ -204,4 +207,14 @@ def _gateway(g: dict[str, Any]) -> Gateway:
         balance=merged["balance"],
         on_overlong_prompt=merged["on_overlong_prompt"],
         port=merged["port"],
+        first_byte_timeout=float(merged["first_byte_timeout"]),
+        request_timeout=float(merged["request_timeout"]),
+        write_timeout=float(merged["write_timeout"]),
+        max_response_bytes=parse_size(merged["max_response"]),
+        eject_after=merged["eject_after"],
+        ops_key_env=env_name(g.get("ops_key")),
+        keys=frozen({name: ApiKey(name=name, env=env_name(spec["key"]) or "",
+                                  aliases=tuple(spec["aliases"]) if "aliases" in spec else None,
+                                  rpm=spec.get("rpm"), tpm=spec.get("tpm"))
+                     for name, spec in g.get("keys", {}).items()}),
     )

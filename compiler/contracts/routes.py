@@ -26,19 +26,43 @@ class HardwareInfo:
 
 
 @record
+class KeyScope:
+    """A named API key: the variable that holds it, the aliases it may use, its rate limits."""
+
+    name: str = name_field()
+    env: str
+    aliases: tuple[str, ...] | None  # None: every alias of the deployment
+    rpm: int | None  # requests per minute, per gateway process
+    tpm: int | None  # tokens per minute (prompt + completion), per gateway process
+
+
+@record
 class GatewaySettings:
     """The gateway's own settings: keys, retries, timeouts, limits, balancing."""
 
-    api_keys_env: str | None
+    api_keys_env: str | None  # comma-separated keys, every alias, no limits
+    keys: Mapping[str, KeyScope]
+    ops_key_env: str | None  # when set, the metrics and the readiness detail require this key
     otel_endpoint_env: str | None
     retries: int
     connect_timeout_s: float
     read_timeout_s: float
+    first_byte_timeout_s: float  # per attempt, until the engine's first byte
+    request_timeout_s: float  # the whole request, retries and fallbacks included
+    write_timeout_s: float  # a client that reads nothing for this long is given up
     max_body_bytes: int
+    max_response_bytes: int  # largest non-streaming engine answer
     max_queue: int
     cooldown_s: float
+    eject_after: int  # consecutive failures before an endpoint cools down
     balance: str  # round_robin | least_inflight
     on_overlong_prompt: str  # reject | truncate
+
+    @property
+    def secret_envs(self) -> tuple[str, ...]:
+        """Every environment variable holding a key the gateway checks, sorted."""
+        names = {self.api_keys_env, self.ops_key_env, *(k.env for k in self.keys.values())}
+        return tuple(sorted(n for n in names if n))
 
 
 @record
@@ -103,6 +127,10 @@ def _check(routes: GatewayRoutes, report: Reporter) -> None:
                 report.error(at + ("fallbacks", i), "an alias cannot fall back to itself")
             elif fallback not in routes.aliases:
                 report.error(at + ("fallbacks", i), f"unknown alias {fallback!r}{did_you_mean(fallback, routes.aliases)}")
+    for name, key in routes.gateway.keys.items():
+        for i, alias in enumerate(key.aliases or ()):
+            if alias not in routes.aliases:
+                report.error(("gateway", "keys", name, "aliases", i), f"unknown alias {alias!r}{did_you_mean(alias, routes.aliases)}")
     for name, backend in routes.backends.items():
         seen: set[str] = set()
         for i, url in enumerate(backend.endpoints):

@@ -171,8 +171,9 @@ def _vllm_services(plan: Plan, dep: Deployment) -> Services:
 def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any]) -> dict[str, Any]:
     """The gateway: starts once the engine is ready; the only service that publishes a port."""
     environment: dict[str, str] = {}
-    if plan.gateway.api_keys_env:
-        environment[plan.gateway.api_keys_env] = _secret(plan.gateway.api_keys_env, "comma-separated gateway API keys")
+    for name in plan.gateway.key_envs:
+        environment[name] = _secret(name, "comma-separated gateway API keys" if name == plan.gateway.api_keys_env
+                                    else "a gateway API key")
     if plan.gateway.otel_endpoint_env:
         environment[plan.gateway.otel_endpoint_env] = f"${{{plan.gateway.otel_endpoint_env}:-}}"
     bind = "" if dep.expose else "127.0.0.1:"

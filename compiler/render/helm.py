@@ -79,8 +79,8 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             entry["nodeSelector"] = {"nvidia.com/gpu.product": hw.gpu_type}
         models.append(entry)
     secret_env = []
-    if plan.gateway.api_keys_env:
-        secret_env.append({"name": plan.gateway.api_keys_env, "secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.api_keys_env})
+    for name in plan.gateway.key_envs:
+        secret_env.append({"name": name, "secretName": f"{plan.project}-secrets", "secretKey": name})
     if plan.gateway.otel_endpoint_env:
         secret_env.append({"name": plan.gateway.otel_endpoint_env, "secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.otel_endpoint_env})
     autoscale = dep.autoscale

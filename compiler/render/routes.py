@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vilms.compiler.contracts.routes import AdapterRef, Backend, GatewayRoutes, GatewaySettings, HardwareInfo, Route
+from vilms.compiler.contracts.routes import AdapterRef, Backend, GatewayRoutes, GatewaySettings, HardwareInfo, KeyScope, Route
 from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
 from vilms.compiler.facts.vllm import PORT as VLLM_PORT
 from vilms.compiler.naming import compose_service, vllm_object_name
@@ -75,13 +75,22 @@ def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
         hardware=HardwareInfo(name=hw.name, kind=hw.kind, memory_bytes=hw.memory_bytes),
         gateway=GatewaySettings(
             api_keys_env=gw.api_keys_env,
+            keys={name: KeyScope(name=name, env=key.env, rpm=key.rpm, tpm=key.tpm,
+                                 aliases=None if key.aliases is None else tuple(a for a in key.aliases if a in aliases))
+                  for name, key in gw.keys.items()},
+            ops_key_env=gw.ops_key_env,
             otel_endpoint_env=gw.otel_endpoint_env,
             retries=gw.retries,
             connect_timeout_s=gw.connect_timeout,
             read_timeout_s=gw.read_timeout,
+            first_byte_timeout_s=gw.first_byte_timeout,
+            request_timeout_s=gw.request_timeout,
+            write_timeout_s=gw.write_timeout,
             max_body_bytes=gw.max_body_bytes,
+            max_response_bytes=gw.max_response_bytes,
             max_queue=gw.max_queue,
             cooldown_s=gw.cooldown,
+            eject_after=gw.eject_after,
             balance=gw.balance,
             on_overlong_prompt=gw.on_overlong_prompt,
         ),

@@ -53,6 +53,10 @@ def check(doc: Document, report: Reporter) -> None:
 
     _check_cycles(aliases, report)
 
+    for name, spec in data.get("gateway", {}).get("keys", {}).items():
+        for i, alias in enumerate(spec.get("aliases", [])):
+            ref(("gateway", "keys", name, "aliases", i), alias, aliases, "alias", "aliases")
+
     for name, dep in deployments.items():
         base = ("deployments", name)
         ref(base + ("hardware",), dep["hardware"], hardware, "hardware profile", "hardware")

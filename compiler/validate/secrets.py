@@ -21,7 +21,11 @@ def secret_fields(data: dict) -> list[tuple[tuple, str]]:
     found = []
     gateway = data.get("gateway")
     if isinstance(gateway, dict):
-        found.extend((("gateway", key), gateway[key]) for key in ("api_keys", "otel_endpoint") if key in gateway)
+        found.extend((("gateway", key), gateway[key]) for key in ("api_keys", "otel_endpoint", "ops_key") if key in gateway)
+        keys = gateway.get("keys")
+        if isinstance(keys, dict):
+            found.extend((("gateway", "keys", name, "key"), spec["key"])
+                         for name, spec in keys.items() if isinstance(spec, dict) and "key" in spec)
     models = data.get("models")
     if isinstance(models, dict):
         found.extend((("models", name, "token"), model["token"])
@@ -30,6 +34,7 @@ def secret_fields(data: dict) -> list[tuple[tuple, str]]:
 
 
 def check(doc: Document, report: Reporter) -> None:
+    _check_shared_keys(doc.data, report)
     for path, value in secret_fields(doc.data):
         if ENV_REF.match(value):
             continue
@@ -39,3 +44,24 @@ def check(doc: Document, report: Reporter) -> None:
         else:
             report.error(path, "plaintext secret: this field takes a reference, never the secret itself",
                          hint="put the value in an environment variable and write env:NAME (e.g. env:VILMS_API_KEYS); rotate the exposed value")
+
+
+def _check_shared_keys(data: dict, report: Reporter) -> None:
+    """Each named key reads a variable of its own (and not gateway.api_keys'): a request's key
+    must name one scope and one budget."""
+    gateway = data.get("gateway")
+    keys = gateway.get("keys") if isinstance(gateway, dict) else None
+    if not isinstance(keys, dict):
+        return
+    owner: dict[str, str] = {}
+    if isinstance(gateway.get("api_keys"), str):
+        owner[gateway["api_keys"]] = "gateway.api_keys"
+    for name, spec in sorted(keys.items()):
+        ref = spec.get("key") if isinstance(spec, dict) else None
+        if not isinstance(ref, str):
+            continue
+        if ref in owner:
+            report.error(("gateway", "keys", name, "key"), f"reads the same variable as {owner[ref]}",
+                         hint="give every named key a variable of its own")
+        else:
+            owner[ref] = f"gateway.keys.{name}"

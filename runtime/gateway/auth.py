@@ -24,19 +24,21 @@ class KeyCheck:
         return bool(self._keys)
 
     @classmethod
-    def from_env(cls, env_name: str | None, environ: Mapping[str, str] | None = None) -> "KeyCheck":
-        """Read comma-separated keys from ``env_name``; refuse an unset or empty variable."""
-        if env_name is None:
-            return cls(())
+    def from_env(cls, env_names: tuple[str, ...], environ: Mapping[str, str] | None = None) -> "KeyCheck":
+        """Read the keys (comma-separated) of every variable in ``env_names``; refuse one that is
+        unset or empty: the gateway never silently runs open."""
         environ = os.environ if environ is None else environ
-        keys = tuple(k.strip().encode() for k in environ.get(env_name, "").split(",") if k.strip())
-        if not keys:
-            raise ActionError(
-                f"gateway.api_keys_env names {env_name}, but that environment variable is unset or empty",
-                hint=f"export {env_name}=key1,key2 (comma-separated), or set gateway.api_keys to null "
-                     "in vilms.yaml to run without authentication",
-            )
-        return cls(keys)
+        keys: list[bytes] = []
+        for env_name in env_names:
+            found = [k.strip().encode() for k in environ.get(env_name, "").split(",") if k.strip()]
+            if not found:
+                raise ActionError(
+                    f"the gateway's keys are read from {env_name}, but that environment variable is unset or empty",
+                    hint=f"export {env_name}=key1,key2 (comma-separated), or remove the key from the gateway: "
+                         "section of vilms.yaml to run without it",
+                )
+            keys.extend(found)
+        return cls(tuple(keys))
 
     def check(self, authorization: str | None) -> None:
         """Raise a 401 :class:`ApiError` unless the header carries a configured key."""

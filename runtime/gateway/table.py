@@ -46,7 +46,8 @@ class RoutingTable:
 def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str, str] | None = None) -> RoutingTable:
     """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing."""
     environ = os.environ if environ is None else environ
-    keys = KeyCheck.from_env(routes.gateway.api_keys_env, environ)
+    gw = routes.gateway
+    keys = KeyCheck.from_env(tuple(e for e in (gw.api_keys_env, *(k.env for k in gw.keys.values())) if e), environ)
     backends: dict[str, BackendRoute] = {}
     for backend in routes.backends.values():
         headers = {"Content-Type": "application/json"}

@@ -134,7 +134,7 @@ def _check_environment(project: Project, plan: LocalPlan) -> None:
     model loads. Only names are read, never values. A broken routes file is reported here,
     located, before anything starts."""
     routes = ROUTES.load(routes_file(project.layout, plan))
-    names = [routes.gateway.api_keys_env] + [b.api_key_env for b in routes.backends.values()]
+    names = [*routes.gateway.secret_envs] + [b.api_key_env for b in routes.backends.values()]
     unset = sorted({n for n in names if n is not None and not os.environ.get(n, "").strip()})
     if unset:
         raise ActionError(f"the gateway of {plan.deployment} reads {', '.join(unset)} from the environment, "

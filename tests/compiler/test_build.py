@@ -214,3 +214,30 @@ def test_check_names_the_version_that_wrote_generated(project, vilms):
     manifest.write_text(json.dumps({**data, "apiVersion": "vilms/v1"}))
     result = vilms("build", "--check", "-f", str(path))
     assert "generated/manifest.json: differs\ngenerated/ was written by another ViLMS version\n" in result.err
+
+
+def test_named_keys_reach_the_routes_and_the_containers(project, vilms):
+    """gateway.keys: each key's variable reaches compose and Helm as a required secret; its scope
+    is cut to the aliases each deployment serves; literal keys and shared variables are refused."""
+    import yaml
+
+    text = MINIMAL.replace("  api_keys: env:VILMS_API_KEYS", "  api_keys: env:VILMS_API_KEYS\n  ops_key: env:VILMS_OPS_KEY\n"
+                           "  keys:\n    ci: {key: env:CI_KEY, aliases: [chat], rpm: 60}\n    bot: {key: env:BOT_KEY, tpm: 1000}")
+    path = project(text)
+    assert vilms("build", "-f", str(path)).code == 0
+    routes = yaml.safe_load((path.parent / "generated" / "dev" / "gateway" / "routes.yaml").read_text())
+    assert routes["gateway"]["keys"] == {"bot": {"env": "BOT_KEY", "aliases": None, "rpm": None, "tpm": 1000},
+                                         "ci": {"env": "CI_KEY", "aliases": ["chat"], "rpm": 60, "tpm": None}}
+    assert routes["gateway"]["ops_key_env"] == "VILMS_OPS_KEY"
+    compose = yaml.safe_load((path.parent / "generated" / "gpu" / "docker-compose.yaml").read_text())
+    env = compose["services"]["gateway"]["environment"]
+    assert {"BOT_KEY", "CI_KEY", "VILMS_API_KEYS", "VILMS_OPS_KEY"} <= set(env) and env["CI_KEY"].startswith("${CI_KEY:?")
+    shared = text.replace("key: env:BOT_KEY", "key: env:CI_KEY")
+    result = vilms("validate", "-f", str(project(shared)))
+    assert result.code == 1 and "gateway.keys.ci.key: reads the same variable as gateway.keys.bot" in result.err
+    literal = text.replace("key: env:BOT_KEY", "key: sk-live-0123456789abcdef")
+    result = vilms("validate", "-f", str(project(literal)))
+    assert "gateway.keys.bot.key: plaintext secret" in result.err and "sk-live" not in result.err
+    unknown = text.replace("aliases: [chat]", "aliases: [chta]")
+    result = vilms("validate", "-f", str(project(unknown)))
+    assert "gateway.keys.ci.aliases[0]: unknown alias 'chta' (did you mean 'chat'?)" in result.err

@@ -205,6 +205,7 @@ INTEGER_CASES: list[tuple[str, str, str, str, str]] = [
      "deployments.gpu.autoscale.cpu_percent", "write 70, not 70.0"),
     ("gateway.retries", gateway("retries: 2.0"), "31:12", "gateway.retries", "write 2, not 2.0"),
     ("gateway.max_queue", gateway("max_queue: 1e3"), "31:14", "gateway.max_queue", "write 1000, not 1000.0"),
+    ("gateway.eject_after", gateway("eject_after: 5.0"), "31:16", "gateway.eject_after", "write 5, not 5.0"),
     ("gateway.port", gateway("port: 8080.0"), "31:9", "gateway.port", "write 8080, not 8080.0"),
 ]
 

@@ -101,7 +101,8 @@ def plan(models: list[Model], hw: list[Hardware] = (), adapters: list[Adapter] =
         hardware=frozen({h.name: h for h in hw}), models=frozen({m.name: m for m in models}), datasets=frozen({}),
         adapters=frozen({a.name: a for a in adapters}),
         aliases=frozen({}), deployments=frozen({d.name: d for d in deployments}),
-        gateway=Gateway(None, None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080),
+        gateway=Gateway(None, None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080,
+                        120.0, 900.0, 30.0, 16 << 20, 5, None, {}),
     )
 
 

@@ -85,13 +85,13 @@ def _agree(schema: dict, node: dict, kind: Any, where: str, problems: list[str],
                 _agree(schema, properties[key], hints[field.name], f"{where}.{key}".lstrip("."), problems)
         return
     if origin is tuple:
-        if node.get("type") != "array":
+        if _json_types(schema, node) - {"null"} != {"array"}:
             problems.append(f"{where}: a tuple must be an array")
         else:
             _agree(schema, node.get("items", {}), args[0], f"{where}[]", problems)
         return
     if origin in (Mapping, dict):
-        if node.get("type") != "object":
+        if _json_types(schema, node) - {"null"} != {"object"}:
             problems.append(f"{where}: a mapping must be an object")
         elif args[1] is not Any:
             value = node.get("additionalProperties")

@@ -44,7 +44,8 @@ def test_least_inflight_picks_idlest_ties_in_rotation():
 
 
 def test_keycheck_constant_time_match_and_errors():
-    check = KeyCheck.from_env("K", {"K": " sk-a ,sk-b,"})
+    check = KeyCheck.from_env(("K", "N"), {"K": " sk-a ,sk-b,", "N": "sk-n"})
+    check.check("Bearer sk-n")
     check.check("Bearer sk-b")
     check.check("bearer sk-a")
     for header, code in ((None, "missing_api_key"), ("Bearer sk-c", "invalid_api_key"),
@@ -52,14 +53,15 @@ def test_keycheck_constant_time_match_and_errors():
         with pytest.raises(ApiError) as err:
             check.check(header)
         assert err.value.status == 401 and err.value.code == code
-    KeyCheck.from_env(None, {}).check(None)  # auth off
+    KeyCheck.from_env((), {}).check(None)  # auth off
 
 
 def test_keycheck_refuses_to_run_open_when_env_is_empty():
-    for environ in ({}, {"K": ""}, {"K": " , "}):
+    for environ in ({}, {"K": ""}, {"K": " , "}, {"K": "sk-a", "N": ""}):
         with pytest.raises(ActionError) as err:
-            KeyCheck.from_env("K", environ)
-        assert "K" in err.value.message and "unset or empty" in err.value.message
+            KeyCheck.from_env(("K", "N") if "N" in environ else ("K",), environ)
+        missing = "N" if "N" in environ else "K"
+        assert f"read from {missing}, but" in err.value.message and "unset or empty" in err.value.message
 
 
 def test_prometheus_text_format():

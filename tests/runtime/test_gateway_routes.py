@@ -44,12 +44,20 @@ gateway:
   balance: round_robin
   connect_timeout_s: 5.0
   cooldown_s: 30.0
+  eject_after: 5
+  first_byte_timeout_s: 120.0
+  keys:
+    ci: {aliases: [chat], env: CI_KEY, rpm: 60, tpm: null}
   max_body_bytes: 8388608
   max_queue: 256
+  max_response_bytes: 16777216
   on_overlong_prompt: reject
+  ops_key_env: null
   otel_endpoint_env: null
   read_timeout_s: 600.0
+  request_timeout_s: 900.0
   retries: 2
+  write_timeout_s: 30.0
 hardware: {kind: jetson, memory_bytes: 8589934592, name: orin-nano}
 kind: GatewayRoutes
 """
@@ -75,7 +83,7 @@ def _error(text: str) -> str:
 
 def test_unknown_key_is_reported_with_position_and_suggestion():
     message = _error(CONTRACT.replace("  retries: 2", "  retrys: 2"))
-    assert "routes.yaml:39:3: gateway.retrys: unknown key 'retrys' (did you mean 'retries'?)" in message
+    assert "routes.yaml:46:3: gateway.retrys: unknown key 'retrys' (did you mean 'retries'?)" in message
 
 
 def test_wrong_type_and_bad_choice_are_each_reported():
