@@ -48,7 +48,7 @@ class GatewayState:
         """Load the routes file again; swap tables on success. Returns whether it swapped."""
         self._stamp = self._file_stamp()
         try:
-            table = build_table(load_routes(self.routes_file), self.pool, self.environ)
+            table = build_table(load_routes(self.routes_file), self.pool, self.environ, previous=self.table)
         except VilmsError as exc:
             self.metrics.reloads.inc("error")
             log.error("routes reload failed; still serving the previous routes:\n%s", exc.render())

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vilms.compiler.contracts.routes import Backend, GatewayRoutes, GatewaySettings, Route
 from vilms.compiler.errors import ActionError
 
-from .auth import KeyCheck
+from .auth import Caller, KeyCheck
 from .balancer import Balancer, EndpointPool
 from .upstream import Engine, engine_for
 
@@ -33,21 +33,25 @@ class RoutingTable:
     keys: KeyCheck
     backends: Mapping[str, BackendRoute]
     models_body: bytes
+    aliases: Mapping[str, Route]  # every alias; in a scoped key's view, only the key's
+    # Per scoped key (by name), the table as that key sees it: only its aliases, so its
+    # fallbacks, its 404s and its /v1/models stay inside its scope.
+    views: Mapping[str, RoutingTable]
 
     @property
     def settings(self) -> GatewaySettings:
         return self.routes.gateway
 
-    @property
-    def aliases(self) -> Mapping[str, Route]:
-        return self.routes.aliases
+    def seen_by(self, caller: Caller) -> RoutingTable:
+        return self if caller.aliases is None else self.views[caller.name]
 
 
-def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str, str] | None = None) -> RoutingTable:
-    """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing."""
+def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str, str] | None = None,
+                previous: RoutingTable | None = None) -> RoutingTable:
+    """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing.
+    Named keys that ``previous`` also has keep what they used of their limits."""
     environ = os.environ if environ is None else environ
-    gw = routes.gateway
-    keys = KeyCheck.from_env(tuple(e for e in (gw.api_keys_env, *(k.env for k in gw.keys.values())) if e), environ)
+    keys = KeyCheck.from_settings(routes.gateway, environ, previous.keys if previous is not None else None)
     backends: dict[str, BackendRoute] = {}
     for backend in routes.backends.values():
         headers = {"Content-Type": "application/json"}
@@ -65,15 +69,22 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
         balancer = Balancer([pool.get(url) for url in backend.endpoints], routes.gateway.balance)
         backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
                                             balancer=balancer, headers=headers)
-    return RoutingTable(routes=routes, keys=keys, backends=backends, models_body=_models_body(routes))
+    table = RoutingTable(routes=routes, keys=keys, backends=backends, models_body=_models_body(routes.aliases),
+                         aliases=routes.aliases, views={})
+    views = {}
+    for caller in keys.callers.values():
+        if caller.aliases is not None:
+            scoped = {name: route for name, route in routes.aliases.items() if name in caller.aliases}
+            views[caller.name] = replace(table, aliases=scoped, models_body=_models_body(scoped))
+    return replace(table, views=views)
 
 
-def _models_body(routes: GatewayRoutes) -> bytes:
+def _models_body(aliases: Mapping[str, Route]) -> bytes:
     data = [
         {"id": alias.name, "object": "model", "created": 0, "owned_by": "vilms",
          "vilms": {"task": alias.task, "context": alias.context, "max_output_tokens": alias.max_output_tokens,
                    "adapter": alias.adapter.name if alias.adapter else None,
                    "released": alias.servable}}
-        for alias in sorted(routes.aliases.values(), key=lambda a: a.name)
+        for alias in sorted(aliases.values(), key=lambda a: a.name)
     ]
     return json.dumps({"object": "list", "data": data}).encode()

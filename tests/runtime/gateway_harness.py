@@ -18,7 +18,7 @@ import yaml
 from gateway_fakes import free_port
 
 from vilms.compiler.contracts.contract import API_VERSION
-from vilms.compiler.contracts.routes import Route
+from vilms.compiler.contracts.routes import GatewaySettings, KeyScope, Route
 from vilms.runtime.gateway.server import serve
 from vilms.runtime.gateway.state import GatewayState
 
@@ -36,6 +36,15 @@ def make_route(**fields: Any) -> Route:
                             "max_output_tokens": 2048, "system": None, "params": {}, "fallbacks": (), "task": "chat"}
     full.update(fields)
     return Route(**full)
+
+
+def gateway_settings(**fields: Any) -> GatewaySettings:
+    """GatewaySettings for unit tests: the defaults of :func:`routes_doc`; ``keys`` as
+    ``{name: {"env": ..., "aliases": ..., "rpm": ..., "tpm": ...}}`` (missing fields None)."""
+    settings = routes_doc({}, {}, **fields)["gateway"]
+    settings["keys"] = {name: KeyScope(name=name, **{"aliases": None, "rpm": None, "tpm": None, **spec})
+                        for name, spec in settings["keys"].items()}
+    return GatewaySettings(**settings)
 
 
 def routes_doc(backends: dict[str, Any], aliases: dict[str, Any], **gateway: Any) -> dict[str, Any]:

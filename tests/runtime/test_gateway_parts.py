@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from gateway_harness import gateway_settings
 
 from vilms.compiler.errors import ActionError
 from vilms.runtime.gateway.apierrors import ApiError, normalize_upstream_error
@@ -44,22 +45,24 @@ def test_least_inflight_picks_idlest_ties_in_rotation():
 
 
 def test_keycheck_constant_time_match_and_errors():
-    check = KeyCheck.from_env(("K", "N"), {"K": " sk-a ,sk-b,", "N": "sk-n"})
-    check.check("Bearer sk-n")
-    check.check("Bearer sk-b")
-    check.check("bearer sk-a")
+    settings = gateway_settings(api_keys_env="K", keys={"n": {"env": "N"}})
+    check = KeyCheck.from_settings(settings, {"K": " sk-a ,sk-b,", "N": "sk-n"})
+    assert check.check("Bearer sk-n").name == "n"
+    assert check.check("Bearer sk-b").name == "_api_keys"
+    assert check.check("bearer sk-a").name == "_api_keys"
     for header, code in ((None, "missing_api_key"), ("Bearer sk-c", "invalid_api_key"),
                          ("Basic sk-a", "invalid_api_key"), ("sk-a", "invalid_api_key")):
         with pytest.raises(ApiError) as err:
             check.check(header)
         assert err.value.status == 401 and err.value.code == code
-    KeyCheck.from_env((), {}).check(None)  # auth off
+    assert KeyCheck.from_settings(gateway_settings(), {}).check(None).name == "-"  # auth off
 
 
 def test_keycheck_refuses_to_run_open_when_env_is_empty():
     for environ in ({}, {"K": ""}, {"K": " , "}, {"K": "sk-a", "N": ""}):
+        keys = {"n": {"env": "N"}} if "N" in environ else {}
         with pytest.raises(ActionError) as err:
-            KeyCheck.from_env(("K", "N") if "N" in environ else ("K",), environ)
+            KeyCheck.from_settings(gateway_settings(api_keys_env="K", keys=keys), environ)
         missing = "N" if "N" in environ else "K"
         assert f"read from {missing}, but" in err.value.message and "unset or empty" in err.value.message
 
