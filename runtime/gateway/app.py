@@ -12,6 +12,7 @@ import orjson
 from vilms.compiler.facts import gateway as gateway_facts
 
 from .apierrors import ApiError
+from .auth import ANONYMOUS, Caller, KeyRejected
 from .httpserver import Request, Response, Router, Server, StreamResponse, json_response
 from .proxy import Exchange, forward
 from .state import GatewayState
@@ -55,59 +56,85 @@ class App:
         ex = Exchange()
         state = self.state
         table = state.table  # this request finishes on this table, even if routes reload meanwhile
+        caller = ANONYMOUS
         counted = False
         try:
             if state.draining:
                 raise ApiError(503, "The gateway is shutting down.", code="shutting_down")
-            table.keys.check(request.headers.get("authorization"))
+            caller = table.keys.check(request.headers.get("authorization"))
             if state.inflight >= table.settings.max_queue:
                 raise ApiError(429, f"The gateway is at its limit of {table.settings.max_queue} requests in flight; "
                                     "retry shortly.", code="queue_full", headers={"Retry-After": "1"})
             state.inflight += 1
             counted = True
             body = parse_json(request.body)
+            if caller.aliases is not None:
+                caller.check_model(body.get("model"))  # 403 outside the key's scope
+                table = table.views[caller.name]  # the key's view: only its aliases, fallbacks included
+            if caller.quota is not None:
+                ex.ratelimit = caller.admit(time.monotonic())  # 429 over its limits
             return await forward(request, table, self.pool, state.metrics, kind, body, ex)
         except ApiError as err:
             ex.status = err.status
+            if isinstance(err, KeyRejected):
+                state.metrics.key_rejections.inc(caller.name, err.reason)
             return err.response(ex.headers())
         finally:
             if counted:
                 state.inflight -= 1
-            self._record(route, ex)
+            if ex.prompt_tokens is not None or ex.completion_tokens is not None:
+                self._charge(caller, ex)
+            self._record(route, ex, caller)
 
-    def _record(self, route: str, ex: Exchange) -> None:
+    def _charge(self, caller: Caller, ex: Exchange) -> None:
+        """Charge the engine's usage (known once the request, or its stream, has ended)."""
+        prompt, completion = max(0, ex.prompt_tokens or 0), max(0, ex.completion_tokens or 0)
+        if caller.quota is not None:
+            caller.quota.charge(prompt + completion, time.monotonic())
+        tokens = self.state.metrics.key_tokens
+        tokens.inc(caller.name, "prompt", amount=prompt)
+        tokens.inc(caller.name, "completion", amount=completion)
+
+    def _record(self, route: str, ex: Exchange, caller: Caller) -> None:
         elapsed = time.perf_counter() - ex.t0
         status = ex.status or 499  # 499: the client went away before an answer
         metrics = self.state.metrics
         metrics.requests.inc(ex.alias, ex.backend, str(status))
+        metrics.key_requests.inc(caller.name, ex.alias, str(status))
         metrics.latency.observe(elapsed, ex.alias, ex.backend)
         metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s alias=%s backend=%s status=%d ms=%.1f retries=%d%s%s", route, ex.alias, ex.backend,
-                            status, elapsed * 1000.0, ex.retries,
+            access_log.info("%s key=%s alias=%s backend=%s status=%d ms=%.1f retries=%d%s%s", route, caller.name,
+                            ex.alias, ex.backend, status, elapsed * 1000.0, ex.retries,
                             f" fallback_from={ex.fallback_from}" if ex.fallback_from else "",
                             " stream=1" if ex.stream else "")
         telemetry = self.telemetry
         if telemetry.enabled:
-            telemetry.record(route, ex.t0, {"vilms.alias": ex.alias, "vilms.backend": ex.backend,
+            telemetry.record(route, ex.t0, {"vilms.key": caller.name, "vilms.alias": ex.alias, "vilms.backend": ex.backend,
                                             "http.response.status_code": status, "vilms.retries": ex.retries})
 
     async def models(self, request: Request) -> Response:
         table = self.state.table
         try:
-            table.keys.check(request.headers.get("authorization"))
-        except ApiError as err:
+            caller = table.keys.check(request.headers.get("authorization"))
+        except KeyRejected as err:
+            self.state.metrics.key_rejections.inc(ANONYMOUS.name, err.reason)
             return err.response()
-        return Response(table.models_body)
+        return Response(table.seen_by(caller).models_body)  # a scoped key sees its aliases only
 
     async def model(self, request: Request) -> Response:
         table = self.state.table
         name = request.match
+        caller = ANONYMOUS
         try:
-            table.keys.check(request.headers.get("authorization"))
+            caller = table.keys.check(request.headers.get("authorization"))
+            caller.check_model(name)
+            table = table.seen_by(caller)
             if name not in table.aliases:
                 raise ApiError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
         except ApiError as err:
+            if isinstance(err, KeyRejected):
+                self.state.metrics.key_rejections.inc(caller.name, err.reason)
             return err.response()
         entry = next(m for m in json.loads(table.models_body)["data"] if m["id"] == name)
         return json_response(entry)

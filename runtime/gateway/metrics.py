@@ -96,6 +96,15 @@ class GatewayMetrics:
         self.trimmed = Counter("vilms_gateway_trimmed_total", "Requests changed to fit the hardware profile.",
                                ("alias", "what"))
         self.reloads = Counter("vilms_gateway_reloads_total", "Routing-table reloads, by result.", ("result",))
+        # API keys appear by name ("-": none or not valid, "_api_keys": gateway.api_keys), never by value.
+        self.key_requests = Counter("vilms_gateway_key_requests_total",
+                                    "Inference requests by API key name, alias and HTTP status.", ("key", "alias", "status"))
+        self.key_rejections = Counter("vilms_gateway_key_rejections_total",
+                                      "Requests refused because of their key, by reason "
+                                      "(missing_key, invalid_key, model_not_allowed, rpm, tpm).", ("key", "reason"))
+        self.key_tokens = Counter("vilms_gateway_key_tokens_total",
+                                  "Tokens charged to each key from the engines' usage, by kind (prompt, completion).",
+                                  ("key", "kind"))
         self._gauges = (
             Gauge("vilms_gateway_in_flight", "Requests currently in flight.", (), in_flight),
             Gauge("vilms_gateway_endpoint_in_flight", "Upstream requests in flight per endpoint.",
@@ -105,7 +114,8 @@ class GatewayMetrics:
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.overhead, self.upstream_errors, self.retries,
-                       self.fallbacks, self.trimmed, self.reloads, *self._gauges):
+                       self.fallbacks, self.trimmed, self.reloads, self.key_requests, self.key_rejections,
+                       self.key_tokens, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
 

@@ -59,7 +59,8 @@ class Failure:
 class Exchange:
     """Per-request bookkeeping for headers, metrics and the log line."""
 
-    __slots__ = ("t0", "alias", "backend", "notes", "waited", "status", "retries", "fallback_from", "stream")
+    __slots__ = ("t0", "alias", "backend", "notes", "waited", "status", "retries", "fallback_from", "stream",
+                 "prompt_tokens", "completion_tokens", "ratelimit")
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
@@ -71,6 +72,9 @@ class Exchange:
         self.retries = 0
         self.fallback_from: str | None = None
         self.stream = False
+        self.prompt_tokens: int | None = None  # the engine's usage, when it reports one
+        self.completion_tokens: int | None = None
+        self.ratelimit: dict[str, str] | None = None  # the key's x-ratelimit-* headers
 
     def headers(self) -> dict[str, str]:
         overhead_ms = (perf_counter() - self.t0 - self.waited) * 1000.0
@@ -80,6 +84,8 @@ class Exchange:
             headers["x-vilms-trimmed"] = ", ".join(self.notes)
         if self.fallback_from:
             headers["x-vilms-fallback-from"] = self.fallback_from
+        if self.ratelimit:
+            headers.update(self.ratelimit)
         return headers
 
 
