@@ -47,7 +47,7 @@ class Caller:
         """403 for a model outside this caller's scope, whether it exists or not (so the
         answer tells nothing about aliases beyond what ``/v1/models`` shows this key)."""
         if self.aliases is not None and isinstance(name, str) and name not in self.aliases:
-            raise KeyRejected(403, f"The model '{name}' does not exist or this API key may not use it "
+            raise KeyRejected(403, f"The model '{name[:200]}' does not exist or this API key may not use it "
                                    "(GET /v1/models lists the models it may use).",
                               "model_not_allowed", param="model", code="model_not_allowed")
 
