@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
-
-import orjson
 
 from vilms.compiler.facts import gateway as gateway_facts
 
 from .apierrors import ApiError
 from .auth import ANONYMOUS, Caller, KeyRejected
 from .httpserver import Request, Response, Router, Server, StreamResponse, json_response
+from .jsonbody import parse_json
 from .proxy import Exchange, forward
 from .state import GatewayState
 from .telemetry import Telemetry
@@ -161,17 +159,6 @@ class App:
 
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
-
-
-def parse_json(raw: bytes) -> dict[str, Any]:
-    """The request body as a JSON object (its size was bounded by the server)."""
-    try:
-        body = orjson.loads(raw)  # ~6x faster than json; refuses NaN and lone surrogates
-    except ValueError as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def _error_response(status: int, message: str, code: str) -> Response:

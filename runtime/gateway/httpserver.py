@@ -5,8 +5,16 @@ which is what lets the gateway keep its tail latency close to the backend's. It 
 exactly what the gateway needs:
 
 * requests read whole before the handler runs, bounded by ``body_limit()`` (413 before
-  reading on, from ``Content-Length`` or as chunks arrive), heads by ``MAX_HEAD_BYTES`` (431);
-  ``Expect: 100-continue`` answered; malformed requests get 400 and the connection closes;
+  reading on, from ``Content-Length`` or as chunks arrive); heads by ``MAX_HEAD_BYTES``,
+  counted as bytes arrive (a line that never ends is refused at the limit, not when it
+  completes: httptools buffers a header field whole before handing it over), and by
+  ``MAX_HEADERS`` fields (431; 414 when the request target is over half the limit);
+  trailers count against both and are dropped, never merged into the headers; chunk
+  framing is bounded too; ``Expect: 100-continue`` answered;
+* HTTP/1.1 requests need exactly one ``Host`` (RFC 9112; HTTP/1.0 may omit it);
+* malformed requests get 400; a refused request is answered after the requests pipelined
+  before it, then the connection is half-closed: what the client still sends is read and
+  dropped for up to ``LINGER_S`` so that it reads the answer instead of a reset;
 * keep-alive and pipelining (one handler at a time per connection, answers in order);
 * handlers return a :class:`Response`, or stream through a :class:`StreamResponse`
   (chunked transfer coding, with write back-pressure);
@@ -35,7 +43,9 @@ import httptools
 
 log = logging.getLogger("vilms.gateway")
 
-MAX_HEAD_BYTES = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024  # request line, header and trailer fields of one request, as they arrive
+MAX_HEADERS = 100  # header and trailer fields of one request (Envoy's default)
+LINGER_S = 2.0  # after a refusal, how long the client's further bytes are read and dropped
 KEEPALIVE_TIMEOUT_S = 75.0
 REQUEST_TIMEOUT_S = 60.0
 MAX_PIPELINED = 16  # requests queued on one connection before reading pauses
@@ -225,7 +235,8 @@ class _Reject(Exception):
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "queue", "task", "paused_reading", "writable", "closed",
-                 "last_active", "started", "url", "headers", "head_bytes", "body", "body_size", "limit", "rejection")
+                 "last_active", "started", "url", "headers", "head_bytes", "fields", "in_head", "wire", "body",
+                 "body_size", "limit", "rejection", "failed", "refusal", "linger_until")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -240,11 +251,17 @@ class _Connection(asyncio.Protocol):
         self.started = 0.0  # when the request being read began; 0: none in progress
         self.url = b""
         self.headers: dict[str, str] = {}
-        self.head_bytes = 0
+        self.head_bytes = 0  # of the fields httptools has handed over
+        self.fields = 0
+        self.in_head = True  # reading a request head (or waiting for one), not a body
+        self.wire = 0  # bytes received since the head (or the body) began, counted per read
         self.body: list[bytes] = []
         self.body_size = 0
         self.limit = 0
         self.rejection: _Reject | None = None
+        self.failed = False  # a request was refused: the parser is spent, input is dropped
+        self.refusal: tuple[int, str, str] | None = None  # to answer once the requests before it are
+        self.linger_until = 0.0
 
     # -- transport events --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -271,6 +288,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.server.clock
+        if self.failed:
+            return  # refused: read and dropped, so that the client reads the answer instead of a reset
+        self.wire += len(data)  # a read that starts one phase and ends in the next counts for neither
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -282,6 +302,21 @@ class _Connection(asyncio.Protocol):
                 self._refuse(rejection.status, rejection.message, rejection.code)
             else:
                 self._refuse(400, f"Malformed HTTP request: {exc}.", "bad_request")
+        else:
+            if self.wire > MAX_HEAD_BYTES:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        """A head, or a chunked body's framing, is past its limit before httptools handed it over."""
+        if self.in_head:
+            if len(self.url) > MAX_HEAD_BYTES // 2:
+                self._refuse(414, "The request target is too long.", "uri_too_long")
+            else:
+                self._refuse(431, f"The request head exceeds the gateway limit of {MAX_HEAD_BYTES} bytes.",
+                             "headers_too_large")
+        elif self.wire > MAX_HEAD_BYTES + 2 * self.body_size:  # chunk extensions or trailer fields, endless
+            self._refuse(400, "The chunked body's framing (chunk extensions, trailer fields) exceeds the gateway "
+                              "limit.", "bad_request")
 
     # -- parser callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -289,6 +324,7 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers = {}
         self.head_bytes = 0
+        self.fields = 0
         self.body = []
         self.body_size = 0
 
@@ -300,15 +336,30 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
+        self.fields += 1
         if self.head_bytes > MAX_HEAD_BYTES:
             self._reject(431, f"The request head exceeds the gateway limit of {MAX_HEAD_BYTES} bytes.",
                           "headers_too_large")
+        if self.fields > MAX_HEADERS:
+            self._reject(431, f"The request has more than the gateway limit of {MAX_HEADERS} header fields.",
+                         "headers_too_large")
+        if not self.in_head:
+            return  # a trailer field: counted, never merged into the headers the handler trusts
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         known = self.headers.get(key)
-        self.headers[key] = text if known is None else f"{known}, {text}"
+        if known is None:
+            self.headers[key] = text
+        elif key == "host":
+            self._reject(400, "The request has more than one Host header.", "bad_request")
+        else:
+            self.headers[key] = f"{known}, {text}"
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.wire = 0
+        if "host" not in self.headers and self.parser.get_http_version() != "1.0":
+            self._reject(400, "An HTTP/1.1 request needs a Host header.", "bad_request")
         self.limit = self.server.body_limit()
         length = self.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
@@ -335,6 +386,8 @@ class _Connection(asyncio.Protocol):
         request.body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.started = 0.0
         self.body = []
+        self.in_head = True
+        self.wire = 0
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._serve(request))
         else:
@@ -356,14 +409,19 @@ class _Connection(asyncio.Protocol):
                 request.keep_alive = False
             if self.closed or not request.keep_alive or self.server.closing:
                 self.task = None
-                self.close()
+                if self.failed:  # reading was paused on a refusal: bytes may wait unread
+                    self._linger()
+                else:
+                    self.close()
                 return
             if not self.queue:
                 self.task = None
                 self.last_active = self.server.clock
+                if self.refusal is not None:  # the requests before it are answered: now the refusal
+                    self._answer_refusal(*self.refusal)
                 return
             request = self.queue.popleft()
-            if self.paused_reading and self.transport is not None:
+            if self.paused_reading and not self.failed and self.transport is not None:
                 self.transport.resume_reading()
                 self.paused_reading = False
 
@@ -409,21 +467,54 @@ class _Connection(asyncio.Protocol):
 
     def expire(self, now: float) -> None:
         """Close an idle keep-alive connection or a request that is too slow to arrive."""
-        if self.started and now - self.started > REQUEST_TIMEOUT_S:
+        if self.linger_until:
+            if now > self.linger_until:
+                self.abort()  # the refusal had its chance; a client that does not read it is not waited for
+        elif self.started and now - self.started > REQUEST_TIMEOUT_S:
             self._refuse(408, f"The request did not arrive within {REQUEST_TIMEOUT_S:g} s.", "request_timeout")
         elif self.idle and now - self.last_active > KEEPALIVE_TIMEOUT_S:
             self.close()
 
     def _refuse(self, status: int, message: str, code: str) -> None:
-        """Answer an unreadable request and close: what follows it on the wire cannot be trusted."""
+        """Refuse an unreadable request: what follows it on the wire cannot be trusted, so the connection
+        ends; the requests before it are answered first, in order."""
         self.started = 0.0
+        self.failed = True
         if self.closed or self.transport is None:
             return
         if self.task is None:
-            response = self.server.errors(status, message, code)
-            headers = {**response.headers, "Content-Length": str(len(response.body)), "Connection": "close"}
-            self.transport.write(_status_line(status) + _header_block(headers, self.server.date) + response.body)
-        self.close()
+            self._answer_refusal(status, message, code)
+            return
+        self.refusal = (status, message, code)
+        if not self.paused_reading:
+            self.transport.pause_reading()
+            self.paused_reading = True
+
+    def _answer_refusal(self, status: int, message: str, code: str) -> None:
+        self.refusal = None
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return
+        response = self.server.errors(status, message, code)
+        headers = {**response.headers, "Content-Length": str(len(response.body)), "Connection": "close"}
+        transport.write(_status_line(status) + _header_block(headers, self.server.date) + response.body)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, then read and drop what the client still sends, for up to ``LINGER_S``: closing on
+        unread bytes would reset the connection, and a reset can destroy the answer before it is read."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.server.closing or not transport.can_write_eof():
+            self.close()
+            return
+        self.failed = True
+        transport.write_eof()  # the client reads the answer, then end of stream; it closes its side in turn
+        self.linger_until = time.monotonic() + LINGER_S
+        if self.paused_reading:
+            transport.resume_reading()
+            self.paused_reading = False
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 
 import pytest
 from gateway_harness import run
+from raw_http import endless, post, read_response, stream_until_answered
 
 from vilms.runtime.gateway import httpserver
 from vilms.runtime.gateway.httpserver import Request, Response, Router, Server, StreamResponse, json_response
@@ -88,30 +90,6 @@ class Harness:
         return await asyncio.open_connection("127.0.0.1", self.server.port)
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-    if "content-length" in headers:
-        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
-    elif headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            data = await reader.readexactly(size + 2)
-            if not size:
-                break
-            body += data[:-2]
-    else:
-        body = await asyncio.wait_for(reader.read(), 5)
-    return status, headers, body
-
-
-def post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
-
-
 def test_keep_alive_and_pipelined_requests_answer_in_order():
     async def scenario() -> None:
         async with Harness() as h:
@@ -172,6 +150,10 @@ def test_chunked_request_body_is_decoded():
                          b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n")
             status, _, body = await read_response(reader)
             assert status == 200 and json.loads(body)["body"] == "abcdefg"
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"2\r\nhi\r\n0\r\nUser-Agent: from-a-trailer\r\n\r\n")
+            status, _, body = await read_response(reader)  # trailers are read, never taken for headers
+            assert status == 200 and json.loads(body) == {"method": "POST", "query": "", "body": "hi", "agent": None}
             writer.close()
 
     run(scenario())
@@ -449,3 +431,180 @@ def test_mangled_requests_never_crash_or_wedge_the_server(caplog):
     run(scenario(), timeout=60)
     gc.collect()  # a task that died with an exception nobody saw is reported when collected
     assert "unhandled error" not in caplog.text and "never retrieved" not in caplog.text
+
+
+# -- hostile clients (issue 10) ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tail", [
+    b"BROKEN\r\n\r\n",
+    b"GET /items/c HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host
+    b"GET /items/c HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+], ids=["garbage", "no-host", "huge-header"])
+@pytest.mark.parametrize("first", ["/echo", "/slow"])
+def test_pipelined_valid_requests_are_answered_before_the_malformed_one(first, tail):
+    """Issue 10 item 5: what was valid is answered, in order; then the refusal; then the connection closes."""
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(post(first, b"first") + b"GET /items/b HTTP/1.1\r\nHost: x\r\n\r\n" + tail)
+            if first == "/slow":  # the refusal must wait for the handler in flight, not cut it
+                await asyncio.wait_for(h.started.wait(), 5)
+                await asyncio.sleep(0.05)
+                h.release.set()
+            one, two, three = [await read_response(reader) for _ in range(3)]
+            assert one[0] == 200 and one[2] in (b"done", b'{"method": "POST", "query": "", "body": "first", '
+                                                         b'"agent": null}')
+            assert (two[0], json.loads(two[2])) == (200, {"item": "b"})
+            assert three[0] in (400, 431) and three[1]["connection"] == "close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(scenario())
+
+
+def test_a_request_that_closes_is_answered_whatever_follows_it():
+    """Bytes after a `Connection: close` request are refused unread; its answer still arrives, then the end."""
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(post("/slow", b"", "Connection: close\r\n") + b"GET /items/b HTTP/1.1\r\nHost: x\r\n\r\n" * 4000)
+            await asyncio.wait_for(h.started.wait(), 5)
+            await asyncio.sleep(0.05)
+            h.release.set()
+            status, headers, body = await read_response(reader)
+            assert (status, body, headers["connection"]) == (200, b"done", "close")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET /items/a HTTP/1.1\r\n\r\n", 400),
+    (b"GET /items/a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b"GET /items/a HTTP/1.1\r\nhost: x\r\n\r\n", 200),
+    (b"GET /items/a HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 may omit Host
+], ids=["missing", "twice", "lower-case", "http10"])
+def test_http11_requests_need_exactly_one_host(raw, status):
+    """Issue 10: an HTTP/1.1 request without Host (or with two) is 400 and closes, as RFC 9112 and nginx do."""
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(raw)
+            got, headers, body = await read_response(reader)
+            assert got == status, body
+            if status == 400:
+                assert json.loads(body)["error"]["code"] == "bad_request" and "Host" in json.loads(body)["error"][
+                    "message"]
+                assert headers["connection"] == "close" and await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(scenario())
+
+
+def test_more_than_100_headers_are_431_and_100_are_fine():
+    async def scenario() -> None:
+        async with Harness() as h:
+            for count, status in ((99, 200), (100, 431)):  # plus Host: 100 and 101 headers
+                reader, writer = await h.connect()
+                extra = b"".join(b"X-H%d: v\r\n" % i for i in range(count))
+                writer.write(b"GET /items/a HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+                got, _, body = await read_response(reader)
+                assert got == status, body
+                writer.close()
+
+    run(scenario())
+
+
+CHUNKED = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(("prefix", "status", "code"), [
+    (b"GET /items/a HTTP/1.1\r\nHost: x\r\nX-Endless: ", 431, "headers_too_large"),
+    (b"GET /items/a HTTP/1.1\r\nHost: x\r\nX-Endless", 431, "headers_too_large"),  # a name that never ends
+    (b"GET /items/a HTTP/1.1\r\nHost: x\r\n" + b"X-Many: v\r\n" * 50 + b"X-Endless: ", 431, "headers_too_large"),
+    (b"GET /", 414, "uri_too_long"),
+    (CHUNKED + b"3\r\nabc\r\n0\r\nX-Trailer: ", 400, "bad_request"),  # a trailer that never ends
+    (CHUNKED + b"3;ext=", 400, "bad_request"),  # a chunk extension that never ends
+], ids=["header-value", "header-name", "after-headers", "url", "trailer", "chunk-extension"])
+def test_head_bytes_are_counted_as_they_arrive(prefix, status, code):
+    """Issue 10 item 1: a line that never ends is refused at the head limit (64 KiB), not at the 408 timeout."""
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            got, sent, body = await stream_until_answered(h.server.port, endless(prefix, b"a" * 8192, 8 * 1024 * 1024))
+            assert (got, json.loads(body)["error"]["code"] if body else None) == (status, code), sent
+            assert sent <= len(prefix) + httpserver.MAX_HEAD_BYTES + 4 * 8192, sent  # a few reads past the limit
+            for _ in range(100):
+                if not h.server.connections:
+                    break
+                await asyncio.sleep(0.01)
+            assert not h.server.connections
+
+    run(scenario())
+
+
+def test_a_refused_upload_still_reads_its_answer():
+    """A client that sends its whole body before reading (as most do) gets the 413, not a connection reset:
+    the server reads on and drops what follows a refusal, rather than closing on unread bytes (a reset)."""
+
+    async def scenario() -> None:
+        async with Harness(limit=1024) as h:
+            reader, writer = await h.connect()
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n")
+            for _ in range(64):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+            status, headers, body = await read_response(reader)
+            assert (status, json.loads(body)["error"]["code"], headers["connection"]) == (413, "body_too_large",
+                                                                                         "close")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(scenario())
+
+
+def test_a_client_that_keeps_sending_after_a_refusal_is_cut_off(monkeypatch):
+    monkeypatch.setattr(httpserver, "LINGER_S", 0.2)
+    monkeypatch.setattr(httpserver, "SWEEP_INTERVAL_S", 0.05)
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            reader, writer = await h.connect()
+            writer.write(b"BROKEN\r\n\r\n")
+            assert (await read_response(reader))[0] == 400
+            with pytest.raises(ConnectionError):
+                for _ in range(1000):
+                    writer.write(b"x" * 4096)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+            assert not h.server.connections
+
+    run(scenario())
+
+
+def test_slowloris_head_and_unfinished_body_get_408_within_the_request_timeout(monkeypatch):
+    monkeypatch.setattr(httpserver, "REQUEST_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(httpserver, "SWEEP_INTERVAL_S", 0.05)
+
+    async def scenario() -> None:
+        async with Harness() as h:
+            for raw in (b"GET /items/a HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000,  # a byte now and then
+                        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"):  # a body that stalls
+                reader, writer = await h.connect()
+                t0 = time.monotonic()
+                answer = asyncio.create_task(read_response(reader))
+                for byte in raw:
+                    if answer.done():
+                        break
+                    writer.write(bytes([byte]))
+                    await asyncio.sleep(0.02 if raw.startswith(b"GET") else 0)  # the trickle keeps the socket busy
+                status, headers, body = await answer
+                assert (status, json.loads(body)["error"]["code"]) == (408, "request_timeout")
+                assert 0.2 <= time.monotonic() - t0 < 1.5 and headers["connection"] == "close"
+                writer.close()
+
+    run(scenario())
