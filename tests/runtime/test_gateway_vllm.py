@@ -148,7 +148,7 @@ def test_refused_endpoint_is_retried_and_cooled_down(tmp_path):
         good = await FakeVLLM().start()
         dead_url = f"http://127.0.0.1:{free_port()}"
         doc = routes_doc({"vllm": {"engine": "vllm", "endpoints": [dead_url, good.url]}},
-                         {"chat": {"backend": "vllm", "model": "qwen2.5-1.5b"}})
+                         {"chat": {"backend": "vllm", "model": "qwen2.5-1.5b"}}, eject_after=1)
         async with gateway(tmp_path, doc) as gw:
             results = [await gw.post("/v1/chat/completions", CHAT) for _ in range(6)]
             dead = gw.state.pool.get(dead_url)
@@ -158,7 +158,7 @@ def test_refused_endpoint_is_retried_and_cooled_down(tmp_path):
         # Only the first request paid for the dead endpoint; then it was cooling down.
         assert dead.failures == 1 and dead.cooldown_until > 0
         assert len(good.requests) == 6
-        assert ready[2]["backends"]["vllm"]["cooling_down"] == 1 and ready[0] == 200
+        assert ready[2]["backends"]["vllm"]["ejected"] == 1 and ready[0] == 200
 
     run(scenario())
 
@@ -166,7 +166,7 @@ def test_refused_endpoint_is_retried_and_cooled_down(tmp_path):
 def test_cooldown_expires_and_endpoint_is_used_again(tmp_path):
     async def scenario():
         flaky, steady = await FakeVLLM(fault="500").start(), await FakeVLLM().start()
-        async with gateway(tmp_path, one_backend(flaky, steady, cooldown_s=0.3)) as gw:
+        async with gateway(tmp_path, one_backend(flaky, steady, cooldown_s=0.3, eject_after=1)) as gw:
             await gw.post("/v1/chat/completions", CHAT)  # flaky fails -> cooled down, steady answers
             flaky.fault = None
             for _ in range(4):
