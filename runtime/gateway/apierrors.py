@@ -54,6 +54,6 @@ def normalize_upstream_error(status: int, body: bytes) -> bytes:
         message = data["message"]
     elif isinstance(data, dict) and isinstance(data.get("detail"), (str, list)):  # FastAPI validation
         message = data["detail"] if isinstance(data["detail"], str) else json.dumps(data["detail"])
-    else:
-        message = body.decode("utf-8", "replace")[:500] or f"upstream returned HTTP {status}"
+    else:  # not an engine's error object (an HTML page from a proxy, ...): its text is not passed on
+        message = f"The engine answered HTTP {status}."
     return json.dumps(ApiError(status, message, code=f"upstream_{status}").body()).encode()

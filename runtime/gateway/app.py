@@ -12,6 +12,7 @@ from .apierrors import ApiError
 from .auth import ANONYMOUS, Caller, KeyRejected
 from .httpserver import Request, Response, Router, Server, StreamResponse, json_response
 from .jsonbody import parse_json
+from .ops import readiness
 from .proxy import Exchange, forward
 from .state import GatewayState
 from .telemetry import Telemetry
@@ -139,20 +140,14 @@ class App:
 
     async def readyz(self, request: Request) -> Response:
         state = self.state
-        table = state.table
-        backends = {}
-        now = time.monotonic()
-        for bid, route in sorted(table.backends.items()):
-            endpoints = route.balancer.endpoints
-            cooling = sum(1 for e in endpoints if e.cooling(now))
-            backends[bid] = {"engine": route.backend.engine, "endpoints": len(endpoints),
-                             "cooling_down": cooling}
-        ready = not state.draining and any(b["cooling_down"] < b["endpoints"] for b in backends.values())
-        body = {"status": "ready" if ready else "not_ready", "draining": state.draining,
-                "deployment": table.routes.deployment, "backends": backends}
-        return json_response(body, status=200 if ready else 503)
+        status, body = readiness(state.table, state.draining, state.ops, request.headers.get("authorization"))
+        return json_response(body, status=status)
 
     async def metrics(self, request: Request) -> Response:
+        try:
+            self.state.ops.check(request.headers.get("authorization"))
+        except ApiError as err:
+            return err.response()
         return Response(self.state.metrics.render().encode(), content_type="text/plain; version=0.0.4; charset=utf-8",
                         headers={"Cache-Control": "no-cache"})
 

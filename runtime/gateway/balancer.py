@@ -1,14 +1,17 @@
-"""Endpoint selection for one backend: round-robin or least in-flight, with cooldowns.
+"""Endpoint selection for one backend: round-robin or least in-flight, with outlier ejection.
 
-Endpoint state (in-flight count, cooldown) lives in :class:`EndpointPool`, shared across
-routing-table reloads, so a reload neither forgets a failing endpoint nor miscounts
-requests still in flight.
+An endpoint is ejected (cools down for ``cooldown_s``) after ``eject_after`` consecutive
+failures, like Envoy's outlier detection; any answer that is not a failure resets the
+count. Endpoint state (in-flight count, failures, cooldown) lives in :class:`EndpointPool`,
+shared across routing-table reloads, so a reload neither forgets a failing endpoint nor
+miscounts requests still in flight.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 @dataclass(slots=True, eq=False)
@@ -16,10 +19,27 @@ class Endpoint:
     url: str
     inflight: int = 0
     cooldown_until: float = 0.0
-    failures: int = 0
+    failures: int = 0  # consecutive
+    label: str = ""  # the URL without credentials or query, for logs and metrics
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = _label(self.url)
 
     def cooling(self, now: float) -> bool:
         return self.cooldown_until > now
+
+
+def _label(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "") + parts.path
 
 
 @dataclass(slots=True)
@@ -39,7 +59,7 @@ class EndpointPool:
 
 
 class Balancer:
-    """Picks the next endpoint of one backend, skipping cooling and already-tried ones."""
+    """Picks the next endpoint of one backend, skipping cooling, already-tried and excluded ones."""
 
     __slots__ = ("endpoints", "strategy", "_next")
 
@@ -52,34 +72,44 @@ class Balancer:
         now = time.monotonic() if now is None else now
         return all(e.cooling(now) for e in self.endpoints)
 
-    def pick(self, tried: set[str] | None = None, now: float | None = None) -> Endpoint:
-        """The next endpoint to use.
+    def pick(self, tried: set[str] | None = None, now: float | None = None,
+             exclude: set[str] | None = None) -> Endpoint | None:
+        """The next endpoint to use, never one in ``exclude`` (None when that leaves none).
 
         Preference: healthy and untried > healthy > cooling (the one whose cooldown ends
         first, as a probe). ``round_robin`` rotates; ``least_inflight`` takes the lowest
         in-flight count, ties broken in rotation order.
         """
-        now = time.monotonic() if now is None else now
         endpoints = self.endpoints
         count = len(endpoints)
         if count == 1:
-            return endpoints[0]
+            only = endpoints[0]
+            return None if exclude and only.url in exclude else only
+        now = time.monotonic() if now is None else now
         start = self._next
         order = [endpoints[(start + i) % count] for i in range(count)]
+        if exclude:
+            order = [e for e in order if e.url not in exclude]
+            if not order:
+                return None
         healthy = [e for e in order if not e.cooling(now)]
         fresh = [e for e in healthy if not tried or e.url not in tried]
         candidates = fresh or healthy
         if not candidates:
-            return min(endpoints, key=lambda e: e.cooldown_until)
+            return min(order, key=lambda e: e.cooldown_until)
         chosen = candidates[0] if self.strategy == "round_robin" else min(candidates, key=lambda e: e.inflight)
         self._next = (endpoints.index(chosen) + 1) % count
         return chosen
 
     @staticmethod
-    def failed(endpoint: Endpoint, cooldown_s: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def failed(endpoint: Endpoint, cooldown_s: float, now: float | None = None, eject_after: int = 1) -> bool:
+        """Count a failure; eject the endpoint at ``eject_after`` in a row. Returns whether it is ejected."""
         endpoint.failures += 1
+        if endpoint.failures < eject_after:
+            return False
+        now = time.monotonic() if now is None else now
         endpoint.cooldown_until = now + cooldown_s
+        return True
 
     @staticmethod
     def succeeded(endpoint: Endpoint) -> None:

@@ -6,8 +6,11 @@ lookup and an addition, so metrics cost next to nothing per request.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+
+from .balancer import Endpoint
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -78,7 +81,7 @@ class GatewayMetrics:
     """Every series the gateway exports."""
 
     def __init__(self, in_flight: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-                 endpoint_state: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
+                 endpoints: Callable[[], Iterable[Endpoint]]) -> None:
         self.requests = Counter("vilms_gateway_requests_total", "Requests answered, by alias, backend and HTTP status.",
                                 ("alias", "backend", "status"))
         self.latency = Histogram("vilms_gateway_request_duration_seconds",
@@ -105,19 +108,32 @@ class GatewayMetrics:
         self.key_tokens = Counter("vilms_gateway_key_tokens_total",
                                   "Tokens charged to each key from the engines' usage, by kind (prompt, completion).",
                                   ("key", "kind"))
+        self.write_timeouts = Counter("vilms_gateway_client_write_timeouts_total",
+                                      "Streams given up because the client read nothing for write_timeout_s.",
+                                      ("alias", "backend"))
         self._gauges = (
             Gauge("vilms_gateway_in_flight", "Requests currently in flight.", (), in_flight),
             Gauge("vilms_gateway_endpoint_in_flight", "Upstream requests in flight per endpoint.",
-                  ("endpoint",), endpoint_state),
+                  ("endpoint",), lambda: [((e.label,), float(e.inflight)) for e in endpoints()]),
+            Gauge("vilms_gateway_endpoint_up", "1 while an endpoint takes traffic, 0 while it is ejected (cooling down).",
+                  ("endpoint",), lambda: _up(endpoints())),
+            Gauge("vilms_gateway_endpoint_consecutive_failures",
+                  "Failed attempts in a row per endpoint (ejected at eject_after).",
+                  ("endpoint",), lambda: [((e.label,), float(e.failures)) for e in endpoints()]),
         )
 
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.overhead, self.upstream_errors, self.retries,
-                       self.fallbacks, self.trimmed, self.reloads, self.key_requests, self.key_rejections,
-                       self.key_tokens, *self._gauges):
+                       self.fallbacks, self.trimmed, self.reloads, self.write_timeouts, self.key_requests,
+                       self.key_rejections, self.key_tokens, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
+
+
+def _up(endpoints: Iterable[Endpoint]) -> list[tuple[tuple[str, ...], float]]:
+    now = time.monotonic()
+    return [((e.label,), 0.0 if e.cooling(now) else 1.0) for e in endpoints]
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:

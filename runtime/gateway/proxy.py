@@ -2,24 +2,34 @@
 
 Semantics (documented in docs/gateway.md):
 
+* The whole request, retries and fallbacks included, has ``request_timeout_s``; when it
+  runs out the answer is a 504 ``request_timeout`` (a stream already under way ends with
+  an SSE error event). Each attempt waits at most ``first_byte_timeout_s`` for the engine
+  to start answering, then ``read_timeout_s`` per gap.
 * The requested alias is resolved first, then its ``fallbacks`` in order (each a full
   alias with its own backend, trimming and retries). A fallback is used when the alias
   before it could not answer: adapter not released, every attempt failed, or (for a
   fallback only) the request does not fit it.
-* An alias gets ``retries + 1`` attempts (1 if every endpoint of its backend is cooling
-  down). Each attempt prefers an endpoint not yet tried; re-trying the same endpoint
-  waits ``BACKOFF_S * 2**n`` first.
-* Retryable: connection refused/reset, connect or read timeout, HTTP 429 and 5xx, an
-  error line from the engine — all only until the first byte reaches the client. A
-  failed endpoint cools down for ``cooldown_s``. Other 4xx answers go straight back.
-* Streaming responses are committed once the first translated chunk is ready; a later
-  upstream failure ends the stream with an SSE error event and no ``[DONE]``.
+* An alias gets ``retries + 1`` attempts (1 if every endpoint of its backend is ejected).
+  A retry goes to another endpoint than the one that just failed whenever the backend has
+  one (untried first). Endpoint-level failures (connect, timeout, disconnect, 429, 502,
+  503, 504, an answer that is not valid or too large, an engine error line) may go back to
+  the same endpoint, after ``BACKOFF_S * 2**n``; an HTTP 500 (or another 5xx) may be the
+  request's own fault and is never sent again to an endpoint that answered it.
+* Every failed attempt counts toward the endpoint's ejection (``eject_after`` in a row,
+  then ``cooldown_s``); any other answer resets the count.
+* Retries happen only until the first byte reaches the client. Non-streaming answers are
+  read whole (at most ``max_response_bytes``) and must be a JSON object. Streams are
+  committed at the first translated chunk; a later failure, a stream that ends without its
+  end marker, or the end of a shutdown drain ends the stream with an SSE error event and
+  no ``[DONE]``, recorded as 502 (503 for the drain).
+* Clients see the backend id at most, never an endpoint URL or an engine's error text;
+  logs get a summary (kind, status, length), never a body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from time import perf_counter
@@ -27,40 +37,56 @@ from typing import Any
 
 import orjson
 
-from vilms.compiler.contracts.routes import Route
+from vilms.compiler.contracts.routes import GatewaySettings, Route
 
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
 from .defaults import apply_defaults
 from .httpserver import Request, Response, StreamResponse
 from .metrics import GatewayMetrics
+from .streaming import SSE_HEADERS, ClientStalled, TimedStream, error_event
 from .table import BackendRoute, RoutingTable
 from .trimming import fit_request
-from .upstream.base import UpstreamCall, UpstreamStreamError
-from .upstream.httpclient import ConnectError, Disconnected, Pool, ReadTimeout, UpstreamError
+from .upstream.base import BadResponse, UpstreamCall, UpstreamStreamError
+from .upstream.httpclient import (
+    ConnectError,
+    DeadlineExceeded,
+    Pool,
+    ReadTimeout,
+    ShuttingDown,
+    TooLarge,
+    UpstreamError,
+)
 from .upstream.httpclient import Response as UpstreamResponse
 
 log = logging.getLogger("vilms.gateway")
 
 BACKOFF_S = 0.05
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+ERROR_BODY_LIMIT = 64 * 1024  # an engine's error answer is read up to this much
+_SAME_ENDPOINT_OK = frozenset((429, 502, 503, 504))  # statuses that say "busy or unreachable", not "your request"
 
 
 @dataclass(slots=True)
 class Failure:
-    """One alias could not answer; ``status``/``body`` describe the last thing that went wrong."""
+    """One attempt or alias could not answer. ``message`` is safe for clients (no URL, no engine text)."""
 
     kind: str
     status: int
     message: str
-    body: bytes | None = None
+    final: bool = False  # no further attempt or fallback: the deadline passed, or the gateway is stopping
+    same_endpoint_ok: bool = True  # may be retried on the endpoint that failed
+    length: int = 0  # bytes of the engine's answer, for the log
 
 
 class Exchange:
-    """Per-request bookkeeping for headers, metrics and the log line."""
+    """Per-request bookkeeping for headers, metrics, quotas and the log line.
+
+    ``prompt_tokens`` / ``completion_tokens``: the engine's usage for the answer that was
+    sent (None when unknown, e.g. a broken stream).
+    """
 
     __slots__ = ("t0", "alias", "backend", "notes", "waited", "status", "retries", "fallback_from", "stream",
-                 "prompt_tokens", "completion_tokens", "ratelimit")
+                 "prompt_tokens", "completion_tokens", "ratelimit", "stream_end")
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
@@ -72,9 +98,10 @@ class Exchange:
         self.retries = 0
         self.fallback_from: str | None = None
         self.stream = False
-        self.prompt_tokens: int | None = None  # the engine's usage, when it reports one
+        self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.ratelimit: dict[str, str] | None = None  # the key's x-ratelimit-* headers
+        self.stream_end: str | None = None  # why a committed stream ended early: midstream, write_timeout, ...
 
     def headers(self) -> dict[str, str]:
         overhead_ms = (perf_counter() - self.t0 - self.waited) * 1000.0
@@ -105,6 +132,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
         raise ApiError(400, f"Alias '{name}' serves {primary.task} requests, not {kind}.", param="model",
                        code="wrong_task")
     ex.stream = bool(body.get("stream")) and kind != "embeddings"
+    deadline = asyncio.get_running_loop().time() + table.settings.request_timeout_s
     chain = [primary] + [table.aliases[f] for f in primary.fallbacks if f in table.aliases]
     failure: Failure | None = None
     for position, alias in enumerate(chain):
@@ -126,7 +154,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
         ex.alias, ex.backend, ex.notes = alias.name, alias.backend, notes
         if position:
             ex.fallback_from = primary.name
-        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex)
+        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline)
         if isinstance(result, (Response, StreamResponse)):
             if position:
                 metrics.fallbacks.inc(primary.name, alias.name)
@@ -135,6 +163,8 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
                     metrics.trimmed.inc(alias.name, note.partition("=")[0])
             return result
         failure = result
+        if failure.final:
+            break
     raise _failure_error(failure)
 
 
@@ -150,132 +180,215 @@ def _prepare(kind: str, body: dict[str, Any], alias: Route, route: BackendRoute,
 def _failure_error(failure: Failure | None) -> ApiError:
     if failure is None:
         return ApiError(503, "No alias in the fallback chain can serve this request.", code="no_backend")
-    if failure.kind == "adapter_not_released":
-        return ApiError(503, failure.message, code="adapter_not_released", type="server_error")
+    if failure.kind in ("adapter_not_released", "request_timeout"):
+        return ApiError(failure.status, failure.message, code=failure.kind, type="server_error")
+    if failure.kind == "shutdown":
+        return ApiError(503, failure.message, code="shutting_down", type="server_error")
     return ApiError(failure.status, failure.message, code=f"upstream_{failure.kind}", type="server_error")
 
 
 async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
                      kind: str, alias: Route, route: BackendRoute, call: UpstreamCall,
-                     ex: Exchange) -> Response | StreamResponse | Failure:
+                     ex: Exchange, deadline: float) -> Response | StreamResponse | Failure:
     balancer = route.balancer
     settings = table.settings
+    loop = asyncio.get_running_loop()
     attempts = 1 if balancer.all_cooling() else settings.retries + 1
     data = orjson.dumps(call.payload)
     tried: set[str] = set()
-    failure: Failure = Failure("unavailable", 502, "no attempt was made")
+    barred: set[str] = set()  # endpoints that answered a 500 for this request
+    failure: Failure | None = None
+    last: Endpoint | None = None
     for attempt in range(attempts):
-        endpoint = balancer.pick(tried)
         if attempt:
+            assert last is not None and failure is not None
+            endpoint = balancer.pick(tried, exclude=barred | {last.url} if barred else {last.url})
+            if endpoint is None:  # no other endpoint: the same one, if the failure allows it
+                if not failure.same_endpoint_ok:
+                    break
+                endpoint = last
             ex.retries += 1
             metrics.retries.inc(alias.name, alias.backend)
             if endpoint.url in tried:
-                pause = BACKOFF_S * (2 ** (attempt - 1))
-                ex.waited += pause
-                await asyncio.sleep(pause)
+                pause = min(BACKOFF_S * (2 ** (attempt - 1)), deadline - loop.time())
+                if pause > 0:
+                    ex.waited += pause
+                    await asyncio.sleep(pause)
+        else:
+            endpoint = balancer.pick()
+            assert endpoint is not None
+        if loop.time() >= deadline:
+            return _deadline_failure(settings)
         tried.add(endpoint.url)
         endpoint.inflight += 1
         try:
-            result = await _attempt(request, pool, table, kind, route, endpoint, call, data, ex)
+            result = await _attempt(request, pool, settings, kind, route, endpoint, call, data, ex, deadline)
         finally:
             endpoint.inflight -= 1
         if isinstance(result, Failure):
-            failure = result
+            if result.kind == "request_timeout":
+                metrics.upstream_errors.inc(alias.name, alias.backend, "request_timeout")
+                return _deadline_failure(settings)
+            if result.final:
+                return result
+            failure, last = result, endpoint
             metrics.upstream_errors.inc(alias.name, alias.backend, result.kind)
-            Balancer.failed(endpoint, settings.cooldown_s)
-            log.warning("upstream %s failed for alias %s: %s (%s)", endpoint.url, alias.name, result.kind,
-                        result.message)
+            ejected = Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
+            if not result.same_endpoint_ok:
+                barred.add(endpoint.url)
+            log.warning("upstream attempt failed: alias=%s backend=%s endpoint=%s kind=%s status=%d bytes=%d%s",
+                        alias.name, alias.backend, endpoint.label, result.kind, result.status, result.length,
+                        " (endpoint ejected)" if ejected else "")
             continue
-        if endpoint.failures:
-            Balancer.succeeded(endpoint)
-        if ex.status == 502:  # a stream that broke after its first byte
-            metrics.upstream_errors.inc(alias.name, alias.backend, "midstream")
+        end = ex.stream_end
+        if end is None or end == "write_timeout":
+            if endpoint.failures:
+                Balancer.succeeded(endpoint)
+            if end:
+                metrics.write_timeouts.inc(alias.name, alias.backend)
+        elif end == "midstream":
+            metrics.upstream_errors.inc(alias.name, alias.backend, end)
+            Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
+        elif end == "request_timeout":
+            metrics.upstream_errors.inc(alias.name, alias.backend, end)
         return result
+    assert failure is not None
     return failure
 
 
-async def _attempt(request: Request, pool: Pool, table: RoutingTable, kind: str,
+def _deadline_failure(settings: GatewaySettings) -> Failure:
+    return Failure("request_timeout", 504, f"The request did not complete within {settings.request_timeout_s:g} s.",
+                   final=True)
+
+
+async def _attempt(request: Request, pool: Pool, settings: GatewaySettings, kind: str,
                    route: BackendRoute, endpoint: Endpoint, call: UpstreamCall, data: bytes,
-                   ex: Exchange) -> Response | StreamResponse | Failure:
-    url = endpoint.url + call.path
-    settings = table.settings
+                   ex: Exchange, deadline: float) -> Response | StreamResponse | Failure:
+    backend = route.backend.id
     started = perf_counter()
+    call.prompt_tokens = call.completion_tokens = None
     try:
-        async with pool.post(url, data, route.headers, settings.connect_timeout_s,
-                             settings.read_timeout_s) as upstream:
-            if upstream.status != 200:
-                raw = await upstream.read()
+        async with pool.post(endpoint.url + call.path, data, route.headers, settings.connect_timeout_s,
+                             settings.read_timeout_s, settings.first_byte_timeout_s, deadline) as upstream:
+            status = upstream.status
+            if status != 200:
+                try:
+                    raw = await upstream.read(ERROR_BODY_LIMIT)
+                except TooLarge:
+                    raw = b""  # not read on; the connection is closed on the way out
                 ex.waited += perf_counter() - started
-                return _status_outcome(upstream.status, raw, ex)
+                return _status_outcome(status, raw, ex, backend)
             if not call.stream:
-                raw = await upstream.read()
+                raw = await upstream.read(settings.max_response_bytes)
                 ex.waited += perf_counter() - started
                 try:
                     out = route.engine.translate(kind, call, raw)
                 except UpstreamStreamError as exc:
-                    return Failure("engine_error", 502, str(exc))
+                    return _engine_failure(exc, backend, len(raw))
+                except Exception:  # a translation that choked on a malformed answer
+                    return Failure("bad_response", 502, f"Backend '{backend}' sent an answer that is not valid.",
+                                   length=len(raw))
                 ex.status = 200
+                ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
                 return Response(out, headers=ex.headers())
-            return await _stream(request, upstream, route, kind, call, ex, started)
-    except ReadTimeout:
+            return await _stream(request, upstream, route, kind, call, ex, started, settings)
+    except UpstreamError as exc:
         ex.waited += perf_counter() - started
-        return Failure("timeout", 504, f"upstream {endpoint.url} did not answer in time")
-    except ConnectError as exc:
-        ex.waited += perf_counter() - started
-        return Failure("connect", 502, f"cannot connect to upstream {endpoint.url}: {exc}")
-    except Disconnected as exc:
-        ex.waited += perf_counter() - started
-        return Failure("disconnect", 502, f"upstream {endpoint.url} closed the connection: {exc}")
+        return _transport_failure(exc, backend)
 
 
-def _status_outcome(status: int, raw: bytes, ex: Exchange) -> Response | StreamResponse | Failure:
-    body = normalize_upstream_error(status, raw)
+def _transport_failure(exc: UpstreamError, backend: str) -> Failure:
+    if isinstance(exc, DeadlineExceeded):
+        return Failure("request_timeout", 504, "", final=True)
+    if isinstance(exc, ReadTimeout):
+        return Failure("timeout", 504, f"Backend '{backend}' did not answer in time.")
+    if isinstance(exc, ConnectError):
+        return Failure("connect", 502, f"Cannot connect to backend '{backend}'.")
+    if isinstance(exc, TooLarge):
+        return Failure("too_large", 502, f"Backend '{backend}' sent an answer larger than the gateway accepts.")
+    if isinstance(exc, ShuttingDown):
+        return Failure("shutdown", 503, "The gateway is shutting down.", final=True)
+    return Failure("disconnect", 502, f"Backend '{backend}' closed the connection before answering.")
+
+
+def _engine_failure(exc: UpstreamStreamError, backend: str, length: int = 0) -> Failure:
+    if isinstance(exc, BadResponse):
+        return Failure("bad_response", 502, f"Backend '{backend}' sent an answer that is not valid.", length=length)
+    return Failure("engine_error", 502, f"Backend '{backend}' reported an error.", length=length)
+
+
+def _status_outcome(status: int, raw: bytes, ex: Exchange, backend: str) -> Response | Failure:
     if status == 429 or status >= 500:
-        try:
-            message = json.loads(body)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"upstream returned HTTP {status}"
-        return Failure(f"status_{status}", status, str(message), body)
+        return Failure(f"status_{status}", status, f"Backend '{backend}' answered HTTP {status}.",
+                       same_endpoint_ok=status in _SAME_ENDPOINT_OK, length=len(raw))
+    if status < 400:  # 1xx/2xx other than 200, 3xx: not an answer this API gives
+        return Failure("bad_response", 502, f"Backend '{backend}' sent an answer that is not valid.", length=len(raw))
     ex.status = status  # a client error: the same request would fail anywhere; pass it back
-    return Response(body, status, headers=ex.headers())
+    return Response(normalize_upstream_error(status, raw), status, headers=ex.headers())
 
 
 async def _stream(request: Request, upstream: UpstreamResponse, route: BackendRoute, kind: str,
-                  call: UpstreamCall, ex: Exchange, started: float) -> Response | StreamResponse | Failure:
+                  call: UpstreamCall, ex: Exchange, started: float,
+                  settings: GatewaySettings) -> Response | StreamResponse | Failure:
     translator = route.engine.stream_translator(kind, call)
-    content = upstream
+    backend = route.backend.id
+    upstream.set_timeout(settings.first_byte_timeout_s)  # until the first chunk worth sending
     first = b""
     try:
         while not first:  # before the first byte goes out, any failure is retryable
-            chunk = await content.readany()
+            chunk = await upstream.readany()
             if not chunk:
                 first = translator.finish()
                 if not first:
-                    return Failure("empty_stream", 502, "upstream ended the stream without data")
+                    return Failure("empty_stream", 502, f"Backend '{backend}' ended the stream without data.")
                 break
             first = translator.feed(chunk)
+    except UpstreamError:
+        raise
     except UpstreamStreamError as exc:
-        return Failure("engine_error", 502, str(exc))
+        return _engine_failure(exc, backend)
+    except Exception:
+        return Failure("bad_response", 502, f"Backend '{backend}' sent a stream that is not valid.")
     finally:
         ex.waited += perf_counter() - started
+    upstream.restore_timeout()
     ex.status = 200
-    response = StreamResponse(200, {**SSE_HEADERS, **ex.headers()})
-    await response.prepare(request)
-    await response.write(first)
-    while True:
-        try:
-            chunk = await content.readany()
-            data = translator.feed(chunk) if chunk else translator.finish()
-        except (UpstreamStreamError, UpstreamError) as exc:
-            log.warning("upstream stream for alias %s broke after the first byte: %r", ex.alias, exc)
-            event = {"error": {"message": f"The upstream stream was interrupted: {exc or type(exc).__name__}",
-                               "type": "server_error", "param": None, "code": "upstream_stream_interrupted"}}
-            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
-            ex.status = 502  # the log and metrics record the broken stream; the client already saw 200
-            break
-        if data:
-            await response.write(data)
-        if not chunk:
-            break
-    await response.write_eof()
+    response = TimedStream(200, {**SSE_HEADERS, **ex.headers()}, settings.write_timeout_s)
+    try:
+        await response.prepare(request)
+        await response.write(first)
+        while True:
+            try:
+                chunk = await upstream.readany()
+                data = translator.feed(chunk) if chunk else translator.finish()
+            except Exception as exc:  # the engine, the connection or the translation failed mid-stream
+                ex.stream_end, ex.status, message, code = _broken(exc, backend, settings)
+                log.warning("upstream stream ended early: alias=%s backend=%s kind=%s (%s)", ex.alias, backend,
+                            ex.stream_end, type(exc).__name__)
+                await response.write(error_event(message, code))
+                break
+            if data:
+                await response.write(data)
+            if not chunk:
+                ex.prompt_tokens, ex.completion_tokens = call.prompt_tokens, call.completion_tokens
+                break
+        await response.write_eof()
+    except ClientStalled:
+        ex.stream_end, ex.status = "write_timeout", 499
+        request.keep_alive = False
+        log.info("client read nothing for %g s: stream given up: alias=%s backend=%s", settings.write_timeout_s,
+                 ex.alias, backend)
+    except asyncio.CancelledError:
+        ex.status = 499  # the client went away mid-stream
+        raise
     return response
+
+
+def _broken(exc: Exception, backend: str, settings: GatewaySettings) -> tuple[str, int, str, str]:
+    """(kind, status to record, message, code) for a stream that broke after its first byte."""
+    if isinstance(exc, ShuttingDown):
+        return "shutdown", 503, "The gateway is shutting down; this answer is incomplete.", "shutting_down"
+    if isinstance(exc, DeadlineExceeded):
+        return ("request_timeout", 504, f"The request did not complete within {settings.request_timeout_s:g} s; "
+                "this answer is incomplete.", "request_timeout")
+    return "midstream", 502, f"The stream from backend '{backend}' was interrupted.", "upstream_stream_interrupted"

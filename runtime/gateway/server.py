@@ -1,7 +1,8 @@
 """Run the gateway: ``run(routes_file, host, port)`` blocks until SIGTERM/SIGINT.
 
 Signals: SIGTERM/SIGINT drain (stop accepting, let in-flight requests finish for up to
-``SHUTDOWN_GRACE_S``), SIGHUP reloads the routes. The routes file is also polled for
+``SHUTDOWN_GRACE_S``; shortly before that, requests still waiting on an engine are cut:
+streams end with an SSE error event, others get a 503), SIGHUP reloads the routes. The routes file is also polled for
 changes every ``WATCH_INTERVAL_S``.
 """
 
@@ -18,6 +19,7 @@ from vilms.compiler.facts import gateway as gateway_facts
 from vilms.runtime.logs import log_to_stderr
 
 from .app import App
+from .httpserver import Server
 from .state import GatewayState
 from .telemetry import Telemetry
 
@@ -66,11 +68,24 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
         state.draining = True
         watcher.cancel()
         log.info("draining: waiting up to %.0f s for %d in-flight requests", SHUTDOWN_GRACE_S, state.inflight)
-        await server.close(SHUTDOWN_GRACE_S)
+        await _drain(server, app)
         app.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("vilms gateway stopped")
+
+
+async def _drain(server: Server, app: App) -> None:
+    """Close the server with the grace period; before it ends, cut the upstream requests still
+    in flight so their clients get a proper end (an SSE error event, a 503) instead of a cut."""
+    closing = asyncio.ensure_future(server.close(SHUTDOWN_GRACE_S))
+    cut_at = SHUTDOWN_GRACE_S - min(1.0, SHUTDOWN_GRACE_S / 4)
+    done, _ = await asyncio.wait((closing,), timeout=cut_at)
+    if not done:
+        cut = app.pool.cut()
+        if cut:
+            log.warning("drain grace ending: cut %d upstream requests still in flight", cut)
+    await closing
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, state: GatewayState) -> list[int]:

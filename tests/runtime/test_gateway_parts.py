@@ -91,4 +91,6 @@ def test_upstream_errors_normalised_to_openai_shape():
     new_vllm = b'{"error": {"message": "m", "type": "t", "param": null, "code": 400}}'
     assert normalize_upstream_error(400, new_vllm) == new_vllm
     text = json.loads(normalize_upstream_error(502, b"Bad Gateway"))
-    assert text["error"]["message"] == "Bad Gateway" and text["error"]["type"] == "server_error"
+    assert text["error"]["message"] == "The engine answered HTTP 502." and text["error"]["type"] == "server_error"
+    page = json.loads(normalize_upstream_error(403, b"<html>denied by proxy.internal:3128</html>"))
+    assert "proxy.internal" not in page["error"]["message"]

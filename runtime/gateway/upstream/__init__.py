@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Engine, StreamTranslator, UpstreamStreamError
+from .base import BadResponse, Engine, StreamTranslator, UpstreamStreamError
 from .ollama import OllamaEngine
 from .openai import OpenAIEngine
 
@@ -16,4 +16,4 @@ def engine_for(name: str) -> Engine:
     raise ValueError(f"unknown engine {name!r}")
 
 
-__all__ = ["Engine", "StreamTranslator", "UpstreamStreamError", "engine_for"]
+__all__ = ["BadResponse", "Engine", "StreamTranslator", "UpstreamStreamError", "engine_for"]

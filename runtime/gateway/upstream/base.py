@@ -9,7 +9,30 @@ from vilms.compiler.contracts.routes import Route
 
 
 class UpstreamStreamError(Exception):
-    """The engine reported an error inside a stream (e.g. an Ollama ``{"error": ...}`` line)."""
+    """The engine reported an error inside a stream or body (e.g. an Ollama ``{"error": ...}`` line).
+
+    The message may quote the engine (and so the prompt): never send it to a client or a log.
+    """
+
+
+class BadResponse(UpstreamStreamError):
+    """A successful answer that is not what the protocol says: not a JSON object, not SSE,
+    a stream that ended before its end marker."""
+
+
+MAX_EVENT_BYTES = 4 << 20  # the longest SSE event / NDJSON line a translator buffers
+
+
+def tokens(usage: Any) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` of an OpenAI ``usage`` object; None where unknown."""
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt = prompt if type(prompt) is int and prompt >= 0 else None
+    if completion is None and prompt is not None:
+        completion = 0  # embeddings: no completion
+    completion = completion if type(completion) is int and completion >= 0 else None
+    return prompt, completion
 
 
 @dataclass(slots=True)
@@ -20,8 +43,10 @@ class UpstreamCall:
     payload: dict[str, Any]
     stream: bool
     notes: list[str] = field(default_factory=list)  # fields dropped or refused, for x-vilms-trimmed
-    include_usage: bool = False  # stream_options.include_usage, for engines that build the stream
+    include_usage: bool = False  # the client asked for stream_options.include_usage
     base64_embeddings: bool = False  # encoding_format=base64, for engines that build embeddings
+    prompt_tokens: int | None = None  # the engine's usage, set by translate() or the stream translator
+    completion_tokens: int | None = None
 
 
 class StreamTranslator(Protocol):
@@ -29,7 +54,7 @@ class StreamTranslator(Protocol):
         """Engine bytes in, client SSE bytes out (possibly empty)."""
 
     def finish(self) -> bytes:
-        """Flush at end of the upstream stream; raise UpstreamStreamError if it ended early."""
+        """Flush at end of the upstream stream; raise BadResponse if it ended early."""
 
 
 class Engine(Protocol):
@@ -39,19 +64,8 @@ class Engine(Protocol):
         """Build the upstream request for ``kind`` (chat, completions, embeddings)."""
 
     def translate(self, kind: str, call: UpstreamCall, raw: bytes) -> bytes:
-        """Turn a successful non-streaming upstream body into the OpenAI JSON body."""
+        """Turn a successful non-streaming upstream body into the OpenAI JSON body and note its
+        usage on ``call``; raise :class:`BadResponse` if it is not a JSON object."""
 
     def stream_translator(self, kind: str, call: UpstreamCall) -> StreamTranslator:
         """A fresh translator for one streaming response."""
-
-
-class Passthrough:
-    """The engine already speaks OpenAI SSE: forward bytes unchanged, chunk by chunk."""
-
-    __slots__ = ()
-
-    def feed(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def finish(self) -> bytes:
-        return b""

@@ -14,10 +14,12 @@ streaming; ``1xx`` interim responses are skipped, a ``101`` is an error. Bytes t
 when no response is due (after a response ends, or while the connection is idle) get the
 connection dropped instead of being read as the next response.
 
-Timeouts: ``connect_timeout`` bounds opening a connection; ``read_timeout`` bounds the
-wait for the response head and then each wait for body bytes (like aiohttp's
-``sock_read``), so a stream may run long as long as it keeps moving. Errors are
-:class:`ConnectError`, :class:`ReadTimeout` and :class:`Disconnected`. Leaving
+Timeouts: ``connect_timeout`` bounds opening a connection; ``first_byte_timeout`` the
+wait for the response head; ``read_timeout`` then each wait for body bytes (like aiohttp's
+``sock_read``), so a stream may run long as long as it keeps moving. An optional
+``deadline`` (loop time) caps every one of those waits: past it, :class:`DeadlineExceeded`.
+Errors are :class:`ConnectError`, :class:`ReadTimeout`, :class:`Disconnected`,
+:class:`TooLarge` (``read(limit)``) and :class:`ShuttingDown` (:meth:`Pool.cut`). Leaving
 :meth:`Pool.post`'s context early (client gone, handler cancelled) aborts the connection,
 which tells the engine to stop generating. Body bytes not yet read are bounded: past
 ``_HIGH_WATER`` the connection stops reading from the socket until the reader catches up.
@@ -39,6 +41,7 @@ IDLE_TIMEOUT_S = 4.0  # below uvicorn's 5 s keep-alive (vLLM, llama.cpp) so we n
 MAX_IDLE_PER_HOST = 64
 MAX_HEAD_BYTES = 64 * 1024
 _HIGH_WATER = 256 * 1024  # unread body bytes past which the socket is no longer read
+_NEVER = float("inf")
 
 
 class UpstreamError(Exception):
@@ -53,8 +56,20 @@ class ReadTimeout(UpstreamError):
     """No response bytes arrived within the read timeout."""
 
 
+class DeadlineExceeded(ReadTimeout):
+    """The request's overall deadline passed while waiting."""
+
+
 class Disconnected(UpstreamError):
     """The server closed or reset the connection, or sent a malformed response."""
+
+
+class TooLarge(UpstreamError):
+    """The body is larger than the limit given to :meth:`Response.read`."""
+
+
+class ShuttingDown(UpstreamError):
+    """:meth:`Pool.cut` ended the request: the gateway is shutting down."""
 
 
 class _Unsolicited(Exception):
@@ -73,7 +88,8 @@ class _Conn(asyncio.Protocol):
 
     __slots__ = ("_loop", "transport", "_parser", "idle_since", "reused", "_closed", "_expecting",
                  "_head_done", "_complete", "_status", "_head", "_head_bytes", "_keep_alive", "_body",
-                 "_buffered", "_paused", "_error", "_waiter", "_timeout", "_deadline", "_timer", "_timer_at")
+                 "_buffered", "_paused", "_error", "_waiter", "_timeout", "_read_timeout", "_limit", "_deadline",
+                 "_timer", "_timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -94,7 +110,9 @@ class _Conn(asyncio.Protocol):
         self._paused = False
         self._error: UpstreamError | None = None
         self._waiter: asyncio.Future[bool] | None = None
-        self._timeout = 0.0
+        self._timeout = 0.0  # the wait now allowed: first byte, then read timeout
+        self._read_timeout = 0.0
+        self._limit = _NEVER  # the request's deadline (loop time)
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -120,8 +138,11 @@ class _Conn(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
 
-    async def exchange(self, data: bytes, timeout: float) -> Response:
+    async def exchange(self, data: bytes, first_byte_timeout: float, read_timeout: float | None = None,
+                       limit: float = _NEVER) -> Response:
         """Send one request (head and body in ``data``) and wait for its final response head."""
+        if read_timeout is None:
+            read_timeout = first_byte_timeout
         if self._closed:
             raise Disconnected("the upstream had closed the connection")
         self._expecting = True
@@ -129,18 +150,25 @@ class _Conn(asyncio.Protocol):
         self._head = []
         self._head_bytes = 0
         self._error = None
-        self._timeout = timeout
+        self._timeout = first_byte_timeout
+        self._read_timeout = read_timeout
+        self._limit = limit
         self.transport.write(data)  # type: ignore[union-attr]
         while not self._head_done:
             if self._error is not None:
                 raise self._error
             await self._wait()
+        self._timeout = read_timeout
         return Response(self, self._status, self._head)
 
     async def _wait(self) -> None:
-        """Until a parser callback or the connection's end wakes us; ReadTimeout after the read timeout."""
+        """Until a parser callback or the connection's end wakes us; ReadTimeout after the
+        allowed wait, DeadlineExceeded at the request's deadline."""
         loop = self._loop
-        deadline = self._deadline = loop.time() + self._timeout
+        deadline = loop.time() + self._timeout
+        if deadline > self._limit:
+            deadline = self._limit
+        self._deadline = deadline
         if self._timer is None or self._timer_at > deadline:
             if self._timer is not None:
                 self._timer.cancel()
@@ -152,6 +180,8 @@ class _Conn(asyncio.Protocol):
         finally:
             self._waiter = None
         if not woken:
+            if deadline >= self._limit:
+                raise DeadlineExceeded("the request's deadline passed")
             raise ReadTimeout(f"no response bytes within {self._timeout:g} s")
 
     def _on_timer(self) -> None:
@@ -291,17 +321,29 @@ class Response:
             self._head = None
         return headers
 
-    async def read(self) -> bytes:
-        """The whole (remaining) body."""
+    async def read(self, limit: int = 0) -> bytes:
+        """The whole (remaining) body; with ``limit``, :class:`TooLarge` as soon as it is exceeded."""
         conn = self._conn
-        if conn._complete:
+        if conn._complete and (not limit or conn._buffered <= limit):
             return conn._take()
         parts = []
+        size = 0
         while True:
             part = await self.readany()
             if not part:
                 return b"".join(parts)
+            size += len(part)
+            if limit and size > limit:
+                raise TooLarge(f"the body exceeds {limit} bytes")
             parts.append(part)
+
+    def set_timeout(self, timeout: float) -> None:
+        """The longest wait for the next body bytes from now on (still capped by the deadline)."""
+        self._conn._timeout = timeout
+
+    def restore_timeout(self) -> None:
+        """Back to the read timeout the request was sent with."""
+        self._conn._timeout = self._conn._read_timeout
 
     async def readany(self) -> bytes:
         """The next piece of body as it arrives (all that is buffered); ``b""`` once the body is complete."""
@@ -323,37 +365,48 @@ class Response:
 class _Post:
     """What :meth:`Pool.post` returns: an async context manager (cheaper than a generator-based one)."""
 
-    __slots__ = ("_pool", "_origin", "_data", "_connect_timeout", "_read_timeout", "_conn", "_response")
+    __slots__ = ("_pool", "_origin", "_data", "_connect_timeout", "_first_byte_timeout", "_read_timeout", "_limit",
+                 "_conn", "_response")
 
     def __init__(self, pool: Pool, origin: tuple[str, str, int], data: bytes, connect_timeout: float,
-                 read_timeout: float) -> None:
+                 first_byte_timeout: float, read_timeout: float, limit: float) -> None:
         self._pool = pool
         self._origin = origin
         self._data = data
         self._connect_timeout = connect_timeout
+        self._first_byte_timeout = first_byte_timeout
         self._read_timeout = read_timeout
+        self._limit = limit
         self._conn: _Conn | None = None
         self._response: Response | None = None
 
     async def __aenter__(self) -> Response:
         pool = self._pool
+        if pool._cut:
+            raise ShuttingDown("the gateway is shutting down")
         conn = pool._idle_conn(self._origin)
         if conn is None:
-            conn = await pool._connect(self._origin, self._connect_timeout)
+            conn = await pool._connect(self._origin, self._connect_timeout, self._limit)
+        active = pool._active
+        active.add(conn)
         try:
-            response = await conn.exchange(self._data, self._read_timeout)
+            response = await conn.exchange(self._data, self._first_byte_timeout, self._read_timeout, self._limit)
         except Disconnected:
+            active.discard(conn)
             conn.close()
             if not conn.reused:
                 raise
             # An idle keep-alive connection the server had just closed: one fresh try.
-            conn = await pool._connect(self._origin, self._connect_timeout)
+            conn = await pool._connect(self._origin, self._connect_timeout, self._limit)
+            active.add(conn)
             try:
-                response = await conn.exchange(self._data, self._read_timeout)
+                response = await conn.exchange(self._data, self._first_byte_timeout, self._read_timeout, self._limit)
             except BaseException:
+                active.discard(conn)
                 conn.close()
                 raise
         except BaseException:
+            active.discard(conn)
             conn.close()
             raise
         self._conn = conn
@@ -366,6 +419,7 @@ class _Post:
         if conn is None:
             return
         self._conn = None
+        self._pool._active.discard(conn)
         if exc_type is None and self._response.reusable:  # type: ignore[union-attr]
             self._pool._checkin(self._origin, conn)
         else:
@@ -373,15 +427,22 @@ class _Post:
 
 
 class Pool:
-    """Keep-alive connections per upstream origin."""
+    """Keep-alive connections per upstream origin, and the connections with a request out."""
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._active: set[_Conn] = set()
+        self._cut = False
         self._ssl: ssl.SSLContext | None = None
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], connect_timeout: float,
-             read_timeout: float) -> AbstractAsyncContextManager[Response]:
-        """``POST url``; ``async with`` it for the response, yielded once its head has arrived."""
+             read_timeout: float, first_byte_timeout: float | None = None,
+             deadline: float | None = None) -> AbstractAsyncContextManager[Response]:
+        """``POST url``; ``async with`` it for the response, yielded once its head has arrived.
+
+        ``first_byte_timeout`` (default: ``read_timeout``) bounds the wait for the head;
+        ``deadline`` (loop time) caps the connect and every wait.
+        """
         key = (url, tuple(headers.items()))
         cached = _HEAD_CACHE.get(key)
         if cached is None:
@@ -390,7 +451,9 @@ class Pool:
             if len(_HEAD_CACHE) < 4096:
                 _HEAD_CACHE[key] = cached
         origin, head = cached
-        return _Post(self, origin, head + b"Content-Length: %d\r\n\r\n" % len(body) + body, connect_timeout, read_timeout)
+        return _Post(self, origin, head + b"Content-Length: %d\r\n\r\n" % len(body) + body, connect_timeout,
+                     read_timeout if first_byte_timeout is None else first_byte_timeout, read_timeout,
+                     _NEVER if deadline is None else deadline)
 
     def _idle_conn(self, origin: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(origin)
@@ -416,7 +479,7 @@ class Pool:
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _connect(self, origin: tuple[str, str, int], connect_timeout: float) -> _Conn:
+    async def _connect(self, origin: tuple[str, str, int], connect_timeout: float, limit: float = _NEVER) -> _Conn:
         scheme, host, port = origin
         context = None
         if scheme == "https":
@@ -424,14 +487,34 @@ class Pool:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
         loop = asyncio.get_running_loop()
+        timeout = connect_timeout
+        capped = limit - loop.time() < timeout
+        if capped:
+            timeout = max(0.0, limit - loop.time())
         try:
-            async with asyncio.timeout(connect_timeout):
+            async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(lambda: _Conn(loop), host, port, ssl=context)
         except TimeoutError:
+            if capped:
+                raise DeadlineExceeded("the request's deadline passed while connecting") from None
             raise ConnectError(f"connect timeout after {connect_timeout:g} s") from None
         except OSError as exc:
             raise ConnectError(exc.strerror or str(exc)) from None
+        if self._cut:
+            conn.close()
+            raise ShuttingDown("the gateway is shutting down")
         return conn
+
+    def cut(self) -> int:
+        """End every request in flight with :class:`ShuttingDown` and refuse new ones (at the end
+        of a drain). Returns how many were cut."""
+        self._cut = True
+        active = list(self._active)
+        self._active.clear()
+        for conn in active:
+            conn._fail(ShuttingDown("the gateway is shutting down"))
+        self.close()
+        return len(active)
 
     def close(self) -> None:
         for idle in self._idle.values():

@@ -33,10 +33,10 @@ class OllamaEngine:
 
     def translate(self, kind: str, call: UpstreamCall, raw: bytes) -> bytes:
         if kind == "chat":
-            return ollama_response.chat_completion(raw)
+            return ollama_response.chat_completion(raw, call)
         if kind == "completions":
-            return ollama_response.text_completion(raw)
-        return ollama_response.embeddings(raw, "base64" if call.base64_embeddings else None)
+            return ollama_response.text_completion(raw, call)
+        return ollama_response.embeddings(raw, "base64" if call.base64_embeddings else None, call)
 
     def stream_translator(self, kind: str, call: UpstreamCall) -> ollama_response.NDJSONToSSE:
-        return ollama_response.NDJSONToSSE(chat=kind == "chat", include_usage=call.include_usage)
+        return ollama_response.NDJSONToSSE(chat=kind == "chat", include_usage=call.include_usage, call=call)

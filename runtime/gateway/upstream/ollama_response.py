@@ -15,7 +15,7 @@ import struct
 import time
 from typing import Any
 
-from .base import UpstreamStreamError
+from .base import MAX_EVENT_BYTES, BadResponse, UpstreamCall, UpstreamStreamError
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -24,9 +24,13 @@ def _new_id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 
 
+def _count(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
 def _usage(data: dict[str, Any]) -> dict[str, int]:
-    prompt = int(data.get("prompt_eval_count") or 0)
-    completion = int(data.get("eval_count") or 0)
+    prompt = _count(data.get("prompt_eval_count"))
+    completion = _count(data.get("eval_count"))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -55,15 +59,20 @@ def _parse(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise UpstreamStreamError("Ollama returned a body that is not JSON") from None
+        raise BadResponse("Ollama returned a body that is not JSON") from None
     if not isinstance(data, dict):
-        raise UpstreamStreamError("Ollama returned an unexpected body")
+        raise BadResponse("Ollama returned an unexpected body")
     if "error" in data:
         raise UpstreamStreamError(str(data["error"]))
     return data
 
 
-def chat_completion(raw: bytes) -> bytes:
+def _note_usage(call: UpstreamCall | None, usage: dict[str, int]) -> None:
+    if call is not None:
+        call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+
+
+def chat_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
     data = _parse(raw)
     message = data.get("message") or {}
     calls = _tool_calls(message.get("tool_calls"))
@@ -71,30 +80,34 @@ def chat_completion(raw: bytes) -> bytes:
     if message.get("thinking"):
         out_message["reasoning"] = message["thinking"]
     if calls:
-        for call in calls:
-            call.pop("index")
+        for item in calls:
+            item.pop("index")
         out_message["tool_calls"] = calls
+    usage = _usage(data)
+    _note_usage(call, usage)
     return _DUMPS({
         "id": _new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
         "model": data.get("model", ""),
         "choices": [{"index": 0, "message": out_message, "logprobs": None,
                      "finish_reason": _finish_reason(data, bool(calls))}],
-        "usage": _usage(data),
+        "usage": usage,
     }).encode()
 
 
-def text_completion(raw: bytes) -> bytes:
+def text_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
     data = _parse(raw)
+    usage = _usage(data)
+    _note_usage(call, usage)
     return _DUMPS({
         "id": _new_id("cmpl-"), "object": "text_completion", "created": int(time.time()),
         "model": data.get("model", ""),
         "choices": [{"index": 0, "text": data.get("response", ""), "logprobs": None,
                      "finish_reason": _finish_reason(data, False)}],
-        "usage": _usage(data),
+        "usage": usage,
     }).encode()
 
 
-def embeddings(raw: bytes, encoding_format: str | None) -> bytes:
+def embeddings(raw: bytes, encoding_format: str | None, call: UpstreamCall | None = None) -> bytes:
     data = _parse(raw)
     vectors = data.get("embeddings") or []
     items = []
@@ -103,7 +116,8 @@ def embeddings(raw: bytes, encoding_format: str | None) -> bytes:
         if encoding_format == "base64":
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         items.append({"object": "embedding", "embedding": value, "index": index})
-    prompt = int(data.get("prompt_eval_count") or 0)
+    prompt = _count(data.get("prompt_eval_count"))
+    _note_usage(call, {"prompt_tokens": prompt, "completion_tokens": 0})
     return _DUMPS({"object": "list", "data": items, "model": data.get("model", ""),
                    "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}).encode()
 
@@ -111,12 +125,13 @@ def embeddings(raw: bytes, encoding_format: str | None) -> bytes:
 class NDJSONToSSE:
     """Stateful translator of one Ollama NDJSON stream (chat or generate) into OpenAI SSE."""
 
-    __slots__ = ("chat", "include_usage", "_buffer", "_id", "_created", "_model", "_started", "_done",
+    __slots__ = ("chat", "include_usage", "call", "_buffer", "_id", "_created", "_model", "_started", "_done",
                  "_tool_index")
 
-    def __init__(self, chat: bool, include_usage: bool) -> None:
+    def __init__(self, chat: bool, include_usage: bool, call: UpstreamCall | None = None) -> None:
         self.chat = chat
         self.include_usage = include_usage
+        self.call = call
         self._buffer = b""
         self._id = _new_id("chatcmpl-" if chat else "cmpl-")
         self._created = int(time.time())
@@ -128,6 +143,8 @@ class NDJSONToSSE:
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
         if b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_EVENT_BYTES:
+                raise BadResponse("an Ollama stream line exceeds the gateway's limit")
             return b""
         *lines, self._buffer = self._buffer.split(b"\n")
         return b"".join(self._line(line) for line in lines if line.strip())
@@ -136,7 +153,7 @@ class NDJSONToSSE:
         tail = self._line(self._buffer) if self._buffer.strip() else b""
         self._buffer = b""
         if not self._done:
-            raise UpstreamStreamError("Ollama ended the stream before it was done")
+            raise BadResponse("Ollama ended the stream before it was done")
         return tail
 
     def _line(self, line: bytes) -> bytes:
@@ -148,8 +165,10 @@ class NDJSONToSSE:
             out = self._generate_events(data)
         if data.get("done"):
             self._done = True
+            usage = _usage(data)
+            _note_usage(self.call, usage)
             if self.include_usage:
-                out += self._event([], usage=_usage(data))
+                out += self._event([], usage=usage)
             out += b"data: [DONE]\n\n"
         return out
 

@@ -1,20 +1,28 @@
 """Engines that already speak the OpenAI API: vLLM and the llama.cpp (llama-cpp-python) server.
 
 The request is forwarded with ``model`` set to the alias's upstream model (vLLM: served
-name or LoRA adapter name; llama.cpp: the ``model_alias`` of its config). Responses and
-SSE streams pass through byte for byte.
+name or LoRA adapter name; llama.cpp: the ``model_alias`` of its config). Answers pass
+through byte for byte, checked: a non-streaming body must be a JSON object (its ``usage``
+is noted); a stream must be SSE and end with ``data: [DONE]``. Streams pass event by event
+(an event split across reads waits for its end). The gateway always asks for usage
+(``stream_options.include_usage``) and drops the usage-only final chunk when the client
+had not asked for it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import orjson
 
 from vilms.compiler.contracts.routes import Route
 
-from .base import Passthrough, UpstreamCall
+from .base import MAX_EVENT_BYTES, BadResponse, UpstreamCall, tokens
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
-_PASSTHROUGH = Passthrough()
+_SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
+_EVENT = re.compile(rb"(.*?)(\r?\n\r?\n)", re.S)
 
 
 class OpenAIEngine:
@@ -29,10 +37,103 @@ class OpenAIEngine:
             # llama-cpp-python's server only knows max_tokens.
             value = body.pop("max_completion_tokens")
             body["max_tokens"] = min(value, body.get("max_tokens", value))
-        return UpstreamCall(path=PATHS[kind], payload=body, stream=bool(body.get("stream")))
+        stream = kind != "embeddings" and bool(body.get("stream"))
+        include_usage = False
+        if stream:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            if not include_usage:
+                body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+                    else {"include_usage": True}
+        return UpstreamCall(path=PATHS[kind], payload=body, stream=stream, include_usage=include_usage)
 
     def translate(self, kind: str, call: UpstreamCall, raw: bytes) -> bytes:
+        try:
+            data = orjson.loads(raw)
+        except ValueError:
+            raise BadResponse("the engine's answer is not JSON") from None
+        if type(data) is not dict or "error" in data:
+            raise BadResponse("the engine's answer is not a result object")
+        call.prompt_tokens, call.completion_tokens = tokens(data.get("usage"))
         return raw
 
-    def stream_translator(self, kind: str, call: UpstreamCall) -> Passthrough:
-        return _PASSTHROUGH
+    def stream_translator(self, kind: str, call: UpstreamCall) -> SSECheck:
+        return SSECheck(call)
+
+
+class SSECheck:
+    """Passes an OpenAI SSE stream through whole events at a time, checking that it is SSE,
+    noting usage, and remembering whether ``data: [DONE]`` came."""
+
+    __slots__ = ("call", "_rest", "_started", "_done")
+
+    def __init__(self, call: UpstreamCall) -> None:
+        self.call = call
+        self._rest = b""
+        self._started = False
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._rest:
+            chunk = self._rest + chunk
+        i = chunk.rfind(b"\n\n")
+        j = chunk.rfind(b"\n\r\n")
+        end = max(i + 2 if i >= 0 else 0, j + 3 if j >= 0 else 0)
+        if end < len(chunk):
+            self._rest = chunk[end:]
+            if len(self._rest) > MAX_EVENT_BYTES:
+                raise BadResponse("an SSE event exceeds the gateway's limit")
+            chunk = chunk[:end]
+            if not chunk:
+                return b""
+        elif self._rest:
+            self._rest = b""
+        if not self._started:
+            if not chunk.lstrip(b"\r\n").startswith(_SSE_STARTS):
+                raise BadResponse("the engine's stream is not SSE")
+            self._started = True
+        if not self._done and b"[DONE]" in chunk:
+            self._done = _has_done(chunk)
+        if b'"prompt_tokens"' in chunk:
+            chunk = self._usage(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        rest, self._rest = self._rest, b""
+        if not self._done and _has_done(rest.rstrip(b"\r\n")):
+            self._done = True
+            return rest.rstrip(b"\r\n") + b"\n\n"
+        if not self._done:
+            raise BadResponse("the engine's stream ended before data: [DONE]")
+        return rest
+
+    def _usage(self, chunk: bytes) -> bytes:
+        """Note the usage of events that carry it; drop the usage-only chunk the client did not ask for."""
+        kept = []
+        dropped = False
+        for match in _EVENT.finditer(chunk):
+            event = match.group(1)
+            if b'"prompt_tokens"' in event:
+                payload = b"\n".join(line[5:].removeprefix(b" ") for line in event.splitlines()
+                                     if line.startswith(b"data:"))
+                try:
+                    data = orjson.loads(payload)
+                except ValueError:
+                    data = None
+                if type(data) is dict and "usage" in data:
+                    prompt, completion = tokens(data["usage"])
+                    if prompt is not None or completion is not None:
+                        self.call.prompt_tokens, self.call.completion_tokens = prompt, completion
+                    if not self.call.include_usage and not data.get("choices"):
+                        dropped = True
+                        continue
+            kept.append(match.group(0))
+        return b"".join(kept) if dropped else chunk
+
+
+def _has_done(data: bytes) -> bool:
+    """Whether a ``data: [DONE]`` line is in ``data`` (which starts at an event's start)."""
+    for marker in (b"data: [DONE]", b"data:[DONE]"):
+        if data.startswith(marker) or b"\n" + marker in data:
+            return True
+    return False
