@@ -971,6 +971,10 @@ async def soak(args: argparse.Namespace, gateway: subprocess.Popen, ctx: Ctx) ->
     last_report = time.monotonic()
     try:
         while time.monotonic() < deadline and not died:
+            if not args.probes:  # good traffic only: a baseline
+                await asyncio.sleep(args.probe_gap_s)
+                if gateway.poll() is not None:
+                    died.append(f"gateway exited with {gateway.returncode}")
             for name in args.probes:
                 if time.monotonic() >= deadline or died:
                     break
