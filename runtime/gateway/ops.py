@@ -2,7 +2,7 @@
 
 ``gateway.ops_key_env`` names a variable holding the ops key (``Authorization: Bearer
 <key>``, compared in constant time). With it set, ``/metrics`` answers 401 without the key
-and ``/readyz`` shows its detail (endpoint URLs, failures, in-flight counts) only with it;
+and the readiness endpoint shows its detail (endpoint URLs, failures, in-flight counts) only with it;
 its status code stays public for probes. Without an ops key both are open, and the
 readiness body names backends and counts, never an endpoint URL.
 
@@ -45,7 +45,7 @@ class OpsKey:
         if not key:
             raise ActionError(
                 f"the gateway's ops key is read from {env_name}, but that environment variable is unset or empty",
-                hint=f"export {env_name}=<a key for /metrics and /readyz detail>, or remove ops_key from the "
+                hint=f"export {env_name}=<a key for /metrics and the readiness detail>, or remove ops_key from the "
                      "gateway: section of vilms.yaml to leave both open",
             )
         return cls(key.encode())
@@ -66,7 +66,7 @@ class OpsKey:
 
 
 def readiness(table: RoutingTable, draining: bool, ops: OpsKey, authorization: str | None) -> tuple[int, dict[str, Any]]:
-    """(status, body) of ``/readyz``."""
+    """(status, body) of the readiness endpoint (facts.gateway.READY_PATH)."""
     ready = not draining
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "draining": draining}
     authorized = ops.enabled and ops.allows(authorization)
