@@ -132,7 +132,8 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
         raise ApiError(400, f"Alias '{name}' serves {primary.task} requests, not {kind}.", param="model",
                        code="wrong_task")
     ex.stream = bool(body.get("stream")) and kind != "embeddings"
-    deadline = asyncio.get_running_loop().time() + table.settings.request_timeout_s
+    loop = asyncio.get_running_loop()  # once: each call costs a getpid() on Python 3.11
+    deadline = loop.time() + table.settings.request_timeout_s
     chain = [primary] + [table.aliases[f] for f in primary.fallbacks if f in table.aliases]
     failure: Failure | None = None
     for position, alias in enumerate(chain):
@@ -154,7 +155,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
         ex.alias, ex.backend, ex.notes = alias.name, alias.backend, notes
         if position:
             ex.fallback_from = primary.name
-        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline)
+        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline, loop)
         if isinstance(result, (Response, StreamResponse)):
             if position:
                 metrics.fallbacks.inc(primary.name, alias.name)
@@ -189,10 +190,10 @@ def _failure_error(failure: Failure | None) -> ApiError:
 
 async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
                      kind: str, alias: Route, route: BackendRoute, call: UpstreamCall,
-                     ex: Exchange, deadline: float) -> Response | StreamResponse | Failure:
+                     ex: Exchange, deadline: float,
+                     loop: asyncio.AbstractEventLoop) -> Response | StreamResponse | Failure:
     balancer = route.balancer
     settings = table.settings
-    loop = asyncio.get_running_loop()
     attempts = 1 if balancer.all_cooling() else settings.retries + 1
     data = orjson.dumps(call.payload)
     tried: set[str] = set()

@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 from gateway_fakes import FakeOllama, FakeVLLM, free_port
 from gateway_harness import gateway, routes_doc, run, sse_events, write_routes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from raw_upstream import RawUpstream, chunk, delta, head, sse
 
 from vilms.runtime.gateway import server as gateway_server
@@ -491,6 +493,35 @@ def test_sse_check_passes_whole_events_and_needs_done():
     _, html = _sse_check()
     with pytest.raises(BadResponse):
         html.feed(b"<html>\n\n</html>\n\n")
+
+
+_EVENTS = st.one_of(
+    st.builds(lambda t: ("delta", sse(delta(t))), st.text(max_size=12)),
+    st.builds(lambda p, c, choices: ("usage" if choices else "usage_only",
+                                     sse({"id": "x", "choices": [delta("z")] if choices else [],
+                                          "usage": {"prompt_tokens": p, "completion_tokens": c}})),
+              st.integers(0, 10**6), st.integers(0, 10**6), st.booleans()),
+    st.just(("comment", b": keep-alive\n\n")),
+    st.just(("junk", b'data: {"prompt_tokens" broken\n\n')),  # looks like usage, is not JSON: passed on
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(events=st.lists(_EVENTS, max_size=8), crlf=st.booleans(), include_usage=st.booleans(),
+       cuts=st.lists(st.integers(0, 4000), max_size=6))
+def test_sse_check_keeps_every_event_but_unasked_usage_wherever_the_stream_is_cut(events, crlf, include_usage, cuts):
+    """Property: whatever the events and however the bytes are split, the output is the input
+    minus usage-only events the client did not ask for, and the last usage is noted."""
+    events = [*events, ("done", b"data: [DONE]\n\n")]
+    fix = (lambda b: b.replace(b"\n", b"\r\n")) if crlf else (lambda b: b)
+    stream = b"".join(fix(e) for _, e in events)
+    call, check = _sse_check(include_usage=include_usage)
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    out = b"".join(check.feed(stream[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)) + check.finish()
+    assert out == b"".join(fix(e) for kind, e in events if include_usage or kind != "usage_only")
+    usages = [json.loads(e[6:]) for kind, e in events if kind.startswith("usage")]
+    expected = (usages[-1]["usage"]["prompt_tokens"], usages[-1]["usage"]["completion_tokens"]) if usages else (None, None)
+    assert (call.prompt_tokens, call.completion_tokens) == expected
 
 
 def test_balancer_ejects_after_consecutive_failures_and_excludes():

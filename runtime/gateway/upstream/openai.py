@@ -11,7 +11,6 @@ had not asked for it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from .base import MAX_EVENT_BYTES, BadResponse, UpstreamCall, tokens
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 _SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
-_EVENT = re.compile(rb"(.*?)(\r?\n\r?\n)", re.S)
+_USAGE_KEY = b'"prompt_tokens"'
 
 
 class OpenAIEngine:
@@ -94,7 +93,7 @@ class SSECheck:
             self._started = True
         if not self._done and b"[DONE]" in chunk:
             self._done = _has_done(chunk)
-        if b'"prompt_tokens"' in chunk:
+        if _USAGE_KEY in chunk:
             chunk = self._usage(chunk)
         return chunk
 
@@ -108,27 +107,51 @@ class SSECheck:
         return rest
 
     def _usage(self, chunk: bytes) -> bytes:
-        """Note the usage of events that carry it; drop the usage-only chunk the client did not ask for."""
-        kept = []
-        dropped = False
-        for match in _EVENT.finditer(chunk):
-            event = match.group(1)
-            if b'"prompt_tokens"' in event:
-                payload = b"\n".join(line[5:].removeprefix(b" ") for line in event.splitlines()
-                                     if line.startswith(b"data:"))
-                try:
-                    data = orjson.loads(payload)
-                except ValueError:
-                    data = None
-                if type(data) is dict and "usage" in data:
-                    prompt, completion = tokens(data["usage"])
-                    if prompt is not None or completion is not None:
-                        self.call.prompt_tokens, self.call.completion_tokens = prompt, completion
-                    if not self.call.include_usage and not data.get("choices"):
-                        dropped = True
-                        continue
-            kept.append(match.group(0))
-        return b"".join(kept) if dropped else chunk
+        """Note the usage of events that carry it; drop the usage-only chunk the client did not ask for.
+
+        ``chunk`` holds whole events. Only the events around a ``"prompt_tokens"`` are looked
+        at, found with ``bytes.find`` (a regex over every event cost ~40 us per stream).
+        """
+        kept: list[bytes] = []
+        pos = 0  # chunk[:pos] is settled (in kept, or dropped)
+        at = chunk.find(_USAGE_KEY)
+        while at >= 0:
+            start = _event_start(chunk, pos, at)
+            end = _event_end(chunk, at)
+            if self._note(chunk[start:end]):
+                kept.append(chunk[pos:start])
+                pos = end
+            at = chunk.find(_USAGE_KEY, end)
+        if not pos:
+            return chunk
+        kept.append(chunk[pos:])
+        return b"".join(kept)
+
+    def _note(self, event: bytes) -> bool:
+        """Note an event's usage; whether to drop it (usage only, and the client did not ask for it)."""
+        payload = b"\n".join(line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:"))
+        try:
+            data = orjson.loads(payload)
+        except ValueError:
+            return False
+        if type(data) is not dict or "usage" not in data:
+            return False
+        prompt, completion = tokens(data["usage"])
+        if prompt is not None or completion is not None:
+            self.call.prompt_tokens, self.call.completion_tokens = prompt, completion
+        return not self.call.include_usage and not data.get("choices")
+
+
+def _event_start(chunk: bytes, pos: int, at: int) -> int:
+    """The start of the event that holds ``chunk[at]``: after the blank line before it, or ``pos``."""
+    lf, crlf = chunk.rfind(b"\n\n", pos, at), chunk.rfind(b"\n\r\n", pos, at)
+    return max(lf + 2 if lf >= 0 else pos, crlf + 3 if crlf >= 0 else pos)
+
+
+def _event_end(chunk: bytes, at: int) -> int:
+    """The end of the event that holds ``chunk[at]``: after its blank line (chunk holds whole events)."""
+    ends = [i + n for i, n in ((chunk.find(b"\n\n", at), 2), (chunk.find(b"\n\r\n", at), 3)) if i >= 0]
+    return min(ends) if ends else len(chunk)
 
 
 def _has_done(data: bytes) -> bool:
