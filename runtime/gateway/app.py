@@ -98,8 +98,9 @@ class App:
         elapsed = time.perf_counter() - ex.t0
         status = ex.status or 499  # 499: the client went away before an answer
         metrics = self.state.metrics
-        metrics.requests.inc(ex.alias, ex.backend, str(status))
-        metrics.key_requests.inc(caller.name, ex.alias, str(status))
+        code = str(status)
+        metrics.requests.inc(ex.alias, ex.backend, code)
+        metrics.key_requests.inc(caller.name, ex.alias, code)
         metrics.latency.observe(elapsed, ex.alias, ex.backend)
         metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend)
         if access_log.isEnabledFor(logging.INFO):

@@ -70,7 +70,10 @@ class Balancer:
 
     def all_cooling(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        return all(e.cooling(now) for e in self.endpoints)
+        for endpoint in self.endpoints:  # a plain loop: this runs on every request
+            if endpoint.cooldown_until <= now:
+                return False
+        return True
 
     def pick(self, tried: set[str] | None = None, now: float | None = None,
              exclude: set[str] | None = None) -> Endpoint | None:

@@ -134,7 +134,8 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
     ex.stream = bool(body.get("stream")) and kind != "embeddings"
     loop = asyncio.get_running_loop()  # once: each call costs a getpid() on Python 3.11
     deadline = loop.time() + table.settings.request_timeout_s
-    chain = [primary] + [table.aliases[f] for f in primary.fallbacks if f in table.aliases]
+    chain = [primary, *(table.aliases[f] for f in primary.fallbacks if f in table.aliases)] if primary.fallbacks \
+        else (primary,)
     failure: Failure | None = None
     for position, alias in enumerate(chain):
         if alias.task != want:
