@@ -13,6 +13,7 @@ the body and in the ``vilms_gateway_endpoint_*`` metrics.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import time
@@ -48,7 +49,7 @@ class OpsKey:
                 hint=f"export {env_name}=<a key for /metrics and the readiness detail>, or remove ops_key from the "
                      "gateway: section of vilms.yaml to leave both open",
             )
-        return cls(key.encode())
+        return cls(hashlib.sha256(key.encode()).digest())  # digests: equal lengths, constant-time compare
 
     def allows(self, authorization: str | None) -> bool:
         """Whether the header carries the ops key (always true without one)."""
@@ -56,7 +57,7 @@ class OpsKey:
             return True
         scheme, _, token = (authorization or "").partition(" ")
         candidate = token.strip().encode() if scheme.lower() == "bearer" else b""
-        return hmac.compare_digest(candidate, self._key)
+        return hmac.compare_digest(hashlib.sha256(candidate).digest(), self._key)
 
     def check(self, authorization: str | None) -> None:
         if not self.allows(authorization):
