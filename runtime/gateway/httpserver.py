@@ -116,7 +116,7 @@ class StreamResponse:
             headers["Transfer-Encoding"] = "chunked"
         conn.write(_head(self.status, headers, request))
         request.prepared = True
-        await conn.drain()
+        await self._drained(conn)
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -124,13 +124,19 @@ class StreamResponse:
         conn = self._conn
         assert conn is not None, "write() before prepare()"
         conn.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
-        await conn.drain()
+        if conn.writable is not None:
+            await self._drained(conn)
 
     async def write_eof(self) -> None:
         conn = self._conn
         assert conn is not None, "write_eof() before prepare()"
         if self._chunked:
             conn.write(b"0\r\n\r\n")
+        if conn.writable is not None:
+            await self._drained(conn)
+
+    async def _drained(self, conn: _Connection) -> None:
+        """Until the client has taken enough bytes (the transport's buffer below its high-water mark)."""
         await conn.drain()
 
 

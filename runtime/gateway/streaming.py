@@ -13,7 +13,7 @@ import asyncio
 
 import orjson
 
-from .httpserver import Request, StreamResponse
+from .httpserver import StreamResponse
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -29,30 +29,8 @@ class TimedStream(StreamResponse):
         super().__init__(status, headers)
         self.write_timeout = write_timeout
 
-    async def prepare(self, request: Request) -> None:
-        conn = request._conn
-        if conn is not None and conn.writable is not None:  # the connection is already backed up
-            await self._wait_writable(conn)
-        await super().prepare(request)
-
-    async def write(self, data: bytes) -> None:
-        if not data:
-            return
-        conn = self._conn
-        assert conn is not None, "write() before prepare()"
-        conn.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
-        if conn.writable is not None:
-            await self._wait_writable(conn)
-
-    async def write_eof(self) -> None:
-        conn = self._conn
-        assert conn is not None, "write_eof() before prepare()"
-        if self._chunked:
-            conn.write(b"0\r\n\r\n")
-        if conn.writable is not None:
-            await self._wait_writable(conn)
-
-    async def _wait_writable(self, conn) -> None:  # type: ignore[no-untyped-def]
+    async def _drained(self, conn) -> None:  # type: ignore[no-untyped-def]
+        """Wait for the client at most ``write_timeout``; then abort it and raise :class:`ClientStalled`."""
         waiter = conn.writable
         if waiter is None or waiter.done():
             return
