@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,9 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its helper modules
+from procs import free_port, spawn, stop, wait_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "runtime" / "gateway_fakes.py"
@@ -62,45 +63,6 @@ class Point:
     errors: int
     cpu_us_per_req: float  # CPU (user+sys) of the process under test per request: robust to a busy box
     backend_cpu_us_per_req: float  # the fake backend's CPU per request, whichever way it was reached
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, headers: dict[str, str] | None = None) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
-                if resp.status < 500:
-                    return True
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def spawn(args: list[str], env: dict[str, str] | None = None, log: Path | None = None,
-          cwd: Path | None = None) -> subprocess.Popen:
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            start_new_session=True, cwd=cwd)
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_fake(port: int) -> subprocess.Popen:

@@ -51,12 +51,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its helper modules
+from procs import free_port, spawn, stop, wait_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "runtime" / "gateway_fakes.py"
@@ -161,48 +162,6 @@ def run_engine(port: int) -> None:
 # Processes
 # ----------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status < 500:
-                    return True
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    out = open(log, "wb")  # noqa: SIM115
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGCONT)  # a SIGSTOPped replica must be able to die
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
 @dataclass
 class Engine:
     name: str
@@ -216,7 +175,8 @@ class Engine:
 
 def start_engine(name: str, work: Path) -> Engine:
     port = free_port()
-    proc = spawn([sys.executable, str(Path(__file__).resolve()), "engine", "--port", str(port)], work / f"engine-{name}.log")
+    proc = spawn([sys.executable, str(Path(__file__).resolve()), "engine", "--port", str(port)],
+                 log=work / f"engine-{name}.log")
     if not wait_http(f"http://127.0.0.1:{port}/health", 20):
         stop(proc)
         raise SystemExit(f"engine {name} did not start; see {work / f'engine-{name}.log'}")
@@ -1130,7 +1090,7 @@ def main() -> int:
         port = free_port()
         log = work / "gateway.log"
         gateway = spawn([sys.executable, "-m", "vilms", "serve", "--routes", str(routes), "--port", str(port), "--quiet"],
-                        log, env={KEY_ENV: KEY})
+                        env={KEY_ENV: KEY}, log=log)
         if not wait_http(f"http://127.0.0.1:{port}/healthz", 30):
             print(f"the gateway did not start; see {log}:\n{log.read_text()[-2000:]}")
             return 2
