@@ -121,8 +121,7 @@ class KeyCheck:
         if not authorization:
             raise KeyRejected(401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_key",
                               code="missing_api_key")
-        scheme, _, token = authorization.partition(" ")
-        digest = _digest(token.strip().encode() if scheme.lower() == "bearer" else b"")
+        digest = bearer_digest(authorization)
         found = None
         for key, caller in entries:  # every key, no early exit: time does not depend on which matched
             if hmac.compare_digest(digest, key):
@@ -134,6 +133,13 @@ class KeyCheck:
 
 def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
+
+
+def bearer_digest(authorization: str | None) -> bytes:
+    """SHA-256 of the ``Authorization: Bearer`` token (of nothing for another scheme): digests
+    have equal lengths, so ``hmac.compare_digest`` on them takes the same time for any key."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return _digest(token.strip().encode() if scheme.lower() == "bearer" else b"")
 
 
 def _read(env: str, environ: Mapping[str, str], what: str) -> list[bytes]:

@@ -23,6 +23,7 @@ from typing import Any
 from vilms.compiler.errors import ActionError
 
 from .apierrors import ApiError
+from .auth import bearer_digest
 from .table import RoutingTable
 
 
@@ -55,9 +56,7 @@ class OpsKey:
         """Whether the header carries the ops key (always true without one)."""
         if self._key is None:
             return True
-        scheme, _, token = (authorization or "").partition(" ")
-        candidate = token.strip().encode() if scheme.lower() == "bearer" else b""
-        return hmac.compare_digest(hashlib.sha256(candidate).digest(), self._key)
+        return hmac.compare_digest(bearer_digest(authorization), self._key)
 
     def check(self, authorization: str | None) -> None:
         if not self.allows(authorization):
