@@ -141,12 +141,12 @@ class App:
 
     async def readyz(self, request: Request) -> Response:
         state = self.state
-        status, body = readiness(state.table, state.draining, state.ops, request.headers.get("authorization"))
+        status, body = readiness(state.table, state.draining, request.headers.get("authorization"))
         return json_response(body, status=status)
 
     async def metrics(self, request: Request) -> Response:
         try:
-            self.state.ops.check(request.headers.get("authorization"))
+            self.state.table.ops.check(request.headers.get("authorization"))
         except ApiError as err:
             return err.response()
         return Response(self.state.metrics.render().encode(), content_type="text/plain; version=0.0.4; charset=utf-8",

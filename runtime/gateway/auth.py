@@ -3,7 +3,8 @@
 Keys come from environment variables (``gateway.api_keys_env``: comma-separated, every
 alias, no limit; ``gateway.keys``: named keys, each with an alias scope and rpm/tpm
 limits). A presented key is hashed and compared in constant time with every configured
-key. Callers are known by name (metrics, logs), never by key.
+key. Callers are known by name (metrics, logs), never by key. The ops key
+(:class:`OpsKey`) is checked the same way.
 """
 
 from __future__ import annotations
@@ -155,3 +156,43 @@ def _read(env: str, environ: Mapping[str, str], what: str) -> list[bytes]:
 
 def _describe(name: str) -> str:
     return "gateway.api_keys" if name == API_KEYS else f"gateway.keys.{name}"
+
+
+class OpsKey:
+    """The operator's key (``gateway.ops_key_env``): it guards ``/metrics`` and the readiness detail."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    @classmethod
+    def from_env(cls, env_name: str | None, environ: Mapping[str, str] | None = None) -> "OpsKey":
+        """The key in ``env_name``; refuse one that is unset or empty (the gateway never silently runs open)."""
+        if not env_name:
+            return cls(None)
+        environ = os.environ if environ is None else environ
+        key = environ.get(env_name, "").strip()
+        if not key:
+            raise ActionError(
+                f"the gateway's ops key is read from {env_name}, but that environment variable is unset or empty",
+                hint=f"export {env_name}=<a key for /metrics and the readiness detail>, or remove ops_key from the "
+                     "gateway: section of vilms.yaml to leave both open",
+            )
+        return cls(_digest(key.encode()))  # a digest: equal lengths for compare_digest
+
+    def allows(self, authorization: str | None) -> bool:
+        """Whether the header carries the ops key (always true without one)."""
+        if self._key is None:
+            return True
+        return hmac.compare_digest(bearer_digest(authorization), self._key)
+
+    def check(self, authorization: str | None) -> None:
+        if not self.allows(authorization):
+            if not authorization:
+                raise ApiError(401, "Missing ops key: send 'Authorization: Bearer <ops key>'.", code="missing_ops_key")
+            raise ApiError(401, "Incorrect ops key provided.", code="invalid_ops_key")

@@ -16,7 +16,6 @@ from vilms.compiler.errors import VilmsError
 
 from .balancer import EndpointPool
 from .metrics import GatewayMetrics
-from .ops import OpsKey
 from .routes import load_routes
 from .table import RoutingTable, build_table
 
@@ -37,7 +36,6 @@ class GatewayState:
         self._stamp = self._file_stamp()
         # Raises VilmsError for a bad file or missing keys: the gateway never starts broken.
         self.table: RoutingTable = build_table(load_routes(self.routes_file), self.pool, environ)
-        self.ops = OpsKey.from_env(self.table.settings.ops_key_env, environ)
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -51,12 +49,11 @@ class GatewayState:
         self._stamp = self._file_stamp()
         try:
             table = build_table(load_routes(self.routes_file), self.pool, self.environ, previous=self.table)
-            ops = OpsKey.from_env(table.settings.ops_key_env, self.environ)
         except VilmsError as exc:
             self.metrics.reloads.inc("error")
             log.error("routes reload failed; still serving the previous routes:\n%s", exc.render())
             return False
-        self.table, self.ops = table, ops
+        self.table = table
         self.metrics.reloads.inc("ok")
         log.info("routes reloaded from %s: %d aliases, %d backends", self.routes_file,
                  len(table.aliases), len(table.backends))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from vilms.compiler.contracts.routes import Backend, GatewayRoutes, GatewaySettings, Route
 from vilms.compiler.errors import ActionError
 
-from .auth import Caller, KeyCheck
+from .auth import Caller, KeyCheck, OpsKey
 from .balancer import Balancer, EndpointPool
 from .upstream import Engine, engine_for
 
@@ -31,6 +31,7 @@ class BackendRoute:
 class RoutingTable:
     routes: GatewayRoutes
     keys: KeyCheck
+    ops: OpsKey
     backends: Mapping[str, BackendRoute]
     models_body: bytes
     aliases: Mapping[str, Route]  # every alias; in a scoped key's view, only the key's
@@ -69,7 +70,8 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
         balancer = Balancer([pool.get(url) for url in backend.endpoints], routes.gateway.balance)
         backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
                                             balancer=balancer, headers=headers)
-    table = RoutingTable(routes=routes, keys=keys, backends=backends, models_body=_models_body(routes.aliases),
+    ops = OpsKey.from_env(routes.gateway.ops_key_env, environ)
+    table = RoutingTable(routes=routes, keys=keys, ops=ops, backends=backends, models_body=_models_body(routes.aliases),
                          aliases=routes.aliases, views={})
     views = {}
     for caller in keys.callers.values():
