@@ -204,7 +204,7 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
     for attempt in range(attempts):
         if attempt:
             assert last is not None and failure is not None
-            endpoint = balancer.pick(tried, exclude=barred | {last.url} if barred else {last.url})
+            endpoint = balancer.pick(tried, exclude=barred | {last.url})
             if endpoint is None:  # no other endpoint: the same one, if the failure allows it
                 if not failure.same_endpoint_ok:
                     break

@@ -9,6 +9,8 @@ import struct
 from gateway_fakes import FakeOllama
 from gateway_harness import gateway, routes_doc, run, sse_events
 
+from vilms.runtime.gateway.upstream.base import UpstreamCall
+
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
 
 
@@ -129,7 +131,7 @@ def test_tool_calls_and_images_are_translated_both_ways():
                       "message": {"role": "assistant", "content": "",
                                   "tool_calls": [{"function": {"name": "lookup", "arguments": {"q": "y"}}}]},
                       "prompt_eval_count": 3, "eval_count": 2}).encode()
-    out = json.loads(ollama_response.chat_completion(raw))
+    out = json.loads(ollama_response.chat_completion(raw, UpstreamCall(path="/api/chat", payload={}, stream=False)))
     call = out["choices"][0]["message"]["tool_calls"][0]
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert call["type"] == "function" and json.loads(call["function"]["arguments"]) == {"q": "y"}
@@ -142,7 +144,7 @@ def test_ndjson_lines_split_across_chunks_are_reassembled():
         {"model": "m", "created_at": "t", "message": {"role": "assistant", "content": "Hé"}, "done": False},
         {"model": "m", "created_at": "t", "message": {"role": "assistant", "content": ""}, "done": True,
          "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1}])
-    translator = NDJSONToSSE(chat=True, include_usage=False)
+    translator = NDJSONToSSE(chat=True, call=UpstreamCall(path="/api/chat", payload={}, stream=True))
     out = b"".join(translator.feed(lines[i:i + 7]) for i in range(0, len(lines), 7)) + translator.finish()
     events = sse_events(out.decode())
     assert json.loads(events[0])["choices"][0]["delta"] == {"role": "assistant", "content": "Hé"}

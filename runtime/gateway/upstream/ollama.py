@@ -36,7 +36,7 @@ class OllamaEngine:
             return ollama_response.chat_completion(raw, call)
         if kind == "completions":
             return ollama_response.text_completion(raw, call)
-        return ollama_response.embeddings(raw, "base64" if call.base64_embeddings else None, call)
+        return ollama_response.embeddings(raw, call)
 
     def stream_translator(self, kind: str, call: UpstreamCall) -> ollama_response.NDJSONToSSE:
-        return ollama_response.NDJSONToSSE(chat=kind == "chat", include_usage=call.include_usage, call=call)
+        return ollama_response.NDJSONToSSE(chat=kind == "chat", call=call)

@@ -67,12 +67,11 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _note_usage(call: UpstreamCall | None, usage: dict[str, int]) -> None:
-    if call is not None:
-        call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+def _note_usage(call: UpstreamCall, usage: dict[str, int]) -> None:
+    call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
 
 
-def chat_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
+def chat_completion(raw: bytes, call: UpstreamCall) -> bytes:
     data = _parse(raw)
     message = data.get("message") or {}
     calls = _tool_calls(message.get("tool_calls"))
@@ -94,7 +93,7 @@ def chat_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
     }).encode()
 
 
-def text_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
+def text_completion(raw: bytes, call: UpstreamCall) -> bytes:
     data = _parse(raw)
     usage = _usage(data)
     _note_usage(call, usage)
@@ -107,13 +106,13 @@ def text_completion(raw: bytes, call: UpstreamCall | None = None) -> bytes:
     }).encode()
 
 
-def embeddings(raw: bytes, encoding_format: str | None, call: UpstreamCall | None = None) -> bytes:
+def embeddings(raw: bytes, call: UpstreamCall) -> bytes:
     data = _parse(raw)
     vectors = data.get("embeddings") or []
     items = []
     for index, vector in enumerate(vectors):
         value: Any = vector
-        if encoding_format == "base64":
+        if call.base64_embeddings:
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         items.append({"object": "embedding", "embedding": value, "index": index})
     prompt = _count(data.get("prompt_eval_count"))
@@ -125,12 +124,11 @@ def embeddings(raw: bytes, encoding_format: str | None, call: UpstreamCall | Non
 class NDJSONToSSE:
     """Stateful translator of one Ollama NDJSON stream (chat or generate) into OpenAI SSE."""
 
-    __slots__ = ("chat", "include_usage", "call", "_buffer", "_id", "_created", "_model", "_started", "_done",
+    __slots__ = ("chat", "call", "_buffer", "_id", "_created", "_model", "_started", "_done",
                  "_tool_index")
 
-    def __init__(self, chat: bool, include_usage: bool, call: UpstreamCall | None = None) -> None:
+    def __init__(self, chat: bool, call: UpstreamCall) -> None:
         self.chat = chat
-        self.include_usage = include_usage
         self.call = call
         self._buffer = b""
         self._id = _new_id("chatcmpl-" if chat else "cmpl-")
@@ -167,7 +165,7 @@ class NDJSONToSSE:
             self._done = True
             usage = _usage(data)
             _note_usage(self.call, usage)
-            if self.include_usage:
+            if self.call.include_usage:
                 out += self._event([], usage=usage)
             out += b"data: [DONE]\n\n"
         return out
