@@ -74,3 +74,16 @@ def test_ollama_pulls_a_gguf_repository_at_the_default_quantization():
 
     model = {"source": "hf:org/m", "gguf": "hf:org/m-GGUF"}
     assert weights.ollama_from(model) == weights.ollama_from(model, ollama.DEFAULT_QUANT) == "hf.co/org/m-GGUF:Q4_K_M"
+
+
+def test_gateway_defaults_named_in_the_schema_are_the_resolver_s():
+    """The schema's descriptions quote defaults for editors; compiler/resolve.py holds them."""
+    from vilms.compiler.resolve import GATEWAY_DEFAULTS
+
+    schema = json.loads((REPO / "compiler" / "schema" / "vilms-v1.schema.json").read_text())
+    quoted = {name: m.group(1) for name, spec in schema["$defs"]["gateway"]["properties"].items()
+              if (m := re.search(r"\(default (\d[\w.]*)\)", spec.get("description", "")))}
+    assert quoted.keys() >= {"first_byte_timeout", "request_timeout", "write_timeout", "max_response", "eject_after"}
+    for name, text in quoted.items():
+        default = GATEWAY_DEFAULTS[name]
+        assert (float(text) == default) if isinstance(default, (int, float)) else (text == default), name
