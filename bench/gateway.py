@@ -89,9 +89,10 @@ def write_routes(path: Path, endpoints: list[str]) -> None:
         gateway=GatewaySettings(api_keys_env=None, keys={}, ops_key_env=None, otel_endpoint_env=None, retries=2,
                                 connect_timeout_s=2.0, read_timeout_s=30.0, first_byte_timeout_s=30.0,
                                 request_timeout_s=120.0, write_timeout_s=30.0, max_body_bytes=8388608,
-                                max_response_bytes=16 << 20, max_queue=1024, cooldown_s=30.0, eject_after=5,
+                                max_response_bytes=16 << 20, max_queue=1024, cooldown_s=30.0, eject_after=5, discovery_interval_s=5.0,
                                 balance="round_robin", on_overlong_prompt="reject"),
-        backends={"vllm": Backend(id="vllm", engine="vllm", endpoints=tuple(endpoints), api_key_env=None)},
+        backends={"vllm": Backend(id="vllm", engine="vllm", endpoints=tuple(endpoints), api_key_env=None,
+                                          discovery=None, runtime_lora=False)},
         aliases={"chat": Route(name="chat", backend="vllm", model=MODEL, adapter=None, context=8192,
                                max_output_tokens=2048, system=None, params={}, fallbacks=(), task="chat")},
     )

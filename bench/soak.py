@@ -73,7 +73,7 @@ LONG_CHUNKS = 16_000  # ~64 MiB of SSE: more than any buffer between engine and 
 # Gateway settings for the soak's routes (a generic, production-like profile).
 SETTINGS: dict[str, Any] = dict(retries=2, connect_timeout_s=2.0, read_timeout_s=5.0, first_byte_timeout_s=5.0,
                                 request_timeout_s=60.0, write_timeout_s=10.0, max_body_bytes=1 << 20,
-                                max_response_bytes=16 << 20, max_queue=1024, cooldown_s=5.0, eject_after=1,
+                                max_response_bytes=16 << 20, max_queue=1024, cooldown_s=5.0, eject_after=1, discovery_interval_s=5.0,
                                 balance="round_robin", on_overlong_prompt="reject")
 
 
@@ -196,7 +196,8 @@ def write_routes(path: Path, engines: dict[str, Engine]) -> None:
     )
 
     def backend(name: str, *replicas: str) -> Backend:
-        return Backend(id=name, engine="vllm", endpoints=tuple(engines[r].url for r in replicas), api_key_env=None)
+        return Backend(id=name, engine="vllm", endpoints=tuple(engines[r].url for r in replicas), api_key_env=None,
+                       discovery=None, runtime_lora=False)
 
     def route(name: str, backend_id: str, model: str = MODEL, **extra: Any) -> Route:
         return Route(name=name, backend=backend_id, model=model, adapter=None, context=8192, max_output_tokens=2048,

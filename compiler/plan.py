@@ -37,9 +37,10 @@ class Hardware:
     arch: str  # amd64 | arm64
     jetpack: str | None
     os_reserve_bytes: int
-    gpus: int
+    gpus: int  # per node
     gpu_memory_bytes: int
     gpu_type: str | None
+    nodes: int  # nodes of the profile (kind gpu); a model may span several
 
     @property
     def cuda(self) -> bool:
@@ -141,6 +142,22 @@ class Upstream:
 
 
 @record
+class ModelServing:
+    """What a deployment declares for one served model (``serving.<model>``); None: not set.
+
+    The effective values (tensor parallel chosen from the memory estimate, GPUs, nodes)
+    come from :func:`vilms.compiler.memory.placement.placement`.
+    """
+
+    gpus: int | None  # per replica
+    tensor_parallel: int | None
+    pipeline_parallel: int | None
+    replicas: int | None
+    max_num_seqs: int | None
+    autoscale: Mapping[str, Any]  # KEDA on queue depth: min, max, queue, kv_cache; empty: off
+
+
+@record
 class Deployment:
     """A deployment: its hardware, target, engine and what it serves."""
 
@@ -159,7 +176,14 @@ class Deployment:
     engine_port: int  # target local: the first llama.cpp server's port
     expose: bool
     ingress: Mapping[str, Any] | None
-    autoscale: Mapping[str, Any]
+    autoscale: Mapping[str, Any]  # the gateway's HPA
+    serving: Mapping[str, ModelServing]  # by base model, only those declared
+    update: Mapping[str, int]  # rolling update of vLLM Deployments: max_surge, max_unavailable
+    monitoring: Mapping[str, Any] | None  # None: no monitors, no dashboard
+
+    def serving_of(self, model: str) -> ModelServing:
+        """What ``serving.<model>`` declares (all None when nothing)."""
+        return self.serving.get(model, NO_SERVING)
 
     @property
     def slots(self) -> int:
@@ -173,6 +197,10 @@ class Deployment:
 
     def adapters_of(self, model: str) -> tuple[str, ...]:
         return self.model_adapters.get(model, ())
+
+
+NO_SERVING = ModelServing(gpus=None, tensor_parallel=None, pipeline_parallel=None, replicas=None,
+                          max_num_seqs=None, autoscale=frozen())
 
 
 @record
@@ -206,6 +234,7 @@ class Gateway:
     write_timeout: float
     max_response_bytes: int
     eject_after: int
+    discovery_interval: float
     ops_key_env: str | None
     keys: Mapping[str, ApiKey]  # by name
 

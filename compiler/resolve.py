@@ -19,6 +19,7 @@ from vilms.compiler.plan import (
     Gateway,
     Hardware,
     Model,
+    ModelServing,
     Plan,
     Source,
     Upstream,
@@ -39,8 +40,10 @@ GATEWAY_DEFAULTS = {
     "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
     "cooldown": 30.0, "balance": "round_robin", "on_overlong_prompt": "reject", "port": gateway.PORT,
     "first_byte_timeout": 120.0, "request_timeout": 900.0, "write_timeout": 30.0, "max_response": "16MiB",
-    "eject_after": 5,
+    "eject_after": 5, "discovery_interval": 5.0,
 }
+UPDATE_DEFAULTS = {"max_surge": 1, "max_unavailable": 0}
+MONITORING_DEFAULTS = {"prometheus_url": "http://prometheus-operated.monitoring.svc:9090", "dashboard": True}
 DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
 
 
@@ -87,6 +90,7 @@ def _hardware(name: str, h: dict[str, Any]) -> Hardware:
         gpus=h.get("gpus", 1 if kind == "jetson" else 0),
         gpu_memory_bytes=parse_size(h["gpu_memory"]) if "gpu_memory" in h else 0,
         gpu_type=h.get("gpu_type"),
+        nodes=h.get("nodes", 1),
     )
 
 
@@ -190,7 +194,16 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
         expose=d.get("expose", False),
         ingress=frozen(d["ingress"]) if "ingress" in d else None,
         autoscale=frozen(d.get("autoscale", {})),
+        serving=frozen({m: _serving(s) for m, s in d.get("serving", {}).items()}),
+        update=frozen({**UPDATE_DEFAULTS, **d.get("update", {})}),
+        monitoring=frozen({**MONITORING_DEFAULTS, **d["monitoring"]}) if "monitoring" in d else None,
     )
+
+
+def _serving(s: dict[str, Any]) -> ModelServing:
+    return ModelServing(gpus=s.get("gpus"), tensor_parallel=s.get("tensor_parallel"),
+                        pipeline_parallel=s.get("pipeline_parallel"), replicas=s.get("replicas"),
+                        max_num_seqs=s.get("max_num_seqs"), autoscale=frozen(s.get("autoscale", {})))
 
 
 def _gateway(g: dict[str, Any]) -> Gateway:
@@ -212,6 +225,7 @@ def _gateway(g: dict[str, Any]) -> Gateway:
         write_timeout=float(merged["write_timeout"]),
         max_response_bytes=parse_size(merged["max_response"]),
         eject_after=merged["eject_after"],
+        discovery_interval=float(merged["discovery_interval"]),
         ops_key_env=env_name(g.get("ops_key")),
         keys=frozen({name: ApiKey(name=name, env=env_name(spec["key"]) or "",
                                   aliases=tuple(spec["aliases"]) if "aliases" in spec else None,

@@ -55,6 +55,7 @@ class GatewaySettings:
     max_queue: int
     cooldown_s: float
     eject_after: int  # consecutive failures before an endpoint cools down
+    discovery_interval_s: float  # between DNS lookups of a backend's discovery name
     balance: str  # round_robin | least_inflight
     on_overlong_prompt: str  # reject | truncate
 
@@ -66,13 +67,25 @@ class GatewaySettings:
 
 
 @record
+class Discovery:
+    """A DNS name whose A/AAAA records are the backend's endpoints, one per pod or container
+    (a headless Service on Kubernetes, a replicated service on compose)."""
+
+    host: str
+    port: int
+    scheme: str  # http | https
+
+
+@record
 class Backend:
     """One engine behind the gateway: its kind and the base URLs of its endpoints."""
 
     id: str = name_field()
     engine: str  # ollama | vllm | llamacpp
-    endpoints: tuple[str, ...]  # base URLs, without /v1
+    endpoints: tuple[str, ...]  # base URLs, without /v1; with discovery, used until the first lookup answers
     api_key_env: str | None
+    discovery: Discovery | None  # None: endpoints are fixed
+    runtime_lora: bool  # the gateway loads released adapters into every endpoint (vLLM) and unloads retired ones
 
 
 @record
@@ -81,6 +94,9 @@ class AdapterRef:
 
     name: str
     released: bool
+    run: str | None  # the released run id
+    path: str | None  # where the engine loads the run's adapter from (vLLM, loaded at run time)
+    slot: int | None  # the engine's adapter id, selected per request (llama.cpp's --lora order)
 
 
 @record

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from vilms.compiler.contracts.routes import AdapterRef, Backend, GatewayRoutes, GatewaySettings, HardwareInfo, KeyScope, Route
+from vilms.compiler.contracts.routes import (
+    AdapterRef,
+    Backend,
+    Discovery,
+    GatewayRoutes,
+    GatewaySettings,
+    HardwareInfo,
+    KeyScope,
+    Route,
+)
+from vilms.compiler.facts import vllm
 from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
-from vilms.compiler.facts.vllm import PORT as VLLM_PORT
 from vilms.compiler.naming import compose_service, vllm_object_name
-from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.plan import Deployment, Plan, Upstream
 
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
 # vilms.yaml param names → the OpenAI-style names the gateway sends (it maps them back for Ollama)
@@ -27,18 +36,36 @@ def llamacpp_ports(dep: Deployment) -> dict[str, int]:
     return {name: dep.engine_port + i for i, name in enumerate(names)}
 
 
+def vllm_host(dep: Deployment, model: str) -> str:
+    """The DNS name of a model's vLLM engines: a headless Service (helm) or a compose service;
+    its records are one address per pod or container."""
+    return vllm_object_name(dep.name, model) if dep.target == "helm" else compose_service("vllm", model)
+
+
 def endpoint(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int] | None = None) -> str:
     if dep.engine == "ollama":
         return f"http://{compose_service('ollama')}:{OLLAMA_PORT}"
     if dep.engine == "vllm":
-        host = vllm_object_name(dep.name, model) if dep.target == "helm" else compose_service("vllm", model)
-        return f"http://{host}:{VLLM_PORT}"
+        return f"http://{vllm_host(dep, model)}:{vllm.PORT}"
     return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[upstream_name]}"
 
 
 def _backend(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int]) -> Backend:
+    vllm_engine = dep.engine == "vllm"
     return Backend(id=backend_id(dep, upstream_name, model), engine=dep.engine,
-                   endpoints=(endpoint(dep, upstream_name, model, ports),), api_key_env=None)
+                   endpoints=(endpoint(dep, upstream_name, model, ports),), api_key_env=None,
+                   discovery=Discovery(host=vllm_host(dep, model), port=vllm.PORT, scheme="http") if vllm_engine else None,
+                   runtime_lora=vllm_engine)
+
+
+def adapter_ref(plan: Plan, dep: Deployment, up: Upstream) -> AdapterRef | None:
+    """What the gateway needs to serve ``up``'s adapter: its released run, and for vLLM the
+    path each engine loads it from at run time."""
+    if not up.adapter:
+        return None
+    run = plan.adapters[up.adapter].release if up.released else None
+    path = f"{vllm.ARTIFACTS_DIR}/{run}/adapter" if run and dep.engine == "vllm" else None
+    return AdapterRef(name=up.adapter, released=up.released, run=run, path=path, slot=None)
 
 
 def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
@@ -61,7 +88,7 @@ def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
             name=alias_name,
             backend=backend.id,
             model=up.name,
-            adapter=AdapterRef(name=up.adapter, released=up.released) if up.adapter else None,
+            adapter=adapter_ref(plan, dep, up),
             context=up.context,
             max_output_tokens=min(max_out, up.context),
             system=alias.system,
@@ -91,6 +118,7 @@ def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
             max_queue=gw.max_queue,
             cooldown_s=gw.cooldown,
             eject_after=gw.eject_after,
+            discovery_interval_s=gw.discovery_interval,
             balance=gw.balance,
             on_overlong_prompt=gw.on_overlong_prompt,
         ),

@@ -55,6 +55,10 @@ def deployment(entry: str, name: str = "gpu") -> str:
     return swap(old, old[:-1] + ", " + entry + "}")
 
 
+def serving(entry: str) -> str:
+    return deployment("serving: {qwen2.5-1.5b: {%s}}" % entry)
+
+
 ARCHITECTURE = "layers: 28, hidden_size: 1536, heads: 12, kv_heads: 2, head_dim: 128, intermediate_size: 8960, vocab_size: 151936"
 
 
@@ -203,6 +207,25 @@ INTEGER_CASES: list[tuple[str, str, str, str, str]] = [
     ("deployment.autoscale.max", deployment("autoscale: {max: 3.0}"), "28:73", "deployments.gpu.autoscale.max", "write 3, not 3.0"),
     ("deployment.autoscale.cpu_percent", deployment("autoscale: {cpu_percent: 70.0}"), "28:81",
      "deployments.gpu.autoscale.cpu_percent", "write 70, not 70.0"),
+    ("deployment.autoscale.inflight", deployment("autoscale: {inflight: 8.0}"), "28:78", "deployments.gpu.autoscale.inflight", "write 8, not 8.0"),
+    ("deployment.update.max_surge", deployment("update: {max_surge: 1.0}"), "28:76", "deployments.gpu.update.max_surge", "write 1, not 1.0"),
+    ("deployment.update.max_unavailable", deployment("update: {max_unavailable: 0.0}"), "28:82",
+     "deployments.gpu.update.max_unavailable", "write 0, not 0.0"),
+    ("hardware.nodes", swap("gpus: 1,", "gpus: 1, nodes: 2.0,"), "5:37", "hardware.gpu1.nodes", "write 2, not 2.0"),
+    ("modelServing.gpus", serving("gpus: 2.0"), "28:87", "deployments.gpu.serving.qwen2.5-1.5b.gpus", "write 2, not 2.0"),
+    ("modelServing.tensor_parallel", serving("tensor_parallel: 2.0"), "28:98",
+     "deployments.gpu.serving.qwen2.5-1.5b.tensor_parallel", "write 2, not 2.0"),
+    ("modelServing.pipeline_parallel", serving("pipeline_parallel: 1.0"), "28:100",
+     "deployments.gpu.serving.qwen2.5-1.5b.pipeline_parallel", "write 1, not 1.0"),
+    ("modelServing.replicas", serving("replicas: 3.0"), "28:91", "deployments.gpu.serving.qwen2.5-1.5b.replicas", "write 3, not 3.0"),
+    ("modelServing.max_num_seqs", serving("max_num_seqs: 64.0"), "28:95",
+     "deployments.gpu.serving.qwen2.5-1.5b.max_num_seqs", "write 64, not 64.0"),
+    ("modelServing.autoscale.min", serving("autoscale: {min: 1.0, max: 2}"), "28:98",
+     "deployments.gpu.serving.qwen2.5-1.5b.autoscale.min", "write 1, not 1.0"),
+    ("modelServing.autoscale.max", serving("autoscale: {max: 2.0}"), "28:98",
+     "deployments.gpu.serving.qwen2.5-1.5b.autoscale.max", "write 2, not 2.0"),
+    ("modelServing.autoscale.queue", serving("autoscale: {max: 2, queue: 5.0}"), "28:108",
+     "deployments.gpu.serving.qwen2.5-1.5b.autoscale.queue", "write 5, not 5.0"),
     ("gateway.retries", gateway("retries: 2.0"), "31:12", "gateway.retries", "write 2, not 2.0"),
     ("gateway.max_queue", gateway("max_queue: 1e3"), "31:14", "gateway.max_queue", "write 1000, not 1000.0"),
     ("gateway.eject_after", gateway("eject_after: 5.0"), "31:16", "gateway.eject_after", "write 5, not 5.0"),

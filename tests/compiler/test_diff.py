@@ -45,7 +45,8 @@ def test_a_change_is_a_unified_diff_and_nothing_is_written(built, vilms):
     assert result.code == 0, result.err
     text = result.out
     assert "--- a/generated/gpu/gateway/routes.yaml\n+++ b/generated/gpu/gateway/routes.yaml\n" in text
-    assert "\n-      released: false\n+      released: true\n" in text
+    assert "\n-      path: null\n-      released: false\n-      run: null\n+      path: /vilms/artifacts/" in text
+    assert "/adapter\n+      released: true\n+      run: support-v1-" in text
     assert "@@ -" in text
     # the manifest comes last, summarised: no wall of hashes
     manifest_at = text.index("generated/manifest.json (modified, summarised):")
@@ -95,7 +96,7 @@ def test_json_format(built, vilms):
     paths = [c["path"] for c in data["changed"]]
     assert paths[-1] == "generated/manifest.json" and paths[:-1] == sorted(paths[:-1])
     routes = next(c for c in data["changed"] if c["path"] == "generated/gpu/gateway/routes.yaml")
-    assert routes["status"] == "modified" and routes["additions"] == 1 and routes["deletions"] == 1
+    assert routes["status"] == "modified" and routes["additions"] == 3 and routes["deletions"] == 3
     assert "+      released: true\n" in routes["diff"] and routes["omitted_lines"] == 0 and not routes["summarised"]
     assert set(data["summary"]) == {"files", "modified", "added", "removed", "unchanged"}
     assert data["summary"]["modified"] == len(paths)
@@ -107,10 +108,10 @@ def test_markdown_format_is_a_pr_comment(built, vilms):
     lines = md.splitlines()
     assert lines[0].startswith("### `vilms diff`: ") and lines[0].endswith("files changed, 0 added, 0 removed")
     assert "| file | change | lines |" in lines and "|---|---|---|" in lines
-    assert "| `generated/gpu/gateway/routes.yaml` | modified | +1 -1 |" in lines
+    assert "| `generated/gpu/gateway/routes.yaml` | modified | +3 -3 |" in lines
     assert "| `generated/manifest.json` | modified | summarised |" in lines
     assert md.count("<details>") == md.count("</details>") == md.count("| modified |")
-    assert "<summary><code>generated/gpu/gateway/routes.yaml</code>: modified (+1 -1)</summary>" in md
+    assert "<summary><code>generated/gpu/gateway/routes.yaml</code>: modified (+3 -3)</summary>" in md
     assert md.count("```diff") == md.count("| modified |") - 1  # every file but the summarised manifest
     assert vilms("build", "-f", str(built)).code == 0
     no_change = vilms("diff", "--format", "markdown", "-f", str(built)).out

@@ -49,7 +49,7 @@ def hardware(name: str = "box", kind: str = "gpu", memory: int = 64 * GIB, gpus:
         jetpack="6.2" if kind == "jetson" else None,
         os_reserve_bytes=os_reserve if os_reserve is not None else (2 * GIB if kind == "gpu" else GIB),
         gpus=gpus if kind == "gpu" else (1 if kind == "jetson" else 0),
-        gpu_memory_bytes=gpu_memory if kind == "gpu" else 0, gpu_type=None,
+        gpu_memory_bytes=gpu_memory if kind == "gpu" else 0, gpu_type=None, nodes=1,
     )
 
 
@@ -91,6 +91,7 @@ def deployment(hw: Hardware, engine: str, models: list[Model], *, target: str = 
         contexts=frozen({m.name: context or m.context for m in models}),
         model_adapters=frozen({m.name: tuple(sorted(a.name for a in adapters if a.base == m.name)) for m in models}),
         replicas=1, parallel=parallel, gateway_port=8080, engine_port=8101, expose=False, ingress=None, autoscale=frozen({}),
+        serving=frozen({}), update=frozen({"max_surge": 1, "max_unavailable": 0}), monitoring=None,
     )
 
 
@@ -102,7 +103,7 @@ def plan(models: list[Model], hw: list[Hardware] = (), adapters: list[Adapter] =
         adapters=frozen({a.name: a for a in adapters}),
         aliases=frozen({}), deployments=frozen({d.name: d for d in deployments}),
         gateway=Gateway(None, None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080,
-                        120.0, 900.0, 30.0, 16 << 20, 5, None, {}),
+                        120.0, 900.0, 30.0, 16 << 20, 5, 5.0, None, {}),
     )
 
 

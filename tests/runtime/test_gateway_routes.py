@@ -23,7 +23,7 @@ aliases:
     system: null
     task: chat
   support-bot:
-    adapter: {name: support-v1, released: false}
+    adapter: {name: support-v1, released: false, run: null, path: null, slot: null}
     backend: ollama
     context: 8192
     fallbacks: [chat]
@@ -36,8 +36,10 @@ apiVersion: contracts.vilms.dev/v1
 backends:
   ollama:
     api_key_env: null
+    discovery: null
     endpoints: ["http://ollama:11434"]
     engine: ollama
+    runtime_lora: false
 deployment: edge
 gateway:
   api_keys_env: VILMS_API_KEYS
@@ -45,6 +47,7 @@ gateway:
   connect_timeout_s: 5.0
   cooldown_s: 30.0
   eject_after: 5
+  discovery_interval_s: 5.0
   first_byte_timeout_s: 120.0
   keys:
     ci: {aliases: [chat], env: CI_KEY, rpm: 60, tpm: null}
@@ -83,7 +86,7 @@ def _error(text: str) -> str:
 
 def test_unknown_key_is_reported_with_position_and_suggestion():
     message = _error(CONTRACT.replace("  retries: 2", "  retrys: 2"))
-    assert "routes.yaml:46:3: gateway.retrys: unknown key 'retrys' (did you mean 'retries'?)" in message
+    assert "routes.yaml:49:3: gateway.retrys: unknown key 'retrys' (did you mean 'retries'?)" in message
 
 
 def test_wrong_type_and_bad_choice_are_each_reported():
@@ -92,7 +95,7 @@ def test_wrong_type_and_bad_choice_are_each_reported():
     message = _error(text)
     assert "2 problems found" in message
     assert "routes.yaml:5:14: aliases.chat.context: must be an integer, not a string" in message
-    assert "routes.yaml:31:12: gateway.balance: 'random' is not one of round_robin, least_inflight" in message
+    assert "routes.yaml:33:12: gateway.balance: 'random' is not one of round_robin, least_inflight" in message
 
 
 def test_dangling_references_are_errors():
@@ -105,7 +108,7 @@ def test_dangling_references_are_errors():
 
 def test_endpoint_with_v1_suffix_is_an_error():
     message = _error(CONTRACT.replace('["http://ollama:11434"]', '["http://ollama:11434/v1"]'))
-    assert "routes.yaml:26:17: backends.ollama.endpoints[0]: 'http://ollama:11434/v1' is not a valid entry of endpoints" in message
+    assert "routes.yaml:27:17: backends.ollama.endpoints[0]: 'http://ollama:11434/v1' is not a valid entry of endpoints" in message
     assert "without the /v1 suffix" in message
 
 
