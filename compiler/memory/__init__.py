@@ -6,8 +6,9 @@ Estimates are arithmetic on the resolved plan (stdlib only, no I/O). Formulas fo
 
 One concept per module: ``shapes`` (a model's dimensions, from its architecture or
 borrowed by size), ``estimate`` (the per-component record), ``serving`` (each engine's
-needs and budget), ``training`` (the trainer's recipe), ``report`` (tables, explain
-lines) and ``check`` (every workload of a plan that does not fit).
+needs and budget), ``placement`` (GPUs, tensor and pipeline parallel and replicas of each
+served model), ``training`` (the trainer's recipe), ``report`` (tables, explain lines) and
+``check`` (every workload of a plan that does not fit).
 """
 
 from __future__ import annotations

@@ -114,13 +114,21 @@ def _processes(dep: Deployment, model_name: str) -> int:
     return 1 + sum(1 for u in dep.upstreams.values() if u.model == model_name and u.adapter and u.released)
 
 
+def slots_of(dep: Deployment, model_name: str) -> int:
+    """Sequences the KV cache is sized for: ``serving.<model>.max_num_seqs`` (vLLM), else the
+    deployment's."""
+    declared = dep.serving_of(model_name).max_num_seqs if dep.engine == "vllm" else None
+    return declared or dep.slots
+
+
 def _kv_cache(dep: Deployment, model_name: str, size: Sizing, processes: int) -> tuple[int, str]:
     context = dep.context_of(model_name)
     per_token = size.shape.kv_bytes_per_token
-    how = f"{per_token // 1024} KiB/token × {context} context × {dep.slots} slot(s)"
+    slots = slots_of(dep, model_name)
+    how = f"{per_token // 1024} KiB/token × {context} context × {slots} slot(s)"
     if processes > 1:
         how += f" × {processes} processes"
-    return per_token * context * dep.slots * processes, how
+    return per_token * context * slots * processes, how
 
 
 def _adapters(engine: str, model: Model, adapters: list[Adapter], size: Sizing) -> tuple[int, str]:
