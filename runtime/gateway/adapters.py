@@ -141,10 +141,10 @@ class AdapterReconciler:
         except ControlError as exc:
             log.warning("adapters: cannot list what %s of backend %s holds: %s", endpoint.label, bid, exc)
             return set()
-        held = frozenset(n for n in want if n in present)
+        held = frozenset(present)
         members.confirm(endpoint.url, held)  # an engine that restarted stops getting adapter requests now
         for name, path in want.items():
-            if name in present:
+            if name in held:
                 continue
             if path is None:
                 log.error("adapters: %s of backend %s does not hold adapter %s and its routes give no path to "
@@ -153,9 +153,11 @@ class AdapterReconciler:
             if await self._change(table, route, endpoint, "load", {"lora_name": name, "lora_path": path}):
                 held |= {name}
                 members.confirm(endpoint.url, held)  # it takes requests for the adapter from now on
-        gone = {n for n in retire if n not in present}
-        for name in sorted(retire & present):
+        gone = retire - held
+        for name in sorted(retire & held):
             if await self._change(table, route, endpoint, "unload", {"lora_name": name}):
+                held -= {name}
+                members.confirm(endpoint.url, held)
                 gone.add(name)
         return gone
 

@@ -57,17 +57,18 @@ def make_resolver(environ: Mapping[str, str]) -> dns.asyncresolver.Resolver:
 
 
 def _nameserver(value: str) -> tuple[str, int]:
-    host, port = value, 53
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT``."""
+    host, port_text = value, ""
     if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else "?")
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            host = ""
+        port_text = rest[1:]
     elif value.count(":") == 1:
         host, _, port_text = value.partition(":")
-    else:
-        port_text = ""
     try:
         ipaddress.ip_address(host)
-        port = int(port_text) if port_text else port
+        port = int(port_text) if port_text else 53
         if not 0 < port < 65536:
             raise ValueError(port)
     except ValueError:

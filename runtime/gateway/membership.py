@@ -65,9 +65,11 @@ class BackendMembers:
         return added, removed
 
     def confirm(self, url: str, names: frozenset[str]) -> None:
-        """Record what the endpoint at ``url`` holds (from the reconciler), if it is still a member."""
+        """Record what the endpoint at ``url`` holds (from the reconciler), if it is still a member.
+        Only names some table routes to are kept (an engine's list is not trusted to be small)."""
         if url not in {e.url for e in self.all.endpoints}:
             return  # it left while its answer was on the way: remember nothing about it
+        names = frozenset(n for n in names if n in self.adapters)
         before = self._confirmed.get(url, frozenset())
         if names == before:
             return
