@@ -63,7 +63,10 @@ class AdapterReconciler:
         try:
             while True:
                 self._kick.clear()
-                await self.reconcile()
+                try:
+                    await self.reconcile()
+                except Exception:  # a bug must not end the reconciler: the next pass tries again
+                    log.exception("adapter reconcile pass failed")
                 for waiter in self._passes:
                     if not waiter.done():
                         waiter.set_result(None)

@@ -133,7 +133,10 @@ class Discovery:
     async def run(self) -> None:
         while True:
             table = self._table()
-            await self.refresh(table)
+            try:
+                await self.refresh(table)
+            except Exception:  # a bug must not end discovery: the endpoints stay as they are
+                log.exception("DNS discovery round failed")
             for waiter in self._rounds:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -96,7 +96,10 @@ class GatewayState:
         return True
 
     async def _load_then_swap(self, table: RoutingTable) -> None:
-        await self.adapters.reconcile(table, unload=False)  # make before break
+        try:
+            await self.adapters.reconcile(table, unload=False)  # make before break
+        except Exception:  # the new routes go live anyway: their adapters load on later passes
+            log.exception("loading the new routes' adapters failed")
         self.pending = None
         self._swap(table)
 
