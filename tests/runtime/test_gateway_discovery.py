@@ -190,6 +190,25 @@ def test_hostile_dns_answers_are_bounded(tmp_path: Path) -> None:
     run(body())
 
 
+def test_aaaa_records_are_endpoints_too(tmp_path: Path) -> None:
+    async def body() -> None:
+        port = free_port()
+        async with AsyncExitStack() as stack:
+            pods = await start_pods(stack, 1, port)
+            six = await FakeVLLM(host="::1", port=port).start()
+            stack.push_async_callback(six.stop)
+            dns = await start_dns(stack, [*pods, six])
+            async with gateway(tmp_path, discovered_doc(port), environ={NAMESERVER_ENV: dns.address}) as gw:
+                await gw.state.discovery.next_round()
+                urls = [e.url for e in gw.state.table.backends["v"].members.all.endpoints]
+                assert urls == [f"http://127.0.0.2:{port}", f"http://[::1]:{port}"]
+                answers = await asyncio.gather(*(gw.post("/v1/chat/completions", CHAT) for _ in range(4)))
+                assert {status for status, _, _ in answers} == {200}
+                assert chat_requests(six) == 2 and chat_requests(pods[0]) == 2
+
+    run(body())
+
+
 def test_ipv6_records_become_bracketed_urls() -> None:
     assert endpoint_url("http", "fd00::1", 8000) == "http://[fd00::1]:8000"
     assert endpoint_url("https", "10.0.0.7", 443) == "https://10.0.0.7:443"
