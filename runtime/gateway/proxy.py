@@ -239,6 +239,7 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
             endpoint.inflight -= 1
         if members is not None and type(result) is Response and result.status == 404:
             members.lost(endpoint, alias.model)  # the engine no longer holds the adapter: it restarted
+            metrics.upstream_errors.inc(alias.name, alias.backend, "adapter_missing")
             log.warning("endpoint does not hold its adapter any more: alias=%s backend=%s endpoint=%s",
                         alias.name, alias.backend, endpoint.label)
             failure, last = _adapter_loading(alias), endpoint

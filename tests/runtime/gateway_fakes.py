@@ -278,6 +278,7 @@ class FakeVLLM(FakeServer):
         self.adapter_paths = adapter_paths  # paths a load finds (None: any)
         self._gate: asyncio.Event | None = None
         self.load_asked = asyncio.Event()  # set when a load request arrives
+        self.models_body: bytes | None = None  # a broken or hostile /v1/models answer, sent as is
 
     def restart(self) -> None:
         """The engine restarted: runtime-loaded adapters are gone."""
@@ -400,6 +401,8 @@ class FakeVLLM(FakeServer):
                                             "prompt_tokens_details": None}})
 
     async def list_models(self, request: web.Request) -> web.Response:
+        if self.models_body is not None:
+            return web.Response(body=self.models_body, content_type="application/json")
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": m, "parent": None,
              "max_model_len": 8192} for m in self.models] + [

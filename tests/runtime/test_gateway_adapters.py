@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import orjson
 from gateway_fakes import FakeDNS, FakeVLLM, free_port
 from gateway_harness import gateway, run, write_routes
 from test_gateway_discovery import NAME, discovered_doc, lookup_now, start_dns, start_pods
@@ -135,6 +136,8 @@ def test_a_pod_that_answers_404_for_its_adapter_is_skipped_and_reloaded(tmp_path
                 answers = [await gw.post("/v1/chat/completions", BOT) for _ in range(4)]
                 assert {a[0] for a in answers} == {200}  # the 404 was retried on the other pod
                 assert pods[1].adapter_requests(RUN1) == 1
+                _, _, metrics = await gw.get("/metrics")
+                assert 'vilms_gateway_upstream_errors_total{alias="bot",backend="v",kind="adapter_missing"} 1' in metrics
                 await pods[1].load_asked.wait()  # the reconciler was woken up and reloads it
                 pods[1].release_loads()
                 await gw.state.adapters.next_pass()
@@ -191,5 +194,32 @@ def test_no_pod_holds_the_adapter_the_fallback_answers_or_a_clean_503(tmp_path: 
                 assert all(p.adapter_requests(RUN1) == 0 for p in pods)
                 _, _, metrics = await gw.get("/metrics")
                 assert 'vilms_gateway_adapter_operations_total{backend="v",op="load",result="error"}' in metrics
+
+    run(body())
+
+
+def test_hostile_model_lists_confirm_nothing_and_stay_bounded(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            port, pods, dns = await setup(stack, 1)
+            pod = pods[0]
+            async with gateway(tmp_path, adapter_doc(port), environ={NAMESERVER_ENV: dns.address}) as gw:
+                await gw.state.discovery.next_round()
+                members = gw.state.table.backends["v"].members
+                for hostile in (b"x" * (2 << 20), b'{"data": "nope"}', b"[1, 2]", b"\xff\xfe"):
+                    pod.models_body = hostile
+                    await gw.state.adapters.reconcile()
+                    assert members.confirmed(pod.url) == frozenset() and pod.loras == {}
+                    status, _, error = await gw.post("/v1/chat/completions", BOT)
+                    assert status == 503 and error["error"]["code"] == "adapter_loading"
+                # thousands of LoRA cards: only the names routes use are remembered
+                cards = [{"id": f"junk-{i}", "object": "model", "parent": "qwen2.5-1.5b"} for i in range(10000)]
+                pod.models_body = orjson.dumps({"object": "list", "data": [*cards, {"id": RUN1, "parent": "q"}]})
+                await gw.state.adapters.reconcile()
+                assert members.confirmed(pod.url) == frozenset({RUN1})
+                # the fake holds none (vLLM answers 404): the gateway learns it at the first request
+                status, _, error = await gw.post("/v1/chat/completions", BOT)
+                assert status == 503 and error["error"]["code"] == "adapter_loading"
+                assert members.confirmed(pod.url) == frozenset()
 
     run(body())
