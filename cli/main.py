@@ -22,7 +22,7 @@ from vilms.compiler.errors import ExitCode, VilmsError
 EXTRA_OF = {
     **dict.fromkeys(("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "tokenizers",
                      "numpy", "gguf", "matplotlib", "tqdm"), "train"),
-    **dict.fromkeys(("httptools", "orjson", "uvloop"), "gateway"),
+    **dict.fromkeys(("httptools", "orjson", "uvloop", "dns"), "gateway"),
     "llama_cpp": "serve",
     "httpx": "serve",
 }

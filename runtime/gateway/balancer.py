@@ -5,11 +5,16 @@ failures, like Envoy's outlier detection; any answer that is not a failure reset
 count. Endpoint state (in-flight count, failures, cooldown) lives in :class:`EndpointPool`,
 shared across routing-table reloads, so a reload neither forgets a failing endpoint nor
 miscounts requests still in flight.
+
+A balancer reads its endpoints from an :class:`EndpointSet`, whose list is replaced whole
+(never changed in place) by DNS discovery and by the adapter reconciler; a pick sees one
+consistent list, and an endpoint that leaves is out of the next pick.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -57,39 +62,66 @@ class EndpointPool:
     def all(self) -> list[Endpoint]:
         return list(self._by_url.values())
 
+    def retain(self, endpoints: Iterable[Endpoint]) -> None:
+        """Keep only ``endpoints`` (those some backend uses now). Requests still in flight keep
+        their object; a pod that left and comes back under the same URL starts clean."""
+        kept: dict[str, Endpoint] = {}
+        for endpoint in endpoints:
+            kept.setdefault(endpoint.url, endpoint)
+        self._by_url = kept
+
+
+class EndpointSet:
+    """The endpoints a balancer chooses from; ``endpoints`` is replaced whole, never mutated."""
+
+    __slots__ = ("endpoints",)
+
+    def __init__(self, endpoints: list[Endpoint] | None = None) -> None:
+        self.endpoints: list[Endpoint] = endpoints if endpoints is not None else []
+
+    def urls(self) -> list[str]:
+        return [e.url for e in self.endpoints]
+
 
 class Balancer:
     """Picks the next endpoint of one backend, skipping cooling, already-tried and excluded ones."""
 
-    __slots__ = ("endpoints", "strategy", "_next")
+    __slots__ = ("members", "strategy", "_next")
 
-    def __init__(self, endpoints: list[Endpoint], strategy: str) -> None:
-        self.endpoints = endpoints
+    def __init__(self, members: EndpointSet | list[Endpoint], strategy: str) -> None:
+        self.members = members if isinstance(members, EndpointSet) else EndpointSet(list(members))
         self.strategy = strategy
         self._next = 0
 
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return self.members.endpoints
+
     def all_cooling(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        for endpoint in self.endpoints:  # a plain loop: this runs on every request
+        for endpoint in self.members.endpoints:  # a plain loop: this runs on every request
             if endpoint.cooldown_until <= now:
                 return False
         return True
 
     def pick(self, tried: set[str] | None = None, now: float | None = None,
              exclude: set[str] | None = None) -> Endpoint | None:
-        """The next endpoint to use, never one in ``exclude`` (None when that leaves none).
+        """The next endpoint to use, never one in ``exclude`` (None when that leaves none, or
+        the set is empty: an adapter no endpoint has confirmed yet).
 
         Preference: healthy and untried > healthy > cooling (the one whose cooldown ends
         first, as a probe). ``round_robin`` rotates; ``least_inflight`` takes the lowest
         in-flight count, ties broken in rotation order.
         """
-        endpoints = self.endpoints
+        endpoints = self.members.endpoints
         count = len(endpoints)
         if count == 1:
             only = endpoints[0]
             return None if exclude and only.url in exclude else only
+        if not count:
+            return None
         now = time.monotonic() if now is None else now
-        start = self._next
+        start = self._next % count  # the list may have shrunk since the last pick
         order = [endpoints[(start + i) % count] for i in range(count)]
         if exclude:
             order = [e for e in order if e.url not in exclude]

@@ -81,7 +81,9 @@ class GatewayMetrics:
     """Every series the gateway exports."""
 
     def __init__(self, in_flight: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-                 endpoints: Callable[[], Iterable[Endpoint]]) -> None:
+                 endpoints: Callable[[], Iterable[Endpoint]],
+                 backend_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list,
+                 adapter_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list) -> None:
         self.requests = Counter("vilms_gateway_requests_total", "Requests answered, by alias, backend and HTTP status.",
                                 ("alias", "backend", "status"))
         self.latency = Histogram("vilms_gateway_request_duration_seconds",
@@ -111,8 +113,18 @@ class GatewayMetrics:
         self.write_timeouts = Counter("vilms_gateway_client_write_timeouts_total",
                                       "Streams given up because the client read nothing for write_timeout_s.",
                                       ("alias", "backend"))
+        self.discovery_lookups = Counter("vilms_gateway_discovery_lookups_total",
+                                         "DNS lookups of a backend's discovery name, by result (ok, error).",
+                                         ("backend", "result"))
+        self.adapter_ops = Counter("vilms_gateway_adapter_operations_total",
+                                   "Runtime adapter loads and unloads on engines, by result (ok, error).",
+                                   ("backend", "op", "result"))
         self._gauges = (
             Gauge("vilms_gateway_in_flight", "Requests currently in flight.", (), in_flight),
+            Gauge("vilms_gateway_backend_endpoints", "Endpoints of each backend (static, or found by DNS).",
+                  ("backend",), backend_endpoints),
+            Gauge("vilms_gateway_adapter_endpoints", "Endpoints that confirmed holding each runtime adapter.",
+                  ("backend", "adapter"), adapter_endpoints),
             Gauge("vilms_gateway_endpoint_in_flight", "Upstream requests in flight per endpoint.",
                   ("endpoint",), lambda: [((e.label,), float(e.inflight)) for e in endpoints()]),
             Gauge("vilms_gateway_endpoint_up", "1 while an endpoint takes traffic, 0 while it is ejected (cooling down).",
@@ -126,7 +138,7 @@ class GatewayMetrics:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.overhead, self.upstream_errors, self.retries,
                        self.fallbacks, self.trimmed, self.reloads, self.write_timeouts, self.key_requests,
-                       self.key_rejections, self.key_tokens, *self._gauges):
+                       self.key_rejections, self.key_tokens, self.discovery_lookups, self.adapter_ops, *self._gauges):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
 

@@ -35,6 +35,10 @@ def readiness(table: RoutingTable, draining: bool, authorization: str | None) ->
         ejected = sum(1 for e in endpoints if e.cooling(now))
         entry: dict[str, Any] = {"engine": route.backend.engine, "endpoints": len(endpoints),
                                  "up": len(endpoints) - ejected, "ejected": ejected}
+        if route.backend.discovery is not None:
+            entry["discovered"] = route.members.discovered  # False: the static endpoints, until DNS answers
+        if route.lora:
+            entry["adapters"] = {name: len(b.endpoints) for name, b in sorted(route.lora.items())}  # confirmed on
         if authorized:
             entry["detail"] = [{"url": e.label, "up": not e.cooling(now), "consecutive_failures": e.failures,
                                 "in_flight": e.inflight} for e in endpoints]

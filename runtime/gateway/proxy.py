@@ -23,6 +23,10 @@ Semantics (documented in docs/gateway.md):
   committed at the first translated chunk; a later failure, a stream that ends without its
   end marker, or the end of a shutdown drain ends the stream with an SSE error event and
   no ``[DONE]``, recorded as 502 (503 for the drain).
+* An alias with an adapter on a ``runtime_lora`` backend goes only to endpoints that
+  confirmed holding the adapter (:mod:`.adapters`); with none yet, the alias fails with
+  ``adapter_loading`` (503) and its fallbacks are tried. An engine that answers 404 for the
+  adapter (it restarted) leaves the adapter's set and the attempt goes to another endpoint.
 * Clients see the backend id at most, never an endpoint URL or an engine's error text;
   logs get a summary (kind, status, length), never a body.
 """
@@ -182,7 +186,7 @@ def _prepare(kind: str, body: dict[str, Any], alias: Route, route: BackendRoute,
 def _failure_error(failure: Failure | None) -> ApiError:
     if failure is None:
         return ApiError(503, "No alias in the fallback chain can serve this request.", code="no_backend")
-    if failure.kind in ("adapter_not_released", "request_timeout"):
+    if failure.kind in ("adapter_not_released", "adapter_loading", "request_timeout"):
         return ApiError(failure.status, failure.message, code=failure.kind, type="server_error")
     if failure.kind == "shutdown":
         return ApiError(503, failure.message, code="shutting_down", type="server_error")
@@ -194,6 +198,11 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                      ex: Exchange, deadline: float,
                      loop: asyncio.AbstractEventLoop) -> Response | StreamResponse | Failure:
     balancer = route.balancer
+    members = None  # set when the alias needs endpoints that hold its adapter
+    if alias.adapter is not None and route.lora:
+        lora = route.lora.get(alias.model)
+        if lora is not None:
+            balancer, members = lora, route.members
     settings = table.settings
     attempts = 1 if balancer.all_cooling() else settings.retries + 1
     data = orjson.dumps(call.payload)
@@ -218,7 +227,8 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                     await asyncio.sleep(pause)
         else:
             endpoint = balancer.pick()
-            assert endpoint is not None
+            if endpoint is None:  # no endpoint holds the adapter yet
+                return _adapter_loading(alias)
         if loop.time() >= deadline:
             return _deadline_failure(settings)
         tried.add(endpoint.url)
@@ -227,6 +237,14 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
             result = await _attempt(request, pool, settings, kind, route, endpoint, call, data, ex, deadline)
         finally:
             endpoint.inflight -= 1
+        if members is not None and type(result) is Response and result.status == 404:
+            members.lost(endpoint, alias.model)  # the engine no longer holds the adapter: it restarted
+            metrics.upstream_errors.inc(alias.name, alias.backend, "adapter_missing")
+            log.warning("endpoint does not hold its adapter any more: alias=%s backend=%s endpoint=%s",
+                        alias.name, alias.backend, endpoint.label)
+            failure, last = _adapter_loading(alias), endpoint
+            barred.add(endpoint.url)
+            continue
         if isinstance(result, Failure):
             if result.kind == "request_timeout":
                 metrics.upstream_errors.inc(alias.name, alias.backend, "request_timeout")
@@ -256,6 +274,11 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
         return result
     assert failure is not None
     return failure
+
+
+def _adapter_loading(alias: Route) -> Failure:
+    return Failure("adapter_loading", 503, f"Alias '{alias.name}' is not ready yet: its adapter is still being "
+                   "loaded; retry shortly.", same_endpoint_ok=False)
 
 
 def _deadline_failure(settings: GatewaySettings) -> Failure:

@@ -56,7 +56,7 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
         raise ActionError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                           hint="pick another --port, or stop what is using this one") from None
     installed = _install_signals(loop, stop, state) if install_signals else []
-    watcher = asyncio.create_task(state.watch(watch_interval_s))
+    background = state.start(watch_interval_s)  # routes watcher, DNS discovery, adapter reconciler
     table = state.table
     log.info("vilms gateway serving deployment %s on http://%s:%d (%d aliases, auth %s)",
              table.routes.deployment, host, port, len(table.aliases), "on" if table.keys.enabled else "off")
@@ -66,10 +66,12 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
         await stop.wait()
     finally:
         state.draining = True
-        watcher.cancel()
+        for task in background:
+            task.cancel()
         log.info("draining: waiting up to %.0f s for %d in-flight requests", SHUTDOWN_GRACE_S, state.inflight)
         await _drain(server, app)
         app.close()
+        state.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("vilms gateway stopped")

@@ -16,6 +16,7 @@ from vilms.compiler.errors import ActionError
 
 from .auth import Caller, KeyCheck, OpsKey
 from .balancer import Balancer, EndpointPool
+from .membership import BackendMembers, Membership
 from .upstream import Engine, engine_for
 
 
@@ -25,6 +26,10 @@ class BackendRoute:
     engine: Engine
     balancer: Balancer
     headers: Mapping[str, str]  # sent upstream: content type, and the backend's own API key if any
+    members: BackendMembers  # its endpoints now (static or discovered) and which hold which adapter
+    # runtime_lora backends: per adapter name (the route's model), a balancer over the endpoints
+    # that confirmed holding it
+    lora: Mapping[str, Balancer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +53,13 @@ class RoutingTable:
 
 
 def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str, str] | None = None,
-                previous: RoutingTable | None = None) -> RoutingTable:
+                previous: RoutingTable | None = None, membership: Membership | None = None) -> RoutingTable:
     """Resolve env references and endpoint state; raise :class:`ActionError` if a key is missing.
-    Named keys that ``previous`` also has keep what they used of their limits."""
+    Named keys that ``previous`` also has keep what they used of their limits; backends whose
+    endpoints and discovery are unchanged keep their members from ``membership``."""
     environ = os.environ if environ is None else environ
+    membership = Membership(pool) if membership is None else membership
+    adapters = runtime_adapters(routes)
     keys = KeyCheck.from_settings(routes.gateway, environ, previous.keys if previous is not None else None)
     backends: dict[str, BackendRoute] = {}
     for backend in routes.backends.values():
@@ -67,9 +75,12 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
             if "\r" in secret or "\n" in secret:
                 raise ActionError(f"{backend.api_key_env} contains a line break; an API key cannot")
             headers["Authorization"] = f"Bearer {secret}"
-        balancer = Balancer([pool.get(url) for url in backend.endpoints], routes.gateway.balance)
+        members = membership.members_for(backend)
+        strategy = routes.gateway.balance
+        lora = {name: Balancer(members.adapter(name), strategy) for name in adapters.get(backend.id, {})}
         backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
-                                            balancer=balancer, headers=headers)
+                                            balancer=Balancer(members.all, strategy), headers=headers,
+                                            members=members, lora=lora)
     ops = OpsKey.from_env(routes.gateway.ops_key_env, environ)
     table = RoutingTable(routes=routes, keys=keys, ops=ops, backends=backends, models_body=_models_body(routes.aliases),
                          aliases=routes.aliases, views={})
@@ -79,6 +90,19 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
             scoped = {name: route for name, route in routes.aliases.items() if name in caller.aliases}
             views[caller.name] = replace(table, aliases=scoped, models_body=_models_body(scoped))
     return replace(table, views=views)
+
+
+def runtime_adapters(routes: GatewayRoutes) -> dict[str, dict[str, str | None]]:
+    """Per ``runtime_lora`` backend: the adapters its released aliases use, name (the route's
+    ``model``) → path to load it from (None: the engine must already hold it)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for alias in sorted(routes.aliases.values(), key=lambda a: a.name):
+        backend = routes.backends.get(alias.backend)
+        if alias.adapter is not None and alias.servable and backend is not None and backend.runtime_lora:
+            names = out.setdefault(backend.id, {})
+            if names.get(alias.model) is None:
+                names[alias.model] = alias.adapter.path
+    return out
 
 
 def _models_body(aliases: Mapping[str, Route]) -> bytes:

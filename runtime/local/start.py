@@ -35,7 +35,7 @@ from .supervisor import START_TIMEOUT_S, Supervisor
 
 LOG_TAIL_LINES = 40
 _NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools",
-          "orjson": "orjson", "httpx": "httpx"}
+          "orjson": "orjson", "dns": "dnspython", "httpx": "httpx"}
 
 
 @dataclass(frozen=True)

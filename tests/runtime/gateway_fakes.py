@@ -12,6 +12,15 @@ Fault injection (``server.fault``): ``None`` (healthy), ``"500"`` (HTTP 500),
 ``"error_line"`` (Ollama only: an ``{"error": ...}`` line before any token).
 ``await server.refuse()`` closes the port (connection refused); ``await server.restore()``
 opens it again. Each server records every request (path, JSON body) in ``requests``.
+A server listens on ``host`` (any 127.0.0.x: several "pods" share one port, as behind a
+headless Service).
+
+:class:`FakeVLLM` also loads LoRA adapters at run time like vLLM with
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` (vllm/entrypoints/openai/serving_models.py):
+``/v1/load_lora_adapter`` (200 text, 400 "has already been loaded", 404 "No adapter found"),
+``/v1/unload_lora_adapter`` (200 text, 404 "cannot be found"), LoRA cards with a ``parent``
+in ``/v1/models``; ``restart()`` forgets them, ``hold_loads()`` makes loads wait.
+:class:`FakeDNS` is a DNS server (UDP, records encoded by dnslib) with faults.
 
 Also runnable for the benchmark: ``python gateway_fakes.py vllm --port 9001``.
 """
@@ -52,6 +61,7 @@ class FakeServer:
     """Shared machinery: start/stop, request log, faults, cancellation tracking."""
 
     models: tuple[str, ...] = ("qwen2.5-1.5b",)
+    host: str = "127.0.0.1"
     reply: list[str] = field(default_factory=lambda: list(REPLY))
     chunk_delay_s: float = 0.0
     fault: str | None = None
@@ -60,12 +70,14 @@ class FakeServer:
     cancelled: int = 0
     inflight: int = 0
     max_inflight: int = 0
+    streaming: asyncio.Event = field(default_factory=asyncio.Event)  # set when a paced answer starts
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
@@ -84,7 +96,7 @@ class FakeServer:
         assert self._runner is not None
         if not self.port:
             self.port = free_port()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
 
     async def refuse(self) -> None:
@@ -119,6 +131,7 @@ class FakeServer:
         """Write pieces one by one; count a cancellation if the client goes away."""
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
+        self.streaming.set()
         try:
             for index, piece in enumerate(pieces):
                 if drop_after is not None and index == drop_after:
@@ -257,10 +270,36 @@ class FakeOllama(FakeServer):
 
 
 class FakeVLLM(FakeServer):
-    """vLLM's OpenAI-compatible server."""
+    """vLLM's OpenAI-compatible server, with runtime LoRA loading."""
+
+    def __init__(self, *args: Any, adapter_paths: tuple[str, ...] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.loras: dict[str, str] = {}  # loaded adapters: name -> path
+        self.adapter_paths = adapter_paths  # paths a load finds (None: any)
+        self._gate: asyncio.Event | None = None
+        self.load_asked = asyncio.Event()  # set when a load request arrives
+        self.models_body: bytes | None = None  # a broken or hostile /v1/models answer, sent as is
+
+    def restart(self) -> None:
+        """The engine restarted: runtime-loaded adapters are gone."""
+        self.loras.clear()
+
+    def hold_loads(self) -> None:
+        self._gate = asyncio.Event()
+        self.load_asked = asyncio.Event()
+
+    def release_loads(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
+    def adapter_requests(self, name: str) -> int:
+        return sum(1 for r in self.requests if r.path.startswith("/v1/chat") and r.body.get("model") == name)
 
     def build_app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/v1/load_lora_adapter", self.load_lora)
+        app.router.add_post("/v1/unload_lora_adapter", self.unload_lora)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
@@ -276,7 +315,7 @@ class FakeVLLM(FakeServer):
         if self.fault == "500":
             return self._error(500, "EngineCore encountered an issue.", "InternalServerError")
         model = body.get("model")
-        if model not in self.models:
+        if model not in self.models and model not in self.loras:
             return self._error(404, f"The model `{model}` does not exist.", "NotFoundError")
         return None
 
@@ -362,12 +401,97 @@ class FakeVLLM(FakeServer):
                                             "prompt_tokens_details": None}})
 
     async def list_models(self, request: web.Request) -> web.Response:
+        if self.models_body is not None:
+            return web.Response(body=self.models_body, content_type="application/json")
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": m, "parent": None,
-             "max_model_len": 8192} for m in self.models]})
+             "max_model_len": 8192} for m in self.models] + [
+            {"id": name, "object": "model", "created": 0, "owned_by": "vllm", "root": path,
+             "parent": self.models[0], "max_model_len": None} for name, path in self.loras.items()]})
+
+    async def load_lora(self, request: web.Request) -> web.Response:
+        body = await self._enter(request)
+        self.load_asked.set()
+        if self._gate is not None:
+            await self._gate.wait()
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not name or not path:
+            return self._error(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput")
+        if name in self.loras:
+            return self._error(400, f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput")
+        if self.adapter_paths is not None and path not in self.adapter_paths:
+            return self._error(404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError")
+        self.loras[name] = path
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload_lora(self, request: web.Request) -> web.Response:
+        body = await self._enter(request)
+        name = body.get("lora_name")
+        if not name:
+            return self._error(400, "either 'lora_name' and 'lora_int_id' needs to be provided.", "InvalidUserInput")
+        if name not in self.loras:
+            return self._error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        del self.loras[name]
+        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response()
+
+
+class FakeDNS(asyncio.DatagramProtocol):
+    """An authoritative DNS server on 127.0.0.1 (UDP): ``records`` maps a name (with its final
+    dot) to its addresses (A or AAAA by form). ``fault``: None, ``"servfail"``, ``"nxdomain"``,
+    ``"silent"`` (never answers), ``"cname_loop"`` (a CNAME chain that points back to itself).
+    ``ttl`` is put on every record. ``queries`` counts questions."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+        self.fault: str | None = None
+        self.ttl = 5
+        self.queries = 0
+        self.port = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> "FakeDNS":
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+        self.port = self._transport.get_extra_info("sockname")[1]
+        return self
+
+    def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, A, DNSRecord
+
+        self.queries += 1
+        if self.fault == "silent":
+            return
+        query = DNSRecord.parse(data)
+        reply = query.reply()
+        name = str(query.q.qname)
+        if self.fault == "servfail":
+            reply.header.rcode = RCODE.SERVFAIL
+        elif self.fault == "nxdomain" or name not in self.records:
+            reply.header.rcode = RCODE.NXDOMAIN
+        elif self.fault == "cname_loop":
+            for i in range(40):  # name -> a0 -> a1 -> ... -> a39 -> name
+                target = name if i == 39 else f"a{i + 1}.{name}"
+                reply.add_answer(RR(name if i == 0 else f"a{i}.{name}", QTYPE.CNAME, rdata=CNAME(target), ttl=self.ttl))
+        else:
+            want = query.q.qtype
+            for address in self.records[name]:
+                if ":" in address and want == QTYPE.AAAA:
+                    reply.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(address), ttl=self.ttl))
+                elif ":" not in address and want == QTYPE.A:
+                    reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=self.ttl))
+        assert self._transport is not None
+        self._transport.sendto(reply.pack(), addr)
 
 
 def _main() -> None:

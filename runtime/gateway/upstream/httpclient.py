@@ -455,6 +455,14 @@ class Pool:
                      read_timeout if first_byte_timeout is None else first_byte_timeout, read_timeout,
                      _NEVER if deadline is None else deadline)
 
+    def get(self, url: str, headers: Mapping[str, str], connect_timeout: float, read_timeout: float,
+            deadline: float | None = None) -> AbstractAsyncContextManager[Response]:
+        """``GET url`` (control-plane calls such as an engine's model list: not cached, not hot)."""
+        origin, target, host_header = _split(url)
+        head = _request_head(target, host_header, headers, None, method="GET") + b"\r\n"
+        return _Post(self, origin, head, connect_timeout, read_timeout, read_timeout,
+                     _NEVER if deadline is None else deadline)
+
     def _idle_conn(self, origin: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(origin)
         if idle:
@@ -545,9 +553,10 @@ def _split(url: str) -> tuple[tuple[str, str, int], str, str]:
     return cached
 
 
-def _request_head(target: str, host: str, headers: Mapping[str, str], length: int | None) -> bytes:
+def _request_head(target: str, host: str, headers: Mapping[str, str], length: int | None,
+                  method: str = "POST") -> bytes:
     """The request head; with ``length`` None, all but the ``Content-Length`` line and the blank line."""
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     if length is None:
         return ("\r\n".join(lines) + "\r\n").encode("latin-1")
