@@ -80,7 +80,7 @@ def test_per_gpu_estimate_splits_weights_and_kv_heads() -> None:
     assert per_gpu.kv_cache == whole.kv_cache // 4  # 8 KV heads over 4 ranks: 2 each
     assert per_gpu.runtime == whole.runtime  # CUDA context and graphs on every GPU
     assert per_gpu.budget == int(80 * GIB * 0.9)
-    assert "per GPU of 4: TP 4" in per_gpu.label
+    assert per_gpu.label.endswith("per GPU of TP 4")
 
 
 def test_replicated_kv_heads_are_not_split() -> None:
