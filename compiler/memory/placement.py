@@ -175,7 +175,13 @@ def _place_vllm(plan: Plan, dep: Deployment, name: str, replicas: int) -> tuple[
 
     # candidate layouts in order of preference: fewer stages first, then fewer GPUs per stage
     layouts: list[tuple[int, int]] = []
-    for pp in [pp_d] if pp_d is not None else range(1, nodes + 1):
+    if pp_d is not None:
+        pps: list[int] | range = [pp_d]
+    elif gpus_d is not None and tp_d is not None:
+        pps = [gpus_d // tp_d] if gpus_d % tp_d == 0 else []
+    else:
+        pps = range(1, nodes + 1)
+    for pp in pps:
         if gpus_d is not None:
             tps = [gpus_d // pp] if gpus_d % pp == 0 and (tp_d is None or tp_d * pp == gpus_d) else []
         elif tp_d is not None:

@@ -146,6 +146,7 @@ def test_declared_gpus_alone_fill_a_node_then_stages() -> None:
 
 def test_declared_pipeline_parallel_on_one_node() -> None:
     assert layout(place(LLAMA_31_8B, gpus(8), pipeline_parallel=2)) == (1, 2, 2, 1, 2)
+    assert layout(place(LLAMA_31_8B, gpus(8), gpus=4, tensor_parallel=1)) == (1, 4, 4, 1, 4)
 
 
 def test_max_num_seqs_feeds_the_kv_cache() -> None:

@@ -2,7 +2,7 @@
 or is refused with located diagnostics, never a traceback.
 
 When it builds: every vLLM config's tensor parallel divides the attention heads the way vLLM
-requires, tensor × pipeline parallel fits the profile (one node off helm), declared values are
+requires, only vLLM 0.33.0 flags are written, tensor × pipeline parallel fits the profile (one node off helm), declared values are
 kept, and on compose every engine and replica holds GPUs no other engine holds.
 """
 
@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.property.test_compile_anything import build_or_locate
+from tests.support.validators import vllm_flag_errors
 from vilms.compiler.memory.placement import tp_allowed
 
 SCALE = float(os.environ.get("VILMS_PROPERTY_SCALE", "1"))
@@ -88,6 +89,7 @@ def check(doc: dict[str, Any], root: Path) -> bool:
     taken: list[str] = []
     for name, model in doc["models"].items():
         config = yaml.safe_load(files[f"d/vllm/{name}.yaml"])
+        assert vllm_flag_errors(config) == []
         arch = model["architecture"]
         tp, pp = config["tensor-parallel-size"], config.get("pipeline-parallel-size", 1)
         assert tp_allowed(arch["heads"], arch["kv_heads"], tp)
