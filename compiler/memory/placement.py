@@ -131,7 +131,7 @@ def _layout(p: Placement, plan: Plan, dep: Deployment) -> Estimate:
 
 def estimate_per_gpu(plan: Plan, dep: Deployment, model: str) -> Estimate:
     """What one GPU of ``model``'s replica holds under its placement (vLLM on a GPU profile)."""
-    return _layout(placements(plan, dep)[model], plan, dep)
+    return _layout(_place(plan, dep, model)[0], plan, dep)
 
 
 def placements(plan: Plan, dep: Deployment) -> dict[str, Placement]:
