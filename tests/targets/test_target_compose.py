@@ -154,6 +154,19 @@ def test_vllm_engines_and_replicas_get_gpus_of_their_own(project, rel, generated
             assert all(resolved[r]["networks"]["default"]["aliases"] == [host] for r in replicas)
 
 
+@pytest.mark.parametrize(("project", "rel"), COMPOSE, ids=IDS)
+def test_vllm_engines_with_adapters_accept_them_at_run_time(project, rel):
+    """The gateway loads released adapters with /v1/load_lora_adapter, which vLLM serves only
+    with VLLM_ALLOW_RUNTIME_LORA_UPDATING set; engines without adapters do not get it."""
+    files = compiled_in_memory(project)
+    for name, service in _data(project, rel)["services"].items():
+        if not name.startswith("vllm"):
+            continue
+        config = load_yaml(files[service["volumes"][0].split(":")[0].replace("./", f"{rel.split('/')[0]}/", 1)])
+        runtime = service["environment"].get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")
+        assert runtime == ("True" if config.get("enable-lora") else None), name
+
+
 def _host_gpus(project: str, dep: str) -> int:
     import tempfile
     from pathlib import Path
