@@ -57,7 +57,9 @@ def synthetic(models: int) -> str:
     targets = [("edge", "orin", "compose", "ollama"), ("gpu", "box", "compose", "vllm"),
                ("dev", "laptop", "local", "llamacpp"), ("k8s", "box", "helm", "vllm")]
     for d, (name, hw, target, engine) in enumerate(targets):
-        served = [f"a{i}" for i in range(d * quarter, (d + 1) * quarter)] + [f"b{i}" for i in range(d * quarter, (d + 1) * quarter)]
+        # vLLM on one compose host pins each engine to a GPU of its own: at most the box's 8 models
+        end = d * quarter + (min(quarter, 8) if (target, engine) == ("compose", "vllm") else quarter)
+        served = [f"a{i}" for i in range(d * quarter, end)] + [f"b{i}" for i in range(d * quarter, end)]
         lines.append(f"  {name}: {{hardware: {hw}, target: {target}, engine: {engine}, aliases: [{', '.join(served)}]}}")
     lines.append("gateway: {api_keys: env:VILMS_API_KEYS}")
     return "\n".join(lines) + "\n"

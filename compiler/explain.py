@@ -20,6 +20,7 @@ def explain_deployment(plan: Plan, name: str) -> str:
         f"deployment {dep.name}: target {dep.target}, engine {dep.engine}, replicas {dep.replicas}",
         f"hardware {hw.name}: {hw.kind}, memory {format_bytes(hw.memory_bytes)}"
         + (f", {hw.gpus} x {format_bytes(hw.gpu_memory_bytes)} GPU" if hw.kind == "gpu" else "")
+        + (f" per node, {hw.nodes} nodes" if hw.nodes > 1 else "")
         + (f", JetPack {hw.jetpack}" if hw.jetpack else ""),
         "aliases:",
     ]

@@ -148,15 +148,19 @@ def _alias(name: str, raw: Any) -> Alias:
     )
 
 
-def upstream_name(engine: str, alias: Alias) -> str:
+def upstream_name(engine: str, alias: Alias, release: str | None) -> str:
     """The model name the gateway sends upstream for ``alias``.
 
-    vLLM serves an adapter under its own name (--lora-modules); Ollama and llama.cpp
-    serve one derived model per adapter alias, named after the alias.
+    vLLM serves a released adapter under its run id (``release``): the gateway loads it
+    into every engine under that name (/v1/load_lora_adapter), so a new release loads
+    beside the old one before the old is unloaded; an unreleased adapter keeps its own
+    name. Ollama and llama.cpp serve one derived model per adapter alias, named after the alias.
     """
     if alias.adapter is None:
         return alias.model
-    return alias.adapter if engine == "vllm" else alias.name
+    if engine == "vllm":
+        return release or alias.adapter
+    return alias.name
 
 
 def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware,
@@ -169,7 +173,7 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
         model = models[alias.model]
         adapter = adapters.get(alias.adapter) if alias.adapter else None
         upstreams[alias_name] = Upstream(
-            name=upstream_name(engine, alias),
+            name=upstream_name(engine, alias, adapter.release if adapter else None),
             model=alias.model,
             adapter=alias.adapter,
             released=adapter is None or adapter.release is not None,

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from vilms.compiler.memory.check import check_plan
 from vilms.compiler.memory.estimate import GIB, Estimate
+from vilms.compiler.memory.placement import Placement, deployment_fits, estimate_deployment, estimate_serving, placements
 from vilms.compiler.memory.report import explain_lines, format_table
-from vilms.compiler.memory.serving import deployment_fits, estimate_deployment, estimate_model, estimate_serving
+from vilms.compiler.memory.serving import estimate_model
 from vilms.compiler.memory.shapes import Shape
 from vilms.compiler.memory.training import VILMS_TRAINER, Recipe, estimate_training, training_estimates
 
 __all__ = [
-    "GIB", "VILMS_TRAINER", "Estimate", "Recipe", "Shape", "check_plan", "deployment_fits",
+    "GIB", "VILMS_TRAINER", "Estimate", "Placement", "Recipe", "Shape", "check_plan", "deployment_fits",
     "estimate_deployment", "estimate_model", "estimate_serving", "estimate_training", "explain_lines",
-    "format_table", "training_estimates",
+    "format_table", "placements", "training_estimates",
 ]

@@ -3,9 +3,11 @@ with the table and a hint (``compiler/validate/fit.py`` turns them into located 
 
 from __future__ import annotations
 
+from vilms.compiler.memory import placement
 from vilms.compiler.memory.estimate import gib
+from vilms.compiler.memory.placement import estimate_deployment, gpu_vllm, shares_hardware
 from vilms.compiler.memory.report import format_table
-from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, estimate_deployment, quant_of, shares_hardware
+from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, quant_of
 from vilms.compiler.memory.training import estimate_training
 from vilms.compiler.plan import Adapter, Deployment, Plan
 from vilms.compiler.record import record
@@ -33,6 +35,8 @@ def check_plan(plan: Plan, *, fail_on_approximate: bool = True) -> list[NotFit]:
 
 
 def _check_deployment(plan: Plan, dep: Deployment, fail_on_approximate: bool) -> list[NotFit]:
+    if gpu_vllm(dep):
+        return _check_gpus(plan, dep, fail_on_approximate)
     per_model, total = estimate_deployment(plan, dep)
     if shares_hardware(dep):
         failing = [total] if not total.fits else []
@@ -52,6 +56,35 @@ def _check_deployment(plan: Plan, dep: Deployment, fail_on_approximate: bool) ->
         )
         for est in failing
     ]
+
+
+def _check_gpus(plan: Plan, dep: Deployment, fail_on_approximate: bool) -> list[NotFit]:
+    """vLLM on GPUs: each model's placement (per-GPU fit, parallelism vLLM and the profile
+    accept); on one host, the models' GPUs together within the profile's."""
+    out = []
+    for problem in placement.problems(plan, dep):
+        est = problem.estimate
+        if est is not None and est.approximate and not fail_on_approximate:
+            continue
+        hint = problem.hint
+        if est is not None and est.approximate:
+            hint = _approximate_hint(plan, dep.models) + hint
+        out.append(NotFit(path=problem.path, message=problem.message,
+                          table=format_table(est) if est is not None else "", hint=hint))
+    if dep.target != "helm":
+        need = placement.gpus_needed(plan, dep)
+        hw = dep.hardware
+        if sum(need.values()) > hw.gpus:
+            places = placement.placements(plan, dep)
+            parts = ", ".join(f"{m} {places[m].gpus}" + (f" × {places[m].replicas} replicas" if places[m].replicas > 1 else "")
+                              for m in need)
+            out.append(NotFit(
+                path=("deployments", dep.name, "hardware"),
+                message=(f"the vLLM engines of deployment {dep.name!r} need {sum(need.values())} GPUs ({parts}) "
+                         f"but hardware {hw.name!r} has {hw.gpus}: on one host each engine gets GPUs of its own"),
+                table="", hint="serve fewer models, lower replicas or serving.<model>.tensor_parallel, "
+                               "use a profile with more GPUs, or target helm"))
+    return out
 
 
 def _check_training(plan: Plan, adapter: Adapter, fail_on_approximate: bool) -> list[NotFit]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vilms.compiler.memory.estimate import Estimate, gib
+from vilms.compiler.memory.estimate import Estimate, gib, total_of
 from vilms.compiler.memory.serving import estimate_model, serving_budget
 from vilms.compiler.memory.shapes import sizing
 from vilms.compiler.plan import Deployment, ModelServing, Plan
@@ -65,6 +65,7 @@ class Problem:
     path: tuple[str, ...]
     message: str
     hint: str
+    estimate: Estimate | None = None  # the per-GPU estimate that does not fit (None: not a memory problem)
 
 
 def tp_allowed(heads: int, kv_heads: int, tp: int) -> bool:
@@ -79,6 +80,11 @@ def tp_allowed(heads: int, kv_heads: int, tp: int) -> bool:
 def nodes_of(dep: Deployment) -> int:
     """Nodes a replica may span: the profile's on helm; one host elsewhere."""
     return dep.hardware.nodes if dep.target == "helm" else 1
+
+
+def layout_text(tp: int, pp: int) -> str:
+    """``TP 2`` or ``TP 8 × PP 2`` (16 GPUs)."""
+    return f"TP {tp}" + (f" × PP {pp} ({tp * pp} GPUs)" if pp > 1 else "")
 
 
 def _powers_of_two(limit: int) -> list[int]:
@@ -105,8 +111,7 @@ def per_gpu(est: Estimate, tp: int, pp: int, kv_heads: int, budget: int, budget_
             split = f"{kv_share} of {kv_heads} KV heads" if kv_share * tp != kv_heads else f"÷ {tp}"
             details["kv_cache"] += f", {split}" + (f", ÷ {pp} stages" if pp > 1 else "")
         details["runtime"] = details.get("runtime", "") + ", on every GPU"
-    layout = f"per GPU of {shards}: TP {tp}" + (f" × PP {pp}" if pp > 1 else "")
-    return Estimate(label=f"{est.label}, {layout}", weights=est.weights // shards, kv_cache=kv,
+    return Estimate(label=f"{est.label}, per GPU of {layout_text(tp, pp)}", weights=est.weights // shards, kv_cache=kv,
                     lora=est.lora // shards, runtime=est.runtime, budget=budget, budget_note=budget_note,
                     details=details, notes=est.notes, approximate=est.approximate)
 
@@ -126,7 +131,7 @@ def _layout(p: Placement, plan: Plan, dep: Deployment) -> Estimate:
 
 def estimate_per_gpu(plan: Plan, dep: Deployment, model: str) -> Estimate:
     """What one GPU of ``model``'s replica holds under its placement (vLLM on a GPU profile)."""
-    return _layout(placements(plan, dep)[model], plan, dep)
+    return _layout(_place(plan, dep, model)[0], plan, dep)
 
 
 def placements(plan: Plan, dep: Deployment) -> dict[str, Placement]:
@@ -170,7 +175,13 @@ def _place_vllm(plan: Plan, dep: Deployment, name: str, replicas: int) -> tuple[
 
     # candidate layouts in order of preference: fewer stages first, then fewer GPUs per stage
     layouts: list[tuple[int, int]] = []
-    for pp in [pp_d] if pp_d is not None else range(1, nodes + 1):
+    if pp_d is not None:
+        pps: list[int] | range = [pp_d]
+    elif gpus_d is not None and tp_d is not None:
+        pps = [gpus_d // tp_d] if gpus_d % tp_d == 0 else []
+    else:
+        pps = range(1, nodes + 1)
+    for pp in pps:
         if gpus_d is not None:
             tps = [gpus_d // pp] if gpus_d % pp == 0 and (tp_d is None or tp_d * pp == gpus_d) else []
         elif tp_d is not None:
@@ -211,7 +222,7 @@ def _place_vllm(plan: Plan, dep: Deployment, name: str, replicas: int) -> tuple[
     else:
         tp, pp, e = chosen
         if not e.fits:
-            found.append(_fit_problem(dep, name, e, at + (key,) if not undeclared else None))
+            found.append(_fit_problem(dep, name, tp, pp, e, at + (key,) if not undeclared else None))
         reason = _reason(tp, pp, undeclared, exact, heads, est.known, per_node)
     gpus = tp * pp
     spans = 1 if gpus <= per_node else pp
@@ -270,16 +281,60 @@ def _span_problem(dep: Deployment, tp: int, pp: int, at: tuple[str, ...]) -> Pro
                    f"{hw.nodes} node(s) of {hw.gpus} GPU(s)", f"declare nodes: {pp} on hardware {hw.name}, or use fewer GPUs")
 
 
-def _fit_problem(dep: Deployment, name: str, e: Estimate, at: tuple[str, ...] | None) -> Problem:
+def _fit_problem(dep: Deployment, name: str, tp: int, pp: int, e: Estimate, at: tuple[str, ...] | None) -> Problem:
     hw = dep.hardware
-    layout = e.label.rsplit(", per GPU of ", 1)[-1]
+    layout = layout_text(tp, pp)
     if at is None:
         span = f"{nodes_of(dep)} node(s) of {hw.gpus} × {gib(hw.gpu_memory_bytes)} GPU"
         return Problem(("deployments", dep.name, "hardware"),
                        f"model {name!r} fits no layout on {span}: {gib(e.total)} per GPU at best "
-                       f"({layout} GPUs), {gib(e.budget or 0)} available ({e.budget_note})",
+                       f"({layout}), {gib(e.budget or 0)} available ({e.budget_note})",
                        "use a quantized checkpoint (quantization.vllm: awq|gptq|fp8), lower the context or parallel, "
-                       "or use a profile with more GPUs or nodes")
-    return Problem(at, f"model {name!r} needs {gib(e.total)} per GPU on {layout} GPUs; one GPU gives "
+                       "or use a profile with more GPUs or nodes", e)
+    return Problem(at, f"model {name!r} needs {gib(e.total)} per GPU on {layout}; one GPU gives "
                    f"{gib(e.budget or 0)} ({e.budget_note})",
-                   "raise tensor_parallel or pipeline_parallel, or leave them out for the planner to choose")
+                   "raise tensor_parallel or pipeline_parallel, or leave them out for the planner to choose", e)
+
+
+# --- a deployment -------------------------------------------------------------------------
+def gpu_vllm(dep: Deployment) -> bool:
+    """vLLM on a GPU profile: every model on GPUs of its own, estimated per GPU."""
+    return dep.engine == "vllm" and dep.hardware.kind == "gpu"
+
+
+def estimate_serving(plan: Plan, dep: Deployment) -> dict[str, Estimate]:
+    """Per served model of ``dep``: what one copy needs against its budget; for vLLM on GPUs,
+    what one GPU of its placement holds."""
+    if gpu_vllm(dep):
+        return {name: estimate_per_gpu(plan, dep, name) for name in dep.models}
+    return {name: estimate_model(plan, dep, name) for name in dep.models}
+
+
+def shares_hardware(dep: Deployment) -> bool:
+    """Models of a deployment share one machine's memory, except on helm (a Deployment per
+    model, each pod with its own GPUs) and for vLLM on GPUs (each model pinned to its own)."""
+    return dep.target != "helm" and not gpu_vllm(dep)
+
+
+def estimate_deployment(plan: Plan, dep: Deployment) -> tuple[dict[str, Estimate], Estimate]:
+    """Per-model estimates and their sum. With shared hardware (compose, local: Ollama keeps
+    OLLAMA_MAX_LOADED_MODELS = number of models loaded at once) the sum is checked against one
+    budget; where each model has GPUs of its own, the sum's budget is one per model."""
+    per_model = estimate_serving(plan, dep)
+    budget, note = _budget_per_gpu(dep) if gpu_vllm(dep) else serving_budget(dep.hardware, dep.engine)
+    label = f"deployment {dep.name} on {dep.hardware.name}"
+    if not shares_hardware(dep) and len(per_model) > 1:
+        budget, note = budget * len(per_model), f"{len(per_model)} × ({note}), one per model"
+    return per_model, total_of(label, list(per_model.values()), budget, note)
+
+
+def deployment_fits(plan: Plan, dep: Deployment) -> bool:
+    per_model, total = estimate_deployment(plan, dep)
+    if shares_hardware(dep):
+        return total.fits
+    return all(e.fits for e in per_model.values())
+
+
+def gpus_needed(plan: Plan, dep: Deployment) -> dict[str, int]:
+    """GPUs each model of a one-host vLLM deployment takes: per replica × replicas."""
+    return {m: p.gpus * p.replicas for m, p in placements(plan, dep).items()}

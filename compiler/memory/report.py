@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vilms.compiler.memory.estimate import GIB, Estimate
-from vilms.compiler.memory.serving import estimate_deployment
+from vilms.compiler.memory.placement import estimate_deployment, placements, shares_hardware
 from vilms.compiler.memory.training import estimate_training
 from vilms.compiler.plan import Deployment, Plan
 
@@ -67,12 +67,26 @@ def explain_lines(plan: Plan, dep: Deployment) -> list[str]:
     """The memory section of ``vilms explain DEPLOYMENT``."""
     per_model, total = estimate_deployment(plan, dep)
     shown: dict[str, Estimate] = dict(per_model)
-    if len(per_model) > 1:
+    if len(per_model) > 1 and shares_hardware(dep):
         shown["total"] = total
-    lines = ["memory:"]
+    lines = placement_lines(plan, dep) if dep.engine == "vllm" else []
+    lines.append("memory:")
     lines.extend("  " + line for line in format_table(shown).splitlines())
     trained = [a for a in plan.adapters.values() if a.base in dep.models]
     for adapter in sorted(trained, key=lambda a: a.name):
         lines.append(f"training {adapter.name}:")
         lines.extend("  " + line for line in format_table(estimate_training(plan, adapter)).splitlines())
+    return lines
+
+
+def placement_lines(plan: Plan, dep: Deployment) -> list[str]:
+    """Where each vLLM model of ``dep`` runs: parallelism, GPUs, nodes, replicas, and why."""
+    lines = ["placement:"]
+    for name, p in placements(plan, dep).items():
+        where = f"{p.gpus} GPU(s) per replica" + (f" on {p.nodes} nodes of {p.gpus_per_node}" if p.nodes > 1 else "")
+        per_gpu = f", {p.per_gpu_bytes / GIB:.2f} GiB per GPU" if p.per_gpu_bytes is not None and p.gpus else ""
+        seqs = f", max-num-seqs {p.max_num_seqs}" if p.max_num_seqs else ""
+        lines.append(f"  {name}: tensor parallel {p.tensor_parallel}, pipeline parallel {p.pipeline_parallel}: "
+                     f"{where}, {p.replicas} replica(s){per_gpu}{seqs}")
+        lines.append(f"    why: {p.reason}")
     return lines

@@ -16,7 +16,7 @@ Jetson = memory − OS reserve (vLLM: also capped by its Jetson utilisation, see
 from __future__ import annotations
 
 from vilms.compiler.facts import llamacpp, ollama, vllm
-from vilms.compiler.memory.estimate import GIB, MIB, Estimate, gib, mib, params_text, total_of
+from vilms.compiler.memory.estimate import GIB, MIB, Estimate, gib, mib, params_text
 from vilms.compiler.memory.shapes import LINEAR_MODULES, Sizing, sizing
 from vilms.compiler.plan import Adapter, Deployment, Hardware, Model, Plan
 
@@ -172,34 +172,3 @@ def estimate_model(plan: Plan, dep: Deployment, model_name: str) -> Estimate:
     return Estimate(label=label, weights=weights, kv_cache=kv, lora=lora, runtime=runtime * processes,
                     budget=budget, budget_note=budget_note, details=details, notes=tuple(notes),
                     approximate=not size.exact)
-
-
-# --- a deployment -------------------------------------------------------------------------
-def estimate_serving(plan: Plan, dep: Deployment) -> dict[str, Estimate]:
-    """Per served model of ``dep``: what one copy of it needs, against the hardware budget."""
-    return {name: estimate_model(plan, dep, name) for name in dep.models}
-
-
-def shares_hardware(dep: Deployment) -> bool:
-    """Models of a deployment share one machine, except on helm (a Deployment per model,
-    each pod with its own GPUs)."""
-    return dep.target != "helm"
-
-
-def estimate_deployment(plan: Plan, dep: Deployment) -> tuple[dict[str, Estimate], Estimate]:
-    """Per-model estimates and their sum. With shared hardware (compose, local: Ollama keeps
-    OLLAMA_MAX_LOADED_MODELS = number of models loaded at once) the sum is checked against one
-    budget; on helm each model has its own GPUs, so the sum's budget is one per model."""
-    per_model = estimate_serving(plan, dep)
-    budget, note = serving_budget(dep.hardware, dep.engine)
-    label = f"deployment {dep.name} on {dep.hardware.name}"
-    if not shares_hardware(dep) and len(per_model) > 1:
-        budget, note = budget * len(per_model), f"{len(per_model)} × ({note}), one per model"
-    return per_model, total_of(label, list(per_model.values()), budget, note)
-
-
-def deployment_fits(plan: Plan, dep: Deployment) -> bool:
-    per_model, total = estimate_deployment(plan, dep)
-    if shares_hardware(dep):
-        return total.fits
-    return all(e.fits for e in per_model.values())

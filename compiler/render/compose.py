@@ -1,6 +1,7 @@
 """``generated/<deployment>/docker-compose.yaml`` (target compose).
 
-Services: the engine (one Ollama, or one vLLM per model), a one-shot ``ollama-init``
+Services: the engine (one Ollama, or one vLLM per model and replica, each pinned to GPUs
+of its own on a GPU host), a one-shot ``ollama-init``
 that creates the Ollama models from the generated Modelfiles, and the gateway, which
 starts only once the engine is ready. Ports bind to 127.0.0.1 unless the deployment
 sets ``expose: true``; only the gateway publishes a port (engines stay on the project
@@ -17,6 +18,7 @@ from typing import Any
 from vilms.compiler import weights
 from vilms.compiler.facts import gateway, ollama, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, engine_image
+from vilms.compiler.memory import placements
 from vilms.compiler.naming import compose_service
 from vilms.compiler.plan import Deployment, Hardware, Plan
 
@@ -48,14 +50,21 @@ def _limits(hw: Hardware) -> dict[str, Any]:
     return limits
 
 
-def _gpu(hw: Hardware, service: dict[str, Any]) -> None:
+def _gpu(hw: Hardware, service: dict[str, Any], device_ids: list[str] | None = None) -> None:
+    """GPU access: Jetson through nvidia-container-runtime; a GPU host reserves ``device_ids``
+    (an engine pinned to GPUs of its own), or every GPU of the host."""
     resources = service.setdefault("deploy", {}).setdefault("resources", {})
     if hw.kind == "jetson":
         service["runtime"] = "nvidia"  # Tegra devices come from nvidia-container-runtime, not --gpus
         service.setdefault("environment", {})["NVIDIA_VISIBLE_DEVICES"] = "all"
         service["environment"]["NVIDIA_DRIVER_CAPABILITIES"] = "all"
     elif hw.kind == "gpu":
-        resources["reservations"] = {"devices": [{"driver": "nvidia", "count": hw.gpus, "capabilities": ["gpu"]}]}
+        device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+        if device_ids is None:
+            device["count"] = hw.gpus
+        else:
+            device["device_ids"] = device_ids
+        resources["reservations"] = {"devices": [device]}
 
 
 def _healthcheck(test: list[str], start: str) -> dict[str, Any]:
@@ -129,11 +138,36 @@ def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) ->
             {"ollama-init": {"condition": "service_completed_successfully"}})
 
 
+def replica_services(plan: Plan, dep: Deployment) -> dict[str, list[tuple[str, list[str] | None]]]:
+    """Per model, its vLLM services and the GPUs each is pinned to (None on a Jetson).
+
+    On a GPU host every engine gets GPUs of its own, numbered in model order. A model with
+    ``replicas: N`` runs N services ``vllm-<model>_1`` … ``_N`` rather than ``deploy.replicas``:
+    Docker gives every replica of one service the same device request, so the copies would
+    all land on the same GPUs (docker/compose#11863). Each copy carries the network alias
+    ``vllm-<model>``, whose DNS records the gateway discovers (one per container)."""
+    places = placements(plan, dep)
+    out: dict[str, list[tuple[str, list[str] | None]]] = {}
+    first = 0
+    for model_name in dep.models:
+        place, name = places[model_name], compose_service("vllm", model_name)
+        names = [name] if place.replicas == 1 else [f"{name}_{i}" for i in range(1, place.replicas + 1)]
+        out[model_name] = []
+        for service in names:
+            ids = None
+            if dep.hardware.kind == "gpu":
+                ids = [str(first + k) for k in range(place.gpus)]
+                first += place.gpus
+            out[model_name].append((service, ids))
+    return out
+
+
 def _vllm_services(plan: Plan, dep: Deployment) -> Services:
-    """One vLLM server per model, sharing a Hugging Face cache volume."""
+    """One vLLM server per model and replica, sharing a Hugging Face cache volume."""
     hw = dep.hardware
     services: dict[str, Any] = {}
     waits: dict[str, Any] = {}
+    replicas = replica_services(plan, dep)
     for model_name in dep.models:
         model = plan.models[model_name]
         name = compose_service("vllm", model_name)
@@ -162,9 +196,13 @@ def _vllm_services(plan: Plan, dep: Deployment) -> Services:
             "deploy": {"resources": {"limits": _limits(hw)}},
             "logging": LOGGING,
         }
-        _gpu(hw, service)
-        services[name] = service
-        waits[name] = {"condition": "service_healthy"}
+        for replica, device_ids in replicas[model_name]:
+            copy = {**service, "environment": dict(environment), "deploy": {"resources": {"limits": _limits(hw)}}}
+            if replica != name:
+                copy["networks"] = {"default": {"aliases": [name]}}
+            _gpu(hw, copy, device_ids)
+            services[replica] = copy
+            waits[replica] = {"condition": "service_healthy"}
     return services, {"hf-cache": {}}, waits
 
 

@@ -1,32 +1,35 @@
 """``generated/<deployment>/vllm/<model>.yaml``: a ``vllm serve --config`` file per model.
 
-Keys are vLLM's long flag names. LoRA is enabled whenever the deployment serves an
-alias with an adapter, released or not, with ``max-lora-rank`` the smallest allowed
-value ≥ the largest adapter rank, so a rollout can load the adapter at run time.
+Keys are vLLM's long flag names. Tensor and pipeline parallel and ``max-num-seqs`` come
+from the placement (:mod:`vilms.compiler.memory.placement`). LoRA is enabled whenever the
+deployment serves an alias with an adapter, released or not, with ``max-lora-rank`` the
+smallest allowed value ≥ the largest adapter rank and a slot per declared adapter; released
+adapters are not named here: the gateway loads them into every engine at run time
+(``/v1/load_lora_adapter``), so a release or rollback never changes an engine's config.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from vilms.compiler.facts import vllm as facts
-from vilms.compiler.memory import estimate_model
+from vilms.compiler.memory import Placement, estimate_model, placements
 from vilms.compiler.plan import Deployment, Plan
 
 
 def memory_utilizations(plan: Plan, dep: Deployment) -> dict[str, float]:
     """Fraction of accelerator memory the vLLM engine of each model of ``dep`` may take.
 
-    Under Helm each engine is a pod with GPUs of its own. On one compose host every engine
-    sees the same GPUs (or the Jetson's unified memory), and vLLM pre-allocates its whole
-    share at start, so the budget is split in proportion to each engine's estimated need:
+    Under Helm each engine is a pod with GPUs of its own, and on a compose GPU host each is
+    pinned to GPUs of its own. On a Jetson every engine sees the same unified memory, and
+    vLLM pre-allocates its whole share at start, so the budget is split in proportion to each
+    engine's estimated need:
     whenever the memory planner finds the deployment fits, every engine gets at least what
     it needs. Engines with an unknown estimate get equal shares.
     """
     budget = facts.JETSON_MEMORY_UTILIZATION if dep.hardware.kind == "jetson" else facts.GPU_MEMORY_UTILIZATION
-    if dep.target == "helm" or len(dep.models) <= 1:
+    if dep.target == "helm" or dep.hardware.kind == "gpu" or len(dep.models) <= 1:
         return {m: budget for m in dep.models}
     needs = {m: estimate_model(plan, dep, m) for m in dep.models}
     if all(e.known and e.total > 0 for e in needs.values()):
@@ -49,12 +52,12 @@ def model_path(plan: Plan, model_name: str) -> str:
 def vllm_configs(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
     """The ``vllm serve --config`` mapping of every model ``dep`` serves."""
     utilization = memory_utilizations(plan, dep)
-    return {m: vllm_config(plan, dep, m, utilization[m]) for m in dep.models}
+    places = placements(plan, dep)
+    return {m: vllm_config(plan, dep, m, utilization[m], places[m]) for m in dep.models}
 
 
-def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float) -> dict[str, Any]:
+def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float, place: Placement) -> dict[str, Any]:
     model = plan.models[model_name]
-    hw = dep.hardware
     config: dict[str, Any] = {
         "model": model_path(plan, model_name),
         "served-model-name": [model_name],
@@ -62,15 +65,17 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float
         "port": facts.PORT,
         "max-model-len": dep.context_of(model_name),
         "dtype": model.dtype,
-        "tensor-parallel-size": hw.gpus if hw.kind == "gpu" else 1,
+        "tensor-parallel-size": place.tensor_parallel,
         "gpu-memory-utilization": utilization,
     }
+    if place.pipeline_parallel > 1:
+        config["pipeline-parallel-size"] = place.pipeline_parallel
     if model.source.revision:
         config["revision"] = model.source.revision
     if "vllm" in model.quantization:
         config["quantization"] = model.quantization["vllm"]
-    if dep.parallel is not None:
-        config["max-num-seqs"] = dep.parallel
+    if place.max_num_seqs is not None:
+        config["max-num-seqs"] = place.max_num_seqs
     if model.task == "embedding":
         config["runner"] = "pooling"
     adapters = dep.adapters_of(model_name)
@@ -80,11 +85,4 @@ def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float
         config["max-lora-rank"] = max_lora_rank(max(ranks))
         config["max-loras"] = len(adapters)
         config["max-cpu-loras"] = len(adapters)
-        released = [plan.adapters[a] for a in adapters if plan.adapters[a].release]
-        if released:
-            config["lora-modules"] = [
-                json.dumps({"name": a.name, "path": f"{facts.ARTIFACTS_DIR}/{a.release}/adapter", "base_model_name": model_name},
-                           sort_keys=True, separators=(",", ":"))
-                for a in released
-            ]
     return config

@@ -8,6 +8,7 @@ from vilms.compiler.images import image_for, jetpacks_with_image
 from vilms.compiler.modelfile_syntax import why_unrepresentable
 from vilms.compiler.reporter import Reporter
 from vilms.compiler.shorthand import alias_entry, served_aliases
+from vilms.compiler.suggest import did_you_mean
 
 # engines each target can run
 TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}
@@ -22,6 +23,11 @@ def check(doc: Document, report: Reporter) -> None:
     models = data.get("models", {})
     adapters = data.get("adapters", {})
     aliases = data.get("aliases", {})
+
+    for name, profile in hardware.items():
+        if profile.get("nodes", 1) > 1 and profile["kind"] != "gpu":
+            report.error(("hardware", name, "nodes"), f"nodes apply to kind gpu, not {profile['kind']!r}",
+                         hint="a jetson or cpu profile is one machine; remove nodes")
 
     for name, adapter in adapters.items():
         base = ("adapters", name)
@@ -74,6 +80,7 @@ def check(doc: Document, report: Reporter) -> None:
         autoscale = dep.get("autoscale", {})
         if autoscale.get("min", 1) > autoscale.get("max", autoscale.get("min", 1)):
             report.error(base + ("autoscale",), "autoscale.min is greater than autoscale.max")
+        _check_serving(data, dep_name, dep, hw, report)
 
         for alias in served_aliases(data, dep):
             if alias not in aliases:
@@ -91,6 +98,52 @@ def check(doc: Document, report: Reporter) -> None:
                 _check_adapter_servable(adapter_name, adapters[adapter_name], engine, dep_name, report)
             if engine == "ollama" and adapter_name:
                 _check_modelfile_values(alias, entry, dep_name, report)
+
+
+def _check_serving(data: dict, dep_name: str, dep: dict, hw: dict | None, report: Reporter) -> None:
+    """``serving:``, ``update:``, ``monitoring:`` and replicas against the engine, target and board.
+    Parallelism against the model and the GPUs is the placement's (``compiler/memory/placement.py``)."""
+    base = ("deployments", dep_name)
+    target, engine = dep["target"], dep["engine"]
+    kind = hw["kind"] if hw is not None else None
+    for key in ("update", "monitoring"):
+        if key in dep and target != "helm":
+            report.error(base + (key,), f"{key} applies to target helm only")
+    if dep.get("replicas", 1) > 1 and target == "compose" and (engine == "ollama" or kind == "jetson"):
+        report.error(base + ("replicas",),
+                     f"a compose deployment runs one {'Ollama server' if engine == 'ollama' else 'vLLM engine per model on the Jetson'} "
+                     "per host: replicas cannot be more than 1",
+                     hint="drop replicas, or serve the model with engine vllm on a gpu profile (compose) or target helm")
+    serving = dep.get("serving", {})
+    if not serving:
+        return
+    if engine != "vllm":
+        report.error(base + ("serving",), f"serving settings apply to engine vllm, not {engine!r}", at_key=True,
+                     hint="remove serving:, or use engine: vllm")
+        return
+    aliases = data.get("aliases", {})
+    served = sorted({alias_entry(aliases[a])["model"] for a in served_aliases(data, dep) if a in aliases})
+    for model_name, settings in serving.items():
+        at = base + ("serving", model_name)
+        if model_name not in served:
+            report.error(at, f"deployment {dep_name!r} does not serve model {model_name!r}{did_you_mean(model_name, served)}",
+                         at_key=True, hint=f"it serves: {', '.join(served) or 'nothing'}")
+            continue
+        if kind == "jetson":
+            for key in ("gpus", "tensor_parallel", "pipeline_parallel", "replicas"):
+                if settings.get(key, 1) > 1:
+                    report.error(at + (key,), f"a Jetson has one integrated GPU: {key} cannot be more than 1",
+                                 hint=f"remove {key}, or serve this model from a gpu profile")
+        autoscale = settings.get("autoscale")
+        if autoscale is not None:
+            if target != "helm":
+                report.error(at + ("autoscale",), "autoscale applies to target helm only (a KEDA ScaledObject)",
+                             hint="compose runs the declared replicas; remove autoscale")
+            elif "monitoring" not in dep:
+                report.error(at + ("autoscale",), "autoscale reads vLLM's queue from Prometheus: the deployment needs monitoring:",
+                             hint=f"add monitoring: {{}} to deployments.{dep_name} (or set its prometheus_url)")
+            if autoscale.get("min", 0) > autoscale["max"]:
+                report.error(at + ("autoscale", "min"), f"autoscale.min {autoscale['min']} is greater than autoscale.max {autoscale['max']}")
 
 
 def _check_modelfile_values(alias: str, entry: dict, dep_name: str, report: Reporter) -> None:

@@ -16,6 +16,6 @@ from vilms.compiler.reporter import Reporter
 def check_fit(doc: Document, plan: Plan) -> list[Diagnostic]:
     report = Reporter(doc)
     for problem in check_plan(plan):
-        table = "\n".join("  " + line for line in problem.table.splitlines())
-        report.error(problem.path, problem.message + "\n" + table, hint=problem.hint)
+        table = "".join("\n  " + line for line in problem.table.splitlines())
+        report.error(problem.path, problem.message + table, hint=problem.hint)
     return sorted(report.diagnostics)

@@ -168,6 +168,40 @@ CASES: list[tuple[str, str, str]] = [
      swap("  chat: qwen2.5-1.5b", "  chat: {model: qwen2.5-1.5b, system: &p " + "y" * 20_000 + "}\n"
           + "".join(f"  a{i}: {{model: qwen2.5-1.5b, system: *p}}\n" for i in range(8000)).rstrip("\n")),
      "vilms.yaml:861:39: aliases.a836.system: document expands to more than 16 MiB at this alias\n" + ALIAS_HINT + ONE),
+    # 14. serving settings that cannot work: located at the key, with what would
+    ("serving-a-model-not-served", deployment("serving: {qwen2.5-1.5: {replicas: 2}}"),
+     "vilms.yaml:28:66: deployments.gpu.serving.qwen2.5-1.5: deployment 'gpu' does not serve model 'qwen2.5-1.5' (did you mean 'qwen2.5-1.5b'?)\n"
+     "  hint: it serves: qwen2.5-1.5b\n" + ONE + FIT),
+    ("serving-on-llamacpp", deployment("serving: {qwen2.5-1.5b: {replicas: 2}}", "dev"),
+     "vilms.yaml:27:60: deployments.dev.serving: serving settings apply to engine vllm, not 'llamacpp'\n"
+     "  hint: remove serving:, or use engine: vllm\n" + ONE + FIT),
+    ("tensor-parallel-not-dividing-heads",
+     swap("    context: 8192\n", "    context: 8192\n    architecture: {%s}\n" % ARCHITECTURE, serving("tensor_parallel: 3").replace("gpus: 1,", "gpus: 8,")),
+     "vilms.yaml:29:98: deployments.gpu.serving.qwen2.5-1.5b.tensor_parallel: tensor parallel 3 does not divide the attention heads "
+     "of 'qwen2.5-1.5b' (12 heads, 2 KV heads)\n  hint: vLLM accepts tensor_parallel 1, 2, 4, 6 on 8 GPU(s) per node\n" + ONE),
+    ("gpus-not-tp-times-pp", serving("gpus: 3, tensor_parallel: 1, pipeline_parallel: 2").replace("gpus: 1,", "gpus: 8,"),
+     "vilms.yaml:28:87: deployments.gpu.serving.qwen2.5-1.5b.gpus: gpus 3 is not tensor_parallel × pipeline_parallel (1 × 2 = 2)\n"
+     "  hint: leave gpus out: it defaults to the product\n" + ONE),
+    ("gpus-beyond-a-compose-host", serving("gpus: 2"),
+     "vilms.yaml:28:87: deployments.gpu.serving.qwen2.5-1.5b.gpus: 2 GPUs per replica are more than the 1 GPU(s) of hardware 'gpu1': "
+     "target compose runs on one host\n  hint: only target helm runs a model across nodes (a LeaderWorkerSet)\n" + ONE),
+    ("nodes-on-a-cpu-profile", swap("cpus: 4}", "cpus: 4, nodes: 2}"),
+     "vilms.yaml:4:54: hardware.laptop.nodes: nodes apply to kind gpu, not 'cpu'\n"
+     "  hint: a jetson or cpu profile is one machine; remove nodes\n" + ONE + FIT),
+    ("compose-replicas-beyond-the-gpus", deployment("replicas: 2"),
+     "vilms.yaml:28:19: deployments.gpu.hardware: the vLLM engines of deployment 'gpu' need 2 GPUs (qwen2.5-1.5b 1 × 2 replicas) "
+     "but hardware 'gpu1' has 1: on one host each engine gets GPUs of its own\n  hint: serve fewer models, lower replicas or "
+     "serving.<model>.tensor_parallel, use a profile with more GPUs, or target helm\n" + ONE),
+    ("engine-autoscale-on-compose", serving("autoscale: {max: 3}"),
+     "vilms.yaml:28:92: deployments.gpu.serving.qwen2.5-1.5b.autoscale: autoscale applies to target helm only (a KEDA ScaledObject)\n"
+     "  hint: compose runs the declared replicas; remove autoscale\n" + ONE + FIT),
+    ("rolling-update-on-compose", deployment("update: {max_surge: 0, max_unavailable: 1}"),
+     "vilms.yaml:28:64: deployments.gpu.update: update applies to target helm only\n" + ONE + FIT),
+    ("ollama-replicas-on-compose",
+     swap("  gpu: {hardware: gpu1, target: compose, engine: vllm}",
+          "  gpu: {hardware: gpu1, target: compose, engine: vllm}\n  box: {hardware: laptop, target: compose, engine: ollama, replicas: 2}"),
+     "vilms.yaml:29:70: deployments.box.replicas: a compose deployment runs one Ollama server per host: replicas cannot be more than 1\n"
+     "  hint: drop replicas, or serve the model with engine vllm on a gpu profile (compose) or target helm\n" + ONE + FIT),
 ]
 
 # 3. a float where an integer is meant, in every integer field of vilms/v1:

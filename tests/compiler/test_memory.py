@@ -416,7 +416,7 @@ def test_shipped_vilms_yaml_fits() -> None:
     assert edge.fits and edge.budget == 7 * GIB
     for dep in p.deployments.values():
         text = "\n".join(memory.explain_lines(p, dep))
-        assert text.startswith("memory:")
+        assert text.startswith("placement:" if dep.engine == "vllm" else "memory:") and "\nmemory:" in "\n" + text
 
 
 def test_build_fails_with_a_located_table(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_per_gpu_estimate_splits_weights_and_kv_heads() -> None:
     assert per_gpu.kv_cache == whole.kv_cache // 4  # 8 KV heads over 4 ranks: 2 each
     assert per_gpu.runtime == whole.runtime  # CUDA context and graphs on every GPU
     assert per_gpu.budget == int(80 * GIB * 0.9)
-    assert "per GPU of 4: TP 4" in per_gpu.label
+    assert per_gpu.label.endswith("per GPU of TP 4")
 
 
 def test_replicated_kv_heads_are_not_split() -> None:
@@ -146,6 +146,7 @@ def test_declared_gpus_alone_fill_a_node_then_stages() -> None:
 
 def test_declared_pipeline_parallel_on_one_node() -> None:
     assert layout(place(LLAMA_31_8B, gpus(8), pipeline_parallel=2)) == (1, 2, 2, 1, 2)
+    assert layout(place(LLAMA_31_8B, gpus(8), gpus=4, tensor_parallel=1)) == (1, 4, 4, 1, 4)
 
 
 def test_max_num_seqs_feeds_the_kv_cache() -> None:

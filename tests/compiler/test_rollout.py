@@ -75,7 +75,7 @@ def test_rollout_edits_only_the_value_and_rebuilds(proj, vilms):
     out = result.out
     assert f"{ADAPTER}: release null → {R1} ({proj}:{RELEASE_LINE})" in out
     assert "served as alias support-bot on deployments cluster, dev, edge" in out
-    assert "  modified  generated/cluster/gateway/routes.yaml  (+3 -3)" in out
+    assert "  modified  generated/cluster/gateway/routes.yaml  (+4 -4)" in out
     assert "  added     generated/edge/ollama/support-bot.Modelfile  (+7 -0)" in out  # Ollama: one derived model per adapter alias
     assert re.search(r"^\d+ files changed, 1 added, 0 removed$", out, re.M)
     assert "review `git diff`" in out and result.err == ""  # a local run whose gate passed: no warning

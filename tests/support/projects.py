@@ -1,6 +1,6 @@
 """The projects whose artefacts the target tests prove: the shipped vilms.yaml, every
 example under examples/*/, and fixture projects that cover combinations the examples
-do not (compose+vLLM on GPUs, compose+Ollama on a Jetson and on a CPU, compose+vLLM on
+do not (compose+vLLM on GPUs with replicas, compose+Ollama on a Jetson and on a CPU, compose+vLLM on
 a Jetson, a Helm deployment with everything switched on).
 """
 
@@ -17,7 +17,7 @@ FIXTURES: dict[str, str] = {
 apiVersion: vilms/v1
 project: gpubox
 hardware:
-  l40s: {kind: gpu, gpus: 2, gpu_memory: 48GiB, memory: 128GiB, cpus: 32, gpu_type: NVIDIA-L40S}
+  l40s: {kind: gpu, gpus: 4, gpu_memory: 48GiB, memory: 128GiB, cpus: 32, gpu_type: NVIDIA-L40S}
 models:
   llama3.1-8b:
     source: hf:meta-llama/Llama-3.1-8B-Instruct@0e9e39f249a16976918f6564b8830bc894c89659
@@ -64,7 +64,14 @@ aliases:
   tickets: {model: llama3.1-8b, adapter: tickets-r8, fallbacks: [chat]}
   tickets-next: {model: llama3.1-8b, adapter: tickets-r100, fallbacks: [chat]}
 deployments:
-  box: {hardware: l40s, target: compose, engine: vllm, parallel: 4, expose: true, gateway_port: 9000}
+  box:
+    hardware: l40s
+    target: compose
+    engine: vllm
+    parallel: 4
+    expose: true
+    gateway_port: 9000
+    serving: {qwen2.5-7b-awq: {replicas: 2, max_num_seqs: 6}}
 gateway:
   api_keys: env:GPUBOX_API_KEYS
   otel_endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT

@@ -107,8 +107,10 @@ def test_accelerators(project, rel):
     for name, service in engines.items():
         reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
         if kind == "gpu":
-            devices = reservations["devices"]
-            assert devices == [{"driver": "nvidia", "count": devices[0]["count"], "capabilities": ["gpu"]}]
+            [device] = reservations["devices"]
+            pinned = name.startswith("vllm")  # each vLLM engine on GPUs of its own; Ollama takes the host's
+            assert set(device) == {"driver", "capabilities", "device_ids" if pinned else "count"}
+            assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
             assert "runtime" not in service
         elif kind == "jetson":
             assert service["runtime"] == "nvidia", name
@@ -117,6 +119,70 @@ def test_accelerators(project, rel):
             assert "reservations" not in service.get("deploy", {}).get("resources", {})
         else:
             assert "runtime" not in service and not reservations
+
+
+VLLM_GPU_COMPOSE = [(p, r) for p, r in COMPOSE
+                    if load_yaml(compiled_in_memory(p)[r.replace("docker-compose.yaml", "gateway/routes.yaml")])["hardware"]["kind"] == "gpu"
+                    and any(n.startswith("vllm") for n in _data(p, r)["services"])]
+
+
+@pytest.mark.parametrize(("project", "rel"), VLLM_GPU_COMPOSE, ids=[f"{p}:{r}" for p, r in VLLM_GPU_COMPOSE])
+def test_vllm_engines_and_replicas_get_gpus_of_their_own(project, rel, generated_tree):
+    """Each vLLM engine (each replica too) is pinned to distinct GPUs, as many as its tensor ×
+    pipeline parallel, within the host's; replicas share the model's DNS name (a network alias
+    the gateway discovers), publish no port and set no container_name."""
+    files = compiled_in_memory(project)
+    dep = rel.split("/")[0]
+    routes = load_yaml(files[f"{dep}/gateway/routes.yaml"])
+    services = {n: s for n, s in _data(project, rel)["services"].items() if n.startswith("vllm")}
+    taken: list[str] = []
+    names: dict[str, list[str]] = {}
+    for name, service in services.items():
+        ids = service["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+        config = load_yaml(files[service["volumes"][0].split(":")[0].replace("./", f"{dep}/", 1)])
+        assert len(ids) == config["tensor-parallel-size"] * config.get("pipeline-parallel-size", 1), name
+        taken.extend(ids)
+        aliases = service.get("networks", {}).get("default", {}).get("aliases", [name])
+        names.setdefault(aliases[0], []).append(name)
+        assert "ports" not in service and "container_name" not in service and "replicas" not in service["deploy"]
+    assert len(taken) == len(set(taken)) and all(0 <= int(i) < _host_gpus(project, dep) for i in taken)
+    hosts = {b["discovery"]["host"] for b in routes["backends"].values() if b["engine"] == "vllm"}
+    assert hosts == set(names)  # every discovery name answers with its replicas' containers
+    resolved = compose_resolved(generated_tree(project) / rel)["services"]
+    for host, replicas in names.items():
+        if len(replicas) > 1:
+            assert all(resolved[r]["networks"]["default"]["aliases"] == [host] for r in replicas)
+
+
+@pytest.mark.parametrize(("project", "rel"), COMPOSE, ids=IDS)
+def test_vllm_engines_with_adapters_accept_them_at_run_time(project, rel):
+    """The gateway loads released adapters with /v1/load_lora_adapter, which vLLM serves only
+    with VLLM_ALLOW_RUNTIME_LORA_UPDATING set; engines without adapters do not get it."""
+    files = compiled_in_memory(project)
+    for name, service in _data(project, rel)["services"].items():
+        if not name.startswith("vllm"):
+            continue
+        config = load_yaml(files[service["volumes"][0].split(":")[0].replace("./", f"{rel.split('/')[0]}/", 1)])
+        runtime = service["environment"].get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")
+        assert runtime == ("True" if config.get("enable-lora") else None), name
+
+
+def _host_gpus(project: str, dep: str) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.projects import projects, source_of
+    from vilms.compiler.pipeline import compile_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _doc, plan = compile_plan(source_of(next(p for p in projects() if p.name == project), Path(tmp)))
+    return plan.deployments[dep].hardware.gpus
+
+
+def test_a_fixture_runs_replicas_on_compose():
+    assert any(len(set(_data(p, r)["services"]) - {"gateway"}) > len({
+        b for b in load_yaml(compiled_in_memory(p)[r.replace("docker-compose.yaml", "gateway/routes.yaml")])["backends"]})
+        for p, r in VLLM_GPU_COMPOSE)
 
 
 OLLAMA_COMPOSE = [(p, r) for p, r in COMPOSE if "ollama" in _data(p, r)["services"]]

@@ -3,8 +3,6 @@ choices, and configures LoRA the way the design requires."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.support.projects import artefacts, compiled_in_memory
@@ -22,10 +20,11 @@ def _routes(project: str, rel: str) -> dict:
     return load_yaml(compiled_in_memory(project)[rel.split("/")[0] + "/gateway/routes.yaml"])
 
 
-def test_configs_cover_lora_released_and_unreleased():
+def test_configs_cover_lora_parallelism_and_pooling():
     configs = [_config(p, r) for p, r in CONFIGS]
-    assert any("lora-modules" in c for c in configs)
-    assert any(c.get("enable-lora") and "lora-modules" not in c for c in configs)
+    assert any(c.get("enable-lora") for c in configs)
+    assert any(c["tensor-parallel-size"] > 1 for c in configs)
+    assert any("max-num-seqs" in c for c in configs)
     assert any(c.get("runner") == "pooling" for c in configs)
 
 
@@ -42,18 +41,21 @@ def test_lora_matches_the_served_adapters(project, rel):
     adapters = {a["model"]: a for a in routes["aliases"].values() if a["adapter"] and a["backend"] == f"vllm-{model}"}
     training = {r.split("/")[1][:-5]: load_yaml(d) for r, d in compiled_in_memory(project).items() if r.startswith("training/")}
     if not adapters:
-        assert "enable-lora" not in config and "lora-modules" not in config and "max-lora-rank" not in config
+        assert "enable-lora" not in config and "max-lora-rank" not in config
         return
     assert config["enable-lora"] is True
-    largest = max(training[name]["lora"]["r"] for name in adapters)
+    largest = max(training[a["adapter"]["name"]]["lora"]["r"] for a in adapters.values())
     allowed = sorted(int(c) for c in vllm_choices("--max-lora-rank"))
     assert config["max-lora-rank"] == min(r for r in allowed if r >= largest)
-    assert config["max-loras"] >= 1 and config.get("max-cpu-loras", config["max-loras"]) >= config["max-loras"]
-    released = {name for name, a in adapters.items() if a["adapter"]["released"]}
-    modules = [json.loads(m) for m in config.get("lora-modules", [])]
-    assert {m["name"] for m in modules} == released
-    for m in modules:
-        assert m["base_model_name"] == model and m["path"].endswith("/adapter")
+    declared = {a["adapter"]["name"] for a in adapters.values()}
+    assert config["max-loras"] == len(declared) and config["max-cpu-loras"] >= config["max-loras"]
+    # released adapters are loaded at run time by the gateway, never named in the engine's config:
+    # a release or rollback changes the routes only
+    assert "lora-modules" not in config
+    for route in adapters.values():
+        ref = route["adapter"]
+        if ref["released"]:
+            assert route["model"] == ref["run"] and ref["path"].endswith(f"/{ref['run']}/adapter")
 
 
 @pytest.mark.parametrize(("project", "rel"), CONFIGS, ids=IDS)
@@ -69,15 +71,22 @@ def test_hardware_derived_settings(project, rel):
 
 
 def test_gpu_memory_is_shared_between_engines_on_one_host():
-    """Several vLLM engines on the same GPUs must not each claim 90% of them."""
-    by_dep: dict[tuple[str, str], float] = {}
+    """Several vLLM engines on the same GPU (or a Jetson's unified memory) must not each claim 90% of it."""
+    by_device: dict[tuple[str, str, str], float] = {}
     for project, rel in CONFIGS:
         files = compiled_in_memory(project)
         dep = rel.split("/")[0]
         if f"{dep}/docker-compose.yaml" not in files:
             continue  # Helm: each engine is its own pod with its own GPUs
-        by_dep[(project, dep)] = by_dep.get((project, dep), 0.0) + _config(project, rel)["gpu-memory-utilization"]
-    assert by_dep and all(total <= 0.95 for total in by_dep.values()), by_dep
+        services = load_yaml(files[f"{dep}/docker-compose.yaml"])["services"]
+        share = _config(project, rel)["gpu-memory-utilization"]
+        for service in services.values():
+            if service.get("volumes", [""])[0].startswith(f"./{rel.split('/', 1)[1]}:"):
+                devices = service["deploy"]["resources"].get("reservations", {}).get("devices", [{}])[0]
+                for device in devices.get("device_ids", ["unified"]):
+                    key = (project, dep, device)
+                    by_device[key] = by_device.get(key, 0.0) + share
+    assert len(by_device) >= 3 and all(total <= 0.95 for total in by_device.values()), by_device
 
 
 def test_each_engine_share_covers_its_estimated_need():
@@ -87,7 +96,7 @@ def test_each_engine_share_covers_its_estimated_need():
     from pathlib import Path
 
     from tests.support.projects import projects, source_of
-    from vilms.compiler.memory import estimate_model
+    from vilms.compiler.memory import estimate_serving
     from vilms.compiler.pipeline import compile_plan
 
     checked = 0
@@ -98,11 +107,12 @@ def test_each_engine_share_covers_its_estimated_need():
             if dep.engine != "vllm" or dep.target == "helm":
                 continue
             hw = dep.hardware
-            total = hw.gpus * hw.gpu_memory_bytes if hw.kind == "gpu" else hw.memory_bytes
+            # on GPUs each engine's share is of each of its own GPUs; a Jetson's is of the unified memory
+            total = hw.gpu_memory_bytes if hw.kind == "gpu" else hw.memory_bytes
             files = compiled_in_memory(project.name)
             for model in dep.models:
                 share = load_yaml(files[f"{dep.name}/vllm/{model}.yaml"])["gpu-memory-utilization"]
-                need = estimate_model(plan, dep, model)
+                need = estimate_serving(plan, dep)[model]
                 assert share * total >= need.total, (project.name, dep.name, model, share, need.total)
                 checked += 1
     assert checked >= 4
