@@ -114,14 +114,23 @@ def run_step(step: Step, root: Path, echo: Callable[[str], None], *, ollama_url:
             raise ActionError(f"applying {step.deployment} failed: `{shlex.join(command)}` exited {result.returncode}",
                               hint="its output is above; fix the cause and run `vilms apply` again")
     if step.ollama_bases is not None:
-        start = f"start it with `docker compose --file {_compose_file(step.deployment)} up -d`, or pass --ollama-url"
-        client = ollama_sync.OllamaClient(ollama_url or published_ollama(step.deployment, root),
-                                          timeout_s=ollama_timeout_s, start_hint=start)
-        echo(f"$ sync derived models with Ollama at {client.url}")
-        try:
-            result = ollama_sync.sync(root, step.deployment, step.ollama_bases, client, echo)
-        except ActionError as exc:
-            raise ActionError(f"applying {step.deployment}: {exc.message}", hint=exc.hint) from None
+        _sync_ollama(step.deployment, step.ollama_bases, root, echo, ollama_url, ollama_timeout_s)
+
+
+def _sync_ollama(deployment: str, bases: tuple[str, ...], root: Path, echo: Callable[[str], None],
+                 url: str | None, timeout_s: float) -> None:
+    start = f"start it with `docker compose --file {_compose_file(deployment)} up -d`, or pass --ollama-url"
+
+    def connect() -> ollama_sync.OllamaClient:
+        client = ollama_sync.OllamaClient(url or published_ollama(deployment, root), timeout_s=timeout_s, start_hint=start)
+        echo(f"derived models on Ollama at {client.url}:")
+        return client
+
+    try:
+        result = ollama_sync.sync(root, deployment, bases, connect, echo)
+    except ActionError as exc:
+        raise ActionError(f"applying {deployment}: {exc.message}", hint=exc.hint) from None
+    if result.created or result.unchanged or result.deleted:
         echo(f"  ollama: {len(result.created)} created, {len(result.unchanged)} unchanged, {len(result.deleted)} deleted")
 
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from vilms.compiler import layout
 from vilms.compiler.errors import ActionError
+from vilms.compiler.facts import ollama
 from vilms.compiler.modelfile_syntax import Command, ModelfileSyntaxError, parse
 
 TIMEOUT_S = 60.0  # connect, and the longest silence on any read or write, of every call
@@ -184,7 +185,7 @@ class OllamaClient:
     def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S, start_hint: str = START_HINT) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ActionError(f"Ollama URL {shown_url(url)!r} is not an http(s) URL", hint="e.g. http://127.0.0.1:11434")
+            raise ActionError(f"Ollama URL {shown_url(url)!r} is not an http(s) URL", hint=f"e.g. http://127.0.0.1:{ollama.PORT}")
         self.url = shown_url(url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname
@@ -238,7 +239,11 @@ class OllamaClient:
 
     def push_blob(self, blob: Blob) -> None:
         what = f"uploading {blob.path.name} ({blob.size} bytes)"
-        with blob.path.open("rb") as fh:
+        try:
+            fh = blob.path.open("rb")
+        except OSError as exc:
+            raise ActionError(f"cannot read {blob.path}: {exc.strerror}", hint="run `vilms apply` again once the file is back") from None
+        with fh:
             status, body = self._call("POST", f"/api/blobs/{blob.digest}", what, body=fh,
                                       headers={"Content-Length": str(blob.size), "Content-Type": "application/octet-stream"})
         if status not in (200, 201):
@@ -351,16 +356,21 @@ def read_record(path: Path) -> dict[str, str]:
 
 
 def _write_record(path: Path, models: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Replace the record in one step (temp file + rename)."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump({"models": dict(sorted(models.items()))}, fh, indent=2)
             fh.write("\n")
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise ActionError(f"cannot write {path}: {exc.strerror}",
+                          hint="the server has the change; free the disk or fix the permissions, then apply again") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def full_name(name: str) -> str:
@@ -376,13 +386,17 @@ class SyncResult:
     uploaded: tuple[str, ...]  # blob digests sent
 
 
-def sync(root: Path, deployment: str, bases: tuple[str, ...], client: OllamaClient,
+def sync(root: Path, deployment: str, bases: tuple[str, ...], server: OllamaClient | Callable[[], OllamaClient],
          echo: Callable[[str], None] = lambda _line: None) -> SyncResult:
     """Create new or changed derived models on the server, delete the ones this deployment created
-    that are no longer generated; record each step once the server confirmed it."""
+    that are no longer generated; record each step once the server confirmed it. ``server`` may be
+    a function that finds the server: it is called only when there is something to compare."""
     wanted = derived_models(root, deployment, bases)  # every local check before the server is asked
     path = record_path(root, deployment)
     record = read_record(path)
+    if not wanted and not record:
+        return SyncResult((), (), (), ())
+    client = server if isinstance(server, OllamaClient) else server()
     present = client.tags()
     created, unchanged, deleted, uploaded = [], [], [], []
     for model in wanted:

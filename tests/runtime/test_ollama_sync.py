@@ -196,3 +196,26 @@ def test_compose_publishes_ollama_on_a_free_loopback_port_for_apply(project):
     env = {name: "x" for name in compose_required_vars(compose.read_text())}
     ports = compose_resolved(compose, env)["services"]["ollama"]["ports"]
     assert [(p["host_ip"], p["target"], p.get("published", "")) for p in ports] == [("127.0.0.1", 11434, "")]
+
+
+def test_a_damaged_record_stops_the_sync_with_its_path_before_the_server_is_changed(project):
+    adapter(project, RUN, b"GGUF-adapter")
+    path = ollama_sync.record_path(project, "edge")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"models": ["support-bot"]}')
+    with serving(FakeOllamaModels()) as fake:
+        with pytest.raises(ActionError) as caught:
+            sync(project, "edge", BASES, OllamaClient(fake.url))
+    assert str(path) in caught.value.message and f"delete {path}" in caught.value.hint
+    assert fake.creates == []
+
+
+def test_a_deployment_without_derived_models_never_asks_for_the_server(project):
+    path = project / "vilms.yaml"
+    path.write_text(path.read_text().replace("engine: ollama, aliases: [chat, support-bot]", "engine: ollama, aliases: [chat]"))
+    subprocess.run([*CLI, "build", "-f", str(path)], check=True, capture_output=True)
+
+    def no_server() -> OllamaClient:
+        raise AssertionError("the server was looked up")
+
+    assert sync(project, "edge", BASES, no_server) == ollama_sync.SyncResult((), (), (), ())
