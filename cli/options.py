@@ -18,6 +18,11 @@ FILE = click.option(
 )
 DEPLOYMENT = click.argument("deployment", required=False)
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+OLLAMA_URL = click.option(
+    "--ollama-url", envvar="VILMS_OLLAMA_URL", default=None, metavar="URL",
+    help="The Ollama server whose derived models apply creates (compose + ollama; default: the port "
+         "`docker compose port` reports).",
+)
 APPLY = click.option("--apply", "apply_", is_flag=True,
                      help="Then deploy every deployment that serves the adapter (as `vilms apply`).")
 

@@ -12,7 +12,7 @@ import click
 from vilms.compiler.errors import UsageError
 from vilms.compiler.layout import Layout
 
-from .options import APPLY, DEPLOYMENT, FILE, YES
+from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
 
 
 @click.command()
@@ -21,12 +21,13 @@ from .options import APPLY, DEPLOYMENT, FILE, YES
 @FILE
 @APPLY
 @YES
-def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool) -> None:
+@OLLAMA_URL
+def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    _released(run_rollout(file, adapter, run_id), file, apply_, yes)
+    _released(run_rollout(file, adapter, run_id), file, apply_, yes, ollama_url)
 
 
 @click.command()
@@ -34,12 +35,13 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool) -> N
 @FILE
 @APPLY
 @YES
-def rollback(adapter: str, file: Path, apply_: bool, yes: bool) -> None:
+@OLLAMA_URL
+def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
     """Set ADAPTER's release: back to the run before the current rollout, and rebuild."""
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    _released(run_rollback(file, adapter), file, apply_, yes)
+    _released(run_rollback(file, adapter), file, apply_, yes, ollama_url)
 
 
 @click.command()
@@ -47,20 +49,25 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool) -> None:
 @FILE
 @click.option("--dry-run", is_flag=True, help="Print the commands; run nothing.")
 @YES
-def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool) -> None:
+@OLLAMA_URL
+def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool, ollama_url: str | None) -> None:
     """Deploy generated/ for DEPLOYMENT (default: every deployment): compose, Helm or local."""
-    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run)
+    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run, ollama_url=ollama_url)
 
 
-def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False) -> None:
+def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False,
+                      ollama_url: str | None = None) -> None:
     """Print, confirm and run the apply steps of ``only`` (every deployment when None)."""
-    from vilms.runtime.apply import plan_apply, run_step
+    from vilms.runtime.apply import check_ollama_url, plan_apply, run_step
 
     steps = plan_apply(file, only)
+    check_ollama_url(steps, ollama_url)
     for step in steps:
         click.echo(f"{step.deployment} ({step.target}):")
         for command in step.commands:
             click.echo(f"  $ {shlex.join(command)}")
+        if step.then:
+            click.echo(f"  then: {step.then}")
     if dry_run:
         return
     if not yes:
@@ -68,7 +75,7 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
         click.confirm("Apply?", abort=True)
     root = Layout.of(file).root
     for step in steps:
-        run_step(step, root, click.echo)
+        run_step(step, root, click.echo, ollama_url=ollama_url)
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
@@ -79,7 +86,7 @@ def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
                          hint="review with `vilms apply --dry-run`, then pass --yes")
 
 
-def _released(change: Any, file: Path, apply_: bool, yes: bool) -> None:
+def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
     from vilms.compiler.rollout import describe
 
     for warning in change.warnings:
@@ -90,7 +97,7 @@ def _released(change: Any, file: Path, apply_: bool, yes: bool) -> None:
         if not deployments:
             click.echo("no deployment serves this adapter: nothing to apply")
             return
-        apply_deployments(file, deployments, yes=yes)
+        apply_deployments(file, deployments, yes=yes, ollama_url=ollama_url)
 
 
 COMMANDS = (rollout, rollback, apply)

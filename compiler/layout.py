@@ -34,6 +34,7 @@ RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp an
 STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:
 RUNNER_LOCK = "lock"  # held by the deployment's supervisor for its whole life
 RUNNER_LOGS = "logs"  # one log per process, plus the supervisor's
+OLLAMA_RECORD = "ollama-models.json"  # in .vilms/run/<deployment>/: derived models `vilms apply` created (compose + Ollama)
 
 
 # --- inside generated/ (relative paths, as the renderers return them)
@@ -51,8 +52,12 @@ def compose_path(deployment: str) -> str:
     return f"{deployment}/docker-compose.yaml"
 
 
+def ollama_dir(deployment: str) -> str:
+    return f"{deployment}/ollama"
+
+
 def modelfile_path(deployment: str, name: str) -> str:
-    return f"{deployment}/ollama/{name}"
+    return f"{ollama_dir(deployment)}/{name}"
 
 
 def vllm_config_path(deployment: str, model: str) -> str:

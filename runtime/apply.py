@@ -4,7 +4,10 @@ Apply never compiles anew: it refuses unless ``generated/`` is exactly what ``vi
 compiles to (as ``vilms build --check``), so what runs is what was reviewed. Per target:
 
 * ``compose``: ``docker compose --file generated/<dep>/docker-compose.yaml up --detach
-  --remove-orphans --wait`` (the file names its project, ``<project>-<dep>``);
+  --remove-orphans --wait`` (the file names its project, ``<project>-<dep>``; it recreates
+  only services whose definition changed); with engine ``ollama`` then the derived models
+  (adapter aliases) on the running server, through its API (``runtime/ollama_sync.py``):
+  a release or rollback creates the new model there, no container restarts;
 * ``helm``: ``helm upgrade --install <project>-<dep> generated/<dep>/helm --wait
   --timeout 15m`` in the current kube context and namespace;
 * ``local``: ``vilms down <dep>`` then ``vilms up <dep>``, because a llama.cpp server loads
@@ -25,9 +28,12 @@ from pathlib import Path
 
 from vilms.compiler import layout
 from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.facts import ollama
 from vilms.compiler.suggest import did_you_mean
+from vilms.runtime import ollama_sync
 
 HELM_TIMEOUT = "15m"
+COMPOSE_PORT_TIMEOUT_S = 30
 VILMS = ("vilms",)  # how the steps name this program; run as `python -m vilms`
 
 
@@ -37,6 +43,14 @@ class Step:
     target: str
     commands: tuple[tuple[str, ...], ...]
     tool: str  # the program the commands need
+    ollama_bases: tuple[str, ...] | None = None  # compose + Ollama: its base models; then derived models are synced
+
+    @property
+    def then(self) -> str | None:
+        """What runs after the commands, in words (None: nothing)."""
+        if self.ollama_bases is None:
+            return None
+        return "create new or changed derived models on the running Ollama (POST /api/create), delete retired ones"
 
 
 def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
@@ -51,13 +65,31 @@ def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
             raise UsageError(f"no deployment {name!r} in {file}{did_you_mean(name, deployments)}",
                              hint=f"deployments: {', '.join(sorted(deployments))}")
     names = list(only) if only else sorted(deployments)
-    return [_step(plan.project, name, deployments[name].target, file) for name in names]
+    steps = []
+    for name in names:
+        dep = deployments[name]
+        bases = tuple(dep.models) if dep.target == "compose" and dep.engine == "ollama" else None
+        steps.append(_step(plan.project, name, dep.target, file, bases))
+    return steps
 
 
-def _step(project: str, name: str, target: str, file: Path) -> Step:
+def check_ollama_url(steps: list[Step], url: str | None) -> None:
+    """``--ollama-url`` names one server: refuse it when not exactly one step syncs Ollama models."""
+    syncing = [s.deployment for s in steps if s.ollama_bases is not None]
+    if url is not None and len(syncing) != 1:
+        raise UsageError(f"--ollama-url names one Ollama server, and this apply syncs {len(syncing)} "
+                         f"({', '.join(syncing) or 'no compose + Ollama deployment'})",
+                         hint="name the deployment: `vilms apply DEPLOYMENT --ollama-url URL`")
+
+
+def _compose_file(name: str) -> str:
+    return str(Path(layout.GENERATED, layout.compose_path(name)))
+
+
+def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[str, ...] | None) -> Step:
     if target == "compose":
-        return Step(name, target, (("docker", "compose", "--file", str(Path(layout.GENERATED, layout.compose_path(name))),
-                                    "up", "--detach", "--remove-orphans", "--wait"),), "docker")
+        return Step(name, target, (("docker", "compose", "--file", _compose_file(name),
+                                    "up", "--detach", "--remove-orphans", "--wait"),), "docker", ollama_bases)
     if target == "helm":
         return Step(name, target, (("helm", "upgrade", "--install", f"{project}-{name}",
                                     str(Path(layout.GENERATED, layout.helm_dir(name))), "--wait", "--timeout", HELM_TIMEOUT),),
@@ -65,8 +97,10 @@ def _step(project: str, name: str, target: str, file: Path) -> Step:
     return Step(name, target, ((*VILMS, "down", name, "-f", file.name), (*VILMS, "up", name, "-f", file.name)), "vilms")
 
 
-def run_step(step: Step, root: Path, echo: Callable[[str], None]) -> None:
-    """Run ``step``'s commands in ``root`` (the folder of the real vilms.yaml), echoing each."""
+def run_step(step: Step, root: Path, echo: Callable[[str], None], *, ollama_url: str | None = None,
+             ollama_timeout_s: float = ollama_sync.TIMEOUT_S) -> None:
+    """Run ``step``'s commands in ``root`` (the folder of the real vilms.yaml), echoing each, then
+    sync its Ollama models (at ``ollama_url``, else the port compose published)."""
     for command in step.commands:
         argv = list(command)
         if argv[0] == VILMS[0]:
@@ -79,3 +113,41 @@ def run_step(step: Step, root: Path, echo: Callable[[str], None]) -> None:
         if result.returncode != 0:
             raise ActionError(f"applying {step.deployment} failed: `{shlex.join(command)}` exited {result.returncode}",
                               hint="its output is above; fix the cause and run `vilms apply` again")
+    if step.ollama_bases is not None:
+        _sync_ollama(step.deployment, step.ollama_bases, root, echo, ollama_url, ollama_timeout_s)
+
+
+def _sync_ollama(deployment: str, bases: tuple[str, ...], root: Path, echo: Callable[[str], None],
+                 url: str | None, timeout_s: float) -> None:
+    start = f"start it with `docker compose --file {_compose_file(deployment)} up -d`, or pass --ollama-url"
+
+    def connect() -> ollama_sync.OllamaClient:
+        client = ollama_sync.OllamaClient(url or published_ollama(deployment, root), timeout_s=timeout_s, start_hint=start)
+        echo(f"derived models on Ollama at {client.url}:")
+        return client
+
+    try:
+        result = ollama_sync.sync(root, deployment, bases, connect, echo)
+    except ActionError as exc:
+        raise ActionError(f"applying {deployment}: {exc.message}", hint=exc.hint) from None
+    if result.created or result.unchanged or result.deleted:
+        echo(f"  ollama: {len(result.created)} created, {len(result.unchanged)} unchanged, {len(result.deleted)} deleted")
+
+
+def published_ollama(deployment: str, root: Path) -> str:
+    """The URL of the deployment's Ollama on this host: ``docker compose port`` of its API."""
+    argv = ["docker", "compose", "--file", _compose_file(deployment), "port", ollama.SERVICE, str(ollama.PORT)]
+    hint = (f"is {deployment} up? `docker compose --file {_compose_file(deployment)} up -d`; or pass --ollama-url "
+            "(VILMS_OLLAMA_URL)")
+    try:
+        result = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=COMPOSE_PORT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ActionError(f"cannot find {deployment}'s Ollama port: `{shlex.join(argv)}` failed ({type(exc).__name__})",
+                          hint=hint) from None
+    lines = result.stdout.strip().splitlines()
+    host, _, port = lines[-1].strip().rpartition(":") if lines else ("", "", "")
+    if result.returncode != 0 or not port.isdigit() or not host:
+        said = (result.stderr.strip().splitlines() or lines or ["no output"])[-1][:200]
+        raise ActionError(f"cannot find {deployment}'s Ollama port: `{shlex.join(argv)}` said: {said}", hint=hint)
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}"

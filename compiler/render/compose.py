@@ -3,11 +3,12 @@
 Services: the engine (one Ollama, or one vLLM per model and replica, each pinned to GPUs
 of its own on a GPU host), a one-shot ``ollama-init``
 that creates the Ollama models from the generated Modelfiles, and the gateway, which
-starts only once the engine is ready. Ports bind to 127.0.0.1 unless the deployment
-sets ``expose: true``; only the gateway publishes a port (engines stay on the project
-network); secrets are only ``${NAME:?…}`` interpolations. Entrypoints are explicit, so
-the same file works with the upstream images and with the Jetson (L4T) builds, which
-ship no server entrypoint of their own.
+starts only once the engine is ready. The gateway publishes its port (on 127.0.0.1
+unless the deployment sets ``expose: true``); Ollama publishes its API on a free port of
+127.0.0.1 only, which ``vilms apply`` finds with ``docker compose port`` to create derived
+models on the running server; vLLM publishes nothing. Secrets are only ``${NAME:?…}``
+interpolations. Entrypoints are explicit, so the same file works with the upstream images
+and with the Jetson (L4T) builds, which ship no server entrypoint of their own.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) ->
             "OLLAMA_MODELS": ollama.MODELS_DIR,
         },
         "volumes": [f"ollama-models:{ollama.MODELS_DIR}"],
+        # loopback only, any free host port: `vilms apply` asks `docker compose port` (Ollama's API has no auth)
+        "ports": [f"127.0.0.1::{ollama.PORT}"],
         "healthcheck": _healthcheck(["CMD", "ollama", "list"], OLLAMA_START_PERIOD),
         "deploy": {"resources": {"limits": _limits(hw)}},
         "logging": LOGGING,
@@ -129,12 +132,12 @@ def _ollama_services(plan: Plan, dep: Deployment, modelfile_names: list[str]) ->
         "restart": "no",
         "entrypoint": ["/bin/sh", "-ec"],
         "command": [escape(" && ".join(creates))],
-        "environment": {"OLLAMA_HOST": f"http://ollama:{ollama.PORT}"},
+        "environment": {"OLLAMA_HOST": f"http://{ollama.SERVICE}:{ollama.PORT}"},
         "volumes": mounts,
-        "depends_on": {"ollama": {"condition": "service_healthy"}},
+        "depends_on": {ollama.SERVICE: {"condition": "service_healthy"}},
         "logging": LOGGING,
     }
-    return ({"ollama": engine, "ollama-init": init}, {"ollama-models": {}},
+    return ({ollama.SERVICE: engine, "ollama-init": init}, {"ollama-models": {}},
             {"ollama-init": {"condition": "service_completed_successfully"}})
 
 
