@@ -9,6 +9,7 @@ clash here is a defect in vilms and fails loudly instead of overwriting a file.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from vilms.compiler import layout
@@ -41,7 +42,8 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         for model_name, config in vllm_configs.items():
             put_yaml(layout.vllm_config_path(base, model_name), config)
         if dep.target == "compose":
-            put_yaml(layout.compose_path(base), compose.compose(plan, dep, modelfile_names))
+            put_yaml(layout.compose_path(base),
+                     compose.compose(plan, dep, modelfile_names, hashlib.sha256(routes_text).hexdigest()))
         elif dep.target == "local":
             out.put(layout.local_plan_path(base), LOCAL_PLAN.dump(local.local_plan(plan, dep), source=src))
         elif dep.target == "helm":

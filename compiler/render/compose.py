@@ -27,6 +27,7 @@ PROJECT_ROOT = "../.."  # generated/<deployment>/ → the folder of vilms.yaml
 GATEWAY_LIMITS = {"memory": "256m", "cpus": "1"}
 # keep container logs bounded: edge boards have small disks
 LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+ROUTES_LABEL = "vilms.dev/routes-sha256"  # on the gateway service: its routes.yaml's digest (the Helm chart's annotation too)
 VLLM_START_PERIOD = "30m"  # first start downloads the weights; failures before this do not count
 OLLAMA_START_PERIOD = "60s"
 
@@ -76,13 +77,14 @@ def _http_probe(url: str) -> list[str]:
     return ["CMD", "python3", "-c", f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"]
 
 
-def compose(plan: Plan, dep: Deployment, modelfile_names: list[str]) -> dict[str, Any]:
-    """``modelfile_names``: the Ollama Modelfiles of this deployment (ignored for vLLM)."""
+def compose(plan: Plan, dep: Deployment, modelfile_names: list[str], routes_sha256: str) -> dict[str, Any]:
+    """``modelfile_names``: the Ollama Modelfiles of this deployment (ignored for vLLM);
+    ``routes_sha256``: the digest of its routes.yaml (see :func:`_gateway_service`)."""
     if dep.engine == "ollama":
         services, volumes, waits = _ollama_services(plan, dep, modelfile_names)
     else:
         services, volumes, waits = _vllm_services(plan, dep)
-    services["gateway"] = _gateway_service(plan, dep, waits)
+    services["gateway"] = _gateway_service(plan, dep, waits, routes_sha256)
     return {"name": f"{plan.project}-{dep.name}", "services": services, "volumes": volumes}
 
 
@@ -209,8 +211,14 @@ def _vllm_services(plan: Plan, dep: Deployment) -> Services:
     return services, {"hf-cache": {}}, waits
 
 
-def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any]) -> dict[str, Any]:
-    """The gateway: starts once the engine is ready; the only service that publishes a port."""
+def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any], routes_sha256: str) -> dict[str, Any]:
+    """The gateway: starts once the engine is ready; the only service that publishes a port.
+
+    Its routes.yaml is a bind-mounted file, and a bind mount pins the file it was given:
+    `vilms build` replaces generated/ whole, so the running container would keep reading the
+    old routes. The routes' digest is a label, so `docker compose up` (`vilms apply`) recreates
+    the gateway, and only the gateway, when the routes change; it drains in-flight requests
+    on SIGTERM. Engines keep running."""
     environment: dict[str, str] = {}
     for name in plan.gateway.key_envs:
         environment[name] = _secret(name, "comma-separated gateway API keys" if name == plan.gateway.api_keys_env
@@ -232,6 +240,7 @@ def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any]) -> dict
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "logging": LOGGING,
+        "labels": {ROUTES_LABEL: routes_sha256},
     }
     if environment:
         service["environment"] = environment

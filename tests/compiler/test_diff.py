@@ -95,8 +95,12 @@ def test_json_format(built, vilms):
     assert data["against"] is None
     paths = [c["path"] for c in data["changed"]]
     assert paths[-1] == "generated/manifest.json" and paths[:-1] == sorted(paths[:-1])
-    # a release changes the routes only: vLLM loads the adapter at run time, its config stays
-    assert not [p for p in paths if "/vllm/" in p or p.endswith("docker-compose.yaml")], paths
+    # a release changes the routes only: vLLM loads the adapter at run time, its config stays;
+    # in the compose file only the gateway's routes digest changes (so `up` recreates the gateway)
+    assert not [p for p in paths if "/vllm/" in p], paths
+    compose = next(c for c in data["changed"] if c["path"] == "generated/gpu/docker-compose.yaml")
+    changed = [line for line in compose["diff"].splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert len(changed) == 2 and all("vilms.dev/routes-sha256: " in line for line in changed), changed
     routes = next(c for c in data["changed"] if c["path"] == "generated/gpu/gateway/routes.yaml")
     assert routes["status"] == "modified" and routes["additions"] == 4 and routes["deletions"] == 4
     assert "+      released: true\n" in routes["diff"] and routes["omitted_lines"] == 0 and not routes["summarised"]
