@@ -78,10 +78,15 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
         click.echo(f"stopped deployment {result.state.deployment}")
         return
     result = start(file, deployment, timeout_s=timeout, policy=policy)
+    state = result.state
     if result.already_running:
-        state = result.state
         click.echo(f"deployment {state.deployment} is already {state.status} (since {state.started_at})")
-    _print_up(result.state)
+    elif result.restarted is not None:
+        what = f"restarted {', '.join(result.restarted)}" if result.restarted else "no process needed a restart"
+        click.echo(f"deployment {state.deployment} now runs the new build: {what}")
+    _print_up(state)
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 def _print_up(state: RunnerState) -> None:

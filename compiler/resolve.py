@@ -151,12 +151,13 @@ def _alias(name: str, raw: Any) -> Alias:
 def upstream_name(engine: str, alias: Alias) -> str:
     """The model name the gateway sends upstream for ``alias``.
 
-    vLLM serves an adapter under its own name (--lora-modules); Ollama and llama.cpp
-    serve one derived model per adapter alias, named after the alias.
+    vLLM (--lora-modules) and llama.cpp (one server per base model, every released adapter
+    loaded) serve an adapter under its own name; Ollama serves one derived model per adapter
+    alias, named after the alias.
     """
     if alias.adapter is None:
         return alias.model
-    return alias.adapter if engine == "vllm" else alias.name
+    return alias.adapter if engine in ("vllm", "llamacpp") else alias.name
 
 
 def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware,

@@ -16,7 +16,7 @@ from vilms.compiler.errors import ActionError
 
 from .auth import Caller, KeyCheck, OpsKey
 from .balancer import Balancer, EndpointPool
-from .upstream import Engine, engine_for
+from .upstream import Engine, engine_for, lora_slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
                 raise ActionError(f"{backend.api_key_env} contains a line break; an API key cannot")
             headers["Authorization"] = f"Bearer {secret}"
         balancer = Balancer([pool.get(url) for url in backend.endpoints], routes.gateway.balance)
-        backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
+        backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine, lora_slots(routes.aliases, backend.id)),
                                             balancer=balancer, headers=headers)
     ops = OpsKey.from_env(routes.gateway.ops_key_env, environ)
     table = RoutingTable(routes=routes, keys=keys, ops=ops, backends=backends, models_body=_models_body(routes.aliases),

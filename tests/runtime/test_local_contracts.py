@@ -47,15 +47,15 @@ servers:
   lora: []
   host: 127.0.0.1
   port: 8101
-- name: llamacpp-support-bot
-  model_alias: support-bot
+- name: llamacpp-qwen2.5-1.5b
+  model_alias: qwen2.5-1.5b
   model:
     file: null
     hf: {{repo: Qwen/Qwen2.5-1.5B-Instruct-GGUF, file_glob: '*q4_k_m*.gguf'}}
   context: 8192
   threads: 2
   parallel: 1
-  lora: [artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf]
+  lora: [{{adapter: support-v1, file: artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf}}, {{adapter: faq-v2, file: artifacts/faq-v2-20261121T080000Z-0a0b0c/gguf/adapter.gguf}}]
   host: 127.0.0.1
   port: 8102
 """
@@ -122,8 +122,19 @@ def test_a_plan_round_trips_through_its_contract():
     tiny, bot = plan.servers
     assert tiny.model.file == "models/tiny.gguf" and tiny.model.hf is None
     assert bot.model.hf is not None and bot.model.hf.file_glob == "*q4_k_m*.gguf"
-    assert bot.lora == ("artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf",)
+    assert [(lora.adapter, lora.file) for lora in bot.lora] == [
+        ("support-v1", "artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf"),
+        ("faq-v2", "artifacts/faq-v2-20261121T080000Z-0a0b0c/gguf/adapter.gguf")]
     assert LOCAL_PLAN.parse(LOCAL_PLAN.dump(plan), "again.yaml") == plan
+
+
+def test_an_adapter_name_is_used_once_per_server():
+    text = PLAN.replace("adapter: faq-v2", "adapter: support-v1")
+    assert plan_error(text).splitlines()[0] == (
+        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'support-v1' is already used by lora 0")
+    text = PLAN.replace("adapter: faq-v2", "adapter: qwen2.5-1.5b")
+    assert plan_error(text).splitlines()[0] == (
+        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'qwen2.5-1.5b' is already used by the model alias")
 
 
 def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
@@ -133,8 +144,10 @@ def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
     file.write_text(MINIMAL.replace("    hardware: gpu1\n", "    hardware: gpu1\n    release: support-v1-20261120T091500Z-5c4b3a\n"))
     files = compile_files(file)[2]
     plan = LOCAL_PLAN.parse(files["dev/local.yaml"], "dev/local.yaml")
-    assert {s.model_alias: s.lora for s in plan.servers} == {
-        "qwen2.5-1.5b": (), "support-bot": ("artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf",)}
+    (server,) = plan.servers  # one server per base model; its released adapters ride along
+    assert server.model_alias == "qwen2.5-1.5b"
+    assert [(lora.adapter, lora.file) for lora in server.lora] == [
+        ("support-v1", "artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf")]
 
 
 def test_an_unknown_key_is_located():
@@ -158,7 +171,7 @@ def test_a_duplicate_port_is_located_at_the_second_use():
 
 
 def test_a_duplicate_process_name_is_located():
-    text = PLAN.replace("name: llamacpp-support-bot", "name: llamacpp-tiny")
+    text = PLAN.replace("name: llamacpp-qwen2.5-1.5b", "name: llamacpp-tiny")
     assert plan_error(text).splitlines()[0] == (
         "generated/dev/local.yaml:18:9: servers[1].name: process name 'llamacpp-tiny' is already used by servers[0]")
     text = PLAN.replace("name: llamacpp-tiny", "name: gateway")
