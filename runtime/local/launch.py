@@ -107,15 +107,14 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
                               hint=_lora_hint(lora.file))
     if llama_server is not None:
         # the context is per slot: llama-server divides --ctx-size among its --parallel slots.
-        # LoRA paths stay relative (the server runs in the folder of vilms.yaml): --lora
-        # splits its value at commas, which a relative path from local.yaml never holds.
+        # --lora takes the files comma-separated (repeating it is deprecated); they stay
+        # relative (the server runs in the folder of vilms.yaml), and a relative path in
+        # local.yaml never holds a comma.
         argv = [str(llama_server), "--model", str(model), "--alias", spec.model_alias,
                 "--ctx-size", str(spec.context * spec.parallel), "--parallel", str(spec.parallel),
                 "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
-        for lora in spec.lora:
-            argv += ["--lora", lora.file]
-        if spec.lora:
-            argv.append("--lora-init-without-apply")  # nothing applied unless a request selects it
+        if spec.lora:  # loaded, applied to nothing unless a request selects one
+            argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
         return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, LLAMA_SERVER_HEALTH)
     entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
     models = [{**entry, "model_alias": spec.model_alias}]
