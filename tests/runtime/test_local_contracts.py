@@ -150,6 +150,48 @@ def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
         ("support-v1", "artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf")]
 
 
+def test_a_base_models_released_adapters_share_its_server_each_in_its_slot(tmp_path):
+    from vilms.compiler.contracts.routes import ROUTES
+    from vilms.compiler.pipeline import compile_files
+
+    faq = """  faq-v1:
+    base: qwen2.5-1.5b
+    dataset: support
+    method: lora
+    lora: {r: 8}
+    hardware: gpu1
+    release: faq-v1-20261121T080000Z-0a0b0c
+  draft-v1:
+    base: qwen2.5-1.5b
+    dataset: support
+    method: lora
+    lora: {r: 8}
+    hardware: gpu1
+aliases:
+  faq-bot: {model: qwen2.5-1.5b, adapter: faq-v1}
+  faq-terse: {model: qwen2.5-1.5b, adapter: faq-v1, system: Be terse.}
+  draft-bot: {model: qwen2.5-1.5b, adapter: draft-v1, fallbacks: [chat]}
+"""
+    text = MINIMAL.replace("    hardware: gpu1\n", "    hardware: gpu1\n    release: support-v1-20261120T091500Z-5c4b3a\n")
+    file = tmp_path / "vilms.yaml"
+    file.write_text(text.replace("aliases:\n", faq))
+    files = compile_files(file)[2]
+    (server,) = LOCAL_PLAN.parse(files["dev/local.yaml"], "dev/local.yaml").servers
+    assert [(lora.adapter, lora.file.split("/")[1]) for lora in server.lora] == [
+        ("faq-v1", "faq-v1-20261121T080000Z-0a0b0c"), ("support-v1", "support-v1-20261120T091500Z-5c4b3a")]
+    routes = ROUTES.parse(files["dev/gateway/routes.yaml"], "routes.yaml")
+    assert list(routes.backends) == ["llamacpp-qwen2.5-1.5b"]
+    assert routes.backends["llamacpp-qwen2.5-1.5b"].endpoints == (f"http://127.0.0.1:{server.port}",)
+    picked = {name: (r.backend, r.model, r.adapter.slot if r.adapter else None) for name, r in routes.aliases.items()}
+    assert picked == {
+        "chat": ("llamacpp-qwen2.5-1.5b", "qwen2.5-1.5b", None),
+        "draft-bot": ("llamacpp-qwen2.5-1.5b", "draft-v1", None),  # not released: not loaded, no slot
+        "faq-bot": ("llamacpp-qwen2.5-1.5b", "faq-v1", 0),
+        "faq-terse": ("llamacpp-qwen2.5-1.5b", "faq-v1", 0),  # two aliases, one adapter, one slot
+        "support-bot": ("llamacpp-qwen2.5-1.5b", "support-v1", 1),
+    }
+
+
 def test_an_unknown_key_is_located():
     text = PLAN.replace("  parallel: 1\n  lora: []\n", "  parallel: 1\n  colour: red\n  lora: []\n")
     assert plan_error(text).splitlines()[0] == (
