@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -283,6 +284,64 @@ def test_the_supervisor_writes_a_state_file_its_readers_load(tmp_path):
     (child,) = state.processes
     assert child.state == "running" and child.pid and child.port == port and child.log == str(run_dir.log("llamacpp-tiny"))
     assert not run_dir.state_file.exists()  # an orderly stop removes it
+
+
+def test_a_new_build_restarts_only_the_processes_whose_command_line_changed(tmp_path):
+    """SIGUSR1 (what `vilms up` sends for a newer local.yaml): a changed process restarts, a new
+    one starts, a removed one stops, an unchanged one keeps its pid."""
+    import threading
+
+    from vilms.compiler.contracts.local_plan import LocalGateway, Server, Weights
+    from vilms.runtime.local.launch import Launch
+    from vilms.runtime.local.plan import plan_sha256
+    from vilms.runtime.local.processes import alive
+    from vilms.runtime.local.state import RunDir
+    from vilms.runtime.local.supervisor import RELOAD_SIGNAL, Supervisor
+
+    script = tmp_path / "serve.py"
+    script.write_text("import http.server, sys\n"
+                      "class H(http.server.BaseHTTPRequestHandler):\n"
+                      "    def do_GET(self): self.send_response(200); self.end_headers()\n"
+                      "    def log_message(self, *a): pass\n"
+                      "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n")
+
+    def launch(name: str, *extra: str) -> Launch:
+        port = ports[name]
+        return Launch(name, "llamacpp", (sys.executable, str(script), str(port), *extra), "127.0.0.1", port, "/")
+
+    def plan_of(*names: str) -> LocalPlan:
+        return LocalPlan("dev", tuple(Server(n, n, Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", ports[n])
+                                      for n in names), LocalGateway("127.0.0.1", _free_port(), "dev/gateway/routes.yaml"))
+
+    ports = {name: _free_port() for name in ("kept", "changed", "gone", "new")}
+    old, new = plan_of("kept", "changed", "gone"), plan_of("kept", "changed", "new")
+    run_dir = RunDir(tmp_path / ".vilms" / "run" / "dev")
+    supervisor = Supervisor(old, [launch("kept"), launch("changed"), launch("gone")], run_dir, tmp_path / "vilms.yaml",
+                            start_timeout_s=10, reload=lambda: (new, [launch("kept"), launch("changed", "-v"), launch("new")]))
+    seen: list[RunnerState] = []
+
+    def watch() -> None:  # until the supervisor serves the new build
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            state = RUNNER_STATE.load(run_dir.state_file)
+            if state.plan_sha256 == plan_sha256(new) and all(p.state == "running" for p in state.processes):
+                seen.append(state)
+                break
+            time.sleep(0.05)
+        supervisor.stopping = True
+
+    def ready(state: RunnerState) -> None:
+        seen.append(state)
+        os.kill(os.getpid(), RELOAD_SIGNAL)
+        threading.Thread(target=watch, daemon=True).start()
+
+    assert supervisor.run(ready) == 0
+    before, after = ({p.name: p.pid for p in state.processes} for state in seen)
+    assert list(after) == ["kept", "changed", "new"]
+    assert after["kept"] == before["kept"] and after["changed"] != before["changed"]
+    assert not alive(before["gone"]) and not alive(before["changed"])
+    assert "stopped for a new build (exit signal SIGTERM)" in run_dir.log("changed").read_text()
+    assert "stopped for a new build" not in run_dir.log("kept").read_text()
 
 
 def test_an_unknown_key_in_state_is_located():
