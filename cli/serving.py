@@ -60,7 +60,9 @@ def serve(deployment: str | None, routes_file: Path | None, host: str, port: int
 def up(deployment: str | None, file: Path, foreground: bool, timeout: float, restart_backoff: float, give_up_after: int) -> None:
     """Start DEPLOYMENT (target local): llama.cpp servers and the gateway, supervised.
 
-    DEPLOYMENT may be left out when only one deployment has target local.
+    When it already runs an older build, apply the new one: only the processes whose
+    command line changed restart. DEPLOYMENT may be left out when only one deployment has
+    target local.
     """
     from vilms.runtime.local.policy import RestartPolicy
     from vilms.runtime.local.start import up as start

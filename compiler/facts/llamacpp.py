@@ -1,4 +1,4 @@
-"""llama.cpp (llama-cpp-python servers, target local): ports, threads and defaults."""
+"""llama.cpp (llama-server or llama-cpp-python servers, target local): ports, threads and defaults."""
 
 from __future__ import annotations
 
