@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, LOCAL_PLAN, SERVER_KIND, LocalPlan, Server
 from vilms.compiler.errors import ActionError
 from vilms.compiler.facts import gateway as gateway_facts
+from vilms.compiler.facts import llamacpp
 from vilms.compiler.layout import ARTIFACTS, Layout
 
 from .hfcache import cached_gguf
@@ -32,8 +33,6 @@ from .project import Project
 GATEWAY = GATEWAY_PROCESS  # the gateway's process name and kind
 LLAMA_SERVER = "llama-server"  # the native llama.cpp server, looked up on PATH
 LLAMA_SERVER_ENV = "VILMS_LLAMA_SERVER"  # or its path, given explicitly
-LLAMA_SERVER_HEALTH = "/health"  # 200 once the model is loaded (503 while loading)
-PYTHON_SERVER_HEALTH = "/v1/models"  # llama-cpp-python's server answers it once its model is loaded
 SWITCH_NOTE = ("{name}: no llama-server found, so llama-cpp-python's server runs it and reloads the model "
                f"whenever a request selects another adapter (slow for big models); install llama.cpp's "
                f"llama-server on PATH or set {LLAMA_SERVER_ENV}")
@@ -115,14 +114,14 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
                 "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
         if spec.lora:  # loaded, applied to nothing unless a request selects one
             argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
-        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, LLAMA_SERVER_HEALTH)
+        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH)
     entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
     config = config_dir / f"{spec.name}.json"
     text = json.dumps({"host": spec.host, "port": spec.port, "models": models}, indent=2, sort_keys=True) + "\n"
     return Launch(spec.name, SERVER_KIND, (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)),
-                  spec.host, spec.port, PYTHON_SERVER_HEALTH, files=((config, text.encode()),),
+                  spec.host, spec.port, llamacpp.PYTHON_SERVER_HEALTH_PATH, files=((config, text.encode()),),
                   note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None)
 
 
