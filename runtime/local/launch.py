@@ -3,7 +3,7 @@
 llama.cpp servers first, the gateway last (``python -m vilms serve``). A server is the
 native ``llama-server`` when one is found (``$VILMS_LLAMA_SERVER``, else ``PATH``): it loads
 every LoRA of its plan entry at start, unapplied, and the gateway selects one per request
-(``"lora": [{"id": slot, "scale": 1.0}, ...]``). Without it, llama-cpp-python's server runs
+(``lora``: every slot's scale, 1.0 for the alias's adapter). Without it, llama-cpp-python's server runs
 a config file with one model entry per (base, adapter) sharing the base GGUF, selected by
 the request's ``model``: the same plan and routes work, but switching entries reloads the
 model. Paths in local.yaml are relative to the folder of vilms.yaml (models, LoRA files) or

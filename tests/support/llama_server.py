@@ -20,7 +20,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-ENV = "VILMS_LLAMA_SERVER"  # the runner's variable too (vilms.runtime.local.launch)
+from vilms.runtime.local.launch import LLAMA_SERVER_ENV
+
 PACKAGE = "llama-cpp-python"
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON",
@@ -34,7 +35,7 @@ def cache_dir() -> Path:
 
 def llama_server() -> Path:
     """The llama-server binary to test with; built (once per machine) when none is given."""
-    given = os.environ.get(ENV, "").strip()
+    given = os.environ.get(LLAMA_SERVER_ENV, "").strip()
     if given:
         return Path(given)
     folder = cache_dir()
