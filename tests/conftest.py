@@ -52,7 +52,7 @@ def project(tmp_path: Path):
 @pytest.fixture(scope="session")
 def llama_server_bin() -> Path:
     """llama.cpp's own server: ``$VILMS_LLAMA_SERVER``, else built once per machine from the
-    installed llama-cpp-python's sdist (~6.5 min) and cached (tests/support/llama_server.py)."""
+    installed llama-cpp-python's sdist (6.5-15 min on 2 cores) and cached (tests/support/llama_server.py)."""
     from tests.support.llama_server import llama_server
 
     try:
