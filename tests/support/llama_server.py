@@ -2,7 +2,7 @@
 
 The build comes from the llama.cpp that llama-cpp-python vendors, at the installed version
 (its sdist, fetched with pip), so the server and the in-process ``llama_cpp.Llama`` the
-tests compare against run the same llama.cpp. It takes ~6.5 min on 2 cores, once per
+tests compare against run the same llama.cpp. It takes 6.5-15 min on 2 cores, once per
 machine: the binary is kept in ``~/.cache/vilms/llama-server/<version>/bin/``
 (``$XDG_CACHE_HOME`` honoured). A file lock makes concurrent test processes wait for one
 build instead of racing.
