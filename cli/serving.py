@@ -60,7 +60,9 @@ def serve(deployment: str | None, routes_file: Path | None, host: str, port: int
 def up(deployment: str | None, file: Path, foreground: bool, timeout: float, restart_backoff: float, give_up_after: int) -> None:
     """Start DEPLOYMENT (target local): llama.cpp servers and the gateway, supervised.
 
-    DEPLOYMENT may be left out when only one deployment has target local.
+    When it already runs an older build, apply the new one: only the processes whose
+    command line changed restart. DEPLOYMENT may be left out when only one deployment has
+    target local.
     """
     from vilms.runtime.local.policy import RestartPolicy
     from vilms.runtime.local.start import up as start
@@ -78,10 +80,15 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
         click.echo(f"stopped deployment {result.state.deployment}")
         return
     result = start(file, deployment, timeout_s=timeout, policy=policy)
+    state = result.state
     if result.already_running:
-        state = result.state
         click.echo(f"deployment {state.deployment} is already {state.status} (since {state.started_at})")
-    _print_up(result.state)
+    elif result.restarted is not None:
+        what = f"restarted {', '.join(result.restarted)}" if result.restarted else "no process needed a restart"
+        click.echo(f"deployment {state.deployment} now runs the new build: {what}")
+    _print_up(state)
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 def _print_up(state: RunnerState) -> None:

@@ -30,8 +30,8 @@ def explain_deployment(plan: Plan, name: str) -> str:
         state = ""
         if up.adapter:
             state = f" + adapter {up.adapter} ({'released ' + str(plan.adapters[up.adapter].release) if up.released else 'not released'})"
-        target = f"{endpoint(dep, up.name, up.model)}" if up.released else "fallbacks"
-        lines.append(f"  {alias_name} → {up.model}{state} as {up.name!r} via {backend_id(dep, up.name, up.model)} ({target}), context {up.context}")
+        target = f"{endpoint(dep, up.model)}" if up.released else "fallbacks"
+        lines.append(f"  {alias_name} → {up.model}{state} as {up.name!r} via {backend_id(dep, up.model)} ({target}), context {up.context}")
         if alias.fallbacks:
             lines.append(f"    fallbacks: {', '.join(alias.fallbacks)}")
     lines.extend(explain_lines(plan, dep))

@@ -154,13 +154,15 @@ def upstream_name(engine: str, alias: Alias, release: str | None) -> str:
     vLLM serves a released adapter under its run id (``release``): the gateway loads it
     into every engine under that name (/v1/load_lora_adapter), so a new release loads
     beside the old one before the old is unloaded; an unreleased adapter keeps its own
-    name. Ollama and llama.cpp serve one derived model per adapter alias, named after the alias.
+    name. llama.cpp (one server per base model, every released adapter loaded) serves an
+    adapter under its own name; Ollama serves one derived model per adapter alias, named
+    after the alias.
     """
     if alias.adapter is None:
         return alias.model
     if engine == "vllm":
         return release or alias.adapter
-    return alias.name
+    return alias.adapter if engine == "llamacpp" else alias.name
 
 
 def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware,

@@ -10,8 +10,9 @@ compiles to (as ``vilms build --check``), so what runs is what was reviewed. Per
   a release or rollback creates the new model there, no container restarts;
 * ``helm``: ``helm upgrade --install <project>-<dep> generated/<dep>/helm --wait
   --timeout 15m`` in the current kube context and namespace;
-* ``local``: ``vilms down <dep>`` then ``vilms up <dep>``, because a llama.cpp server loads
-  its model and adapters only when it starts.
+* ``local``: ``vilms up <dep>``: it starts the deployment, or has its running supervisor
+  apply the new build, restarting only the llama.cpp servers whose command line changed
+  (a server loads its model and adapters only when it starts).
 
 Secrets stay references: compose and Helm read them from the environment and the cluster.
 """
@@ -94,7 +95,7 @@ def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[
         return Step(name, target, (("helm", "upgrade", "--install", f"{project}-{name}",
                                     str(Path(layout.GENERATED, layout.helm_dir(name))), "--wait", "--timeout", HELM_TIMEOUT),),
                     "helm")
-    return Step(name, target, ((*VILMS, "down", name, "-f", file.name), (*VILMS, "up", name, "-f", file.name)), "vilms")
+    return Step(name, target, ((*VILMS, "up", name, "-f", file.name),), "vilms")
 
 
 def run_step(step: Step, root: Path, echo: Callable[[str], None], *, ollama_url: str | None = None,

@@ -47,3 +47,15 @@ def project(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin() -> Path:
+    """llama.cpp's own server: ``$VILMS_LLAMA_SERVER``, else built once per machine from the
+    installed llama-cpp-python's sdist (6.5-15 min on 2 cores) and cached (tests/support/llama_server.py)."""
+    from tests.support.llama_server import llama_server
+
+    try:
+        return llama_server()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

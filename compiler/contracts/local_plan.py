@@ -1,9 +1,10 @@
 """``generated/<deployment>/local.yaml`` (kind LocalPlan): the processes `vilms up` supervises.
 
 Written by :mod:`vilms.compiler.render.local`, read by the local runner
-(:mod:`vilms.runtime.local`). One llama.cpp server per entry of ``servers`` and the gateway
-in front of them. Model and LoRA paths are relative to the folder of vilms.yaml; the
-routes path is relative to ``generated/``.
+(:mod:`vilms.runtime.local`). One llama.cpp server per base model (entries of ``servers``),
+each loading every released adapter of that model, and the gateway in front of them. Model
+and LoRA paths are relative to the folder of vilms.yaml; the routes path is relative to
+``generated/``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from vilms.compiler.reporter import Reporter
 from .contract import Contract
 
 GATEWAY_PROCESS = "gateway"  # the gateway's process name; no server may take it
-SERVER_KIND = "llamacpp"  # what every server of a local plan runs (llama-cpp-python's server)
+SERVER_KIND = "llamacpp"  # what every server of a local plan runs (llama-server, else llama-cpp-python's)
 
 
 @record
@@ -35,8 +36,16 @@ class Weights:
 
 
 @record
+class Lora:
+    """A LoRA adapter a server loads at start; its index in ``Server.lora`` is its slot."""
+
+    adapter: str  # the adapter's name: the upstream model name of its aliases
+    file: str  # the GGUF adapter, relative to the folder of vilms.yaml
+
+
+@record
 class Server:
-    """One llama.cpp server."""
+    """One llama.cpp server: a base model and its released adapters, selected per request."""
 
     name: str  # its process name
     model_alias: str  # the model name it answers to (the gateway's upstream model)
@@ -44,7 +53,7 @@ class Server:
     context: int
     threads: int
     parallel: int
-    lora: tuple[str, ...]  # GGUF adapter files, relative to the folder of vilms.yaml
+    lora: tuple[Lora, ...]  # in slot order (llama-server's --lora order)
     host: str
     port: int
 
@@ -77,6 +86,12 @@ def _check(plan: LocalPlan, report: Reporter) -> None:
         if (server.model.file is None) == (server.model.hf is None):
             given = "both" if server.model.file is not None else "neither"
             report.error(("servers", i, "model"), f"give exactly one of file and hf; got {given}")
+        adapters: dict[str, int] = {server.model_alias: -1}
+        for j, lora in enumerate(server.lora):
+            if lora.adapter in adapters:
+                other = "the model alias" if adapters[lora.adapter] < 0 else f"lora {adapters[lora.adapter]}"
+                report.error(("servers", i, "lora", j, "adapter"), f"name {lora.adapter!r} is already used by {other}")
+            adapters.setdefault(lora.adapter, j)
     for at, name, port in entries:
         where = dotted(at)
         if name in names:

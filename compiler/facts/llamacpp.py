@@ -1,4 +1,4 @@
-"""llama.cpp (llama-cpp-python servers, target local): ports, threads and defaults."""
+"""llama.cpp (llama-server or llama-cpp-python servers, target local): ports, threads and defaults."""
 
 from __future__ import annotations
 
@@ -11,3 +11,7 @@ DEFAULT_THREADS = 4
 DEFAULT_QUANT = "q4_k_m"
 # llama.cpp's default n_ubatch: tokens per compute micro-batch (sizes the output-logits buffer)
 UBATCH = 512
+# what a server answers with 200 once its model is loaded: llama-server (503 while loading),
+# and llama-cpp-python's server (which has no health endpoint)
+HEALTH_PATH = "/health"
+PYTHON_SERVER_HEALTH_PATH = "/v1/models"

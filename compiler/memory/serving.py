@@ -106,14 +106,6 @@ def _max_lora_rank(rank: int) -> int:
     return next((r for r in vllm.MAX_LORA_RANKS if r >= rank), rank)
 
 
-def _processes(dep: Deployment, model_name: str) -> int:
-    """Processes holding a KV cache: llama.cpp runs one server per base model and per released
-    adapter alias (weights are mmapped, shared through the page cache); Ollama and vLLM one."""
-    if dep.engine != "llamacpp":
-        return 1
-    return 1 + sum(1 for u in dep.upstreams.values() if u.model == model_name and u.adapter and u.released)
-
-
 def slots_of(dep: Deployment, model_name: str) -> int:
     """Sequences the KV cache is sized for: ``serving.<model>.max_num_seqs`` (vLLM), else the
     deployment's."""
@@ -121,14 +113,14 @@ def slots_of(dep: Deployment, model_name: str) -> int:
     return declared or dep.slots
 
 
-def _kv_cache(dep: Deployment, model_name: str, size: Sizing, processes: int) -> tuple[int, str]:
+def _kv_cache(dep: Deployment, model_name: str, size: Sizing) -> tuple[int, str]:
+    """One KV cache per engine process: llama.cpp, Ollama and vLLM run one per base model
+    (llama.cpp selects its released adapters per request)."""
     context = dep.context_of(model_name)
     per_token = size.shape.kv_bytes_per_token
     slots = slots_of(dep, model_name)
     how = f"{per_token // 1024} KiB/token × {context} context × {slots} slot(s)"
-    if processes > 1:
-        how += f" × {processes} processes"
-    return per_token * context * slots * processes, how
+    return per_token * context * slots, how
 
 
 def _adapters(engine: str, model: Model, adapters: list[Adapter], size: Sizing) -> tuple[int, str]:
@@ -141,7 +133,7 @@ def _adapters(engine: str, model: Model, adapters: list[Adapter], size: Sizing) 
     released = [a for a in adapters if a.release]
     if not released:
         return 0, ""
-    # an Ollama derived model loads one adapter, llama.cpp each server its own
+    # an Ollama derived model loads one adapter, a llama.cpp server every released one
     sizes = [4 * size.shape.lora_params(a.rank, a.lora["target_modules"]) for a in released]
     return (sum(sizes) if engine == "llamacpp" else max(sizes)), f"{len(released)} GGUF adapter(s), f32"
 
@@ -161,14 +153,13 @@ def estimate_model(plan: Plan, dep: Deployment, model_name: str) -> Estimate:
     if not size.exact:
         notes.append(f"{model_name}: no architecture, KV cache and buffers assume {size.shape.source}'s shape")
     weights, weights_how = weight_bytes(model, engine, size)
-    processes = _processes(dep, model_name)
-    kv, kv_how = _kv_cache(dep, model_name, size, processes)
+    kv, kv_how = _kv_cache(dep, model_name, size)
     runtime, runtime_how = _runtime(engine, size)
     adapters = [plan.adapters[a] for a in dep.adapters_of(model_name)]
     lora, lora_how = _adapters(engine, model, adapters, size)
     details = {"weights": weights_how, "kv_cache": kv_how, "runtime": runtime_how}
     if lora_how:
         details["lora"] = lora_how
-    return Estimate(label=label, weights=weights, kv_cache=kv, lora=lora, runtime=runtime * processes,
+    return Estimate(label=label, weights=weights, kv_cache=kv, lora=lora, runtime=runtime,
                     budget=budget, budget_note=budget_note, details=details, notes=tuple(notes),
                     approximate=not size.exact)

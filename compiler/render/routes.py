@@ -22,18 +22,21 @@ MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
 PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}
 
 
-def backend_id(dep: Deployment, upstream_name: str, model: str) -> str:
+def backend_id(dep: Deployment, model: str) -> str:
     if dep.engine == "ollama":
         return "ollama"
-    if dep.engine == "vllm":
-        return f"vllm-{model}"
-    return f"llamacpp-{upstream_name}"
+    return f"{dep.engine}-{model}"  # vLLM and llama.cpp: one backend per base model
 
 
 def llamacpp_ports(dep: Deployment) -> dict[str, int]:
-    """Port of each llama.cpp server process (one per upstream model name), in a stable order."""
-    names = sorted(set(dep.models) | {u.name for u in dep.upstreams.values() if u.released})
-    return {name: dep.engine_port + i for i, name in enumerate(names)}
+    """Port of each llama.cpp server process (one per base model), in a stable order."""
+    return {name: dep.engine_port + i for i, name in enumerate(sorted(dep.models))}
+
+
+def llamacpp_adapters(dep: Deployment, model: str) -> tuple[str, ...]:
+    """The released adapters the llama.cpp server of ``model`` loads, in ``--lora`` order:
+    an adapter's index is its slot, selected per request."""
+    return tuple(sorted({u.adapter for u in dep.upstreams.values() if u.model == model and u.adapter and u.released}))
 
 
 def vllm_host(dep: Deployment, model: str) -> str:
@@ -42,30 +45,31 @@ def vllm_host(dep: Deployment, model: str) -> str:
     return vllm_object_name(dep.name, model) if dep.target == "helm" else compose_service("vllm", model)
 
 
-def endpoint(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int] | None = None) -> str:
+def endpoint(dep: Deployment, model: str, ports: dict[str, int] | None = None) -> str:
     if dep.engine == "ollama":
         return f"http://{compose_service('ollama')}:{OLLAMA_PORT}"
     if dep.engine == "vllm":
         return f"http://{vllm_host(dep, model)}:{vllm.PORT}"
-    return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[upstream_name]}"
+    return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[model]}"
 
 
-def _backend(dep: Deployment, upstream_name: str, model: str, ports: dict[str, int]) -> Backend:
+def _backend(dep: Deployment, model: str, ports: dict[str, int]) -> Backend:
     vllm_engine = dep.engine == "vllm"
-    return Backend(id=backend_id(dep, upstream_name, model), engine=dep.engine,
-                   endpoints=(endpoint(dep, upstream_name, model, ports),), api_key_env=None,
+    return Backend(id=backend_id(dep, model), engine=dep.engine,
+                   endpoints=(endpoint(dep, model, ports),), api_key_env=None,
                    discovery=Discovery(host=vllm_host(dep, model), port=vllm.PORT, scheme="http") if vllm_engine else None,
                    runtime_lora=vllm_engine)
 
 
 def adapter_ref(plan: Plan, dep: Deployment, up: Upstream) -> AdapterRef | None:
-    """What the gateway needs to serve ``up``'s adapter: its released run, and for vLLM the
-    path each engine loads it from at run time."""
+    """What the gateway needs to serve ``up``'s adapter: its released run, for vLLM the path
+    each engine loads it from at run time, for llama.cpp its slot on the base model's server."""
     if not up.adapter:
         return None
     run = plan.adapters[up.adapter].release if up.released else None
     path = f"{vllm.ARTIFACTS_DIR}/{run}/adapter" if run and dep.engine == "vllm" else None
-    return AdapterRef(name=up.adapter, released=up.released, run=run, path=path, slot=None)
+    slot = llamacpp_adapters(dep, up.model).index(up.adapter) if run and dep.engine == "llamacpp" else None
+    return AdapterRef(name=up.adapter, released=up.released, run=run, path=path, slot=slot)
 
 
 def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
@@ -76,12 +80,8 @@ def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
     for alias_name in dep.aliases:
         alias = plan.aliases[alias_name]
         up = dep.upstreams[alias_name]
-        # the base model's backend always runs; a released adapter may have its own (llama.cpp)
-        backend = _backend(dep, up.model, up.model, ports)
+        backend = _backend(dep, up.model, ports)  # the base model's engine serves its adapters too
         backends[backend.id] = backend
-        if up.released:
-            backend = _backend(dep, up.name, up.model, ports)
-            backends[backend.id] = backend
         params = {PARAM_NAMES.get(k, k): v for k, v in alias.params.items()}
         max_out = params.pop("max_tokens", None) or max(256, up.context // MAX_OUTPUT_FRACTION)
         aliases[alias_name] = Route(

@@ -17,7 +17,7 @@ from vilms.compiler.errors import ActionError
 from .auth import Caller, KeyCheck, OpsKey
 from .balancer import Balancer, EndpointPool
 from .membership import BackendMembers, Membership
-from .upstream import Engine, engine_for
+from .upstream import Engine, engine_for, lora_slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +78,9 @@ def build_table(routes: GatewayRoutes, pool: EndpointPool, environ: Mapping[str,
         members = membership.members_for(backend)
         strategy = routes.gateway.balance
         lora = {name: Balancer(members.adapter(name), strategy) for name in adapters.get(backend.id, {})}
-        backends[backend.id] = BackendRoute(backend=backend, engine=engine_for(backend.engine),
-                                            balancer=Balancer(members.all, strategy), headers=headers,
-                                            members=members, lora=lora)
+        engine = engine_for(backend.engine, lora_slots(routes.aliases, backend.id))
+        backends[backend.id] = BackendRoute(backend=backend, engine=engine, balancer=Balancer(members.all, strategy),
+                                            headers=headers, members=members, lora=lora)
     ops = OpsKey.from_env(routes.gateway.ops_key_env, environ)
     table = RoutingTable(routes=routes, keys=keys, ops=ops, backends=backends, models_body=_models_body(routes.aliases),
                          aliases=routes.aliases, views={})

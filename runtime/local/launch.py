@@ -1,27 +1,41 @@
 """What to run for a local plan: one command line per process, in start order.
 
-llama.cpp servers first (``python -m llama_cpp.server``), the gateway last
-(``python -m vilms serve``). Paths in local.yaml are relative to the folder of
-vilms.yaml (models, LoRA files) or to ``generated/`` (routes); every file is checked here,
-before anything starts.
+llama.cpp servers first, the gateway last (``python -m vilms serve``). A server is the
+native ``llama-server`` when one is found (``$VILMS_LLAMA_SERVER``, else ``PATH``): it loads
+every LoRA of its plan entry at start, unapplied, and the gateway selects one per request
+(``lora``: every slot's scale, 1.0 for the alias's adapter). Without it, llama-cpp-python's server runs
+a config file with one model entry per (base, adapter) sharing the base GGUF, selected by
+the request's ``model``: the same plan and routes work, but switching entries reloads the
+model. Paths in local.yaml are relative to the folder of vilms.yaml (models, LoRA files) or
+to ``generated/`` (routes); every file is checked here, before anything starts.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, SERVER_KIND, LocalPlan, Server
+from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, LOCAL_PLAN, SERVER_KIND, LocalPlan, Server
 from vilms.compiler.errors import ActionError
 from vilms.compiler.facts import gateway as gateway_facts
+from vilms.compiler.facts import llamacpp
 from vilms.compiler.layout import ARTIFACTS, Layout
 
 from .hfcache import cached_gguf
 from .plan import routes_file
+from .project import Project
 
 GATEWAY = GATEWAY_PROCESS  # the gateway's process name and kind
-HEALTH_PATH = "/v1/models"  # a llama.cpp server answers it once its model is loaded
+LLAMA_SERVER = "llama-server"  # the native llama.cpp server, looked up on PATH
+LLAMA_SERVER_ENV = "VILMS_LLAMA_SERVER"  # or its path, given explicitly
+SWITCH_NOTE = ("{name}: no llama-server found, so llama-cpp-python's server runs it and reloads the model "
+               f"whenever a request selects another adapter (slow for big models); install llama.cpp's "
+               f"llama-server on PATH or set {LLAMA_SERVER_ENV}")
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,8 @@ class Launch:
     host: str
     port: int
     health_path: str  # answers 200 once the process serves
+    files: tuple[tuple[Path, bytes], ...] = ()  # written before each start (the fallback server's config)
+    note: str | None = None  # what `vilms up` tells the user about this process
 
     @property
     def url(self) -> str:
@@ -43,10 +59,34 @@ class Launch:
         return self.url + self.health_path
 
 
-def launches(plan: LocalPlan, layout: Layout) -> list[Launch]:
-    """Command lines for ``plan`` in the project ``layout``. Raises :class:`ActionError`
-    for a missing model, LoRA or routes file."""
-    out = [_server(spec, layout.root) for spec in plan.servers]
+def find_llama_server(env: Mapping[str, str] | None = None) -> Path | None:
+    """The llama-server to run: ``$VILMS_LLAMA_SERVER`` (which must be an executable file),
+    else ``llama-server`` on PATH, else None (llama-cpp-python's server is used)."""
+    env = os.environ if env is None else env
+    given = env.get(LLAMA_SERVER_ENV, "").strip()
+    if given:
+        path = Path(given)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ActionError(f"{LLAMA_SERVER_ENV}={given} is not an executable file",
+                              hint=f"point it at llama.cpp's llama-server binary, or unset it to use {LLAMA_SERVER} "
+                                   "from PATH or llama-cpp-python's server")
+        return path.absolute()
+    found = shutil.which(LLAMA_SERVER, path=env.get("PATH"))
+    return Path(found) if found else None
+
+
+def planned(project: Project, deployment: str) -> tuple[LocalPlan, list[Launch]]:
+    """The deployment's plan as built, and its command lines on this machine."""
+    plan = LOCAL_PLAN.load(project.plan_file(deployment))
+    return plan, launches(plan, project.layout, project.run_dir(deployment).path, llama_server=find_llama_server())
+
+
+def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server: Path | None) -> list[Launch]:
+    """Command lines for ``plan`` in the project ``layout``; a fallback server's config file
+    goes to ``config_dir`` (written when it starts). ``llama_server``: the binary to run, None
+    for llama-cpp-python's server. Raises :class:`ActionError` for a missing model, LoRA or
+    routes file."""
+    out = [_server(spec, layout.root, config_dir, llama_server) for spec in plan.servers]
     routes = routes_file(layout, plan)
     if not routes.is_file():
         raise ActionError(f"{routes} does not exist", hint="run `vilms build`")
@@ -57,27 +97,47 @@ def launches(plan: LocalPlan, layout: Layout) -> list[Launch]:
     return out
 
 
-def _server(spec: Server, root: Path) -> Launch:
+def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | None) -> Launch:
+    model = _model_file(spec, root)
+    for lora in spec.lora:
+        path = root / lora.file
+        if not path.is_file():
+            raise ActionError(f"{spec.name}: LoRA file {lora.file} of adapter {lora.adapter} does not exist ({path})",
+                              hint=_lora_hint(lora.file))
+    if llama_server is not None:
+        # the context is per slot: llama-server divides --ctx-size among its --parallel slots.
+        # --lora takes the files comma-separated (repeating it is deprecated); they stay
+        # relative (the server runs in the folder of vilms.yaml), and a relative path in
+        # local.yaml never holds a comma.
+        argv = [str(llama_server), "--model", str(model), "--alias", spec.model_alias,
+                "--ctx-size", str(spec.context * spec.parallel), "--parallel", str(spec.parallel),
+                "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
+        if spec.lora:  # loaded, applied to nothing unless a request selects one
+            argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
+        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH)
+    entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
+    models = [{**entry, "model_alias": spec.model_alias}]
+    models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
+    config = config_dir / f"{spec.name}.json"
+    text = json.dumps({"host": spec.host, "port": spec.port, "models": models}, indent=2, sort_keys=True) + "\n"
+    return Launch(spec.name, SERVER_KIND, (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)),
+                  spec.host, spec.port, llamacpp.PYTHON_SERVER_HEALTH_PATH, files=((config, text.encode()),),
+                  note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None)
+
+
+def _model_file(spec: Server, root: Path) -> Path:
     weights = spec.model
     if weights.file is not None:
         model = root / weights.file
         if not model.is_file():
             raise ActionError(f"{spec.name}: model file {weights.file} does not exist ({model})",
                               hint="put the GGUF file there, or change the model's gguf: in vilms.yaml and run `vilms build`")
-    else:
-        assert weights.hf is not None, "the LocalPlan schema requires a file or hf weights"
-        try:
-            model = cached_gguf(weights.hf.repo, weights.hf.file_glob)
-        except ActionError as exc:
-            raise ActionError(f"{spec.name}: {exc.message}", hint=exc.hint) from None
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", spec.model_alias,
-            "--n_ctx", str(spec.context), "--n_threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port)]
-    for lora in spec.lora:  # the schema allows one: llama-cpp-python's server applies one LoRA file
-        path = root / lora
-        if not path.is_file():
-            raise ActionError(f"{spec.name}: LoRA file {lora} does not exist ({path})", hint=_lora_hint(lora))
-        argv += ["--lora_path", str(path)]
-    return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, HEALTH_PATH)
+        return model
+    assert weights.hf is not None, "the LocalPlan schema requires a file or hf weights"
+    try:
+        return cached_gguf(weights.hf.repo, weights.hf.file_glob)
+    except ActionError as exc:
+        raise ActionError(f"{spec.name}: {exc.message}", hint=exc.hint) from None
 
 
 def _lora_hint(lora: str) -> str:

@@ -2,7 +2,9 @@
 foreground or as a detached process, until the deployment serves or its start failed.
 
 Checks, in order: a fresh build, the files the plan names, the extras, the environment the
-gateway reads, free ports. No printing.
+gateway reads, free ports. No printing. When the deployment already runs an older build of
+its local.yaml, the same checks pass first, then its supervisor is asked (SIGUSR1) to apply
+the new one: it restarts only the processes whose command line changed.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from vilms.compiler.contracts.runner_state import RunnerState, StartError
 from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.facts import llamacpp
 
+from . import processes
 from .health import port_free
-from .launch import GATEWAY, Launch, launches
+from .launch import GATEWAY, Launch, planned
 from .observe import clean_stale, unreadable_text
 from .plan import plan_sha256, routes_file
 from .policy import RestartPolicy
 from .project import Project, deployment_to_start
 from .state import RunDir
-from .supervisor import START_TIMEOUT_S, Supervisor
+from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
 
 LOG_TAIL_LINES = 40
 _NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools",
@@ -42,6 +45,8 @@ _NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]"
 class UpResult:
     state: RunnerState
     already_running: bool = False
+    restarted: tuple[str, ...] | None = None  # a new build applied to a running deployment: what (re)started
+    notes: tuple[str, ...] = ()  # what the user should know about how it runs
 
 
 def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_s: float = START_TIMEOUT_S,
@@ -50,6 +55,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
     name = deployment_to_start(project, deployment)
     plan = LOCAL_PLAN.load(project.plan_file(name))
     run_dir = project.run_dir(name)
+    notes: tuple[str, ...] = ()
     # The run's lock, taken here and handed to the supervisor: two `vilms up` cannot both start.
     lock = run_dir.acquire(wait_s=0.2)
     if lock is None:
@@ -57,20 +63,22 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         if running is None or running.status != "running":  # another `vilms up` is starting it: its outcome is ours
             running = _await_other_start(run_dir, name, timeout_s)
         if running.plan_sha256 != plan_sha256(plan):
-            raise ActionError(f"deployment {name} is running an older build of {project.plan_file(name).name}",
-                              hint=f"restart it to apply the new one: vilms down {name} && vilms up {name}")
+            return _apply_new_build(project, name, running, timeout_s)
         return UpResult(running, already_running=True)
     try:
         clean_stale(run_dir)
         _check_installed()
-        planned = launches(plan, project.layout)
+        plan, launches = planned(project, name)
+        notes = tuple(launch.note for launch in launches if launch.note)
         _check_environment(project, plan)
-        _check_ports(planned)
+        _check_ports(launches)
         policy = policy or RestartPolicy()
         if not foreground:
-            return UpResult(_start_detached(project, name, run_dir, lock, timeout_s, policy))
-        supervisor = Supervisor(plan, planned, run_dir, project.file, policy=policy, start_timeout_s=timeout_s,
-                                cwd=project.root)
+            return UpResult(_start_detached(project, name, run_dir, lock, timeout_s, policy), notes=notes)
+        supervisor = Supervisor(plan, launches, run_dir, project.file, policy=policy, start_timeout_s=timeout_s,
+                                cwd=project.root, reload=lambda: planned(project, name))
+        for note in notes:  # foreground: the supervisor's event log is the output
+            log.warning("%s", note)
         ready: list[RunnerState] = []
 
         def on_serving(state: RunnerState) -> None:
@@ -84,7 +92,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
             error = supervisor.state().error
             run_dir.clear()
             raise _start_failure(name, error, run_dir)
-        return UpResult(ready[0] if ready else supervisor.state())
+        return UpResult(ready[0] if ready else supervisor.state(), notes=notes)
     finally:
         if lock is not None:
             os.close(lock)
@@ -118,6 +126,42 @@ def _await_other_start(run_dir: RunDir, name: str, timeout_s: float) -> RunnerSt
                               hint=f"see `vilms status {name}` and the logs in {run_dir.logs}; then `vilms up {name}`")
         if time.monotonic() > deadline:
             raise ActionError(f"deployment {name} is still starting after {limit:.0f} s",
+                              hint=f"see `vilms status {name}` and the logs in {run_dir.logs}")
+        time.sleep(0.1)
+
+
+def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_s: float) -> UpResult:
+    """Check the new build as a start would, then have the running supervisor apply it and
+    wait until every process serves it. Only processes whose command line changed restart."""
+    plan, launches = planned(project, name)
+    _check_environment(project, plan)
+    ports = {p.port for p in running.processes}
+    _check_ports([launch for launch in launches if launch.port not in ports])
+    me = running.supervisor
+    if not processes.alive(me.pid, me.ticks):
+        raise ActionError(f"the supervisor of deployment {name} is gone", hint=f"vilms up {name}")
+    os.kill(me.pid, RELOAD_SIGNAL)
+    want = plan_sha256(plan)
+    run_dir = project.run_dir(name)
+    limit = timeout_s + 30
+    deadline = time.monotonic() + limit
+    while True:
+        state = _read_running(run_dir, name)
+        if state is None or not run_dir.supervised():
+            raise ActionError(f"deployment {name} stopped while applying the new build",
+                              hint=f"see the logs in {run_dir.logs}; then `vilms up {name}`")
+        if state.plan_sha256 == want:
+            failed = [p for p in state.processes if p.state == "failed"]
+            if failed:
+                raise ActionError(f"deployment {name} runs the new build, but {failed[0].name} failed to start",
+                                  hint=f"see {failed[0].log}; fix the cause, `vilms build`, then `vilms up {name}`")
+            if all(p.state == "running" for p in state.processes):
+                before = {p.name: (p.pid, p.ticks) for p in running.processes}
+                restarted = tuple(p.name for p in state.processes if before.get(p.name) != (p.pid, p.ticks))
+                return UpResult(state, restarted=restarted,
+                                notes=tuple(launch.note for launch in launches if launch.note))
+        if time.monotonic() > deadline:
+            raise ActionError(f"deployment {name} did not serve the new build within {limit:.0f} s",
                               hint=f"see `vilms status {name}` and the logs in {run_dir.logs}")
         time.sleep(0.1)
 

@@ -9,6 +9,10 @@ Run: a child that exits is restarted after the backoff of :class:`RestartPolicy`
 too many quick crashes in a row it is marked failed and left down (the others keep
 serving). A restarted child counts as running again once its health URL answers.
 
+New build (SIGUSR1, sent by `vilms up` when local.yaml changed): the plan is read again; a
+process whose command line changed is stopped and started anew (a llama.cpp server loads
+its adapters only at start), new ones start, removed ones stop; the others keep serving.
+
 Stop (SIGTERM, SIGINT or SIGHUP to the supervisor): the gateway first, which drains its
 in-flight requests, then the llama.cpp servers; each gets SIGTERM, then SIGKILL after a
 grace period. The state file is removed on a clean stop and kept (with the error) when
@@ -22,14 +26,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vilms.compiler.clock import utc_now
 from vilms.compiler.contracts.local_plan import LocalPlan
 from vilms.compiler.contracts.runner_state import ProcessId, ProcessState, RunnerState, StartError
-from vilms.compiler.errors import ActionError
+from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.runtime.logs import log_to_stderr
 
 from . import processes
@@ -48,6 +52,8 @@ SERVER_GRACE_S = 10.0
 TICK_S = 0.1
 LOG_CHECK_S = 10.0  # how often logs are checked for rotation
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+RELOAD_SIGNAL = signal.SIGUSR1  # apply a new build of the plan
+Planned = Callable[[], tuple[LocalPlan, Sequence[Launch]]]  # reads the plan again: it and its command lines
 
 
 @dataclass
@@ -74,9 +80,9 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, plan: LocalPlan, launches: list[Launch], run_dir: RunDir, project_file: Path, *,
+    def __init__(self, plan: LocalPlan, launches: Sequence[Launch], run_dir: RunDir, project_file: Path, *,
                  policy: RestartPolicy | None = None, start_timeout_s: float = START_TIMEOUT_S,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None, reload: Planned | None = None) -> None:
         self.plan = plan
         self.plan_sha256 = plan_sha256(plan)
         self.run_dir = run_dir
@@ -90,6 +96,8 @@ class Supervisor:
         self.started_at = utc_now()
         self.error: StartError | None = None
         self.stopping = False
+        self.reload = reload
+        self._reload_asked = False
         self._written: RunnerState | None = None
         self._logs_checked = 0.0
         self._me = ProcessId(os.getpid(), processes.start_ticks(os.getpid()))
@@ -107,6 +115,7 @@ class Supervisor:
                 raise ActionError(f"deployment {self.plan.deployment} is already supervised (lock {self.run_dir.lock_file})")
         self.run_dir.claim(lock)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        previous[RELOAD_SIGNAL] = signal.signal(RELOAD_SIGNAL, self._on_reload)
         try:
             self.run_dir.ensure()
             for child in self.children:
@@ -119,6 +128,9 @@ class Supervisor:
                     if on_ready is not None:
                         on_ready(self.state())
                     while not self.stopping:
+                        if self._reload_asked:
+                            self._reload_asked = False
+                            self._apply_new_build()
                         self._tick()
                         time.sleep(TICK_S)
             finally:  # also when something above raised: never leave a child behind
@@ -138,6 +150,9 @@ class Supervisor:
         if not self.stopping:
             log.info("%s received: stopping", signal.Signals(signum).name)
         self.stopping = True
+
+    def _on_reload(self, _signum: int, _frame: object) -> None:
+        self._reload_asked = True
 
     # -- start -----------------------------------------------------------------------
 
@@ -201,10 +216,11 @@ class Supervisor:
                 self._spawn(child)
                 child.restarts += 1
                 child.ready_by = now + self.start_timeout_s
-            elif proc is not None and child.status == "restarting":
+            elif proc is not None and child.status in ("starting", "restarting"):
                 if probe(child.launch.health_url, timeout_s=0.5) is None:
+                    log.info("%s is serving %s(pid %d, restart %d)", child.launch.name,
+                             "again " if child.status == "restarting" else "", proc.pid, child.restarts)
                     child.status = "running"
-                    log.info("%s is serving again (pid %d, restart %d)", child.launch.name, proc.pid, child.restarts)
                 elif now > child.ready_by:
                     log.error("%s did not answer %s within %g s after a restart", child.launch.name,
                               child.launch.health_url, self.start_timeout_s)
@@ -229,7 +245,56 @@ class Supervisor:
         child.restart_at = now + delay
         log.warning("%s exited with %s after %.1f s; restarting in %g s", child.launch.name, _exit_text(code), ran_for, delay)
 
+    # -- a new build -------------------------------------------------------------------
+
+    def _apply_new_build(self) -> None:
+        """Read the plan again; restart what changed, start what is new, stop what is gone."""
+        if self.reload is None:
+            log.warning("%s received, but this supervisor cannot read its plan again", RELOAD_SIGNAL.name)
+            return
+        try:
+            plan, launches = self.reload()
+        except (ActionError, InvalidInputError) as exc:
+            log.error("the new build is not applied; still running the previous one: %s", exc.message)
+            return
+        current = {c.launch.name: c for c in self.children}
+        children: list[Child] = []
+        fresh: list[Child] = []
+        for launch in launches:
+            old = current.pop(launch.name, None)
+            if old is not None and old.launch == launch:
+                children.append(old)
+                continue
+            if old is not None:
+                self._stop_child(old, GATEWAY_GRACE_S if old.launch.kind == GATEWAY else SERVER_GRACE_S)
+            child = Child(launch, self.run_dir.log(launch.name))
+            children.append(child)
+            fresh.append(child)
+        for gone in current.values():
+            self._stop_child(gone, GATEWAY_GRACE_S if gone.launch.kind == GATEWAY else SERVER_GRACE_S)
+        self.children = children
+        self.plan, self.plan_sha256 = plan, plan_sha256(plan)
+        for child in fresh:  # watched by _tick until they answer, restarted if they crash
+            self._spawn(child)
+            child.ready_by = time.monotonic() + self.start_timeout_s
+        log.info("applied a new build of %s: %s", self.plan.deployment,
+                 f"started {', '.join(c.launch.name for c in fresh)}" if fresh else "nothing to restart")
+        self._write()
+
+    def _stop_child(self, child: Child, grace_s: float) -> None:
+        if child.proc is not None:
+            code = processes.stop(child.proc, grace_s)
+            _mark(child.log_path, f"stopped for a new build (exit {_exit_text(code)})")
+            log.info("stopped %s (pid %d) for a new build", child.launch.name, child.proc.pid)
+            child.proc, child.ticks = None, None
+        child.status = "stopped"
+
     def _spawn(self, child: Child) -> None:
+        for path, content in child.launch.files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(path.name + ".tmp")
+            temp.write_bytes(content)
+            temp.replace(path)
         _mark(child.log_path, f"starting {child.launch.name}: {' '.join(child.launch.argv)}")
         with open(child.log_path, "ab") as out:
             child.proc = processes.spawn(child.launch.argv, log=out, env=self.env, cwd=self.cwd)
@@ -312,16 +377,14 @@ def supervise_deployment(file: Path, deployment: str, *, lock_fd: int | None, ti
     """The detached supervisor of `vilms up` (command `vilms supervise`): read the same local.yaml
     the command checked and supervise until SIGTERM. Returns the exit code: 0 after an orderly
     stop, 1 when the start failed (the error is in state.json for `vilms up`)."""
-    from vilms.compiler.contracts.local_plan import LOCAL_PLAN
-
-    from .launch import launches
+    from .launch import planned
     from .project import Project
 
     configure_logging()
     project = Project.at(file)
-    plan = LOCAL_PLAN.load(project.plan_file(deployment))
-    supervisor = Supervisor(plan, launches(plan, project.layout), project.run_dir(deployment), project.file,
+    plan, launches = planned(project, deployment)
+    supervisor = Supervisor(plan, launches, project.run_dir(deployment), project.file,
                             policy=RestartPolicy(backoff_s=backoff_s, give_up_after=give_up_after),
-                            start_timeout_s=timeout_s, cwd=project.root)
+                            start_timeout_s=timeout_s, cwd=project.root, reload=lambda: planned(project, deployment))
     return supervisor.run(lock=lock_fd)
 

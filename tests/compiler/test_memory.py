@@ -346,6 +346,20 @@ def test_vllm_lora_slots_counted_when_adapters_are_served() -> None:
     assert with_lora.total > without.total
 
 
+def test_llamacpp_serves_released_adapters_from_one_kv_cache() -> None:
+    cpu = hardware(kind="cpu")
+    m = model("m", LLAMA_31_8B, context=4096)
+    released = [adapter(base="m", method="lora", r=8, name=n, release=f"{n}-run", targets=["q_proj", "v_proj"])
+                for n in ("a", "b")]
+    alone = serve(m, "llamacpp", cpu)
+    dep = deployment(cpu, "llamacpp", [m], adapters=released)
+    both = estimate_serving(plan([m], [cpu], released, [dep]), dep)["m"]
+    # one server per base model: its KV cache and buffers once, whatever the adapters; each adapter f32
+    assert (both.kv_cache, both.runtime) == (alone.kv_cache, alone.runtime)
+    assert both.lora == 2 * 4 * memory.Shape.of(LLAMA_31_8B).lora_params(8, ["q_proj", "v_proj"])
+    assert "× 2 processes" not in both.details["kv_cache"] and "2 GGUF adapter(s)" in both.details["lora"]
+
+
 def test_training_on_orin_nano() -> None:
     # training.md §7: Orin Nano 8 GB fits ≤4B QLoRA at short sequences; an 8B LoRA does not
     nano = hardware("nano", "jetson", memory=8 * GIB)

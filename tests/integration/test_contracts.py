@@ -44,7 +44,8 @@ def test_local_runner_accepts_generated_local_plans(project, rel, tmp_path):
     assert routes_file(Layout(tmp_path), plan).is_file()  # the gateway's routes, where the plan says
     for server in plan.servers:
         assert (server.model.file is None) != (server.model.hf is None)
-        assert all(lora.startswith("artifacts/") and lora.endswith("/gguf/adapter.gguf") for lora in server.lora)
+        assert all(lora.file.startswith("artifacts/") and lora.file.endswith("/gguf/adapter.gguf") for lora in server.lora)
+        assert [lora.adapter for lora in server.lora] == sorted({lora.adapter for lora in server.lora})  # slot order
 
 
 @pytest.mark.parametrize("project,rel", TRAINING, ids=[f"{p}:{r}" for p, r in TRAINING])

@@ -1,11 +1,12 @@
 """The whole loop on a tiny model, through the CLI: build → train → export → release →
 build → run the llama.cpp servers the local plan lists → `vilms serve` → a chat request
-per alias, answered by the base model's server and by the server that applies the released
-adapter (that a GGUF LoRA changes llama.cpp's logits as the HF adapter does is proven in
-tests/trainers/test_export.py).
+per alias, both answered by the base model's server, which loads the released adapter and
+serves it to the adapter's alias (that a GGUF LoRA changes llama.cpp's logits as the HF
+adapter does is proven in tests/trainers/test_export.py; that each alias gets its own
+adapter, in tests/runtime/test_llamacpp_adapters.py).
 
-No Docker: the llama.cpp processes are started exactly as ``generated/dev/local.yaml``
-describes them (model file, context, LoRA files, port), the way the local runner will.
+No Docker: the llama.cpp processes are started with the command lines the local runner
+builds from ``generated/dev/local.yaml`` (model file, context, LoRA files, port).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import pytest
 
 from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
+from vilms.compiler.layout import Layout
+from vilms.runtime.local.launch import GATEWAY, launches
 
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
@@ -95,17 +98,17 @@ def test_train_release_and_serve_through_the_gateway(tmp_path):
 
     procs: list[subprocess.Popen] = []
     try:
-        for server in plan.servers:
-            assert server.model.file is not None
-            command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tmp_path / server.model.file),
-                       "--model_alias", server.model_alias, "--n_ctx", str(server.context),
-                       "--host", server.host, "--port", str(server.port)]
-            for lora in server.lora:
-                command += ["--lora_path", str(tmp_path / lora)]
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # the servers exactly as the local runner starts them (llama-cpp-python's server here)
+        for launch in launches(plan, Layout(tmp_path), tmp_path / "run", llama_server=None):
+            if launch.kind == GATEWAY:
+                continue
+            for path, content in launch.files:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            proc = subprocess.Popen(launch.argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             procs.append(proc)
-            _wait(f"http://{server.host}:{server.port}/v1/models", proc)
-        assert {s.model_alias: bool(s.lora) for s in plan.servers} == {"tiny": False, "support-bot": True}
+            _wait(launch.health_url, proc)
+        assert [(s.model_alias, [lora.adapter for lora in s.lora]) for s in plan.servers] == [("tiny", ["support-v1"])]
 
         port = _free_port()
         gateway = subprocess.Popen([*CLI, "serve", "--deployment", "dev", "--port", str(port)], cwd=tmp_path,
@@ -116,7 +119,7 @@ def test_train_release_and_serve_through_the_gateway(tmp_path):
 
         base = _chat(port, "chat")
         tuned = _chat(port, "support-bot")
-        for reply, alias, backend in ((base, "chat", "llamacpp-tiny"), (tuned, "support-bot", "llamacpp-support-bot")):
+        for reply, alias, backend in ((base, "chat", "llamacpp-tiny"), (tuned, "support-bot", "llamacpp-tiny")):
             assert reply["status"] == 200
             assert reply["headers"]["x-vilms-alias"] == alias and reply["headers"]["x-vilms-backend"] == backend
             assert reply["body"]["object"] == "chat.completion" and reply["body"]["choices"]

@@ -97,7 +97,7 @@ def test_dry_run_prints_one_command_per_target_and_runs_nothing(project, tmp_pat
     out = result.stdout
     assert "$ docker compose --file generated/edge/docker-compose.yaml up --detach --remove-orphans --wait" in out
     assert "$ helm upgrade --install acme-cluster generated/cluster/helm --wait --timeout 15m" in out
-    assert "$ vilms down dev -f vilms.yaml" in out and "$ vilms up dev -f vilms.yaml" in out
+    assert "$ vilms up dev -f vilms.yaml" in out and "vilms down" not in out  # up applies a new build in place
     assert out.count("then: create new or changed derived models on the running Ollama") == 1  # edge only
     assert out.index("cluster (helm)") < out.index("dev (local)") < out.index("edge (compose)")  # sorted
     assert _calls(log) == []

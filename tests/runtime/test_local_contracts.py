@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -47,15 +48,15 @@ servers:
   lora: []
   host: 127.0.0.1
   port: 8101
-- name: llamacpp-support-bot
-  model_alias: support-bot
+- name: llamacpp-qwen2.5-1.5b
+  model_alias: qwen2.5-1.5b
   model:
     file: null
     hf: {{repo: Qwen/Qwen2.5-1.5B-Instruct-GGUF, file_glob: '*q4_k_m*.gguf'}}
   context: 8192
   threads: 2
   parallel: 1
-  lora: [artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf]
+  lora: [{{adapter: support-v1, file: artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf}}, {{adapter: faq-v2, file: artifacts/faq-v2-20261121T080000Z-0a0b0c/gguf/adapter.gguf}}]
   host: 127.0.0.1
   port: 8102
 """
@@ -122,8 +123,19 @@ def test_a_plan_round_trips_through_its_contract():
     tiny, bot = plan.servers
     assert tiny.model.file == "models/tiny.gguf" and tiny.model.hf is None
     assert bot.model.hf is not None and bot.model.hf.file_glob == "*q4_k_m*.gguf"
-    assert bot.lora == ("artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf",)
+    assert [(lora.adapter, lora.file) for lora in bot.lora] == [
+        ("support-v1", "artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf"),
+        ("faq-v2", "artifacts/faq-v2-20261121T080000Z-0a0b0c/gguf/adapter.gguf")]
     assert LOCAL_PLAN.parse(LOCAL_PLAN.dump(plan), "again.yaml") == plan
+
+
+def test_an_adapter_name_is_used_once_per_server():
+    text = PLAN.replace("adapter: faq-v2", "adapter: support-v1")
+    assert plan_error(text).splitlines()[0] == (
+        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'support-v1' is already used by lora 0")
+    text = PLAN.replace("adapter: faq-v2", "adapter: qwen2.5-1.5b")
+    assert plan_error(text).splitlines()[0] == (
+        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'qwen2.5-1.5b' is already used by the model alias")
 
 
 def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
@@ -133,8 +145,52 @@ def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
     file.write_text(MINIMAL.replace("    hardware: gpu1\n", "    hardware: gpu1\n    release: support-v1-20261120T091500Z-5c4b3a\n"))
     files = compile_files(file)[2]
     plan = LOCAL_PLAN.parse(files["dev/local.yaml"], "dev/local.yaml")
-    assert {s.model_alias: s.lora for s in plan.servers} == {
-        "qwen2.5-1.5b": (), "support-bot": ("artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf",)}
+    (server,) = plan.servers  # one server per base model; its released adapters ride along
+    assert server.model_alias == "qwen2.5-1.5b"
+    assert [(lora.adapter, lora.file) for lora in server.lora] == [
+        ("support-v1", "artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf")]
+
+
+def test_a_base_models_released_adapters_share_its_server_each_in_its_slot(tmp_path):
+    from vilms.compiler.contracts.routes import ROUTES
+    from vilms.compiler.pipeline import compile_files
+
+    faq = """  faq-v1:
+    base: qwen2.5-1.5b
+    dataset: support
+    method: lora
+    lora: {r: 8}
+    hardware: gpu1
+    release: faq-v1-20261121T080000Z-0a0b0c
+  draft-v1:
+    base: qwen2.5-1.5b
+    dataset: support
+    method: lora
+    lora: {r: 8}
+    hardware: gpu1
+aliases:
+  faq-bot: {model: qwen2.5-1.5b, adapter: faq-v1}
+  faq-terse: {model: qwen2.5-1.5b, adapter: faq-v1, system: Be terse.}
+  draft-bot: {model: qwen2.5-1.5b, adapter: draft-v1, fallbacks: [chat]}
+"""
+    text = MINIMAL.replace("    hardware: gpu1\n", "    hardware: gpu1\n    release: support-v1-20261120T091500Z-5c4b3a\n")
+    file = tmp_path / "vilms.yaml"
+    file.write_text(text.replace("aliases:\n", faq))
+    files = compile_files(file)[2]
+    (server,) = LOCAL_PLAN.parse(files["dev/local.yaml"], "dev/local.yaml").servers
+    assert [(lora.adapter, lora.file.split("/")[1]) for lora in server.lora] == [
+        ("faq-v1", "faq-v1-20261121T080000Z-0a0b0c"), ("support-v1", "support-v1-20261120T091500Z-5c4b3a")]
+    routes = ROUTES.parse(files["dev/gateway/routes.yaml"], "routes.yaml")
+    assert list(routes.backends) == ["llamacpp-qwen2.5-1.5b"]
+    assert routes.backends["llamacpp-qwen2.5-1.5b"].endpoints == (f"http://127.0.0.1:{server.port}",)
+    picked = {name: (r.backend, r.model, r.adapter.slot if r.adapter else None) for name, r in routes.aliases.items()}
+    assert picked == {
+        "chat": ("llamacpp-qwen2.5-1.5b", "qwen2.5-1.5b", None),
+        "draft-bot": ("llamacpp-qwen2.5-1.5b", "draft-v1", None),  # not released: not loaded, no slot
+        "faq-bot": ("llamacpp-qwen2.5-1.5b", "faq-v1", 0),
+        "faq-terse": ("llamacpp-qwen2.5-1.5b", "faq-v1", 0),  # two aliases, one adapter, one slot
+        "support-bot": ("llamacpp-qwen2.5-1.5b", "support-v1", 1),
+    }
 
 
 def test_an_unknown_key_is_located():
@@ -158,7 +214,7 @@ def test_a_duplicate_port_is_located_at_the_second_use():
 
 
 def test_a_duplicate_process_name_is_located():
-    text = PLAN.replace("name: llamacpp-support-bot", "name: llamacpp-tiny")
+    text = PLAN.replace("name: llamacpp-qwen2.5-1.5b", "name: llamacpp-tiny")
     assert plan_error(text).splitlines()[0] == (
         "generated/dev/local.yaml:18:9: servers[1].name: process name 'llamacpp-tiny' is already used by servers[0]")
     text = PLAN.replace("name: llamacpp-tiny", "name: gateway")
@@ -228,6 +284,64 @@ def test_the_supervisor_writes_a_state_file_its_readers_load(tmp_path):
     (child,) = state.processes
     assert child.state == "running" and child.pid and child.port == port and child.log == str(run_dir.log("llamacpp-tiny"))
     assert not run_dir.state_file.exists()  # an orderly stop removes it
+
+
+def test_a_new_build_restarts_only_the_processes_whose_command_line_changed(tmp_path):
+    """SIGUSR1 (what `vilms up` sends for a newer local.yaml): a changed process restarts, a new
+    one starts, a removed one stops, an unchanged one keeps its pid."""
+    import threading
+
+    from vilms.compiler.contracts.local_plan import LocalGateway, Server, Weights
+    from vilms.runtime.local.launch import Launch
+    from vilms.runtime.local.plan import plan_sha256
+    from vilms.runtime.local.processes import alive
+    from vilms.runtime.local.state import RunDir
+    from vilms.runtime.local.supervisor import RELOAD_SIGNAL, Supervisor
+
+    script = tmp_path / "serve.py"
+    script.write_text("import http.server, sys\n"
+                      "class H(http.server.BaseHTTPRequestHandler):\n"
+                      "    def do_GET(self): self.send_response(200); self.end_headers()\n"
+                      "    def log_message(self, *a): pass\n"
+                      "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n")
+
+    def launch(name: str, *extra: str) -> Launch:
+        port = ports[name]
+        return Launch(name, "llamacpp", (sys.executable, str(script), str(port), *extra), "127.0.0.1", port, "/")
+
+    def plan_of(*names: str) -> LocalPlan:
+        return LocalPlan("dev", tuple(Server(n, n, Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", ports[n])
+                                      for n in names), LocalGateway("127.0.0.1", _free_port(), "dev/gateway/routes.yaml"))
+
+    ports = {name: _free_port() for name in ("kept", "changed", "gone", "new")}
+    old, new = plan_of("kept", "changed", "gone"), plan_of("kept", "changed", "new")
+    run_dir = RunDir(tmp_path / ".vilms" / "run" / "dev")
+    supervisor = Supervisor(old, [launch("kept"), launch("changed"), launch("gone")], run_dir, tmp_path / "vilms.yaml",
+                            start_timeout_s=10, reload=lambda: (new, [launch("kept"), launch("changed", "-v"), launch("new")]))
+    seen: list[RunnerState] = []
+
+    def watch() -> None:  # until the supervisor serves the new build
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            state = RUNNER_STATE.load(run_dir.state_file)
+            if state.plan_sha256 == plan_sha256(new) and all(p.state == "running" for p in state.processes):
+                seen.append(state)
+                break
+            time.sleep(0.05)
+        supervisor.stopping = True
+
+    def ready(state: RunnerState) -> None:
+        seen.append(state)
+        os.kill(os.getpid(), RELOAD_SIGNAL)
+        threading.Thread(target=watch, daemon=True).start()
+
+    assert supervisor.run(ready) == 0
+    before, after = ({p.name: p.pid for p in state.processes} for state in seen)
+    assert list(after) == ["kept", "changed", "new"]
+    assert after["kept"] == before["kept"] and after["changed"] != before["changed"]
+    assert not alive(before["gone"]) and not alive(before["changed"])
+    assert "stopped for a new build (exit signal SIGTERM)" in run_dir.log("changed").read_text()
+    assert "stopped for a new build" not in run_dir.log("kept").read_text()
 
 
 def test_an_unknown_key_in_state_is_located():

@@ -1,7 +1,12 @@
-"""Engines that already speak the OpenAI API: vLLM and the llama.cpp (llama-cpp-python) server.
+"""Engines that already speak the OpenAI API: vLLM and the llama.cpp servers (llama-server,
+llama-cpp-python's).
 
 The request is forwarded with ``model`` set to the alias's upstream model (vLLM: served
-name or LoRA adapter name; llama.cpp: the ``model_alias`` of its config). Answers pass
+name or LoRA adapter name; llama.cpp: the base model or the adapter's name, which selects
+the model entry of llama-cpp-python's server). A llama.cpp backend that loaded adapters
+also gets ``lora``: every slot's scale, 1.0 for the alias's adapter and 0.0 for the others
+(llama-server applies it per request; an empty list would mean its start-up scales, and
+llama-cpp-python's server ignores the field); a client's own ``lora`` never passes. Answers pass
 through byte for byte, checked: a non-streaming body must be a JSON object (its ``usage``
 is noted); a stream must be SSE and end with ``data: [DONE]``. Streams pass event by event
 (an event split across reads waits for its end). The gateway always asks for usage
@@ -25,13 +30,19 @@ _USAGE_KEY = b'"prompt_tokens"'
 
 
 class OpenAIEngine:
-    __slots__ = ("name",)
+    __slots__ = ("name", "lora_slots")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lora_slots: int = 0) -> None:
         self.name = name
+        self.lora_slots = lora_slots
 
     def prepare(self, kind: str, body: dict[str, Any], alias: Route) -> UpstreamCall:
         body["model"] = alias.model
+        if self.name == "llamacpp":
+            body.pop("lora", None)
+            if self.lora_slots:
+                slot = alias.adapter.slot if alias.adapter is not None else None
+                body["lora"] = [{"id": i, "scale": 1.0 if i == slot else 0.0} for i in range(self.lora_slots)]
         if self.name == "llamacpp" and "max_completion_tokens" in body:
             # llama-cpp-python's server only knows max_tokens.
             value = body.pop("max_completion_tokens")
