@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 DATA = Path(__file__).parent / "data"
+CRDS = Path(__file__).parents[1] / "crds"  # strict JSON Schemas of the custom resources (see its README)
 VLLM_FLAGS_FILE = DATA / "vllm-0.33.0-serve-flags.json"
 KUBE_VERSIONS = ("1.33", "1.35")
 HELM_KUBE_VERSION = "v1.35.0"
@@ -173,6 +174,54 @@ def _kube_verdict(doc_json: str, version: str) -> tuple[str, ...]:
     except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
         return (f"{label} (k8s {version}): {exc}",)
     return ()
+
+
+# custom resources the chart may render → their schema in tests/crds/
+CUSTOM_RESOURCES = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject_v1alpha1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor_v1.json",
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkerset_v1.json",
+}
+
+
+@lru_cache(maxsize=None)
+def _crd_validator(file: str):
+    import jsonschema
+
+    schema = json.loads((CRDS / file).read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def crd_validate(docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every error of each custom resource against its strict schema (tests/crds/); a custom resource
+    without a schema is an error too."""
+    problems = []
+    for doc in docs:
+        label = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        file = CUSTOM_RESOURCES.get((doc.get("apiVersion"), doc.get("kind")))
+        if file is None:
+            problems.append(f"{label}: no schema for {doc.get('apiVersion')} {doc.get('kind')}")
+            continue
+        errors = _crd_validator(file).iter_errors(doc)
+        problems.extend(sorted(f"{label}: {'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors))
+    return problems
+
+
+def is_custom_resource(doc: Mapping[str, Any]) -> bool:
+    """Not a built-in Kubernetes kind: its API group has a dot (keda.sh, monitoring.coreos.com, ...)
+    and is not one of Kubernetes' own (*.k8s.io)."""
+    group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def manifest_problems(docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every object checked by its validator: built-in kinds by kubernetes-validate --strict, custom
+    resources by their CRD schema. A kind neither knows is a problem, never a silent pass."""
+    docs = list(docs)
+    custom = [d for d in docs if is_custom_resource(d)]
+    return crd_validate(custom) + kube_validate([d for d in docs if not is_custom_resource(d)])
 
 
 # --------------------------------------------------------------------------- vLLM
