@@ -7,18 +7,32 @@ values so Argo CD or Flux can sync the folder straight from git.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from importlib import resources
 from typing import Any
 
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.facts import gateway, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
+from vilms.compiler.memory import estimate_model
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.record import record
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+DASHBOARD_FILE = "dashboards/vilms.json"  # in the chart folder; the dashboard ConfigMap reads it with .Files.Get
+
+# Seconds from a pod's deletion until no gateway sends it new requests, beyond one discovery interval:
+# the pod leaves its EndpointSlice, and CoreDNS's cache of the headless Service (kubernetes plugin TTL 5 s)
+# expires. The preStop hook sleeps this long plus gateway.discovery_interval before vLLM gets SIGTERM.
+ENDPOINT_PROPAGATION_S = 5
+PDB_MAX_UNAVAILABLE = 1  # per model: a drain evicts one pod at a time and never waits forever (1 replica too)
+KEDA_QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue: waiting requests per replica that add a replica
+KEDA_KV_CACHE_DEFAULT = 0.8  # serving.<model>.autoscale.kv_cache: mean KV-cache use that adds a replica
+HPA_CPU_PERCENT_DEFAULT = 70
 
 
 def chart_files() -> dict[str, bytes]:
@@ -46,7 +60,8 @@ def _image(ref: str) -> dict[str, str]:
 def vllm_container() -> dict[str, Any]:
     """Port, probe and paths of every vLLM container (the chart has no literals of its own)."""
     return {"port": vllm.PORT, "healthPath": vllm.HEALTH_PATH, "configDir": vllm.CONFIG_DIR,
-            "configFile": vllm.CONFIG_NAME, "artifactsDir": vllm.ARTIFACTS_DIR, "cacheDir": vllm.HF_HOME}
+            "configFile": vllm.CONFIG_NAME, "artifactsDir": vllm.ARTIFACTS_DIR, "cacheDir": vllm.HF_HOME,
+            "multiNodeScript": vllm.MULTI_NODE_SCRIPT}
 
 
 def gateway_container() -> dict[str, Any]:
@@ -55,29 +70,123 @@ def gateway_container() -> dict[str, Any]:
             "readyPath": gateway.READY_PATH, "livePath": gateway.LIVE_PATH}
 
 
-def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """values.yaml: ``routes`` is the text of the gateway's routes.yaml, ``vllm_configs`` each model's vLLM config."""
+def startup_seconds(weight_bytes: int | None) -> int:
+    """Longest start a vLLM pod is given before its startup probe fails it (facts.vllm: cold download + load)."""
+    if weight_bytes is None:
+        return vllm.UNKNOWN_LOAD_S
+    return math.ceil(weight_bytes / vllm.LOAD_BYTES_PER_S) + vllm.ENGINE_START_S
+
+
+def prestop_seconds(plan: Plan) -> int:
+    """How long a vLLM pod keeps serving after its deletion, so every gateway has stopped sending to it."""
+    return math.ceil(plan.gateway.discovery_interval) + ENDPOINT_PROPAGATION_S
+
+
+def termination_grace_seconds(plan: Plan) -> int:
+    """The preStop sleep plus the longest request the gateway lets run (gateway.request_timeout)."""
+    return prestop_seconds(plan) + math.ceil(plan.gateway.request_timeout)
+
+
+# --- temporary: compiler/memory/placement.py (helper C) replaces this; same interface ---------------
+@record
+class Placement:
+    model: str
+    tensor_parallel: int
+    pipeline_parallel: int
+    gpus: int
+    nodes: int
+    gpus_per_node: int
+    replicas: int
+    max_num_seqs: int | None
+    per_gpu_bytes: int | None
+    weight_bytes: int | None
+    reason: str
+
+
+def placements(plan: Plan, dep: Deployment) -> dict[str, Placement]:
+    out = {}
+    for m in dep.models:
+        s = dep.serving_of(m)
+        per_node = dep.hardware.gpus if dep.hardware.kind == "gpu" else 1
+        tp = s.tensor_parallel or per_node
+        pp = s.pipeline_parallel or 1
+        gpus = s.gpus or tp * pp
+        nodes = max(1, math.ceil(gpus / per_node))
+        est = estimate_model(plan, dep, m)
+        out[m] = Placement(model=m, tensor_parallel=tp, pipeline_parallel=pp, gpus=gpus, nodes=nodes,
+                           gpus_per_node=gpus // nodes, replicas=s.replicas or dep.replicas, max_num_seqs=s.max_num_seqs,
+                           per_gpu_bytes=None, weight_bytes=est.weights if est.known else None, reason="")
+    return out
+# --- end temporary ------------------------------------------------------------------------------------
+
+
+def _model_autoscaling(dep: Deployment, model_name: str, replicas: int) -> dict[str, Any]:
+    """KEDA on vLLM's queue and KV cache (serving.<model>.autoscale); off: min = max = replicas."""
+    spec = dep.serving_of(model_name).autoscale
+    return {
+        "enabled": bool(spec),
+        "minReplicas": spec.get("min", replicas),
+        "maxReplicas": spec.get("max", replicas),
+        "queue": spec.get("queue", KEDA_QUEUE_DEFAULT),
+        "kvCache": spec.get("kv_cache", KEDA_KV_CACHE_DEFAULT),
+    }
+
+
+def _models(plan: Plan, dep: Deployment, vllm_configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     hw = dep.hardware
+    placed = placements(plan, dep)
     models = []
     for model_name in dep.models:
         model = plan.models[model_name]
-        gpus = hw.gpus if hw.kind == "gpu" else 1
+        place = placed[model_name]
         entry: dict[str, Any] = {
             "name": dns_label(model_name),
-            "replicas": dep.replicas,
+            "replicas": place.replicas,
+            # nodes > 1: a LeaderWorkerSet group per replica, tensor parallel in a node, pipeline across nodes
+            "nodes": place.nodes,
+            "tensorParallel": place.gpus_per_node if place.nodes > 1 else place.tensor_parallel,
+            "pipelineParallel": place.nodes if place.nodes > 1 else place.pipeline_parallel,
             "config": vllm_configs[model_name],
             "resources": {
                 "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},
-                "limits": {"nvidia.com/gpu": gpus, "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},
+                "limits": {"nvidia.com/gpu": place.gpus_per_node,
+                           "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},
             },
             "runtimeLora": bool(dep.adapters_of(model_name)),
             "secretEnv": ([{"name": "HF_TOKEN", "secretName": f"{plan.project}-secrets", "secretKey": model.token_env}]
                           if model.token_env else []),
             "shmSize": "2Gi",
+            "startupProbe": {"periodSeconds": vllm.STARTUP_PROBE_PERIOD_S,
+                             "failureThreshold": math.ceil(startup_seconds(place.weight_bytes) / vllm.STARTUP_PROBE_PERIOD_S)},
+            "autoscaling": _model_autoscaling(dep, model_name, place.replicas),
         }
         if hw.gpu_type:
             entry["nodeSelector"] = {"nvidia.com/gpu.product": hw.gpu_type}
         models.append(entry)
+    return models
+
+
+def _monitoring(plan: Plan, dep: Deployment) -> dict[str, Any]:
+    """Prometheus Operator monitors, the dashboard ConfigMap and the Prometheus KEDA queries."""
+    spec = dep.monitoring
+    out: dict[str, Any] = {
+        "enabled": spec is not None,
+        "prometheusUrl": (spec or {}).get("prometheus_url", ""),
+        "dashboard": bool(spec and spec["dashboard"]),
+        "dashboardFile": DASHBOARD_FILE,
+        "labels": {},  # extra labels on monitors, e.g. the `release:` a Prometheus selects them by
+        "vllmMetricsPath": vllm.METRICS_PATH,
+        "gatewayMetricsPath": gateway.METRICS_PATH,
+        "metrics": {"queue": vllm.METRIC_WAITING, "kvCache": vllm.METRIC_KV_CACHE, "gatewayInFlight": gateway.METRIC_IN_FLIGHT},
+    }
+    if plan.gateway.ops_key_env:  # /metrics needs the ops key: Prometheus sends it as a bearer token
+        out["gatewayAuth"] = {"secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.ops_key_env}
+    return out
+
+
+def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """values.yaml: ``routes`` is the text of the gateway's routes.yaml, ``vllm_configs`` each model's vLLM config."""
+    hw = dep.hardware
     secret_env = []
     for name in plan.gateway.key_envs:
         secret_env.append({"name": name, "secretName": f"{plan.project}-secrets", "secretKey": name})
@@ -116,7 +225,14 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             "gateway": _image(GATEWAY_IMAGE),
             "trainer": _image(TRAINER_IMAGE),
         },
-        "vllm": {"container": vllm_container(), "models": models},
+        "vllm": {
+            "container": vllm_container(),
+            "models": _models(plan, dep, vllm_configs),
+            "rollingUpdate": {"maxSurge": dep.update["max_surge"], "maxUnavailable": dep.update["max_unavailable"]},
+            "pdb": {"maxUnavailable": PDB_MAX_UNAVAILABLE},
+            "preStopSeconds": prestop_seconds(plan),
+            "terminationGracePeriodSeconds": termination_grace_seconds(plan),
+        },
         "gateway": {
             "replicas": replicas,
             "port": dep.gateway_port,
@@ -127,14 +243,67 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
                 "enabled": bool(autoscale),
                 "minReplicas": autoscale.get("min", replicas),
                 "maxReplicas": autoscale.get("max", max(replicas, 4)),
-                "targetCPUUtilizationPercentage": autoscale.get("cpu_percent", 70),
+                "targetCPUUtilizationPercentage": autoscale.get("cpu_percent", HPA_CPU_PERCENT_DEFAULT),
+                "inFlightPerPod": autoscale.get("inflight", 0),  # 0: CPU only
             },
             "pdb": {"minAvailable": 1},
             "secretEnv": secret_env,
         },
+        "monitoring": _monitoring(plan, dep),
         "ingress": ingress,
         "modelCache": {"size": "200Gi"},
         "artifacts": artifacts,
         "training": {"workspaceClaim": f"{plan.project}-workspace", "workspaceDir": trainer.WORKSPACE, "jobs": jobs,
                      "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }
+
+
+def _panel(title: str, unit: str, targets: list[tuple[str, str]], x: int, y: int) -> dict[str, Any]:
+    return {
+        "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(targets)],
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """The Grafana dashboard (gateway + vLLM) the chart ships in a ``grafana_dashboard`` ConfigMap."""
+    ns = 'namespace="$namespace"'
+    g, v = gateway, vllm
+
+    def quantile(q: float, metric: str, by: str) -> str:
+        return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{ns}}}[5m])))"
+
+    panels = [
+        ("Gateway requests/s by alias", "reqps", [(f"sum by (alias) (rate({g.METRIC_REQUESTS}{{{ns}}}[5m]))", "{{alias}}")]),
+        ("Gateway latency p50 / p95", "s", [(quantile(0.5, g.METRIC_DURATION, "alias"), "p50 {{alias}}"),
+                                             (quantile(0.95, g.METRIC_DURATION, "alias"), "p95 {{alias}}")]),
+        ("Gateway errors/s", "reqps", [(f'sum by (status) (rate({g.METRIC_REQUESTS}{{{ns},status=~"5.."}}[5m]))', "{{status}}"),
+                                       (f"sum by (kind) (rate({g.METRIC_UPSTREAM_ERRORS}{{{ns}}}[5m]))", "upstream {{kind}}")]),
+        ("Gateway requests in flight", "short", [(f"sum by (pod) ({g.METRIC_IN_FLIGHT}{{{ns}}})", "{{pod}}")]),
+        ("vLLM queue: waiting / running", "short", [(f"sum by (model_name) ({v.METRIC_WAITING}{{{ns}}})", "waiting {{model_name}}"),
+                                                    (f"sum by (model_name) ({v.METRIC_RUNNING}{{{ns}}})", "running {{model_name}}")]),
+        ("vLLM KV-cache use", "percentunit", [(f"avg by (model_name) ({v.METRIC_KV_CACHE}{{{ns}}})", "{{model_name}}")]),
+        ("vLLM tokens/s", "short", [(f"sum by (model_name) (rate({v.METRIC_GENERATION_TOKENS}{{{ns}}}[5m]))", "generated {{model_name}}"),
+                                    (f"sum by (model_name) (rate({v.METRIC_PROMPT_TOKENS}{{{ns}}}[5m]))", "prompt {{model_name}}")]),
+        ("vLLM latency p95: first token / whole request", "s", [(quantile(0.95, v.METRIC_TTFT, "model_name"), "TTFT {{model_name}}"),
+                                                                 (quantile(0.95, v.METRIC_E2E_LATENCY, "model_name"), "e2e {{model_name}}")]),
+    ]
+    return {
+        "title": "ViLMS", "uid": "vilms", "schemaVersion": 39, "editable": True, "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"}, "tags": ["vilms", "vllm"],
+        "templating": {"list": [
+            {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"},
+            {"name": "namespace", "label": "Namespace", "type": "query", "refresh": 2,
+             "datasource": {"type": "prometheus", "uid": "${datasource}"},
+             "query": f"label_values({g.METRIC_IN_FLIGHT}, namespace)"},
+        ]},
+        "panels": [{"id": i + 1, **_panel(title, unit, targets, 12 * (i % 2), 8 * (i // 2))}
+                   for i, (title, unit, targets) in enumerate(panels)],
+    }
+
+
+def dashboard_json() -> bytes:
+    return (json.dumps(dashboard(), indent=2, sort_keys=True) + "\n").encode("utf-8")

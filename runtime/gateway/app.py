@@ -38,7 +38,7 @@ class App:
         router.add_prefix("GET", "/v1/models/", self.model)
         router.add("GET", gateway_facts.LIVE_PATH, healthz)
         router.add("GET", gateway_facts.READY_PATH, self.readyz)
-        router.add("GET", "/metrics", self.metrics)
+        router.add("GET", gateway_facts.METRICS_PATH, self.metrics)
         return Server(router, _error_response, lambda: self.state.table.settings.max_body_bytes)
 
     def close(self) -> None:

@@ -248,6 +248,56 @@ gateway:
   api_keys: env:BIGCO_API_KEYS
   otel_endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT
 """,
+    "fx-helm-cluster": """\
+apiVersion: vilms/v1
+project: megacorp
+hardware:
+  h100x8: {kind: gpu, gpus: 8, gpu_memory: 80GiB, memory: 2048GiB, cpus: 128, nodes: 4, gpu_type: NVIDIA-H100-80GB-HBM3}
+models:
+  llama3.1-70b:
+    source: hf:meta-llama/Llama-3.1-70B-Instruct
+    family: llama
+    params: 70B
+    context: 32768
+    chat_template: llama3
+    dtype: bfloat16
+    token: env:HF_TOKEN
+  qwen2.5-0.5b:
+    source: hf:Qwen/Qwen2.5-0.5B-Instruct
+    family: qwen2
+    params: 0.5B
+    context: 8192
+    chat_template: chatml
+datasets:
+  legal: {path: data/legal.jsonl, format: chat}
+adapters:
+  legal-v1:
+    base: llama3.1-70b
+    dataset: legal
+    method: qlora
+    lora: {r: 64}
+    hardware: h100x8
+    release: legal-v1-20261104T091500Z-dddddd
+aliases:
+  chat: llama3.1-70b
+  legal: {model: llama3.1-70b, adapter: legal-v1, fallbacks: [chat]}
+  small: qwen2.5-0.5b
+deployments:
+  prod:
+    hardware: h100x8
+    target: helm
+    engine: vllm
+    serving:
+      llama3.1-70b: {tensor_parallel: 8, pipeline_parallel: 2, replicas: 1}
+      qwen2.5-0.5b: {replicas: 2, max_num_seqs: 128, autoscale: {min: 1, max: 8, queue: 4, kv_cache: 0.75}}
+    update: {max_surge: 0, max_unavailable: 1}
+    monitoring: {prometheus_url: "http://prometheus.monitoring.svc:9090", dashboard: true}
+    autoscale: {min: 2, max: 10, cpu_percent: 60, inflight: 64}
+gateway:
+  api_keys: env:MEGACORP_API_KEYS
+  ops_key: env:MEGACORP_OPS_KEY
+  discovery_interval: 2
+""",
 }
 
 

@@ -1,6 +1,8 @@
 """The generated Helm chart renders and lints (strict) with Helm's own engine, and every rendered
-manifest passes kubernetes-validate --strict, with the generated values and with every optional
-feature switched on (ingress, autoscaling, training Jobs, existing claims, secrets)."""
+manifest passes its validator (kubernetes-validate --strict for built-in kinds, the CRD's strict
+schema for custom resources), with the generated values and with every optional feature switched on
+(ingress, gateway and engine autoscaling, monitoring and dashboard, multi-node, training Jobs,
+existing claims, secrets)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,26 @@ import copy
 import pytest
 
 from tests.support.projects import artefacts, compiled_in_memory
-from tests.support.validators import helm_lint, helm_render, kube_validate, load_yaml, manifests
+from tests.support.validators import helm_lint, helm_render, load_yaml, manifest_problems, manifests
 
 CHARTS = [(p, r.rsplit("/", 1)[0]) for p, r in artefacts(lambda rel: rel.endswith("/helm/values.yaml"))]
 IDS = [f"{p}:{c}" for p, c in CHARTS]
+
+
+def pod_templates(docs: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(owner, labels, pod spec) of every pod template: Deployments and Jobs, and a LeaderWorkerSet's
+    leader and worker (with the worker-index label the LWS controller adds: 0 for the leader)."""
+    out = []
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] in ("Deployment", "Job"):
+            out.append((name, doc["spec"]["template"]["metadata"]["labels"], doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "LeaderWorkerSet":
+            lwt = doc["spec"]["leaderWorkerTemplate"]
+            for role, index in (("leaderTemplate", "0"), ("workerTemplate", "1")):
+                labels = {**lwt[role]["metadata"]["labels"], "leaderworkerset.sigs.k8s.io/worker-index": index}
+                out.append((name, labels, lwt[role]["spec"]))
+    return out
 
 
 def _values(project: str, chart: str) -> dict:
@@ -30,6 +48,14 @@ def _everything_on(values: dict) -> dict:
     if not v["training"]["jobs"]:
         v["training"]["jobs"] = [{"name": "extra", "adapter": "extra", "enabled": True,
                                   "resources": {"limits": {"nvidia.com/gpu": 1}}}]
+    v["gateway"]["autoscaling"]["inFlightPerPod"] = 32
+    v["monitoring"].update(enabled=True, dashboard=True, prometheusUrl="http://prometheus.monitoring.svc:9090",
+                           labels={"release": "kube-prometheus-stack"},
+                           gatewayAuth={"secretName": f"{v['project']}-secrets", "secretKey": "OPS_KEY"})
+    for model in v["vllm"]["models"]:
+        model["autoscaling"].update(enabled=True, minReplicas=1, maxReplicas=6)
+    models = v["vllm"]["models"]
+    models[0]["nodes"] = 2  # the first model spans two nodes (a LeaderWorkerSet); the rest stay Deployments
     return v
 
 
@@ -54,7 +80,7 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(project, chart, scen
     values = SCENARIOS[scenario](_values(project, chart))
     docs = manifests(helm_render(generated_tree(project) / chart, values, release=project[:20]))
     assert docs
-    assert kube_validate(docs) == []
+    assert manifest_problems(docs) == []
 
 
 @pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
@@ -74,29 +100,40 @@ def test_chart_is_what_an_expert_writes(project, chart, generated_tree):
         for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
                     "app.kubernetes.io/component", "helm.sh/chart"):
             assert key in labels, (doc["kind"], doc["metadata"]["name"], key)
-    for kind in ("Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "Job"):
+    for kind in ("Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "Job",
+                 "LeaderWorkerSet", "ScaledObject", "PodMonitor", "ServiceMonitor"):
         assert kind in kinds, kind
 
     pods = {d["metadata"]["name"]: d for d in kinds["Deployment"]}
-    # Services and the PDB select pods that exist
-    for selector_owner in kinds["Service"] + kinds["PodDisruptionBudget"]:
+    templates = pod_templates(docs)
+    # Services, PDBs and monitors select pods that exist
+    for selector_owner in kinds["Service"] + kinds["PodDisruptionBudget"] + kinds["PodMonitor"]:
         spec = selector_owner["spec"]
         selector = spec["selector"].get("matchLabels", spec["selector"])
-        assert any(selector.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in pods.values()), selector_owner["metadata"]["name"]
+        assert any(selector.items() <= labels.items() for _, labels, _ in templates), selector_owner["metadata"]["name"]
     for deployment in pods.values():
         assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     hpa = kinds["HorizontalPodAutoscaler"][0]
     assert hpa["spec"]["scaleTargetRef"]["name"] in pods
     assert "replicas" not in pods[hpa["spec"]["scaleTargetRef"]["name"]]["spec"]  # the HPA owns it
+    assert {"type": "Pods", "pods": {"metric": {"name": "vilms_gateway_in_flight"},
+                                     "target": {"type": "AverageValue", "averageValue": "32"}}} in hpa["spec"]["metrics"]
 
-    vllm = [d for n, d in pods.items() if "-vllm-" in n]
-    assert len(vllm) == len(values["vllm"]["models"])
-    for deployment in vllm:
-        pod = deployment["spec"]["template"]["spec"]
+    engines = {d["metadata"]["name"]: d for d in kinds["Deployment"] + kinds["LeaderWorkerSet"] if "-vllm-" in d["metadata"]["name"]}
+    assert len(engines) == len(values["vllm"]["models"])
+    assert [d["kind"] for d in engines.values()].count("LeaderWorkerSet") == 1
+    for scaled in kinds["ScaledObject"]:  # KEDA owns the replica count of what it scales
+        target = scaled["spec"]["scaleTargetRef"]
+        assert engines[target["name"]]["kind"] == target["kind"] and "replicas" not in engines[target["name"]]["spec"]
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in kinds["ScaledObject"]} == set(engines)
+    for owner, _labels, pod in templates:
+        if owner not in engines:
+            continue
         container = pod["containers"][0]
         assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"]["path"] == "/health"
+        if container["name"] != "vllm-worker":
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["path"] == "/health"
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == "model-cache"
         assert any(m["name"] == "model-cache" for m in container["volumeMounts"])
@@ -123,9 +160,7 @@ def test_chart_is_what_an_expert_writes(project, chart, generated_tree):
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
         assert len(job["metadata"]["name"]) <= 63
     pdbs = {p["metadata"]["name"] for p in kinds["PodDisruptionBudget"]}
-    for deployment in vllm:
-        if deployment["spec"]["replicas"] > 1:
-            assert deployment["metadata"]["name"] in pdbs
+    assert set(engines) <= pdbs  # one per model, whatever its replica count
 
 
 @pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
