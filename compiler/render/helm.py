@@ -15,10 +15,9 @@ from typing import Any
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.facts import gateway, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
-from vilms.compiler.memory import estimate_model
+from vilms.compiler.memory.placement import placements
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Deployment, Plan
-from vilms.compiler.record import record
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
@@ -87,39 +86,6 @@ def termination_grace_seconds(plan: Plan) -> int:
     return prestop_seconds(plan) + math.ceil(plan.gateway.request_timeout)
 
 
-# --- temporary: compiler/memory/placement.py (helper C) replaces this; same interface ---------------
-@record
-class Placement:
-    model: str
-    tensor_parallel: int
-    pipeline_parallel: int
-    gpus: int
-    nodes: int
-    gpus_per_node: int
-    replicas: int
-    max_num_seqs: int | None
-    per_gpu_bytes: int | None
-    weight_bytes: int | None
-    reason: str
-
-
-def placements(plan: Plan, dep: Deployment) -> dict[str, Placement]:
-    out = {}
-    for m in dep.models:
-        s = dep.serving_of(m)
-        per_node = dep.hardware.gpus if dep.hardware.kind == "gpu" else 1
-        tp = s.tensor_parallel or per_node
-        pp = s.pipeline_parallel or 1
-        gpus = s.gpus or tp * pp
-        nodes = max(1, math.ceil(gpus / per_node))
-        est = estimate_model(plan, dep, m)
-        out[m] = Placement(model=m, tensor_parallel=tp, pipeline_parallel=pp, gpus=gpus, nodes=nodes,
-                           gpus_per_node=gpus // nodes, replicas=s.replicas or dep.replicas, max_num_seqs=s.max_num_seqs,
-                           per_gpu_bytes=None, weight_bytes=est.weights if est.known else None, reason="")
-    return out
-# --- end temporary ------------------------------------------------------------------------------------
-
-
 def _model_autoscaling(dep: Deployment, model_name: str, replicas: int) -> dict[str, Any]:
     """KEDA on vLLM's queue and KV cache (serving.<model>.autoscale); off: min = max = replicas."""
     spec = dep.serving_of(model_name).autoscale
@@ -144,8 +110,8 @@ def _models(plan: Plan, dep: Deployment, vllm_configs: dict[str, dict[str, Any]]
             "replicas": place.replicas,
             # nodes > 1: a LeaderWorkerSet group per replica, tensor parallel in a node, pipeline across nodes
             "nodes": place.nodes,
-            "tensorParallel": place.gpus_per_node if place.nodes > 1 else place.tensor_parallel,
-            "pipelineParallel": place.nodes if place.nodes > 1 else place.pipeline_parallel,
+            "tensorParallel": place.tensor_parallel,
+            "pipelineParallel": place.pipeline_parallel,
             "config": vllm_configs[model_name],
             "resources": {
                 "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},

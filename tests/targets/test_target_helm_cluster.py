@@ -14,6 +14,9 @@ from tests.support.validators import CUSTOM_RESOURCES, crd_validate, helm_render
 from tests.targets.test_target_helm import CHARTS, IDS, _values
 from vilms.compiler.facts import gateway as gateway_facts
 from vilms.compiler.facts import vllm as vllm_facts
+from vilms.compiler.memory.placement import placements
+from vilms.compiler.naming import dns_label
+from vilms.compiler.pipeline import compile_plan
 from vilms.runtime.gateway.metrics import GatewayMetrics
 
 CLUSTER = ("fx-helm-cluster", "prod/helm")
@@ -184,6 +187,30 @@ def test_a_model_spanning_nodes_is_a_leaderworkerset(cluster):
     # the routes table discovers the engines through that Service
     routes = load_yaml(compiled_in_memory("fx-helm-cluster")["prod/gateway/routes.yaml"])
     assert routes["backends"]["vllm-llama3.1-70b"]["discovery"]["host"] == "prod-vllm-llama3-1-70b"
+
+
+def test_gpus_per_pod_and_replicas_come_from_placement(cluster, tmp_path):
+    source = tmp_path / "vilms.yaml"
+    source.write_text(FIXTURES["fx-helm-cluster"], encoding="utf-8")
+    _doc, plan = compile_plan(source)
+    placed = placements(plan, plan.deployments["prod"])
+    engines = {d["metadata"]["name"]: d for d in cluster if d["kind"] in ("Deployment", "LeaderWorkerSet") and "-vllm-" in d["metadata"]["name"]}
+    scaled = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in cluster if d["kind"] == "ScaledObject"}
+    assert placed["qwen2.5-0.5b"].gpus_per_node < plan.deployments["prod"].hardware.gpus  # the planner's choice, not every GPU
+    for model, place in placed.items():
+        name = f"prod-vllm-{dns_label(model)}"
+        engine = engines[name]
+        if place.nodes > 1:
+            assert engine["kind"] == "LeaderWorkerSet" and engine["spec"]["leaderWorkerTemplate"]["size"] == place.nodes
+            pods = [engine["spec"]["leaderWorkerTemplate"][t]["spec"] for t in ("leaderTemplate", "workerTemplate")]
+        else:
+            assert engine["kind"] == "Deployment"
+            pods = [engine["spec"]["template"]["spec"]]
+        for pod in pods:
+            assert int(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) == place.gpus_per_node
+        replicas = engine["spec"].get("replicas", scaled.get(name, {}).get("minReplicaCount"))
+        assert replicas == (place.replicas if name not in scaled else _source("fx-helm-cluster")["deployments"]["prod"]
+                            ["serving"][model]["autoscale"]["min"])
 
 
 def test_crd_validation_rejects_broken_custom_resources(cluster):
