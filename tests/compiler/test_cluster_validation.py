@@ -33,7 +33,7 @@ CASES = {
                              "deployments.gpu.serving.qwen2.5-1.5b.autoscale", "target helm only", None),
     "autoscale-min-above-max": (_with("  k8s: {hardware: gpu1, target: helm, engine: vllm, monitoring: {}, "
                                       "serving: {qwen2.5-1.5b: {autoscale: {min: 5, max: 4}}}}\n"),
-                                "deployments.k8s.serving.qwen2.5-1.5b.autoscale.min", "greater than max", None),
+                                "deployments.k8s.serving.qwen2.5-1.5b.autoscale.min", "greater than", None),
     "autoscale-replicas-above-max": (_with("  k8s: {hardware: gpu1, target: helm, engine: vllm, monitoring: {}, replicas: 3, "
                                            "serving: {qwen2.5-1.5b: {autoscale: {max: 2}}}}\n"),
                                      "deployments.k8s.serving.qwen2.5-1.5b.autoscale.max", "below the model's 3 replicas", None),
