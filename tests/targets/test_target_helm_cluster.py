@@ -242,3 +242,12 @@ def _engine_containers(docs):
     return list(zip(names, [c for _, c in _engine_pods(docs)], strict=True))
 
 
+
+
+def test_engine_autoscaling_without_monitoring_is_refused_by_the_chart(generated_tree):
+    import helm_python
+
+    values = _values(*CLUSTER)
+    values["monitoring"]["enabled"] = False
+    with pytest.raises(helm_python.HelmError, match="needs monitoring.enabled"):
+        helm_render(generated_tree(CLUSTER[0]) / CLUSTER[1], values)
