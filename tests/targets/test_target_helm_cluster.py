@@ -251,3 +251,14 @@ def test_engine_autoscaling_without_monitoring_is_refused_by_the_chart(generated
     values["monitoring"]["enabled"] = False
     with pytest.raises(helm_python.HelmError, match="needs monitoring.enabled"):
         helm_render(generated_tree(CLUSTER[0]) / CLUSTER[1], values)
+
+
+@pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
+def test_engine_parallelism_matches_the_gpus_it_requests(project, chart, generated_tree):
+    """vLLM's config asks for tensor × pipeline parallel GPUs; the pods of one replica request exactly that."""
+    for entry in _values(project, chart)["vllm"]["models"]:
+        config = entry["config"]
+        tp = config.get("tensor-parallel-size", 1)
+        pp = config.get("pipeline-parallel-size", 1)
+        assert (tp, pp) == (entry["tensorParallel"], entry["pipelineParallel"]), entry["name"]
+        assert entry["resources"]["limits"]["nvidia.com/gpu"] * entry["nodes"] == tp * pp, entry["name"]
