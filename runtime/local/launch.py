@@ -29,6 +29,7 @@ from vilms.compiler.layout import ARTIFACTS, Layout
 from .hfcache import cached_gguf
 from .plan import routes_file
 from .project import Project
+from .state import RunDir
 
 GATEWAY = GATEWAY_PROCESS  # the gateway's process name and kind
 LLAMA_SERVER = "llama-server"  # the native llama.cpp server, looked up on PATH
@@ -83,7 +84,8 @@ def planned(project: Project, deployment: str) -> tuple[LocalPlan, list[Launch]]
 
 def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server: Path | None) -> list[Launch]:
     """Command lines for ``plan`` in the project ``layout``; a fallback server's config file
-    goes to ``config_dir`` (written when it starts). ``llama_server``: the binary to run, None
+    goes to ``config_dir`` (written when it starts), the run folder, where the gateway serves
+    the supervisor's copy of the routes (:attr:`RunDir.routes_file`), never generated/'s. ``llama_server``: the binary to run, None
     for llama-cpp-python's server. Raises :class:`ActionError` for a missing model, LoRA or
     routes file."""
     out = [_server(spec, layout.root, config_dir, llama_server) for spec in plan.servers]
@@ -91,7 +93,8 @@ def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server:
     if not routes.is_file():
         raise ActionError(f"{routes} does not exist", hint="run `vilms build`")
     gw = plan.gateway
-    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(routes),
+    copy = RunDir(config_dir).routes_file
+    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(copy),
                                          "--host", gw.host, "--port", str(gw.port)),
                       gw.host, gw.port, gateway_facts.READY_PATH))
     return out
