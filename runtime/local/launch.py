@@ -48,6 +48,7 @@ class Launch:
     port: int
     health_path: str  # answers 200 once the process serves
     files: tuple[tuple[Path, bytes], ...] = ()  # written before each start (the fallback server's config)
+    lora: tuple[str, ...] | None = None  # llama-server: the adapter files it must report loaded, in slot order
     note: str | None = None  # what `vilms up` tells the user about this process
 
     @property
@@ -117,7 +118,8 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
                 "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
         if spec.lora:  # loaded, applied to nothing unless a request selects one
             argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
-        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH)
+        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH,
+                      lora=tuple(lora.file for lora in spec.lora))
     entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]

@@ -19,6 +19,9 @@ routes are read again; the processes whose command line changed, and removed one
 the gateway told at once, SIGHUP); then the changed and new processes start. The others keep
 serving. At no moment does the gateway hold routes whose slots disagree with a running server.
 
+A llama-server with adapters must report them loaded in the plan's slot order (``GET
+/lora-adapters``) before it counts as serving; a mismatch fails its start.
+
 Stop (SIGTERM, SIGINT or SIGHUP to the supervisor): the gateway first, which drains its
 in-flight requests, then the llama.cpp servers; each gets SIGTERM, then SIGKILL after a
 grace period. The state file is removed on a clean stop and kept (with the error) when
@@ -41,10 +44,11 @@ from vilms.compiler.contracts.local_plan import LocalPlan
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.contracts.runner_state import ProcessId, ProcessState, RunnerState, StartError
 from vilms.compiler.errors import ActionError, InvalidInputError
+from vilms.compiler.facts import llamacpp
 from vilms.runtime.logs import log_to_stderr
 
 from . import processes
-from .health import probe
+from .health import lora_adapters, probe
 from .launch import GATEWAY, Launch
 from .logfiles import rotate_if_large
 from .plan import plan_sha256, routes_sha256
@@ -200,6 +204,10 @@ class Supervisor:
                     self._fail(child, f"exited with {_exit_text(code)} while starting")
                     return False
                 if probe(child.launch.health_url, timeout_s=1.0) is None:
+                    wrong = _lora_mismatch(child.launch)
+                    if wrong is not None:
+                        self._fail(child, wrong)
+                        return False
                     child.status = "running"
                     waiting.remove(child)
                     log.info("%s is ready at %s (pid %d)", child.launch.name, child.launch.url, child.proc.pid)
@@ -234,6 +242,13 @@ class Supervisor:
                 child.ready_by = now + self.start_timeout_s
             elif proc is not None and child.status in ("starting", "restarting"):
                 if probe(child.launch.health_url, timeout_s=0.5) is None:
+                    wrong = _lora_mismatch(child.launch)
+                    if wrong is not None:  # would route adapters to the wrong slots: never serves
+                        log.error("%s %s: stopped and marked failed", child.launch.name, wrong)
+                        code = processes.stop(proc, SERVER_GRACE_S)
+                        child.proc, child.ticks, child.last_exit, child.status = None, None, code, "failed"
+                        _mark(child.log_path, wrong)
+                        continue
                     log.info("%s is serving %s(pid %d, restart %d)", child.launch.name,
                              "again " if child.status == "restarting" else "", proc.pid, child.restarts)
                     child.status = "running"
@@ -399,6 +414,21 @@ def _exit_text(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"code {code}"
+
+
+def _lora_mismatch(launch: Launch) -> str | None:
+    """Why a llama-server does not serve the plan's adapters in slot order, or None when it does
+    (or has none to check)."""
+    if not launch.lora:
+        return None
+    url = launch.url + llamacpp.LORA_ADAPTERS_PATH
+    loaded = lora_adapters(url)
+    want = list(enumerate(launch.lora))
+    if loaded != want:
+        got = "an unreadable answer" if loaded is None else ", ".join(f"{i}={p}" for i, p in loaded) or "none"
+        return (f"loaded other adapters than its plan: {url} reports {got}; the plan's slots are "
+                + ", ".join(f"{i}={p}" for i, p in want))
+    return None
 
 
 def _mark(path: Path, text: str) -> None:

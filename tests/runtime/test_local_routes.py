@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from gateway_harness import routes_doc
 
@@ -97,7 +98,7 @@ def _free_port() -> int:
 class Project:
     """A project folder with the files a plan names, a fake llama-server, and its builds."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, binary: Path | None = None) -> None:
         self.root = root
         self.layout = Layout(root)
         self.run_dir = RunDir(root / ".vilms" / "run" / "dev")
@@ -105,10 +106,11 @@ class Project:
         for path in ("models/tiny.gguf", SUPPORT, FAQ):
             (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_bytes(b"")
-        self.binary = root / "bin" / "llama-server"
-        self.binary.parent.mkdir()
-        self.binary.write_text(FAKE_LLAMA_SERVER.format(python=sys.executable))
-        self.binary.chmod(0o755)
+        self.binary = binary or root / "bin" / "llama-server"
+        if binary is None:
+            self.binary.parent.mkdir()
+            self.binary.write_text(FAKE_LLAMA_SERVER.format(python=sys.executable))
+            self.binary.chmod(0o755)
         self.events = root / "events.jsonl"
         self.env = {**os.environ, "FAKE_EVENTS": str(self.events), "FAKE_COPY": str(self.run_dir.routes_file)}
         self.routes = self.layout.routes("dev")
@@ -146,7 +148,7 @@ class Project:
                           cwd=self.root, reload=self.planned, routes=self.routes)
 
     def ask(self, alias: str) -> tuple[int, str]:
-        body = json.dumps({**CHAT, "model": alias}).encode()
+        body = json.dumps({**CHAT, "model": alias, "max_tokens": 8, "temperature": 0}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{self.gateway_port}/v1/chat/completions", data=body,
                                          headers={"Content-Type": "application/json"})
         try:
@@ -245,3 +247,53 @@ def test_a_release_reaches_the_gateway_only_when_applied_and_after_the_old_serve
     supervise(supervisor, scenario)
     assert len(project.event_log()) == 4  # the last server stopped with the supervisor
 
+
+def test_a_llama_server_reporting_other_adapters_fails_the_start(tmp_path):
+    project = Project(tmp_path)
+    project.build({"support-v1": SUPPORT, "faq-v1": FAQ}, {"support-bot": "support-v1"})
+    project.env["FAKE_MISREPORT"] = "1"  # it reports its adapters in the reverse order
+    supervisor = project.supervisor()
+    assert supervisor.run() == 1
+    error = supervisor.state().error
+    assert error is not None and error.process == "llamacpp-tiny"
+    assert error.message == (
+        f"loaded other adapters than its plan: http://127.0.0.1:{project.server_port}/lora-adapters reports "
+        f"0={SUPPORT}, 1={FAQ}; the plan's slots are 0={FAQ}, 1={SUPPORT}")
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(120)
+def test_on_llama_server_an_alias_answers_with_its_adapter_across_build_and_apply(tmp_path, llama_server_bin):
+    """The real llama-server and two random adapters: support-bot's greedy answer stays its
+    adapter's before the release of faq-v1, after the build only, and after the apply that
+    moves support-v1 to slot 1."""
+    pytest.importorskip("gguf")
+    from tiny_gguf import write_tiny_llama, write_tiny_lora
+
+    project = Project(tmp_path, binary=llama_server_bin)
+    write_tiny_llama(tmp_path / "models" / "tiny.gguf")
+    write_tiny_lora(tmp_path / SUPPORT, seed=1)
+    write_tiny_lora(tmp_path / FAQ, seed=2)
+    project.build({"support-v1": SUPPORT}, {"support-bot": "support-v1"})
+    supervisor = project.supervisor()
+
+    def scenario() -> None:
+        status, support = project.ask("support-bot")
+        assert status == 200, support
+        assert support != project.ask("chat")[1]  # the adapter changes the answer
+        project.build({"support-v1": SUPPORT, "faq-v1": FAQ}, {"support-bot": "support-v1", "faq-bot": "faq-v1"})
+        (gateway,) = [p for p in RUNNER_STATE.load(project.run_dir.state_file).processes if p.name == "gateway"]
+        assert gateway.pid is not None
+        os.kill(gateway.pid, 1)  # SIGHUP: it reloads what it serves, now
+        until(lambda: project.reloads() >= 1, "the gateway's reload")
+        assert project.ask("support-bot") == (200, support)  # built, not applied: still slot 0 of the old server
+        os.kill(os.getpid(), RELOAD_SIGNAL)
+        until(lambda: (lambda s: s.routes_sha256 == sha(project.routes.read_bytes())
+                       and all(p.state == "running" for p in s.processes))(RUNNER_STATE.load(project.run_dir.state_file)),
+              "the new build to serve", timeout_s=60)
+        until(lambda: project.reloads() >= 2, "the gateway's reload of the swapped copy")
+        assert project.ask("support-bot") == (200, support)  # slot 1 now, the same adapter
+        status, faq = project.ask("faq-bot")
+        assert status == 200 and faq not in (support, project.ask("chat")[1])
+
+    supervise(supervisor, scenario)
