@@ -136,10 +136,10 @@ class Supervisor:
             self.run_dir.ensure()
             for child in self.children:
                 child.log_path.write_bytes(b"")  # each `vilms up` starts fresh logs
-            if self.routes is not None:  # before the gateway starts on it
-                data = self._read_routes(self.routes)
-                self.run_dir.write_routes(data)
-                self.routes_sha256 = routes_sha256(data)
+            if self.routes is not None and not self._copy_routes(self.routes):  # before the gateway starts on it
+                self.status = "failed"
+                self._write()
+                return 1
             try:
                 if self._start_all():
                     self.status = "running"
@@ -319,6 +319,20 @@ class Supervisor:
         log.info("applied a new build of %s: %s", self.plan.deployment,
                  f"started {', '.join(c.launch.name for c in fresh)}" if fresh else "nothing to restart")
         self._write()
+
+    def _copy_routes(self, path: Path) -> bool:
+        """The first copy of the routes; False (the start failed, nothing started) when the
+        built file does not load (changed since `vilms up` checked it)."""
+        try:
+            data = self._read_routes(path)
+        except (ActionError, InvalidInputError) as exc:
+            log.error("the gateway's routes cannot be served:\n%s", exc.render())
+            self.error = StartError(process=GATEWAY, message=f"cannot serve its routes: {exc.render()}",
+                                    log=str(self.run_dir.log("supervisor")))
+            return False
+        self.run_dir.write_routes(data)
+        self.routes_sha256 = routes_sha256(data)
+        return True
 
     @staticmethod
     def _read_routes(path: Path) -> bytes:

@@ -297,3 +297,16 @@ def test_on_llama_server_an_alias_answers_with_its_adapter_across_build_and_appl
         assert status == 200 and faq not in (support, project.ask("chat")[1])
 
     supervise(supervisor, scenario)
+
+
+def test_routes_broken_after_up_checked_them_fail_the_start_located(tmp_path):
+    project = Project(tmp_path)
+    project.build({"support-v1": SUPPORT}, {"support-bot": "support-v1"})
+    supervisor = project.supervisor()
+    project.routes.write_text(project.routes.read_text().replace("kind: GatewayRoutes", "kind: Nonsense"))
+    assert supervisor.run() == 1
+    error = supervisor.state().error
+    assert error is not None and error.process == "gateway"
+    assert error.message.startswith(f"cannot serve its routes: {project.routes}:")
+    assert "kind" in error.message.splitlines()[0]
+    assert not project.run_dir.routes_file.exists() and not project.events.exists()  # nothing started
