@@ -34,6 +34,7 @@ RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp an
 STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:
 RUNNER_LOCK = "lock"  # held by the deployment's supervisor for its whole life
 RUNNER_LOGS = "logs"  # one log per process, plus the supervisor's
+RUNNER_ROUTES = "routes.yaml"  # the routes the local gateway serves: the supervisor's copy of the applied build's
 OLLAMA_RECORD = "ollama-models.json"  # in .vilms/run/<deployment>/: derived models `vilms apply` created (compose + Ollama)
 
 

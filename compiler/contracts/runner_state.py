@@ -55,6 +55,7 @@ class RunnerState:
     deployment: str
     project: str  # absolute path of vilms.yaml
     plan_sha256: str  # of the local plan it runs (see vilms.runtime.local.plan.plan_sha256)
+    routes_sha256: str | None  # of the routes its gateway serves (the run folder's copy); None before the copy
     started_at: str  # UTC, ISO 8601
     gateway_url: str | None
     logs: str  # absolute path of the logs folder

@@ -14,4 +14,5 @@ UBATCH = 512
 # what a server answers with 200 once its model is loaded: llama-server (503 while loading),
 # and llama-cpp-python's server (which has no health endpoint)
 HEALTH_PATH = "/health"
+LORA_ADAPTERS_PATH = "/lora-adapters"  # llama-server: [{"id", "path", "scale"}] of the adapters loaded at start
 PYTHON_SERVER_HEALTH_PATH = "/v1/models"

@@ -40,6 +40,22 @@ def probe(url: str, timeout_s: float = 2.0) -> str | None:
     return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
+def lora_adapters(url: str, timeout_s: float = 2.0) -> list[tuple[int, str]] | None:
+    """llama-server's ``GET /lora-adapters`` (``[{"id", "path", "scale"}]``) as (id, path)
+    pairs in its order; None when it does not answer 200 with that shape."""
+    import httpx
+
+    try:
+        response = _client().get(url, timeout=timeout_s)
+        body = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(body, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), int)
+                                             and isinstance(a.get("path"), str) for a in body):
+        return None
+    return [(a["id"], a["path"]) for a in body]
+
+
 @cache
 def _client() -> httpx.Client:
     """One client per process (building one costs ~40 ms: it loads the CA bundle; plain HTTP

@@ -29,6 +29,7 @@ from vilms.compiler.layout import ARTIFACTS, Layout
 from .hfcache import cached_gguf
 from .plan import routes_file
 from .project import Project
+from .state import RunDir
 
 GATEWAY = GATEWAY_PROCESS  # the gateway's process name and kind
 LLAMA_SERVER = "llama-server"  # the native llama.cpp server, looked up on PATH
@@ -47,6 +48,7 @@ class Launch:
     port: int
     health_path: str  # answers 200 once the process serves
     files: tuple[tuple[Path, bytes], ...] = ()  # written before each start (the fallback server's config)
+    lora: tuple[str, ...] | None = None  # llama-server: the adapter files it must report loaded, in slot order
     note: str | None = None  # what `vilms up` tells the user about this process
 
     @property
@@ -83,7 +85,8 @@ def planned(project: Project, deployment: str) -> tuple[LocalPlan, list[Launch]]
 
 def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server: Path | None) -> list[Launch]:
     """Command lines for ``plan`` in the project ``layout``; a fallback server's config file
-    goes to ``config_dir`` (written when it starts). ``llama_server``: the binary to run, None
+    goes to ``config_dir`` (written when it starts), the run folder, where the gateway serves
+    the supervisor's copy of the routes (:attr:`RunDir.routes_file`), never generated/'s. ``llama_server``: the binary to run, None
     for llama-cpp-python's server. Raises :class:`ActionError` for a missing model, LoRA or
     routes file."""
     out = [_server(spec, layout.root, config_dir, llama_server) for spec in plan.servers]
@@ -91,7 +94,8 @@ def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server:
     if not routes.is_file():
         raise ActionError(f"{routes} does not exist", hint="run `vilms build`")
     gw = plan.gateway
-    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(routes),
+    copy = RunDir(config_dir).routes_file
+    out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(copy),
                                          "--host", gw.host, "--port", str(gw.port)),
                       gw.host, gw.port, gateway_facts.READY_PATH))
     return out
@@ -114,7 +118,8 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
                 "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
         if spec.lora:  # loaded, applied to nothing unless a request selects one
             argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
-        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH)
+        return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH,
+                      lora=tuple(lora.file for lora in spec.lora))
     entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]

@@ -22,3 +22,9 @@ def plan_sha256(plan: LocalPlan) -> str:
 def routes_file(layout: Layout, plan: LocalPlan) -> Path:
     """The routes.yaml the plan's gateway serves."""
     return layout.in_generated(plan.gateway.routes)
+
+
+def routes_sha256(data: bytes) -> str:
+    """Identifies the routes a gateway serves: the sha256 of the file's bytes. A running
+    deployment records it, so `vilms up` applies a build that changed only the routes."""
+    return hashlib.sha256(data).hexdigest()

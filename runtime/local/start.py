@@ -2,8 +2,8 @@
 foreground or as a detached process, until the deployment serves or its start failed.
 
 Checks, in order: a fresh build, the files the plan names, the extras, the environment the
-gateway reads, free ports. No printing. When the deployment already runs an older build of
-its local.yaml, the same checks pass first, then its supervisor is asked (SIGUSR1) to apply
+gateway reads, free ports. No printing. When the deployment already runs an older build (its
+local.yaml or its routes), the same checks pass first, then its supervisor is asked (SIGUSR1) to apply
 the new one: it restarts only the processes whose command line changed.
 """
 
@@ -30,7 +30,7 @@ from . import processes
 from .health import port_free
 from .launch import GATEWAY, Launch, planned
 from .observe import clean_stale, unreadable_text
-from .plan import plan_sha256, routes_file
+from .plan import plan_sha256, routes_file, routes_sha256
 from .policy import RestartPolicy
 from .project import Project, deployment_to_start
 from .state import RunDir
@@ -62,7 +62,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         running = _read_running(run_dir, name)
         if running is None or running.status != "running":  # another `vilms up` is starting it: its outcome is ours
             running = _await_other_start(run_dir, name, timeout_s)
-        if running.plan_sha256 != plan_sha256(plan):
+        if (running.plan_sha256, running.routes_sha256) != _build_of(project, plan):
             return _apply_new_build(project, name, running, timeout_s)
         return UpResult(running, already_running=True)
     try:
@@ -76,7 +76,8 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         if not foreground:
             return UpResult(_start_detached(project, name, run_dir, lock, timeout_s, policy), notes=notes)
         supervisor = Supervisor(plan, launches, run_dir, project.file, policy=policy, start_timeout_s=timeout_s,
-                                cwd=project.root, reload=lambda: planned(project, name))
+                                cwd=project.root, reload=lambda: planned(project, name),
+                                routes=routes_file(project.layout, plan))
         for note in notes:  # foreground: the supervisor's event log is the output
             log.warning("%s", note)
         ready: list[RunnerState] = []
@@ -141,7 +142,7 @@ def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_
     if not processes.alive(me.pid, me.ticks):
         raise ActionError(f"the supervisor of deployment {name} is gone", hint=f"vilms up {name}")
     os.kill(me.pid, RELOAD_SIGNAL)
-    want = plan_sha256(plan)
+    want = _build_of(project, plan)
     run_dir = project.run_dir(name)
     limit = timeout_s + 30
     deadline = time.monotonic() + limit
@@ -150,7 +151,7 @@ def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_
         if state is None or not run_dir.supervised():
             raise ActionError(f"deployment {name} stopped while applying the new build",
                               hint=f"see the logs in {run_dir.logs}; then `vilms up {name}`")
-        if state.plan_sha256 == want:
+        if (state.plan_sha256, state.routes_sha256) == want:
             failed = [p for p in state.processes if p.state == "failed"]
             if failed:
                 raise ActionError(f"deployment {name} runs the new build, but {failed[0].name} failed to start",
@@ -164,6 +165,15 @@ def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_
             raise ActionError(f"deployment {name} did not serve the new build within {limit:.0f} s",
                               hint=f"see `vilms status {name}` and the logs in {run_dir.logs}")
         time.sleep(0.1)
+
+
+def _build_of(project: Project, plan: LocalPlan) -> tuple[str, str | None]:
+    """What a supervisor records of the build it runs: the plan's sha256 and its routes'."""
+    try:
+        routes = routes_file(project.layout, plan).read_bytes()
+    except OSError:
+        return plan_sha256(plan), None  # the checks before any start report it
+    return plan_sha256(plan), routes_sha256(routes)
 
 
 def _check_installed() -> None:

@@ -5,8 +5,10 @@ written only by the supervisor, atomically (temp file + rename), and read by `vi
 up/status/down`. ``lock`` is held (``flock``) by the supervisor for its whole life: the
 kernel drops it when the supervisor dies, however it dies, so "is it running" never trusts
 a pid that may have been reused after a reboot. ``logs/`` keeps one log per process plus
-the supervisor's own. ``.vilms/run/.gitignore`` keeps all of it out of git
-(``.vilms/releases/`` beside it is history meant to be committed).
+the supervisor's own. ``routes.yaml`` is the routes the gateway serves: the supervisor copies
+``generated/<deployment>/gateway/routes.yaml`` there when it starts or applies a build, so
+`vilms build` alone never changes what the running gateway routes by.
+``.vilms/run/.gitignore`` keeps all of it out of git (``.vilms/releases/`` beside it is history meant to be committed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from vilms.compiler.contracts.runner_state import RUNNER_STATE, RunnerState
 from vilms.compiler.errors import ActionError
-from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, STATE_FILE
+from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, RUNNER_ROUTES, STATE_FILE
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class RunDir:
     @property
     def lock_file(self) -> Path:
         return self.path / RUNNER_LOCK
+
+    @property
+    def routes_file(self) -> Path:
+        """The routes the gateway serves: a copy of the applied build's, swapped only by the supervisor."""
+        return self.path / RUNNER_ROUTES
 
     @property
     def logs(self) -> Path:
@@ -77,6 +84,27 @@ class RunDir:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def write_routes(self, data: bytes) -> bool:
+        """Swap the routes copy atomically (temp file, fsync, rename): the gateway reads either
+        the old file or the new one, never a part. Returns whether its content changed."""
+        try:
+            if self.routes_file.read_bytes() == data:
+                return False
+        except OSError:
+            pass
+        self.ensure()
+        fd, tmp = tempfile.mkstemp(prefix=".routes-", suffix=".yaml", dir=self.path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.routes_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
 
     def clear(self) -> None:
         """Remove the state file (whatever is there: it is the runner's own)."""

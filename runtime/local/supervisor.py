@@ -9,9 +9,18 @@ Run: a child that exits is restarted after the backoff of :class:`RestartPolicy`
 too many quick crashes in a row it is marked failed and left down (the others keep
 serving). A restarted child counts as running again once its health URL answers.
 
-New build (SIGUSR1, sent by `vilms up` when local.yaml changed): the plan is read again; a
-process whose command line changed is stopped and started anew (a llama.cpp server loads
-its adapters only at start), new ones start, removed ones stop; the others keep serving.
+Routes: the gateway serves the run folder's copy of the routes (:attr:`RunDir.routes_file`),
+which only the supervisor writes, so `vilms build` alone changes nothing that runs: a slot in
+the routes always names the adapter the running llama-server loaded there.
+
+New build (SIGUSR1, sent by `vilms up` when local.yaml or the routes changed): the plan and the
+routes are read again; the processes whose command line changed, and removed ones, are stopped
+(a llama.cpp server loads its adapters only at start); then the routes copy is swapped (and
+the gateway told at once, SIGHUP); then the changed and new processes start. The others keep
+serving. At no moment does the gateway hold routes whose slots disagree with a running server.
+
+A llama-server with adapters must report them loaded in the plan's slot order (``GET
+/lora-adapters``) before it counts as serving; a mismatch fails its start.
 
 Stop (SIGTERM, SIGINT or SIGHUP to the supervisor): the gateway first, which drains its
 in-flight requests, then the llama.cpp servers; each gets SIGTERM, then SIGKILL after a
@@ -32,15 +41,17 @@ from pathlib import Path
 
 from vilms.compiler.clock import utc_now
 from vilms.compiler.contracts.local_plan import LocalPlan
+from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.contracts.runner_state import ProcessId, ProcessState, RunnerState, StartError
 from vilms.compiler.errors import ActionError, InvalidInputError
+from vilms.compiler.facts import llamacpp
 from vilms.runtime.logs import log_to_stderr
 
 from . import processes
-from .health import probe
+from .health import lora_adapters, probe
 from .launch import GATEWAY, Launch
 from .logfiles import rotate_if_large
-from .plan import plan_sha256
+from .plan import plan_sha256, routes_sha256
 from .policy import RestartPolicy
 from .state import RunDir
 
@@ -82,8 +93,13 @@ class Child:
 class Supervisor:
     def __init__(self, plan: LocalPlan, launches: Sequence[Launch], run_dir: RunDir, project_file: Path, *,
                  policy: RestartPolicy | None = None, start_timeout_s: float = START_TIMEOUT_S,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None, reload: Planned | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None, reload: Planned | None = None,
+                 routes: Path | None = None) -> None:
+        """``routes``: the built routes file (generated/), copied into the run folder for the
+        gateway when it starts and each time a build is applied; None: no copy (no gateway)."""
         self.plan = plan
+        self.routes = routes
+        self.routes_sha256: str | None = None
         self.plan_sha256 = plan_sha256(plan)
         self.run_dir = run_dir
         self.project_file = project_file
@@ -120,6 +136,10 @@ class Supervisor:
             self.run_dir.ensure()
             for child in self.children:
                 child.log_path.write_bytes(b"")  # each `vilms up` starts fresh logs
+            if self.routes is not None and not self._copy_routes(self.routes):  # before the gateway starts on it
+                self.status = "failed"
+                self._write()
+                return 1
             try:
                 if self._start_all():
                     self.status = "running"
@@ -184,6 +204,10 @@ class Supervisor:
                     self._fail(child, f"exited with {_exit_text(code)} while starting")
                     return False
                 if probe(child.launch.health_url, timeout_s=1.0) is None:
+                    wrong = _lora_mismatch(child.launch)
+                    if wrong is not None:
+                        self._fail(child, wrong)
+                        return False
                     child.status = "running"
                     waiting.remove(child)
                     log.info("%s is ready at %s (pid %d)", child.launch.name, child.launch.url, child.proc.pid)
@@ -218,6 +242,13 @@ class Supervisor:
                 child.ready_by = now + self.start_timeout_s
             elif proc is not None and child.status in ("starting", "restarting"):
                 if probe(child.launch.health_url, timeout_s=0.5) is None:
+                    wrong = _lora_mismatch(child.launch)
+                    if wrong is not None:  # would route adapters to the wrong slots: never serves
+                        log.error("%s %s: stopped and marked failed", child.launch.name, wrong)
+                        code = processes.stop(proc, SERVER_GRACE_S)
+                        child.proc, child.ticks, child.last_exit, child.status = None, None, code, "failed"
+                        _mark(child.log_path, wrong)
+                        continue
                     log.info("%s is serving %s(pid %d, restart %d)", child.launch.name,
                              "again " if child.status == "restarting" else "", proc.pid, child.restarts)
                     child.status = "running"
@@ -254,6 +285,7 @@ class Supervisor:
             return
         try:
             plan, launches = self.reload()
+            routes = self._read_routes(self.routes) if self.routes is not None else None
         except (ActionError, InvalidInputError) as exc:
             log.error("the new build is not applied; still running the previous one: %s", exc.message)
             return
@@ -274,12 +306,43 @@ class Supervisor:
             self._stop_child(gone, GATEWAY_GRACE_S if gone.launch.kind == GATEWAY else SERVER_GRACE_S)
         self.children = children
         self.plan, self.plan_sha256 = plan, plan_sha256(plan)
+        # every server whose adapters change is down now: swap the routes before any starts
+        if routes is not None and self.run_dir.write_routes(routes):
+            self.routes_sha256 = routes_sha256(routes)
+            log.info("swapped the gateway's routes (%s)", self.run_dir.routes_file)
+            for child in children:  # a running gateway reloads now, not at its next poll
+                if child.launch.kind == GATEWAY and child.proc is not None and all(child is not f for f in fresh):
+                    processes.signal_group(child.proc.pid, signal.SIGHUP)
         for child in fresh:  # watched by _tick until they answer, restarted if they crash
             self._spawn(child)
             child.ready_by = time.monotonic() + self.start_timeout_s
         log.info("applied a new build of %s: %s", self.plan.deployment,
                  f"started {', '.join(c.launch.name for c in fresh)}" if fresh else "nothing to restart")
         self._write()
+
+    def _copy_routes(self, path: Path) -> bool:
+        """The first copy of the routes; False (the start failed, nothing started) when the
+        built file does not load (changed since `vilms up` checked it)."""
+        try:
+            data = self._read_routes(path)
+        except (ActionError, InvalidInputError) as exc:
+            log.error("the gateway's routes cannot be served:\n%s", exc.render())
+            self.error = StartError(process=GATEWAY, message=f"cannot serve its routes: {exc.render()}",
+                                    log=str(self.run_dir.log("supervisor")))
+            return False
+        self.run_dir.write_routes(data)
+        self.routes_sha256 = routes_sha256(data)
+        return True
+
+    @staticmethod
+    def _read_routes(path: Path) -> bytes:
+        """The built routes file's bytes, once they load through their contract (raises, located)."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ActionError(f"cannot read {path}: {exc.strerror or exc}", hint="run `vilms build`") from None
+        ROUTES.parse(data, str(path), file=path)
+        return data
 
     def _stop_child(self, child: Child, grace_s: float) -> None:
         if child.proc is not None:
@@ -337,6 +400,7 @@ class Supervisor:
             deployment=self.plan.deployment,
             project=str(self.project_file),
             plan_sha256=self.plan_sha256,
+            routes_sha256=self.routes_sha256,
             started_at=self.started_at,
             gateway_url=gateway.launch.url if gateway else None,
             logs=str(self.run_dir.logs),
@@ -366,6 +430,21 @@ def _exit_text(code: int) -> str:
     return f"code {code}"
 
 
+def _lora_mismatch(launch: Launch) -> str | None:
+    """Why a llama-server does not serve the plan's adapters in slot order, or None when it does
+    (or has none to check)."""
+    if not launch.lora:
+        return None
+    url = launch.url + llamacpp.LORA_ADAPTERS_PATH
+    loaded = lora_adapters(url)
+    want = list(enumerate(launch.lora))
+    if loaded != want:
+        got = "an unreadable answer" if loaded is None else ", ".join(f"{i}={p}" for i, p in loaded) or "none"
+        return (f"loaded other adapters than its plan: {url} reports {got}; the plan's slots are "
+                + ", ".join(f"{i}={p}" for i, p in want))
+    return None
+
+
 def _mark(path: Path, text: str) -> None:
     """A line of the supervisor's own in a child's log."""
     with open(path, "a", encoding="utf-8") as fh:
@@ -378,6 +457,7 @@ def supervise_deployment(file: Path, deployment: str, *, lock_fd: int | None, ti
     the command checked and supervise until SIGTERM. Returns the exit code: 0 after an orderly
     stop, 1 when the start failed (the error is in state.json for `vilms up`)."""
     from .launch import planned
+    from .plan import routes_file
     from .project import Project
 
     configure_logging()
@@ -385,6 +465,7 @@ def supervise_deployment(file: Path, deployment: str, *, lock_fd: int | None, ti
     plan, launches = planned(project, deployment)
     supervisor = Supervisor(plan, launches, project.run_dir(deployment), project.file,
                             policy=RestartPolicy(backoff_s=backoff_s, give_up_after=give_up_after),
-                            start_timeout_s=timeout_s, cwd=project.root, reload=lambda: planned(project, deployment))
+                            start_timeout_s=timeout_s, cwd=project.root, reload=lambda: planned(project, deployment),
+                            routes=routes_file(project.layout, plan))
     return supervisor.run(lock=lock_fd)
 

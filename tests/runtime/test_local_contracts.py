@@ -68,6 +68,7 @@ STATE = {
     "deployment": "dev",
     "project": "/srv/acme/vilms.yaml",
     "plan_sha256": "ab" * 32,
+    "routes_sha256": "cd" * 32,
     "started_at": "2026-11-30T10:55:39Z",
     "gateway_url": "http://127.0.0.1:8080",
     "logs": "/srv/acme/.vilms/run/dev/logs",
@@ -346,7 +347,7 @@ def test_a_new_build_restarts_only_the_processes_whose_command_line_changed(tmp_
 
 def test_an_unknown_key_in_state_is_located():
     text = state_text(supervisor={"pid": 4242, "ticks": 123456, "user": "root"})
-    assert state_error(text).splitlines()[0] == f"{STATE_FILE}:47:5: supervisor.user: unknown key 'user'"
+    assert state_error(text).splitlines()[0] == f"{STATE_FILE}:48:5: supervisor.user: unknown key 'user'"
 
 
 def test_a_wrong_type_in_state_is_located():

@@ -38,7 +38,9 @@ def test_llama_server_loads_every_adapter_unapplied_with_a_context_per_slot(tmp_
         "--parallel", "3", "--threads", "2", "--host", "127.0.0.1", "--port", "8101", "--no-webui",
         "--lora", f"{RUN_A},{RUN_B}", "--lora-init-without-apply")
     assert (server.health_url, server.files, server.note) == ("http://127.0.0.1:8101/health", (), None)
+    assert server.lora == (RUN_A, RUN_B)  # what its GET /lora-adapters must report, in slot order
     assert gateway.kind == GATEWAY and gateway.argv[1:4] == ("-m", "vilms", "serve")
+    assert gateway.argv[4:6] == ("--routes", str(tmp_path / "run" / "routes.yaml"))  # the supervisor's copy
     plain, _ = launches(project(tmp_path), Layout(tmp_path), tmp_path / "run", llama_server=binary)
     assert "--lora" not in plain.argv and "--lora-init-without-apply" not in plain.argv
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,37 @@ def test_up_serves_chat_reports_healthy_and_down_stops_everything(project, gatew
 
     twice = vilms(project, "down")
     assert twice.code == 0 and "not running" in twice.out
+
+
+def test_a_routes_only_build_reaches_the_gateway_at_up_not_at_build(project, gateway_port):
+    """The gateway serves the supervisor's copy of the routes: `vilms build` changes nothing that
+    runs; the next `vilms up` swaps the copy and restarts nothing."""
+    assert vilms(project, "up").code == 0
+    copy = project / ".vilms" / "run" / "dev" / "routes.yaml"
+    built = project / "generated" / "dev" / "gateway" / "routes.yaml"
+    assert copy.read_bytes() == built.read_bytes()
+    before = {p.name: p.pid for p in RUNNER_STATE.load(project / ".vilms" / "run" / "dev" / "state.json").processes}
+    doc = yaml.safe_load((project / "vilms.yaml").read_text())
+    doc["aliases"]["hello"] = "tiny"
+    (project / "vilms.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    old = copy.read_bytes()
+    assert vilms(project, "build").code == 0
+    assert built.read_bytes() != old and copy.read_bytes() == old
+    result = vilms(project, "up")
+    assert result.code == 0 and "no process needed a restart" in result.out, result.out + result.err
+    assert copy.read_bytes() == built.read_bytes()
+    state = RUNNER_STATE.load(project / ".vilms" / "run" / "dev" / "state.json")
+    assert {p.name: p.pid for p in state.processes} == before
+    deadline = time.monotonic() + 10  # the supervisor told the gateway (SIGHUP); it reloads in its own loop
+    while True:
+        try:
+            status, _, _ = chat(gateway_port, "hello")
+            break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404 and time.monotonic() < deadline
+            time.sleep(0.05)
+    assert status == 200
+    assert "already running" in vilms(project, "up").out
 
 
 def test_two_concurrent_ups_start_one_supervisor(project, gateway_port):

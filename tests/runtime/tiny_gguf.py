@@ -87,3 +87,29 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_tiny_lora(path: Path, seed: int, rank: int = 4, scale: float = 0.5) -> Path:
+    """A LoRA GGUF for :func:`write_tiny_llama`'s model (random, big enough to change its greedy
+    answer), as ``vilms export --gguf`` writes one: ``blk.N.<base>.weight.lora_a`` ``(r, in)``
+    and ``.lora_b`` ``(out, r)`` on every attention and MLP projection."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hidden, ff, layers, kv = 64, 128, 2, 2 * 16
+    shapes = {"attn_q": (hidden, hidden), "attn_k": (kv, hidden), "attn_v": (kv, hidden),
+              "attn_output": (hidden, hidden), "ffn_gate": (ff, hidden), "ffn_up": (ff, hidden), "ffn_down": (hidden, ff)}
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(rank))
+    for n in range(layers):
+        for name, (out, inp) in shapes.items():
+            writer.add_tensor(f"blk.{n}.{name}.weight.lora_a", (rng.standard_normal((rank, inp)) * scale).astype(np.float32))
+            writer.add_tensor(f"blk.{n}.{name}.weight.lora_b", (rng.standard_normal((out, rank)) * scale).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
