@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vilms.compiler import layout
+from vilms.compiler.digest import sha256_file
 from vilms.compiler.errors import ActionError
 from vilms.compiler.facts import ollama
 from vilms.compiler.modelfile_syntax import Command, ModelfileSyntaxError, parse
@@ -39,7 +40,7 @@ TIMEOUT_S = 60.0  # connect, and the longest silence on any read or write, of ev
 MAX_BODY = 1 << 20  # a JSON answer (tags, an error)
 MAX_LINE = 64 << 10  # one line of the create progress stream
 MAX_LINES = 100_000  # a create that streams more progress than this is not making progress
-CHUNK = 1 << 20  # bytes read from an adapter file at a time (hashing and upload)
+CHUNK = 1 << 20  # bytes sent from an adapter file at a time (upload)
 START_HINT = "start it with `docker compose --file generated/<deployment>/docker-compose.yaml up -d`, or pass --ollama-url"
 
 # api/types.go Options and Runner: how api.FormatParams types each PARAMETER
@@ -167,13 +168,8 @@ def _param(params: dict[str, Any], name: str, value: str) -> None:
 
 
 def _blob(path: Path) -> Blob:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:  # FileNotFoundError names the path
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return Blob(path.name, path, f"sha256:{digest.hexdigest()}", size)
+    digest = sha256_file(path)  # FileNotFoundError names the path
+    return Blob(path.name, path, f"sha256:{digest}", path.stat().st_size)
 
 
 # --- the server

@@ -74,16 +74,7 @@ class RunDir:
         return RUNNER_STATE.parse(raw, str(self.state_file), file=self.state_file)
 
     def write(self, state: RunnerState) -> None:
-        data = RUNNER_STATE.dump(state)
-        self.ensure()
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._replace(self.state_file, RUNNER_STATE.dump(state))
 
     def write_routes(self, data: bytes) -> bool:
         """Swap the routes copy atomically (temp file, fsync, rename): the gateway reads either
@@ -93,18 +84,22 @@ class RunDir:
                 return False
         except OSError:
             pass
+        self._replace(self.routes_file, data)
+        return True
+
+    def _replace(self, target: Path, data: bytes) -> None:
+        """Write ``target`` in one step: a temp file beside it, fsync, rename."""
         self.ensure()
-        fd, tmp = tempfile.mkstemp(prefix=".routes-", suffix=".yaml", dir=self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=target.suffix, dir=self.path)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.routes_file)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return True
 
     def clear(self) -> None:
         """Remove the state file (whatever is there: it is the runner's own)."""
