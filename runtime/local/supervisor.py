@@ -298,12 +298,12 @@ class Supervisor:
                 children.append(old)
                 continue
             if old is not None:
-                self._stop_child(old, GATEWAY_GRACE_S if old.launch.kind == GATEWAY else SERVER_GRACE_S)
+                self._stop_child(old)
             child = Child(launch, self.run_dir.log(launch.name))
             children.append(child)
             fresh.append(child)
         for gone in current.values():
-            self._stop_child(gone, GATEWAY_GRACE_S if gone.launch.kind == GATEWAY else SERVER_GRACE_S)
+            self._stop_child(gone)
         self.children = children
         self.plan, self.plan_sha256 = plan, plan_sha256(plan)
         # every server whose adapters change is down now: swap the routes before any starts
@@ -344,9 +344,9 @@ class Supervisor:
         ROUTES.parse(data, str(path), file=path)
         return data
 
-    def _stop_child(self, child: Child, grace_s: float) -> None:
+    def _stop_child(self, child: Child) -> None:
         if child.proc is not None:
-            code = processes.stop(child.proc, grace_s)
+            code = processes.stop(child.proc, GATEWAY_GRACE_S if child.launch.kind == GATEWAY else SERVER_GRACE_S)
             _mark(child.log_path, f"stopped for a new build (exit {_exit_text(code)})")
             log.info("stopped %s (pid %d) for a new build", child.launch.name, child.proc.pid)
             child.proc, child.ticks = None, None
