@@ -34,6 +34,7 @@ TRAINING_DEFAULTS = {
     "epochs": 3, "learning_rate": 2.0e-4, "batch_size": 4, "gradient_accumulation_steps": 1, "seq_len": 2048,
     "seed": 0, "warmup_ratio": 0.03, "lr_scheduler": "cosine", "weight_decay": 0.0, "save_steps": 50,
     "eval_steps": 50, "logging_steps": 10, "gradient_checkpointing": True, "max_steps": None,
+    "strategy": "auto", "collective_timeout": 600.0, "max_restarts": 3,
 }
 GATE_DEFAULTS = {"max_eval_perplexity": None, "regression": [], "on_fail": "approval"}
 GATEWAY_DEFAULTS = {

@@ -18,6 +18,7 @@ from vilms.compiler.clock import utc_now
 from vilms.compiler.contracts.run_record import (
     BaseModelUsed,
     DatasetUsed,
+    DistributedUsed,
     GateRecord,
     HardwareUsed,
     Host,
@@ -52,7 +53,18 @@ def session(*, resumed: bool) -> Session:
     return Session(started_at=utc_now(), resumed=resumed, pid=os.getpid())
 
 
-def started(job: TrainingJob, run_id: str, dataset: Dataset) -> RunRecord:
+def distributed_used(job: TrainingJob, *, nnodes: int, nproc_per_node: int, backend: str) -> DistributedUsed:
+    """How a run of ``job`` spreads over ``nnodes`` × ``nproc_per_node`` processes."""
+    t, world = job.config.training, nnodes * nproc_per_node
+    return DistributedUsed(
+        strategy=job.config.distributed.strategy, backend=backend, world_size=world, nnodes=nnodes,
+        nproc_per_node=nproc_per_node, per_device_batch=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        global_batch=t.batch_size * world * t.gradient_accumulation_steps,
+    )
+
+
+def started(job: TrainingJob, run_id: str, dataset: Dataset, distributed: DistributedUsed) -> RunRecord:
     """The record of a new run, written before training starts."""
     cfg = job.config
     base = cfg.base_model
@@ -71,6 +83,7 @@ def started(job: TrainingJob, run_id: str, dataset: Dataset) -> RunRecord:
                                  chat_template=base.chat_template),
         method=cfg.method,
         hardware=HardwareUsed(profile=cfg.hardware.name if cfg.hardware else None, host=host()),
+        distributed=distributed,
         libraries=library_versions(),
         sessions=(session(resumed=False),),
         gate=None,

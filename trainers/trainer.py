@@ -63,7 +63,9 @@ def train_adapter(project_file: Path, adapter: str, *, resume: bool = False, sho
             print(f"{adapter}: no unfinished run to resume; starting a new run", file=sys.stderr)
         run_id, run_dir = runs.create_run(layout, adapter)
         shutil.copyfile(job.file, run_dir / RUN_CONFIG)
-        current = record.started(job, run_id, dataset)
+        current = record.started(
+            job, run_id, dataset, record.distributed_used(job, nnodes=1, nproc_per_node=1, backend="none")
+        )
     runs.save_record(run_dir, current)
 
     from .recipe import Interrupted, LoraRecipe

@@ -73,6 +73,25 @@ class HardwareUsed:
 
 
 @record
+class DistributedUsed:
+    """How the run's processes shared the work (the same for every session: resuming needs the same world)."""
+
+    strategy: str  # ddp | fsdp
+    backend: str  # nccl | gloo | none (one process, no process group)
+    world_size: int  # processes over all nodes
+    nnodes: int
+    nproc_per_node: int
+    per_device_batch: int  # training.batch_size
+    gradient_accumulation_steps: int
+    global_batch: int  # per_device_batch × world_size × gradient_accumulation_steps
+
+    @property
+    def equation(self) -> str:
+        return (f"{self.per_device_batch} per device × {self.world_size} processes × "
+                f"{self.gradient_accumulation_steps} accumulation = {self.global_batch}")
+
+
+@record
 class RegressionOutcome:
     prompt: str
     expected: str
@@ -151,6 +170,7 @@ class RunRecord:
     base_model: BaseModelUsed
     method: str
     hardware: HardwareUsed
+    distributed: DistributedUsed | None  # null: recorded before ViLMS trained across processes (one process)
     libraries: Mapping[str, str | None]  # distribution → version; null: not installed
     sessions: tuple[Session, ...]
     gate: GateRecord | None  # set when the run completed
@@ -186,6 +206,14 @@ def _check(record: RunRecord, report: Reporter) -> None:
     for key in ("finished_at", "gate", "metrics"):
         if (getattr(record, key) is None) == done:
             report.error((key,), f"must be {'set' if done else 'null'} when status is {record.status}")
+    dist = record.distributed
+    if dist is not None:
+        if dist.world_size != dist.nnodes * dist.nproc_per_node:
+            report.error(("distributed", "world_size"),
+                         f"{dist.world_size} is not nnodes × nproc_per_node = {dist.nnodes * dist.nproc_per_node}")
+        if dist.global_batch != dist.per_device_batch * dist.world_size * dist.gradient_accumulation_steps:
+            report.error(("distributed", "global_batch"),
+                         "must be per_device_batch × world_size × gradient_accumulation_steps")
     if record.export is not None and not done:
         report.error(("export",), f"must be null when status is {record.status}")
     approved = record.gate_status == "approved"

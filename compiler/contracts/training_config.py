@@ -109,7 +109,27 @@ class HardwareSpec:
     kind: str  # jetson | cpu | gpu
     memory_bytes: int
     gpu_memory_bytes: int  # of one GPU; 0 without GPUs
-    gpus: int
+    gpus: int  # per node
+    cpus: int | None  # per node; null: not declared
+    nodes: int  # nodes of the profile
+
+
+@record
+class DistributedSpec:
+    """How a run spreads over processes (torchrun on one node) and nodes (Kubeflow Trainer, bare-metal torchrun).
+
+    Global batch = ``training.batch_size`` × world size × ``training.gradient_accumulation_steps``;
+    the world size is the processes per node × nodes the run is started with.
+    """
+
+    strategy: str  # ddp | fsdp: vilms.yaml's training.strategy, auto resolved by the memory planner
+    declared: str  # auto | ddp | fsdp: what vilms.yaml asked for
+    reason: str  # why this strategy (one sentence, for `vilms explain` and the run log)
+    nnodes: int  # nodes the run spans: the hardware profile's nodes (1 without a profile)
+    nproc_per_node: int  # processes per node by default: the profile's GPUs; 1 on CPU, Jetson and without a profile
+    max_nproc_per_node: int | None  # most processes a node may run: GPUs; cpus on CPU; 1 on Jetson; null: unknown
+    collective_timeout_s: float  # a collective waiting longer fails the run and names the rank that did not arrive
+    max_restarts: int  # torchrun --max-restarts
 
 
 @record
@@ -159,6 +179,7 @@ class TrainingConfig:
     lora: LoraSpec
     quantization: QuantSpec | None  # set for qlora, null for lora
     training: TrainingSpec
+    distributed: DistributedSpec
     gate: GateSpec
     hardware: HardwareSpec | None  # null: no profile; trains on the machine it runs on
     export: ExportSpec
@@ -174,6 +195,12 @@ def _check(config: TrainingConfig, report: Reporter) -> None:
             report.error(("quantization", "load_in_4bit"), "method qlora needs load_in_4bit: true")
     elif config.quantization is not None:
         report.error(("quantization",), f"must be null for method {config.method}")
+    dist = config.distributed
+    if dist.max_nproc_per_node is not None and dist.nproc_per_node > dist.max_nproc_per_node:
+        report.error(("distributed", "nproc_per_node"),
+                     f"{dist.nproc_per_node} processes per node but a node runs at most {dist.max_nproc_per_node}")
+    if config.hardware is not None and config.hardware.nodes != dist.nnodes:
+        report.error(("distributed", "nnodes"), f"{dist.nnodes} nodes but hardware {config.hardware.name} has {config.hardware.nodes}")
     for index, case in enumerate(config.gate.regression):
         if (case.expect_substring is None) == (case.expect_exact is None):
             report.error(("gate", "regression", index), "give exactly one of expect_substring, expect_exact")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from vilms.compiler.contracts.training_config import (
     BaseModel,
     DatasetRef,
+    DistributedSpec,
     ExportSpec,
     GateSpec,
     HardwareSpec,
@@ -23,6 +24,7 @@ from vilms.compiler.contracts.training_config import (
     TrainingConfig,
     TrainingSpec,
 )
+from vilms.compiler.memory.strategy import choose_strategy, default_nproc_per_node, max_nproc_per_node
 from vilms.compiler.plan import Adapter, Plan
 
 # QLoRA's recipe: NF4 with double quantisation, bf16 compute
@@ -37,6 +39,7 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
     dataset = plan.datasets[adapter.dataset]
     hw = plan.hardware[adapter.hardware] if adapter.hardware else None
     lora, t, gate = adapter.lora, adapter.training, adapter.gate
+    strategy = choose_strategy(plan, adapter)
     return TrainingConfig(
         project=plan.project,
         adapter=adapter.name,
@@ -64,6 +67,11 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
             save_steps=t["save_steps"], eval_steps=t["eval_steps"], logging_steps=t["logging_steps"],
             gradient_checkpointing=t["gradient_checkpointing"],
         ),
+        distributed=DistributedSpec(
+            strategy=strategy.name, declared=t["strategy"], reason=strategy.reason, nnodes=hw.nodes if hw else 1,
+            nproc_per_node=default_nproc_per_node(hw), max_nproc_per_node=max_nproc_per_node(hw),
+            collective_timeout_s=float(t["collective_timeout"]), max_restarts=t["max_restarts"],
+        ),
         gate=GateSpec(
             max_eval_perplexity=_float_or_none(gate["max_eval_perplexity"]),
             regression=tuple(
@@ -74,6 +82,7 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
         ),
         hardware=None if hw is None else HardwareSpec(
             name=hw.name, kind=hw.kind, memory_bytes=hw.memory_bytes, gpu_memory_bytes=hw.gpu_memory_bytes, gpus=hw.gpus,
+            cpus=hw.cpus, nodes=hw.nodes,
         ),
         export=ExportSpec(gguf=adapter.export["gguf"], quantize=tuple(adapter.export["quantize"])),
         tracking=TrackingSpec(

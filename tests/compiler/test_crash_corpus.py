@@ -229,6 +229,7 @@ INTEGER_CASES: list[tuple[str, str, str, str, str]] = [
     ("adapter.training.save_steps", training("save_steps: 50.0"), "23:28", "adapters.support-v1.training.save_steps", "write 50, not 50.0"),
     ("adapter.training.eval_steps", training("eval_steps: 50.0"), "23:28", "adapters.support-v1.training.eval_steps", "write 50, not 50.0"),
     ("adapter.training.logging_steps", training("logging_steps: 10.0"), "23:31", "adapters.support-v1.training.logging_steps", "write 10, not 10.0"),
+    ("adapter.training.max_restarts", training("max_restarts: 3.0"), "23:30", "adapters.support-v1.training.max_restarts", "write 3, not 3.0"),
     ("params.top_k", params("top_k: 40.0"), "24:47", "aliases.chat.params.top_k", "write 40, not 40.0"),
     ("params.seed", params("seed: 1.0"), "24:46", "aliases.chat.params.seed", "write 1, not 1.0"),
     ("params.max_tokens", params("max_tokens: 256.5"), "24:52", "aliases.chat.params.max_tokens", "write a whole number"),

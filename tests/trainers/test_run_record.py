@@ -44,7 +44,7 @@ def trained(tmp_path: Path, eval_loss: float | None) -> tuple[Layout, Path]:
     job = job_for(layout, "tiny-v1")
     dataset = load_dataset(job.dataset_path, "chat")
     run_id, path = runs.create_run(layout, "tiny-v1")
-    started = record.started(job, run_id, dataset)
+    started = record.started(job, run_id, dataset, record.distributed_used(job, nnodes=1, nproc_per_node=2, backend="gloo"))
     runs.save_record(path, started)
     gate = decide(CEILING, eval_loss, [check_answer(CEILING.regression[0], "hello there")])
     state = TrainerState(step=3, tokens_seen=300, elapsed_seconds=1.5, peak_rss_bytes=2**20, train_history=[[1, 2.0, 0.1]])
