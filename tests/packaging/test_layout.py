@@ -27,3 +27,14 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_the_entry_folder_holds_only_main():
     """`vilms` stays a namespace package: the entry folder has a __main__.py and no __init__.py."""
     assert sorted(p.name for p in (REPO / ENTRY["vilms"]).iterdir() if p.name != "__pycache__") == ["__main__.py"]
+
+
+def test_every_image_copies_every_package_folder():
+    """`pip install .` in an image needs every folder pyproject maps a package to (`cli/` holds `python -m vilms`)."""
+    import re
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {folder.split("/")[0] for folder in config["package-dir"].values()}
+    for dockerfile in sorted(REPO.glob("runtime/*/Dockerfile")):
+        copied = {m.group(1) for m in re.finditer(r"^COPY\s+(\S+)\s", dockerfile.read_text(), re.MULTILINE)}
+        assert roots <= copied, f"{dockerfile.relative_to(REPO)} does not copy {sorted(roots - copied)}"
