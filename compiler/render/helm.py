@@ -12,12 +12,12 @@ import math
 from importlib import resources
 from typing import Any
 
-from vilms.compiler.contracts.training_config import TRAINING_CONFIG
-from vilms.compiler.facts import gateway, trainer, vllm
+from vilms.compiler.contracts.training_config import TRAINING_CONFIG, DistributedSpec
+from vilms.compiler.facts import gateway, kubeflow, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.memory.placement import placements
 from vilms.compiler.naming import dns_label
-from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.plan import Adapter, Deployment, Hardware, Plan
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
@@ -32,6 +32,7 @@ PDB_MAX_UNAVAILABLE = 1  # per model: a drain evicts one pod at a time and never
 KEDA_QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue: waiting requests per replica that add a replica
 KEDA_KV_CACHE_DEFAULT = 0.8  # serving.<model>.autoscale.kv_cache: mean KV-cache use that adds a replica
 HPA_CPU_PERCENT_DEFAULT = 70
+SHM_SIZE = "2Gi"  # /dev/shm of vLLM and trainer pods (a container's default 64 MiB is too small for NCCL and PyTorch)
 
 
 def chart_files() -> dict[str, bytes]:
@@ -98,6 +99,49 @@ def _model_autoscaling(dep: Deployment, model_name: str, replicas: int) -> dict[
     }
 
 
+def node_resources(hw: Hardware, gpus: int) -> dict[str, Any]:
+    """Requests and limits of a GPU pod of profile ``hw`` (vLLM engines and trainers alike): ``gpus`` GPUs,
+    a quarter of the host memory requested, all of it but the OS reserve as the limit."""
+    return {
+        "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},
+        "limits": {"nvidia.com/gpu": gpus, "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},
+    }
+
+
+def runs_as_trainjob(dist: DistributedSpec) -> bool:
+    """More than one process or node: a Kubeflow Trainer TrainJob (torchrun on every node), else a batch Job."""
+    return dist.nnodes > 1 or dist.nproc_per_node > 1
+
+
+def training_job(plan: Plan, adapter: Adapter, hw: Hardware) -> dict[str, Any]:
+    """``training.jobs[*]``: how one adapter trains on the cluster (a Job on one GPU, a TrainJob beyond)."""
+    config = training_config(plan, adapter)
+    dist = config.distributed
+    entry: dict[str, Any] = {
+        "name": dns_label(adapter.name),
+        "adapter": adapter.name,
+        # a changed training config is a new Job or TrainJob (both immutable): the name carries its hash
+        "revision": hashlib.sha256(TRAINING_CONFIG.dump(config)).hexdigest()[:8],
+        "enabled": False,
+    }
+    if not runs_as_trainjob(dist):
+        return {**entry, "kind": "Job", "resources": node_resources(hw, 1)}
+    return {**entry, "kind": "TrainJob", "numNodes": dist.nnodes, "numProcPerNode": dist.nproc_per_node,
+            "maxRestarts": dist.max_restarts, "resources": node_resources(hw, dist.nproc_per_node), "shmSize": SHM_SIZE}
+
+
+def trainjob_runtime() -> dict[str, Any]:
+    """``training.trainJob``: the Kubeflow Trainer runtime every TrainJob refers to and patches (facts.kubeflow)."""
+    return {
+        "apiVersion": kubeflow.API_VERSION,
+        "runtimeRef": {"name": kubeflow.RUNTIME_NAME, "kind": kubeflow.RUNTIME_KIND, "apiGroup": kubeflow.API_GROUP},
+        "replicatedJob": kubeflow.REPLICATED_JOB,
+        "container": kubeflow.CONTAINER,
+        "patchManager": kubeflow.PATCH_MANAGER,
+        "launcher": kubeflow.LAUNCHER,
+    }
+
+
 def _models(plan: Plan, dep: Deployment, vllm_configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     hw = dep.hardware
     placed = placements(plan, dep)
@@ -113,15 +157,11 @@ def _models(plan: Plan, dep: Deployment, vllm_configs: dict[str, dict[str, Any]]
             "tensorParallel": place.tensor_parallel,
             "pipelineParallel": place.pipeline_parallel,
             "config": vllm_configs[model_name],
-            "resources": {
-                "requests": {"cpu": "2", "memory": f"{max(hw.memory_bytes // 4, 2**30) // 2**30}Gi"},
-                "limits": {"nvidia.com/gpu": place.gpus_per_node,
-                           "memory": f"{(hw.memory_bytes - hw.os_reserve_bytes) // 2**30}Gi"},
-            },
+            "resources": node_resources(hw, place.gpus_per_node),
             "runtimeLora": bool(dep.adapters_of(model_name)),
             "secretEnv": ([{"name": "HF_TOKEN", "secretName": f"{plan.project}-secrets", "secretKey": model.token_env}]
                           if model.token_env else []),
-            "shmSize": "2Gi",
+            "shmSize": SHM_SIZE,
             "startupProbe": {"periodSeconds": vllm.STARTUP_PROBE_PERIOD_S,
                              "failureThreshold": math.ceil(startup_seconds(place.weight_bytes) / vllm.STARTUP_PROBE_PERIOD_S)},
             "autoscaling": _model_autoscaling(dep, model_name, place.replicas),
@@ -166,18 +206,8 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             ingress["className"] = dep.ingress["class_name"]
         if "tls_secret" in dep.ingress:
             ingress["tlsSecret"] = dep.ingress["tls_secret"]
-    jobs = [
-        {
-            "name": dns_label(adapter.name),
-            "adapter": adapter.name,
-            # a changed training config is a new Job (Jobs are immutable): the name carries its hash
-            "revision": hashlib.sha256(TRAINING_CONFIG.dump(training_config(plan, adapter))).hexdigest()[:8],
-            "enabled": False,
-            "resources": {"limits": {"nvidia.com/gpu": 1}},
-        }
-        for adapter in sorted(plan.adapters.values(), key=lambda a: a.name)
-        if adapter.hardware == hw.name
-    ]
+    jobs = [training_job(plan, adapter, hw)
+            for adapter in sorted(plan.adapters.values(), key=lambda a: a.name) if adapter.hardware == hw.name]
     # adapters are read from the training workspace (artifacts/<run_id>/), mounted read-only
     artifacts: dict[str, Any] = {}
     if any(dep.adapters_of(m) for m in dep.models):
@@ -220,6 +250,7 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
         "modelCache": {"size": "200Gi"},
         "artifacts": artifacts,
         "training": {"workspaceClaim": f"{plan.project}-workspace", "workspaceDir": trainer.WORKSPACE, "jobs": jobs,
+                     "trainJob": trainjob_runtime(),
                      "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }
 

@@ -12,6 +12,7 @@ from vilms.compiler.reporter import Reporter
 def check(doc: Document, report: Reporter) -> None:
     for name, dep in doc.data.get("deployments", {}).items():
         base = ("deployments", name)
+        _trainjob_name(doc, name, dep, report)
         update = dep.get("update", {})
         if update.get("max_surge", 1) == 0 and update.get("max_unavailable", 0) == 0:
             report.error(base + ("update",), "max_surge and max_unavailable are both 0: a rolling update could never replace a pod",
@@ -30,3 +31,19 @@ def check(doc: Document, report: Reporter) -> None:
                 report.error(base + ("serving", model, "autoscale", "max"),
                              f"max {autoscale['max']} is below the model's {replicas} replicas (autoscale.min's default)",
                              hint="raise max, or set min")
+
+
+def _trainjob_name(doc: Document, name: str, dep: dict, report: Reporter) -> None:
+    """A TrainJob's name (``<deployment>-train-<adapter>-<revision>``) must start with a letter (Kubeflow Trainer
+    checks RFC 1035). The chart renders one for an adapter of the deployment's hardware with several GPUs or nodes
+    (compiler.render.helm.runs_as_trainjob on the training config, whose processes per node are the profile's GPUs)."""
+    if dep.get("target") != "helm" or name[:1].isalpha():
+        return
+    profile = doc.data.get("hardware", {}).get(dep.get("hardware"), {})
+    if profile.get("kind") != "gpu" or (profile.get("gpus", 0) <= 1 and profile.get("nodes", 1) <= 1):
+        return
+    adapters = sorted(a for a, spec in doc.data.get("adapters", {}).items() if spec.get("hardware") == dep.get("hardware"))
+    if adapters:
+        report.error(("deployments", name), f"the Kubeflow TrainJob of adapter {adapters[0]!r} would be named after this "
+                     "deployment, and a TrainJob's name must start with a letter", at_key=True,
+                     hint=f"rename the deployment so it starts with a letter (e.g. 'k{name}')")

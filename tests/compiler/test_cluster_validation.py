@@ -66,3 +66,22 @@ def test_workable_cluster_settings_validate(dep_line, tmp_path):
     source = tmp_path / "vilms.yaml"
     source.write_text(_with(dep_line), encoding="utf-8")
     assert [d.render() for d in diagnostics(source)] == []
+
+
+@pytest.mark.parametrize(("gpus", "nodes", "refused"), [(2, 1, True), (1, 2, True), (1, 1, False)],
+                         ids=["two-gpus", "two-nodes", "one-gpu"])
+def test_a_trainjob_needs_a_deployment_name_that_starts_with_a_letter(gpus, nodes, refused, tmp_path):
+    """Kubeflow Trainer refuses a TrainJob whose name does not start with a letter (RFC 1035); a batch Job
+    (one GPU) takes any DNS label."""
+    text = _with("  8k: {hardware: gpu1, target: helm, engine: vllm}\n").replace(
+        "gpu1: {kind: gpu, gpus: 1,", f"gpu1: {{kind: gpu, gpus: {gpus}, nodes: {nodes},")
+    source = tmp_path / "vilms.yaml"
+    source.write_text(text, encoding="utf-8")
+    found = [d for d in diagnostics(source) if d.path == "deployments.8k"]
+    if not refused:
+        assert found == []
+        return
+    assert len(found) == 1, [d.render() for d in diagnostics(source)]
+    assert "must start with a letter" in found[0].message and "support-v1" in found[0].message
+    assert text.splitlines()[found[0].line - 1].startswith("  8k:")
+    assert "k8k" in found[0].hint

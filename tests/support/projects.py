@@ -1,7 +1,7 @@
 """The projects whose artefacts the target tests prove: the shipped vilms.yaml, every
 example under examples/*/, and fixture projects that cover combinations the examples
 do not (compose+vLLM on GPUs with replicas, compose+Ollama on a Jetson and on a CPU, compose+vLLM on
-a Jetson, a Helm deployment with everything switched on).
+a Jetson, a Helm deployment with everything switched on, adapters training on one GPU and on two nodes).
 """
 
 from __future__ import annotations
@@ -297,6 +297,42 @@ gateway:
   api_keys: env:MEGACORP_API_KEYS
   ops_key: env:MEGACORP_OPS_KEY
   discovery_interval: 2
+""",
+    "fx-helm-train": """\
+apiVersion: vilms/v1
+project: trainco
+hardware:
+  h100x4x2: {kind: gpu, gpus: 4, nodes: 2, gpu_memory: 80GiB, memory: 1024GiB, cpus: 64, gpu_type: NVIDIA-H100-80GB-HBM3}
+  l4: {kind: gpu, gpus: 1, gpu_memory: 24GiB, memory: 64GiB, cpus: 16, gpu_type: NVIDIA-L4}
+models:
+  qwen2.5-7b:
+    source: hf:Qwen/Qwen2.5-7B-Instruct
+    family: qwen2
+    params: 7B
+    context: 8192
+    chat_template: chatml
+datasets:
+  support: {path: data/support.jsonl, format: chat}
+adapters:
+  support-multinode:
+    base: qwen2.5-7b
+    dataset: support
+    method: lora
+    lora: {r: 16}
+    training: {strategy: ddp, max_restarts: 5}
+    hardware: h100x4x2
+  support-small:
+    base: qwen2.5-7b
+    dataset: support
+    method: qlora
+    lora: {r: 16}
+    training: {batch_size: 1, seq_len: 1024}
+    hardware: l4
+aliases:
+  chat: qwen2.5-7b
+deployments:
+  big: {hardware: h100x4x2, target: helm, engine: vllm}
+  small: {hardware: l4, target: helm, engine: vllm}
 """,
 }
 

@@ -45,9 +45,14 @@ def _everything_on(values: dict) -> dict:
     v["artifacts"]["existingClaim"] = "vilms-artifacts"
     for job in v["training"]["jobs"]:
         job["enabled"] = True
-    if not v["training"]["jobs"]:
-        v["training"]["jobs"] = [{"name": "extra", "adapter": "extra", "enabled": True,
-                                  "resources": {"limits": {"nvidia.com/gpu": 1}}}]
+    kinds = {job["kind"] for job in v["training"]["jobs"]}
+    if "Job" not in kinds:
+        v["training"]["jobs"].append({"name": "extra", "adapter": "extra", "enabled": True, "kind": "Job",
+                                      "resources": {"limits": {"nvidia.com/gpu": 1}}})
+    if "TrainJob" not in kinds:  # an adapter on two nodes of four GPUs
+        v["training"]["jobs"].append({"name": "extra-multi", "adapter": "extra-multi", "enabled": True, "kind": "TrainJob",
+                                      "revision": "0123abcd", "numNodes": 2, "numProcPerNode": 4, "maxRestarts": 3,
+                                      "shmSize": "2Gi", "resources": {"limits": {"nvidia.com/gpu": 4}}})
     v["gateway"]["autoscaling"]["inFlightPerPod"] = 32
     v["monitoring"].update(enabled=True, dashboard=True, prometheusUrl="http://prometheus.monitoring.svc:9090",
                            labels={"release": "kube-prometheus-stack"},
@@ -101,7 +106,7 @@ def test_chart_is_what_an_expert_writes(project, chart, generated_tree):
                     "app.kubernetes.io/component", "helm.sh/chart"):
             assert key in labels, (doc["kind"], doc["metadata"]["name"], key)
     for kind in ("Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "Job",
-                 "LeaderWorkerSet", "ScaledObject", "PodMonitor", "ServiceMonitor"):
+                 "TrainJob", "LeaderWorkerSet", "ScaledObject", "PodMonitor", "ServiceMonitor"):
         assert kind in kinds, kind
 
     pods = {d["metadata"]["name"]: d for d in kinds["Deployment"]}

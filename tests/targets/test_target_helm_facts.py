@@ -69,6 +69,10 @@ def test_manifests_take_ports_and_paths_from_values(project, chart, generated_tr
             pod = doc["spec"]["template"]["spec"]
             assert pod["containers"][0]["args"][-1] == "/proj/vilms.yaml"
             assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/proj"
+        elif kind == "TrainJob":
+            assert doc["spec"]["trainer"]["args"][-1] == "/proj/vilms.yaml"
+            pod = doc["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+            assert pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == "/proj"
         elif kind == "Deployment":
             container = doc["spec"]["template"]["spec"]["containers"][0]
             mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

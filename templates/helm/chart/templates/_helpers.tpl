@@ -23,3 +23,19 @@ app.kubernetes.io/component: {{ .component | quote }}
 {{- define "vilms.image" -}}
 {{- printf "%s:%s" .repository .tag -}}
 {{- end -}}
+
+{{/* Tolerations of a training pod (Job or TrainJob): the GPU taint. */}}
+{{- define "vilms.training.tolerations" -}}
+tolerations:
+  - key: nvidia.com/gpu
+    operator: Exists
+    effect: NoSchedule
+{{- end -}}
+
+{{/* Name of a TrainJob: (dict "root" $ "job" <training.jobs entry>). It leaves room for the pod names JobSet
+derives from it, <name>-<replicatedJob>-0-<node index>-<5 random characters>, at most 63 characters. */}}
+{{- define "vilms.trainjob.name" -}}
+{{- $podSuffix := printf "-%s-0-%d-xxxxx" .root.Values.training.trainJob.replicatedJob (sub (int .job.numNodes) 1) -}}
+{{- $max := sub (sub 63 (len $podSuffix)) (add 1 (len .job.revision)) -}}
+{{- printf "%s-train-%s" (include "vilms.fullname" .root) .job.name | trunc (int $max) | trimSuffix "-" }}-{{ .job.revision }}
+{{- end -}}
