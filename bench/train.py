@@ -12,6 +12,14 @@ includes checkpoints/eval when ``--save-every`` is given) is printed next to it.
 the §8 memory estimate next to the measured peak RSS.
 
     python bench/train.py [--steps 300] [--repeats 3] [--threads 1]
+
+``--scaling`` measures data-parallel training instead: tokens/s of ``vilms train`` with 1 and
+2 processes (``--nproc-per-node``, DDP over gloo, one torch thread each) on a llama that is
+big enough for compute to dominate (hidden 512, 4 layers), the speed-up and the scaling
+efficiency, next to the peer a user would otherwise pick: one process with 2 threads. PASS
+when 2 processes reach ``SPEEDUP`` × one process.
+
+    python bench/train.py --scaling [--steps 30] [--repeats 2] [--hidden 512] [--layers 4]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 
 LIMIT = 0.10
+SPEEDUP = 1.6  # issue 12: 2 processes reach at least 1.6x one process on a 2-core machine
 
 
 def rss_now() -> int:
@@ -218,6 +227,60 @@ def planner_estimate(model_dir: Path, config: dict, workdir: Path):
     return estimate_training(plan, plan.adapters["tiny-v1"])
 
 
+def run_cli_training(model_dir: Path, steps: int, procs: int, threads: int) -> dict:
+    """``vilms train tiny-v1 --nproc-per-node PROCS`` in a fresh project; the run's metrics.json."""
+    from vilms.trainers.tiny import write_tiny_project
+
+    with tempfile.TemporaryDirectory(prefix=f"vilms-bench-scaling-{procs}x{threads}-") as tmp:
+        project = write_tiny_project(Path(tmp), model_dir, changes(steps, None))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VILMS_TORCH_THREADS": str(threads),
+               "TRANSFORMERS_VERBOSITY": "error"}
+        cmd = [sys.executable, "-m", "vilms", "train", "tiny-v1", "-f", str(project), "--no-progress",
+               "--nproc-per-node", str(procs)]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            sys.exit(f"vilms train --nproc-per-node {procs} failed:\n{proc.stdout}\n{proc.stderr}")
+        [run] = [p for p in (Path(tmp) / "artifacts").iterdir() if p.is_dir()]
+        metrics = json.loads((run / "metrics.json").read_text())
+        record = json.loads((run / "run.json").read_text())
+        return {"tokens_per_second": metrics["tokens_per_second"], "loop_seconds": metrics["wall_time_seconds"],
+                "tokens": metrics["tokens_processed"], "command_seconds": wall,
+                "global_batch": record["distributed"]["global_batch"], "final_loss": metrics["train_loss"]["last"]}
+
+
+def scaling(args: argparse.Namespace) -> int:
+    from vilms.trainers.tiny import build_tiny_llama
+
+    setups = [(1, 1), (2, 1), (1, 2)]  # (processes, torch threads per process)
+    runs: dict[tuple[int, int], list[dict]] = {s: [] for s in setups}
+    with tempfile.TemporaryDirectory(prefix="vilms-bench-model-") as tmp:
+        model_dir = build_tiny_llama(Path(tmp) / "tiny", hidden=args.hidden, layers=args.layers)
+        for _ in range(args.repeats):  # interleaved, so background load hits every setup alike
+            for procs, threads in setups:
+                runs[(procs, threads)].append(run_cli_training(model_dir, args.steps, procs, threads))
+    best = {s: max(r["tokens_per_second"] for r in rs) for s, rs in runs.items()}
+    one, two, peer = best[(1, 1)], best[(2, 1)], best[(1, 2)]
+    speedup = two / one
+    print(f"llama hidden {args.hidden}, {args.layers} layers, LoRA r=8, batch 4 per process, {args.steps} optimizer steps, "
+          f"{os.cpu_count()} cores, best of {args.repeats} (tokens/s of the training loop, all ranks)")
+    for (procs, threads), rs in runs.items():
+        label = f"{procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
+        print(f"  {label:24}: " + ", ".join(f"{r['tokens_per_second']:.0f}" for r in rs)
+              + f" tokens/s (global batch {rs[0]['global_batch']}, whole command {min(r['command_seconds'] for r in rs):.1f} s)")
+    print(f"  2 processes vs 1 (1 thread each): x{speedup:.2f}, scaling efficiency {speedup / 2 * 100:.0f}% "
+          f"(target x{SPEEDUP})")
+    print(f"  2 processes vs 1 process x 2 threads (the same 2 cores): x{two / peer:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": {f"{p}x{t}": rs for (p, t), rs in runs.items()},
+                                         "speedup": speedup, "efficiency": speedup / 2, "vs_threads": two / peer},
+                                        indent=2) + "\n")
+    verdict = "PASS" if speedup >= SPEEDUP else "FAIL"
+    print(verdict)
+    return 0 if verdict == "PASS" else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -229,6 +292,10 @@ def main() -> int:
         default=None,
         help="also checkpoint + evaluate every N steps in the trainer (default: only at the end)",
     )
+    parser.add_argument("--scaling", action="store_true", help="1 vs 2 processes (DDP) instead of the overhead check")
+    parser.add_argument("--hidden", type=int, default=512, help="with --scaling: hidden size of the model")
+    parser.add_argument("--layers", type=int, default=4, help="with --scaling: decoder layers")
+    parser.add_argument("--json", type=Path, help="with --scaling: also write the figures here")
     parser.add_argument("--worker", choices=["trainer", "bare"])
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--workdir", type=Path)
@@ -240,6 +307,8 @@ def main() -> int:
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.model_dir, args.workdir, args.steps)))
         return 0
+    if args.scaling:
+        return scaling(args)
 
     from vilms.trainers.tiny import build_tiny_llama
 
