@@ -79,9 +79,6 @@ def check_processes(job: TrainingJob, nnodes: int, nproc: int) -> None:
                 f"does not fit {gib(budget)} (hardware {hw.name}: memory − OS reserve)",
                 hint="use fewer processes (--nproc-per-node), or training.strategy: fsdp to shard the base weights",
             )
-    from .distributed.wrap import refuse_unsupported
-
-    refuse_unsupported(cfg.method, dist.strategy, nnodes * nproc)
 
 
 def train_adapter(project_file: Path, adapter: str, *, resume: bool = False, show_progress: bool = True) -> str:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from vilms.compiler.contracts.run_record import RUN_RECORD
 from vilms.compiler.errors import ActionError, UsageError
 
-from .conftest import write_project
+from .conftest import QLORA, write_project
 
 pytestmark = pytest.mark.heavy
 
@@ -97,30 +98,46 @@ def _assert_clean(run: Path) -> None:
     assert not list((run / "checkpoints").glob(".tmp-*")) and len(list((run / "checkpoints").iterdir())) <= 2
 
 
+METHODS = {"lora": {}, "qlora": {"method": "qlora", "quantization": QLORA}}
+
+
 @pytest.fixture(scope="module")
-def one_process(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One process, accumulation 2: the same global batch (8) as 2 processes × accumulation 1."""
+def one_process(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """One process, accumulation 2: the same global batch (8) as 2 processes × accumulation 1 (one run per method)."""
     pytest.importorskip("peft")
-    changes = {**SAME, "training": {**SAME["training"], "gradient_accumulation_steps": 2}, "gate": GATE}
-    project = write_project(tmp_path_factory.mktemp("one") / "proj", tiny_model, changes)
-    _finish(_train(project))
-    return _only_run(project)
+    runs: dict[str, Path] = {}
+
+    def run(method: str) -> Path:
+        if method not in runs:
+            changes = {**SAME, **METHODS[method], "training": {**SAME["training"], "gradient_accumulation_steps": 2},
+                       "gate": GATE}
+            project = write_project(tmp_path_factory.mktemp(method) / "proj", tiny_model, changes)
+            _finish(_train(project))
+            runs[method] = _only_run(project)
+        return runs[method]
+
+    return run
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one_process(strategy: str, one_process: Path, tiny_model: Path, tmp_path: Path) -> None:
-    project = write_project(tmp_path / "proj", tiny_model, {**SAME, "gate": GATE, "distributed": {"strategy": strategy}})
+# QLoRA + FSDP2 shards the 4-bit base too; QLoRA + DDP runs the LoRA code path on a 4-bit replica
+@pytest.mark.parametrize(("method", "strategy"), [("lora", "ddp"), ("lora", "fsdp"), ("qlora", "fsdp")])
+def test_two_processes_match_one_process(
+    method: str, strategy: str, one_process: Callable[[str], Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    one_process_run = one_process(method)
+    project = write_project(tmp_path / "proj", tiny_model,
+                            {**SAME, **METHODS[method], "gate": GATE, "distributed": {"strategy": strategy}})
     out = _finish(_train(project, "--nproc-per-node", "2"))
     assert f"global batch 4 per device × 2 processes × 1 accumulation = 8 ({strategy}, gloo)" in out
     run = _only_run(project)
     # measured on torch 2.13 CPU/gloo: losses and weights equal to the last bit for DDP and FSDP2
-    _assert_close(run, one_process, rel=1e-4, absolute=1e-5)
+    _assert_close(run, one_process_run, rel=1e-4, absolute=1e-5)
     _assert_clean(run)
     record = RUN_RECORD.load(run / "run.json")
     assert record.status == "completed" and record.distributed is not None
     assert (record.distributed.strategy, record.distributed.backend, record.distributed.world_size,
             record.distributed.global_batch) == (strategy, "gloo", 2, 8)
-    one = RUN_RECORD.load(one_process / "run.json")
+    one = RUN_RECORD.load(one_process_run / "run.json")
     assert record.gate is not None and one.gate is not None
     assert record.gate.regression == one.gate.regression  # the FSDP gate generates on every rank, in step
     assert abs(record.gate.eval_loss - one.gate.eval_loss) <= 1e-6  # type: ignore[operator]
@@ -220,15 +237,6 @@ def test_replicas_that_do_not_fit_memory_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ActionError, match=r"2 processes × 9 GiB .* = 18 GiB does not fit 15 GiB") as info:
         _start(project, nproc_per_node=2)
     assert "training.strategy: fsdp" in (info.value.hint or "")
-
-
-def test_qlora_with_fsdp_is_refused(tmp_path: Path) -> None:
-    from .conftest import QLORA
-
-    project = write_project(tmp_path / "proj", None, {"method": "qlora", "quantization": QLORA,
-                                                     "distributed": {"strategy": "fsdp"}})
-    with pytest.raises(ActionError, match="QLoRA with FSDP2 is not supported"):
-        _start(project, nproc_per_node=2)
 
 
 def test_multinode_prints_the_torchrun_command(tiny_model: Path, tmp_path: Path, snapshot: Any) -> None:
