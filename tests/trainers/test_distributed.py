@@ -253,3 +253,17 @@ def test_multinode_prints_the_torchrun_command(tiny_model: Path, tmp_path: Path,
     record = RUN_RECORD.load(run / "run.json")
     assert record.status == "running" and record.distributed is not None and record.distributed.world_size == 4
     assert proc.stdout.replace(run.name, "RUN") == snapshot
+
+
+def test_workers_started_like_a_trainjob_find_or_create_the_run(tiny_model: Path, tmp_path: Path) -> None:
+    """Kubeflow Trainer runs `torchrun … -m vilms train ADAPTER --worker --resume`: rank 0 creates the run."""
+    project = write_project(tmp_path / "proj", tiny_model, SAME)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "vilms", "train", "tiny-v1", "--worker", "--resume", "-f", str(project), "--no-progress"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(project)
+    assert "no unfinished run to resume; starting a new run" in proc.stderr
+    record = RUN_RECORD.load(run / "run.json")
+    assert record.status == "completed" and record.distributed is not None and record.distributed.world_size == 2
+    _assert_clean(run)
