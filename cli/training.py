@@ -6,6 +6,7 @@ modules that need them), never at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -28,14 +29,41 @@ from .options import FILE, dataset_format
     show_default=True,
     help="with --all: how many adapters train at once (separate processes)",
 )
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=None,
+    help="training processes on this node, under torchrun (default: the config's distributed.nproc_per_node)",
+)
+@click.option("--nnodes", type=click.IntRange(min=1), default=None,
+              help="nodes of a bare-metal run: prints the torchrun command for every node (default: the profile's nodes)")
+@click.option("--rdzv-endpoint", metavar="HOST:PORT", default=None, help="with --nnodes N>1: the rendezvous endpoint")
 @click.option("--progress/--no-progress", default=True, help="show the progress bar")
+@click.option("--worker", is_flag=True, hidden=True, help="run as a torchrun worker")
+@click.option("--run-id", default=None, hidden=True, help="with --worker: the run to train")
 @FILE
-def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, progress: bool, file: Path) -> None:
+def train(
+    adapter: str | None,
+    resume: bool,
+    all_adapters: bool,
+    jobs: int,
+    nproc_per_node: int | None,
+    nnodes: int | None,
+    rdzv_endpoint: str | None,
+    progress: bool,
+    worker: bool,
+    run_id: str | None,
+    file: Path,
+) -> None:
     """Train ADAPTER from generated/training/ADAPTER.yaml into artifacts/<run_id>/."""
     if all_adapters == (adapter is not None):
         raise UsageError("give either ADAPTER or --all")
     if jobs != 1 and not all_adapters:
         raise UsageError("-j/--jobs only applies with --all")
+    if all_adapters and (nproc_per_node or nnodes or rdzv_endpoint or worker):
+        raise UsageError("--nproc-per-node, --nnodes and --rdzv-endpoint apply to one ADAPTER, not --all")
+    if run_id is not None and not worker:
+        raise UsageError("--run-id only applies with --worker")
     if all_adapters:
         from vilms.trainers.parallel import train_all
 
@@ -49,12 +77,28 @@ def train(adapter: str | None, resume: bool, all_adapters: bool, jobs: int, prog
             )
         return
     from vilms.trainers import runs
-    from vilms.trainers.trainer import train_adapter
+    from vilms.trainers import trainer as trainers
 
     assert adapter is not None
-    run_id = train_adapter(file, adapter, resume=resume, show_progress=progress)
-    record = runs.read_record(Layout.of(file), run_id)
-    click.echo(f"{adapter}: run {run_id} completed; gate {record.gate_status}")
+    if worker:
+        if nproc_per_node or nnodes or rdzv_endpoint:
+            raise UsageError("a --worker takes its place from torchrun, not from --nproc-per-node/--nnodes")
+        if run_id is None and not resume:
+            raise UsageError("a --worker needs --run-id RUN, or --resume to find or create the run")
+        done = trainers.run_worker(file, adapter, run_id=run_id, resume=resume, show_progress=progress)
+        if done is not None and os.environ.get("RANK", "0") == "0":
+            click.echo(f"{adapter}: run {done}: worker group finished")
+        return
+    started = trainers.train(
+        file, adapter, resume=resume, show_progress=progress, nproc_per_node=nproc_per_node, nnodes=nnodes,
+        rdzv_endpoint=rdzv_endpoint,
+    )
+    if started.command is not None:
+        click.echo(f"{adapter}: run {started.run_id} created; run this on every node:")
+        click.echo(started.command)
+        return
+    record = runs.read_record(Layout.of(file), started.run_id)
+    click.echo(f"{adapter}: run {started.run_id} completed; gate {record.gate_status}")
 
 
 @click.command("approve")

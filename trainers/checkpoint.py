@@ -2,7 +2,9 @@
 
 ``checkpoints/step-000050/`` holds the trainable (adapter) weights, the optimizer and
 scheduler states, the RNG states (python, numpy, torch, cuda) and ``state.json`` (step,
-data position, loss history). Each checkpoint is written into a temp directory and
+data position, loss history). A run on several processes saves the gathered (full) trainable
+weights and optimizer state, every rank's RNG state and the world size, written by rank 0;
+it resumes only at the same world size. Each checkpoint is written into a temp directory and
 renamed into place, so a run killed at any moment leaves only complete checkpoints.
 """
 
@@ -15,6 +17,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vilms.compiler.errors import ActionError
 
 from .atomic import atomic_directory
 
@@ -104,15 +108,87 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> T
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing or any(n not in params for n in weights):
-        from vilms.compiler.errors import ActionError
-
         raise ActionError(f"checkpoint {path} does not match the model (LoRA settings changed?)")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+    rng = torch.load(path / "rng.pt", weights_only=False)
+    _same_world(path, rng, 1)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+    set_rng_state(rng)
+    return TrainerState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
+
+
+def world_size_of(rng: dict[str, Any]) -> int:
+    """The world size a checkpoint was written at (its rng.pt: one state, or one per rank)."""
+    return int(rng["world_size"]) if "ranks" in rng else 1
+
+
+def _same_world(path: Path, rng: dict[str, Any], world_size: int) -> None:
+    saved = world_size_of(rng)
+    if saved != world_size:
+        raise ActionError(
+            f"checkpoint {path.name} was written by {saved} process{'es' if saved > 1 else ''}; "
+            f"this run has {world_size}: resuming at another world size is not supported",
+            hint=f"resume with --nproc-per-node {saved} (on {saved} processes in all), or start a new run without --resume",
+        )
+
+
+def _full_options(**extra: bool) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **extra)
+
+
+def gathered_trainable_state(model: Any) -> dict[str, Any]:
+    """The full trainable weights, gathered on rank 0 (empty elsewhere): a collective."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options(cpu_offload=True, ignore_frozen_params=True))
+
+
+def save_distributed(run_dir: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainerState, world: Any) -> None:
+    """Every rank gathers (collectives); rank 0 writes, then the ranks meet again."""
+    import torch
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    weights = gathered_trainable_state(model)
+    optim = get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+    rngs = world.gather(rng_state())
+
+    def write() -> None:
+        target = checkpoint_dir(run_dir, state.step)
+        with atomic_directory(target) as tmp:
+            save_file(weights, str(tmp / "trainable.safetensors"))
+            torch.save(optim, tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            torch.save({"world_size": world.size, "ranks": rngs}, tmp / "rng.pt")
+            (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
+        _prune(run_dir)
+
+    world.main_only(write)
+    world.barrier()
+
+
+def load_distributed(path: Path, model: Any, optimizer: Any, scheduler: Any, world: Any) -> TrainerState:
+    """Every rank reads the checkpoint and takes its shard of the weights and optimizer state and its own RNG."""
+    import torch
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    rng = torch.load(path / "rng.pt", weights_only=False)
+    _same_world(path, rng, world.size)
+    weights = load_file(str(path / "trainable.safetensors"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != trainable:
+        raise ActionError(f"checkpoint {path} does not match the model (LoRA settings changed?)")
+    set_model_state_dict(model, weights, options=_full_options(strict=False))
+    set_optimizer_state_dict(model, optimizer, torch.load(path / "optimizer.pt", weights_only=False),
+                             options=_full_options())
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    set_rng_state(rng["ranks"][world.rank])
     return TrainerState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
 
 

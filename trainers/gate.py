@@ -81,7 +81,7 @@ def decide(spec: GateSpec, eval_loss: float | None, regression: list[RegressionO
     )
 
 
-def generate_answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64) -> str:
+def generate_answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64, *, synced: bool = False) -> str:
     """Greedy answer to ``prompt`` sent as a user turn through the training chat template."""
     import torch
 
@@ -101,16 +101,17 @@ def generate_answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            **({"synced_gpus": True} if synced else {}),  # FSDP: every rank runs every forward pass
         )
     if was_training:
         model.train()
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
-def run_regression(model: Any, tokenizer: Any, spec: GateSpec) -> list[RegressionOutcome]:
+def run_regression(model: Any, tokenizer: Any, spec: GateSpec, *, synced: bool = False) -> list[RegressionOutcome]:
     results = []
     for case in spec.regression:
         expected = case.expect_exact if case.expect_exact is not None else case.expect_substring or ""
         budget = max(32, len(tokenizer(expected, add_special_tokens=False)["input_ids"]) + 16)
-        results.append(check_answer(case, generate_answer(model, tokenizer, case.prompt, budget)))
+        results.append(check_answer(case, generate_answer(model, tokenizer, case.prompt, budget, synced=synced)))
     return results

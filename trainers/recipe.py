@@ -4,6 +4,11 @@ A plain PyTorch loop (no HF Trainer): AdamW over the adapter parameters, gradien
 accumulation, a warmup + cosine/linear/constant schedule, periodic evaluation and atomic
 checkpoints, a tqdm progress bar with loss, tokens/s and ETA. SIGTERM stops the run at the
 next optimizer step after writing a checkpoint; ``--resume`` continues bit for bit.
+
+Under torchrun every rank runs this recipe: ``world`` (:mod:`.distributed.world`) says which
+share of each step's micro-batches a rank takes (:mod:`.distributed.shard`), the model is
+wrapped in DDP or FSDP2 (:mod:`.distributed.wrap`), one all_reduce per step carries loss,
+tokens and the stop flag, and only rank 0 writes. With one process all of that is the identity.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from vilms.compiler.errors import ActionError
 from . import batching, checkpoint, gate, loader, report
 from .checkpoint import TrainerState
 from .datasets.validate import Dataset
+from .distributed import shard, wrap
+from .distributed.world import World
 from .encode import Example, encode_rows
 from .job import TrainingJob
 
@@ -51,14 +58,22 @@ def set_seed(seed: int) -> None:
 
 class LoraRecipe:
     def __init__(
-        self, job: TrainingJob, dataset: Dataset, run_dir: Path, *, resume: bool = False, show_progress: bool = True
+        self,
+        job: TrainingJob,
+        dataset: Dataset,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        show_progress: bool = True,
+        world: World | None = None,
     ) -> None:
+        self.world = world or World()
         self.job = job
         self.cfg = job.config
         self.dataset = dataset
         self.run_dir = run_dir
         self.resume = resume
-        self.show_progress = show_progress
+        self.show_progress = show_progress and self.world.is_main
         self._stop_signal: int | None = None
 
     # ---------------------------------------------------------------- setup
@@ -85,11 +100,14 @@ class LoraRecipe:
                 hint="check training.seq_len and that rows have assistant/completion text",
             )
         self.micro_per_epoch = batching.micro_batches_per_epoch(len(self.train_examples), t.batch_size)
-        steps_per_epoch = math.ceil(self.micro_per_epoch / t.gradient_accumulation_steps)
+        steps_per_epoch = math.ceil(self.micro_per_epoch / (t.gradient_accumulation_steps * self.world.size))
         self.total_steps = t.max_steps or t.epochs * steps_per_epoch
 
         self.model = self._build_model()
         self.device = next(p for p in self.model.parameters()).device
+        if self.world.rank > 0:  # dropout masks differ per rank (rank 0 draws what one process would)
+            set_seed(t.seed + self.world.rank)
+        self.forward_model = wrap.wrap(self.model, cfg.distributed.strategy, self.world)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         from transformers import get_scheduler
@@ -104,7 +122,9 @@ class LoraRecipe:
         self._order: list[int] = []
         self._order_epoch = -1
         latest = checkpoint.latest_checkpoint(self.run_dir) if self.resume else None
-        if latest is not None:
+        if latest is not None and self.world.size > 1:
+            self.state = checkpoint.load_distributed(latest, self.model, self.optimizer, self.scheduler, self.world)
+        elif latest is not None:
             self.state = checkpoint.load_checkpoint(latest, self.model, self.optimizer, self.scheduler)
 
     def _build_model(self) -> Any:
@@ -149,19 +169,20 @@ class LoraRecipe:
             while state.step < self.total_steps:
                 started = time.perf_counter()
                 carried = 0.0
-                loss, tokens = self._optimizer_step()
+                self.world.beat(state.step)
+                loss, tokens, stop_signal = self._optimizer_step()
                 state.tokens_seen += tokens
                 window_tokens += tokens
                 state.train_history.append([state.step, loss, self.scheduler.get_last_lr()[0]])
                 if state.step % t.eval_steps == 0 and state.step < self.total_steps and self.eval_examples:
                     state.eval_history.append([state.step, self.evaluate()])
-                stopping = self._stop_signal is not None
+                stopping = stop_signal is not None
                 if (state.step % t.save_steps == 0 and state.step < self.total_steps) or stopping:
                     state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
                     carried = time.perf_counter() - started  # the checkpoint records time up to here
                     state.elapsed_seconds += carried
                     started = time.perf_counter()
-                    checkpoint.save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, state)
+                    self._save_checkpoint()
                 seconds = time.perf_counter() - started
                 state.elapsed_seconds += seconds
                 state.step_seconds.append(round(carried + seconds, 6))
@@ -174,7 +195,7 @@ class LoraRecipe:
                     )
                     window_tokens, window_seconds = 0, 0.0
                 if stopping:
-                    name = signal.Signals(self._stop_signal).name  # type: ignore[arg-type]
+                    name = signal.Signals(stop_signal).name if stop_signal else "a signal on another rank"
                     raise Interrupted(
                         f"training stopped by {name} at step {state.step}/{self.total_steps}; checkpoint written",
                         hint=f"continue with `vilms train {self.cfg.adapter} --resume`",
@@ -188,26 +209,33 @@ class LoraRecipe:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
 
-    def _optimizer_step(self) -> tuple[float, int]:
+    def _optimizer_step(self) -> tuple[float, int, int | None]:
+        """One optimizer step over the global batch; (mean loss, tokens, stop signal) over all ranks."""
         import torch
 
-        t, state = self.cfg.training, self.state
+        t, state, world = self.cfg.training, self.state, self.world
         if self._order_epoch != state.epoch:
             self._order = batching.epoch_order(len(self.train_examples), t.seed, state.epoch)
             self._order_epoch = state.epoch
-        n_micro = min(t.gradient_accumulation_steps, self.micro_per_epoch - state.micro_index)
+        n_micro = shard.step_size(state.micro_index, self.micro_per_epoch, t.gradient_accumulation_steps, world.size)
+        mine = shard.my_micro_batches(state.micro_index, n_micro, world.rank, world.size)
         total_loss = 0.0
         tokens = 0
-        for _ in range(n_micro):
+        for round_, micro in enumerate(mine):
             batch = batching.batch_for(
-                self.train_examples, self._order, state.micro_index, t.batch_size, self.tokenizer.pad_token_id
+                self.train_examples, self._order, state.micro_index if micro is None else micro, t.batch_size,
+                self.tokenizer.pad_token_id,
             )
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            loss = self.model(**batch).loss / n_micro
-            loss.backward()
-            total_loss += float(loss.detach())
-            tokens += int(batch["attention_mask"].sum())
-            state.micro_index += 1
+            with wrap.gradient_sync(self.forward_model, self.model, round_ == len(mine) - 1):
+                loss = self.forward_model(**batch).loss
+                # ranks average gradients: × world makes the global step the mean over its micro-batches
+                scaled = loss * world.size / n_micro if micro is not None else loss * 0.0
+                scaled.backward()
+            if micro is not None:
+                total_loss += float((loss / n_micro).detach())
+                tokens += int(batch["attention_mask"].sum())
+        state.micro_index += n_micro
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -216,7 +244,21 @@ class LoraRecipe:
         if state.micro_index >= self.micro_per_epoch:
             state.epoch += 1
             state.micro_index = 0
-        return total_loss, tokens
+        if world.size == 1:
+            return total_loss, tokens, self._stop_signal
+        stopped = self._stop_signal is not None
+        total_loss, total_tokens, n_stopped, signals = world.sum(
+            [total_loss, tokens, float(stopped), float(self._stop_signal or 0)]
+        )
+        if not n_stopped:
+            return total_loss, int(total_tokens), None
+        return total_loss, int(total_tokens), self._stop_signal or (round(signals / n_stopped) or None)
+
+    def _save_checkpoint(self) -> None:
+        if self.world.size == 1:
+            checkpoint.save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, self.state)
+        else:
+            checkpoint.save_distributed(self.run_dir, self.model, self.optimizer, self.scheduler, self.state, self.world)
 
     # ---------------------------------------------------------------- evaluate
     def evaluate(self) -> float | None:
@@ -225,25 +267,33 @@ class LoraRecipe:
 
         if not self.eval_examples:
             return None
-        t = self.cfg.training
+        t, world = self.cfg.training, self.world
         self.model.eval()
         loss_sum = 0.0
         count = 0
         with torch.no_grad():
-            for start in range(0, len(self.eval_examples), t.batch_size):
-                batch = batching.collate(self.eval_examples[start : start + t.batch_size], self.tokenizer.pad_token_id)
+            for start in shard.my_eval_batches(len(self.eval_examples), t.batch_size, world.rank, world.size):
+                first = 0 if start is None else start
+                batch = batching.collate(self.eval_examples[first : first + t.batch_size], self.tokenizer.pad_token_id)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                n = int((batch["labels"][:, 1:] != -100).sum())
-                if n == 0:
+                n = int((batch["labels"][:, 1:] != -100).sum()) if start is not None else 0
+                if n == 0 and world.size == 1:
                     continue
-                loss_sum += float(self.model(**batch).loss) * n
-                count += n
+                loss = float(self.model(**batch).loss)  # every rank runs as many passes (FSDP gathers in each)
+                if n:
+                    loss_sum += loss * n
+                    count += n
         self.model.train()
+        loss_sum, count = world.sum([loss_sum, count])
         return loss_sum / count if count else None
 
     def run_gate(self) -> tuple[float | None, gate.GateResult]:
         eval_loss = self.evaluate()
-        regression = gate.run_regression(self.model, self.tokenizer, self.cfg.gate)
+        if self.world.size > 1 and self.cfg.distributed.strategy == "fsdp":  # every rank generates, in step
+            regression = gate.run_regression(self.model, self.tokenizer, self.cfg.gate, synced=True)
+        else:  # one process, or DDP: rank 0 generates on the unwrapped model while the others wait
+            regression = self.world.main_only(gate.run_regression, self.model, self.tokenizer, self.cfg.gate) or []
+            self.world.barrier()
         return eval_loss, gate.decide(self.cfg.gate, eval_loss, regression)
 
     # ---------------------------------------------------------------- cleanup
@@ -251,9 +301,15 @@ class LoraRecipe:
         from .atomic import atomic_directory
 
         target = self.run_dir / "adapter"
-        with atomic_directory(target) as tmp:
-            self.model.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
+        weights = checkpoint.gathered_trainable_state(self.model) if self.world.size > 1 else None
+
+        def write() -> None:
+            with atomic_directory(target) as tmp:
+                self.model.save_pretrained(str(tmp), **({"state_dict": weights} if weights is not None else {}))
+                self.tokenizer.save_pretrained(str(tmp))
+
+        self.world.main_only(write)
+        self.world.barrier()
         return target
 
     def run(self) -> RecipeResult:

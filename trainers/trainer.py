@@ -1,22 +1,34 @@
 """One training run end to end: pre-flight → run directory → recipe → records.
 
 Everything that can be checked without a model is checked before the run directory is
-created (config, dataset rows, dataset hash pin, mlflow availability), so bad input leaves
-no partial artifacts.
+created (config, dataset rows, dataset hash pin, mlflow availability, the process count),
+so bad input leaves no partial artifacts.
+
+One process trains here, in this process. Several processes on this node: this process
+creates the run and its record, then runs torchrun as a child (:mod:`.distributed.launch`);
+each worker runs :func:`run_worker`. Several nodes: the run is created and the torchrun
+command for every node is returned (bare metal), or Kubeflow Trainer starts the workers with
+``--worker --resume`` and rank 0 finds or creates the run.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from vilms.compiler.errors import ActionError, DatasetError, Diagnostic
+from vilms.compiler.contracts.run_record import DistributedUsed, RunRecord
+from vilms.compiler.errors import ActionError, DatasetError, Diagnostic, UsageError
 from vilms.compiler.layout import RUN_CONFIG, RUN_RECORD, Layout
+from vilms.compiler.memory.estimate import gib
+from vilms.compiler.resolve import DEFAULT_OS_RESERVE
 
-from . import record, report, runs, tracking
+from . import checkpoint, record, report, runs, tracking
 from .datasets.validate import Dataset, load_dataset
+from .distributed import heartbeat, launch
 from .job import TrainingJob, job_for
 
 
@@ -40,12 +52,94 @@ def preflight(job: TrainingJob) -> Dataset:
     return dataset
 
 
+@dataclass(frozen=True)
+class Started:
+    run_id: str
+    command: str | None = None  # a multi-node run: the torchrun command to run on every node (nothing trained here)
+
+
+def check_processes(job: TrainingJob, nnodes: int, nproc: int) -> None:
+    """Refuse a process count the hardware profile cannot hold (before anything is created)."""
+    cfg, dist, hw = job.config, job.config.distributed, job.config.hardware
+    if dist.max_nproc_per_node is not None and nproc > dist.max_nproc_per_node:
+        if hw is not None and hw.kind == "jetson":
+            why = "Jetson trains in one process (its one integrated GPU)"
+        elif hw is not None and hw.kind == "cpu":
+            why = f"hardware {hw.name} declares cpus: {hw.cpus}"
+        else:
+            why = f"hardware {hw.name if hw else '?'} has {dist.max_nproc_per_node} GPUs per node"
+        raise UsageError(f"--nproc-per-node {nproc} is more than a node runs: {why}",
+                         hint=f"use --nproc-per-node {dist.max_nproc_per_node} or fewer")
+    if hw is not None and hw.kind == "cpu" and nproc > 1 and dist.strategy == "ddp":
+        budget = hw.memory_bytes - DEFAULT_OS_RESERVE["cpu"]
+        need = nproc * cfg.memory_estimate.total_bytes
+        if need > budget:
+            raise ActionError(
+                f"{nproc} processes × {gib(cfg.memory_estimate.total_bytes)} (one DDP replica each) = {gib(need)} "
+                f"does not fit {gib(budget)} (hardware {hw.name}: memory − OS reserve)",
+                hint="use fewer processes (--nproc-per-node), or training.strategy: fsdp to shard the base weights",
+            )
+
+
 def train_adapter(project_file: Path, adapter: str, *, resume: bool = False, show_progress: bool = True) -> str:
-    """Train ``adapter`` from ``generated/training/<adapter>.yaml``; return the run id."""
+    """Train ``adapter`` from ``generated/training/<adapter>.yaml`` in this process; return the run id."""
+    return train(project_file, adapter, resume=resume, show_progress=show_progress, nproc_per_node=1).run_id
+
+
+def train(
+    project_file: Path,
+    adapter: str,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    nproc_per_node: int | None = None,
+    nnodes: int | None = None,
+    rdzv_endpoint: str | None = None,
+) -> Started:
+    """Train ``adapter`` on ``nnodes`` × ``nproc_per_node`` processes (defaults: the training config's)."""
     layout = Layout.of(project_file)
     job = job_for(layout, adapter)
-    cfg = job.config
+    nproc = nproc_per_node or job.config.distributed.nproc_per_node
+    nodes = nnodes or job.config.distributed.nnodes
+    if nodes > 1 and not rdzv_endpoint:
+        raise UsageError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (a node every other node reaches)")
+    if rdzv_endpoint and nodes == 1:
+        raise UsageError("--rdzv-endpoint only applies to a run on several nodes (--nnodes N > 1)")
+    check_processes(job, nodes, nproc)
     dataset = preflight(job)
+    backend = "none" if nodes * nproc == 1 else _host_backend()
+    used = record.distributed_used(job, nnodes=nodes, nproc_per_node=nproc, backend=backend)
+    run_id, run_dir, current, resuming = open_run(layout, job, dataset, resume, used)
+    print(f"{adapter}: run {run_id}: global batch {used.equation}"
+          + (f" ({used.strategy}, {used.backend})" if used.world_size > 1 else ""), file=sys.stderr)
+    if nodes > 1:
+        return Started(run_id, launch.multinode_command(
+            adapter, project_file, run_id, nnodes=nodes, nproc=nproc, rdzv_endpoint=str(rdzv_endpoint),
+            max_restarts=job.config.distributed.max_restarts))
+    if nproc > 1:
+        _run_torchrun(project_file, job, run_id, run_dir, nproc, show_progress)
+        return Started(run_id)
+
+    from .recipe import Interrupted, LoraRecipe
+
+    recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress)
+    try:
+        result = recipe.run()
+    except Interrupted:
+        runs.save_record(run_dir, record.ended(current, "interrupted"))
+        raise
+    except BaseException:
+        runs.save_record(run_dir, record.ended(current, "failed"))
+        raise
+    finish(layout, job, run_dir, current, recipe, result)
+    return Started(run_id)
+
+
+def open_run(
+    layout: Layout, job: TrainingJob, dataset: Dataset, resume: bool, used: DistributedUsed
+) -> tuple[str, Path, RunRecord, bool]:
+    """The run to train: the newest unfinished one (``resume``) or a new one; its record is saved as running."""
+    adapter = job.config.adapter
     previous = runs.find_resumable(layout, adapter) if resume else None
     if previous is not None:
         if previous.config_sha256 != job.sha256:
@@ -56,6 +150,15 @@ def train_adapter(project_file: Path, adapter: str, *, resume: bool = False, sho
             raise ActionError(
                 f"the dataset changed since run {previous.run_id} started", hint="start a new run without --resume"
             )
+        before = previous.distributed.world_size if previous.distributed else 1
+        if before != used.world_size:
+            raise ActionError(
+                f"run {previous.run_id} trained on {before} process{'es' if before > 1 else ''}; resuming it on "
+                f"{used.world_size} is not supported (its checkpoints hold {before} ranks' data order and RNG)",
+                hint=f"resume with --nproc-per-node {before}"
+                + (f" (× {previous.distributed.nnodes} nodes)" if previous.distributed and previous.distributed.nnodes > 1 else "")
+                + ", or start a new run without --resume",
+            )
         run_id, run_dir = previous.run_id, layout.run(previous.run_id)
         current = record.resumed(previous)
     else:
@@ -63,34 +166,129 @@ def train_adapter(project_file: Path, adapter: str, *, resume: bool = False, sho
             print(f"{adapter}: no unfinished run to resume; starting a new run", file=sys.stderr)
         run_id, run_dir = runs.create_run(layout, adapter)
         shutil.copyfile(job.file, run_dir / RUN_CONFIG)
-        current = record.started(
-            job, run_id, dataset, record.distributed_used(job, nnodes=1, nproc_per_node=1, backend="none")
-        )
+        current = record.started(job, run_id, dataset, used)
     runs.save_record(run_dir, current)
+    return run_id, run_dir, current, previous is not None
 
-    from .recipe import Interrupted, LoraRecipe
 
-    recipe = LoraRecipe(job, dataset, run_dir, resume=previous is not None, show_progress=show_progress)
-    try:
-        result = recipe.run()
-    except Interrupted:
-        runs.save_record(run_dir, record.ended(current, "interrupted"))
-        raise
-    except BaseException:
-        runs.save_record(run_dir, record.ended(current, "failed"))
-        raise
+def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, recipe: Any, result: Any) -> None:
+    """The run's outputs once it trained (rank 0): metrics, loss curve, the completed record, MLflow."""
+    cfg = job.config
     metrics = report.build_metrics(result.state, result.eval_loss, result.gate.perplexity, result.total_steps)
     metrics["train_examples"] = len(recipe.train_examples)
     metrics["eval_examples"] = len(recipe.eval_examples)
     report.write_metrics(run_dir, metrics)
-    report.write_loss_curve(run_dir, result.state, f"{cfg.adapter} ({run_id})")
+    report.write_loss_curve(run_dir, result.state, f"{cfg.adapter} ({current.run_id})")
     runs.save_record(run_dir, record.completed(current, result.gate, metrics))
     tracking.log_run(
         cfg.tracking.mlflow,
         layout.root,
-        run_id,
-        {"adapter": adapter, "method": cfg.method, "r": cfg.lora.r, **asdict(cfg.training)},
+        current.run_id,
+        {"adapter": cfg.adapter, "method": cfg.method, "r": cfg.lora.r, **asdict(cfg.training)},
         metrics,
         [run_dir / "metrics.json", run_dir / RUN_RECORD, run_dir / "loss.png"],
     )
-    return run_id
+    shutil.rmtree(run_dir / heartbeat.FOLDER, ignore_errors=True)
+
+
+def _host_backend() -> str:
+    from .distributed.world import backend_for_host
+
+    return backend_for_host()
+
+
+def _run_torchrun(project_file: Path, job: TrainingJob, run_id: str, run_dir: Path, nproc: int, progress: bool) -> None:
+    adapter = job.config.adapter
+    outcome = launch.run_local(adapter, project_file, run_id, nproc=nproc,
+                               max_restarts=job.config.distributed.max_restarts, progress=progress)
+    if outcome.returncode == 0:
+        return
+    current = runs.load_record(run_dir)
+    if current.status == "running":  # no worker recorded how it ended
+        runs.save_record(run_dir, record.ended(current, "failed"))
+    latest = checkpoint.latest_checkpoint(run_dir)
+    at = f"; checkpoint at step {int(latest.name.split('-')[1])}" if latest else ""
+    if current.status == "interrupted" or (outcome.signal and not outcome.failures):
+        raise ActionError(f"training stopped by {outcome.signal or 'a signal'}{at}",
+                          hint=f"continue with `vilms train {adapter} --resume`")
+    if not outcome.failures:
+        raise ActionError(f"torchrun exited with code {outcome.returncode}{at}",
+                          hint=f"see the output above; continue with `vilms train {adapter} --resume`")
+    first = outcome.failures[0]
+    lines = [f"rank {f.rank}: " + (f"killed by {f.signal}" if f.signal else f"exit code {f.exitcode}")
+             + (f": {f.message}" if f.message and not f.signal else "") for f in outcome.failures]
+    raise ActionError(
+        f"training failed on rank {first.rank} of run {run_id} after "
+        f"{job.config.distributed.max_restarts} restart(s){at}:\n  " + "\n  ".join(lines),
+        hint=f"fix the cause, then continue with `vilms train {adapter} --resume`",
+    )
+
+
+def run_worker(
+    project_file: Path, adapter: str, *, run_id: str | None, resume: bool, show_progress: bool = True
+) -> str | None:
+    """One torchrun worker: join the group, train its share, rank 0 writes. Errors are recorded
+    for torchrun (``TORCHELASTIC_ERROR_FILE``) so the launcher can say which rank failed and why."""
+    from torch.distributed.elastic.multiprocessing.errors import record as record_error
+
+    return record_error(_worker)(project_file, adapter, run_id, resume, show_progress)
+
+
+def _worker(project_file: Path, adapter: str, run_id: str | None, resume: bool, show_progress: bool) -> str | None:
+    from .distributed import world as worlds
+
+    layout = Layout.of(project_file)
+    job = job_for(layout, adapter)
+    cfg = job.config
+    world = worlds.join(cfg.distributed.collective_timeout_s)
+    try:
+        check_processes(job, world.nnodes, world.local_size)
+        dataset = preflight(job)
+        used = record.distributed_used(job, nnodes=world.nnodes, nproc_per_node=world.local_size,
+                                       backend=world.backend)
+        if run_id is None:  # started by Kubeflow Trainer (or by hand) with --resume: rank 0 finds or creates the run
+            opened = world.main_only(open_run, layout, job, dataset, resume, used)
+            run_id = world.broadcast(opened[0] if opened else None)
+        assert run_id is not None
+        run_dir = runs.run_dir(layout, run_id)
+        current = runs.load_record(run_dir)
+        if current.config_sha256 != job.sha256 or current.dataset.sha256 != dataset.sha256:
+            raise ActionError(f"the training config or dataset changed since run {run_id} started",
+                              hint="start a new run")
+        if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:  # torchrun restarted the worker group
+            current = record.resumed(current)
+            world.main_only(runs.save_record, run_dir, current)
+        world.heartbeat = heartbeat.Heartbeat(run_dir, world.rank, heartbeat.interval_for(
+            cfg.distributed.collective_timeout_s))
+
+        from .recipe import Interrupted, LoraRecipe
+
+        resuming = checkpoint.latest_checkpoint(run_dir) is not None
+        recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress, world=world)
+        try:
+            result = recipe.run()
+        except Interrupted:
+            world.main_only(runs.save_record, run_dir, record.ended(current, "interrupted"))
+            raise
+        except RuntimeError as exc:
+            if world.size > 1 and _is_collective_error(exc):
+                raise heartbeat.collective_failed(
+                    exc, run_dir, world.rank, world.size, cfg.distributed.collective_timeout_s) from None
+            raise
+        world.main_only(finish, layout, job, run_dir, current, recipe, result)
+        return run_id
+    except ActionError as exc:
+        if world.size > 1 and exc.hint:  # torchrun's error file keeps str(exc): carry the hint in it
+            raise ActionError(exc.render()) from None
+        raise
+    finally:
+        worlds.leave(world)
+
+
+def _is_collective_error(exc: BaseException) -> bool:
+    import torch.distributed as dist
+
+    text = str(exc).lower()
+    return isinstance(exc, dist.DistError) or any(
+        word in text for word in ("gloo", "nccl", "timed out", "timeout", "connection closed", "connection reset")
+    )
