@@ -19,8 +19,9 @@ Jetson and without a profile)::
           weights, lora, optimizer  ÷ W   (sharded; QLoRA's NF4 weights shard as well)
           activations, logits       per device, as DDP (each rank runs its own micro-batch)
           all-gather = root + layer + 2·4·N_lora/L
-                root  = the root unit unsharded: embeddings, head and final norm at their stored
-                        bytes (fully_shard keeps the root's parameters after forward by default)
+                root  = the root unit unsharded: embeddings, head and norms (P_emb + P_head + norms)
+                        at their stored bytes (fully_shard keeps the root's parameters after
+                        forward by default; counting every layer's norms here adds < 0.1 %)
                 layer = one decoder layer unsharded: P_lin/L at 2 bytes (lora) or NF4 (qlora)
                 2·4·N_lora/L = that layer's fp32 LoRA weights and their gradients before reduce-scatter
 
@@ -97,11 +98,11 @@ def _all_gather(method: str, size: Sizing, recipe: Recipe, fp32: bool, n_lora: i
     if method == "qlora":
         bits = NF4_DOUBLE_QUANT_BITS if recipe.double_quant else NF4_BITS
         root, layer = recipe.qlora_rest_bytes * size.rest, int(layer_linear * bits / 8)
-        how = f"root {recipe.qlora_rest_bytes}·(P_emb + P_head) + one layer NF4 P_lin/L"
+        how = f"root {recipe.qlora_rest_bytes}·(P_emb + P_head + norms) + one layer NF4 P_lin/L"
     else:
         nbytes = 4 if fp32 else 2
         root, layer = nbytes * size.rest, nbytes * layer_linear
-        how = f"root {nbytes}·(P_emb + P_head) + one layer {nbytes}·P_lin/L"
+        how = f"root {nbytes}·(P_emb + P_head + norms) + one layer {nbytes}·P_lin/L"
     adapters = 2 * recipe.adapter_bytes * (n_lora // layers)
     return root + layer + adapters, f"{how} + 2·{recipe.adapter_bytes}·N_lora/L (its LoRA weights and gradients), unsharded"
 
