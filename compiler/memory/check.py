@@ -8,8 +8,8 @@ from vilms.compiler.memory.estimate import gib
 from vilms.compiler.memory.placement import estimate_deployment, gpu_vllm, shares_hardware
 from vilms.compiler.memory.report import format_table
 from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, quant_of
-from vilms.compiler.memory.training import estimate_training
-from vilms.compiler.plan import Adapter, Deployment, Plan
+from vilms.compiler.memory.strategy import Strategy, choose_strategy
+from vilms.compiler.plan import Adapter, Deployment, Hardware, Plan
 from vilms.compiler.record import record
 
 
@@ -88,19 +88,49 @@ def _check_gpus(plan: Plan, dep: Deployment, fail_on_approximate: bool) -> list[
 
 
 def _check_training(plan: Plan, adapter: Adapter, fail_on_approximate: bool) -> list[NotFit]:
-    est = estimate_training(plan, adapter)
+    """One GPU's (one process's) share under the chosen strategy against one GPU's memory."""
+    chosen = choose_strategy(plan, adapter)
+    est = chosen.estimate
     if est.fits or (est.approximate and not fail_on_approximate):
         return []
-    qlora = ", or use method: qlora" if adapter.method == "lora" and plan.hardware[adapter.hardware or ""].cuda else ""
+    hw = plan.hardware[adapter.hardware or ""]
+    gpu = hw.kind == "gpu"
+    declared = adapter.training["strategy"] != "auto"
+    if not gpu:
+        how = ""
+    elif chosen.name == "ddp":
+        how = f" per GPU with DDP (a full replica on each of {chosen.world} GPU{'s' if chosen.world > 1 else ''})"
+    else:
+        how = f" per GPU with FSDP over {chosen.world} GPU{'s' if chosen.world > 1 else ''}"
+    fixes = _training_fixes(adapter, hw, chosen)
+    table = format_table(est if not gpu or chosen.world == 1 else {"ddp": chosen.ddp, "fsdp": chosen.fsdp})
     return [NotFit(
-        path=("adapters", adapter.name, "hardware"),
-        message=(f"training adapter {adapter.name!r} needs {gib(est.total)} but hardware {adapter.hardware!r} "
-                 f"gives {gib(est.budget or 0)} ({est.budget_note})"),
-        table=format_table(est),
-        hint=(_approximate_hint(plan, (adapter.base,) if est.approximate else ())
-              + f"lower training.batch_size or training.seq_len, keep gradient_checkpointing on{qlora}"
-              + ", or train on a larger hardware profile"),
+        path=("adapters", adapter.name, "training", "strategy") if declared else ("adapters", adapter.name, "hardware"),
+        message=(f"training adapter {adapter.name!r} needs {gib(est.total)}{how} but hardware {adapter.hardware!r} gives "
+                 + (est.budget_note if gpu else f"{gib(est.budget or 0)} ({est.budget_note})")),
+        table=table,
+        hint=_approximate_hint(plan, (adapter.base,) if est.approximate else ()) + ", ".join(fixes[:-1]) + ", or " + fixes[-1],
     )]
+
+
+def _training_fixes(adapter: Adapter, hw: Hardware, chosen: Strategy) -> list[str]:
+    """What would make one GPU's share fit, most direct first."""
+    gpu = hw.kind == "gpu"
+    if gpu and chosen.name == "ddp" and chosen.world > 1:
+        fsdp = f"use training.strategy: fsdp or auto (FSDP over {chosen.world} GPUs needs {gib(chosen.fsdp.total)} per GPU)"
+        if chosen.fsdp.fits:
+            return [fsdp, "keep ddp on a profile whose GPUs hold a replica"]
+        fixes = [fsdp]
+    else:
+        fixes = [f"add GPUs or nodes to hardware {hw.name!r} for FSDP to shard over"] if gpu else []
+    if adapter.method == "lora" and hw.cuda:
+        fixes.append("use method: qlora")
+    fixes.append("lower training.batch_size or training.seq_len")
+    if not adapter.training.get("gradient_checkpointing", True):
+        fixes.append("turn training.gradient_checkpointing on")
+    else:
+        fixes.append("keep gradient_checkpointing on")
+    return [*fixes, "train on a larger hardware profile"]
 
 
 def _approximate_hint(plan: Plan, model_names: tuple[str, ...]) -> str:

@@ -23,6 +23,7 @@ class Estimate:
     optimizer: int = 0  # gradients + optimizer states
     activations: int = 0
     logits: int = 0
+    all_gather: int = 0  # FSDP: parameters and gradients held unsharded around one unit's forward/backward
     runtime: int = 0  # engine buffers, CUDA context, fragmentation
     budget: int | None = None  # None: no hardware profile to check against
     budget_note: str = ""  # how the budget was derived
@@ -31,7 +32,7 @@ class Estimate:
     known: bool = True  # False: too little is known about the model to estimate
     approximate: bool = False  # True: the model's shape was borrowed from REFERENCE_SHAPES
 
-    COMPONENTS = ("weights", "kv_cache", "lora", "optimizer", "activations", "logits", "runtime")
+    COMPONENTS = ("weights", "kv_cache", "lora", "optimizer", "activations", "logits", "all_gather", "runtime")
 
     @property
     def total(self) -> int:
@@ -48,10 +49,11 @@ class Estimate:
 
     def as_dict(self, *, with_budget: bool = False) -> dict[str, int]:
         """Integers for ``memory_estimate`` in the training config (the trainer's key set);
-        ``kv_cache_bytes`` is added for serving estimates, ``budget_bytes`` on request."""
+        ``kv_cache_bytes`` is added for serving estimates, ``budget_bytes`` on request. FSDP's
+        all-gather working set (mostly unsharded weights) counts as weights."""
         out = {
             "total_bytes": self.total,
-            "weights_bytes": self.weights,
+            "weights_bytes": self.weights + self.all_gather,
             "adapter_bytes": self.lora,
             "optimizer_bytes": self.optimizer,
             "activations_bytes": self.activations + self.logits,

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 
 from vilms.compiler.memory.estimate import GIB, Estimate
 from vilms.compiler.memory.placement import estimate_deployment, placements, shares_hardware
-from vilms.compiler.memory.training import estimate_training
-from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.memory.strategy import choose_strategy
+from vilms.compiler.plan import Adapter, Deployment, Plan
 
 ROW_NAMES = {
     "weights": "weights", "kv_cache": "KV cache", "lora": "LoRA / adapters", "optimizer": "grads + optimizer",
-    "activations": "activations", "logits": "logits", "runtime": "runtime overhead",
+    "activations": "activations", "logits": "logits", "all_gather": "FSDP all-gather",
+    "runtime": "runtime overhead",
 }
 
 
@@ -74,8 +75,23 @@ def explain_lines(plan: Plan, dep: Deployment) -> list[str]:
     lines.extend("  " + line for line in format_table(shown).splitlines())
     trained = [a for a in plan.adapters.values() if a.base in dep.models]
     for adapter in sorted(trained, key=lambda a: a.name):
-        lines.append(f"training {adapter.name}:")
-        lines.extend("  " + line for line in format_table(estimate_training(plan, adapter)).splitlines())
+        lines.extend(training_lines(plan, adapter))
+    return lines
+
+
+def training_lines(plan: Plan, adapter: Adapter) -> list[str]:
+    """One adapter's training: the strategy and why, then one GPU's memory under it; on a GPU
+    profile of several GPUs, under DDP and FSDP both, so the choice can be checked."""
+    chosen = choose_strategy(plan, adapter)
+    hw = plan.hardware.get(adapter.hardware) if adapter.hardware else None
+    unit = "GPU" if hw is not None and hw.kind == "gpu" else "process"
+    lines = [f"training {adapter.name}: {chosen.name} on {chosen.world} {unit}{'s' if chosen.world > 1 else ''} "
+             f"({chosen.reason})"]
+    if unit == "GPU" and chosen.world > 1:
+        table = format_table({"ddp": chosen.ddp, "fsdp": chosen.fsdp})
+    else:
+        table = format_table(chosen.estimate)
+    lines.extend("  " + line for line in table.splitlines())
     return lines
 
 

@@ -1,4 +1,5 @@
-"""Training estimates: peak memory of training one adapter with the ViLMS trainer's recipe.
+"""Training estimates: peak memory of training one adapter with the ViLMS trainer's recipe,
+on one GPU (or one process) of a world of W processes.
 
 Per adapter (PEFT + bitsandbytes + transformers' loss; reference/training.md §8)::
 
@@ -10,7 +11,22 @@ Per adapter (PEFT + bitsandbytes + transformers' loss; reference/training.md §8
     logits      = b·s·V·16     (bf16 logits, fp32 upcast, fp32 log-softmax, fp32 + bf16 grads)
     runtime     = 0.5 GiB CUDA context + 10 % fragmentation of the tensors above
 
-Budget: one GPU's memory on a GPU profile, memory − OS reserve otherwise.
+Per GPU, W = GPUs per node × nodes (the processes `vilms train` starts by default; 1 on CPU,
+Jetson and without a profile)::
+
+    DDP   every GPU holds a full replica: the numbers above, whatever W
+    FSDP  (FSDP2, fully_shard per decoder layer, then the root module):
+          weights, lora, optimizer  ÷ W   (sharded; QLoRA's NF4 weights shard as well)
+          activations, logits       per device, as DDP (each rank runs its own micro-batch)
+          all-gather = root + layer + 2·4·N_lora/L
+                root  = the root unit unsharded: embeddings, head and norms (P_emb + P_head + norms)
+                        at their stored bytes (fully_shard keeps the root's parameters after
+                        forward by default; counting every layer's norms here adds < 0.1 %)
+                layer = one decoder layer unsharded: P_lin/L at 2 bytes (lora) or NF4 (qlora)
+                2·4·N_lora/L = that layer's fp32 LoRA weights and their gradients before reduce-scatter
+
+Budget: one GPU's memory on a GPU profile, memory − OS reserve otherwise. The strategy
+(``training.strategy``, ``auto`` resolved) is chosen in :mod:`.strategy`.
 """
 
 from __future__ import annotations
@@ -53,11 +69,13 @@ class Recipe:
 VILMS_TRAINER = Recipe()
 
 
-def training_budget(hw: Hardware | None) -> tuple[int | None, str]:
+def training_budget(hw: Hardware | None, world: int = 1) -> tuple[int | None, str]:
+    """What one process may use: one GPU of a GPU profile (``world`` of them), else the machine's memory."""
     if hw is None:
         return None, "no hardware profile"
     if hw.kind == "gpu":
-        return hw.gpu_memory_bytes, f"one {gib(hw.gpu_memory_bytes)} GPU of {hw.name}"
+        nodes = f"{hw.nodes} node{'s' if hw.nodes > 1 else ''}"
+        return hw.gpu_memory_bytes, f"{gib(hw.gpu_memory_bytes)} per GPU of {world} GPU{'s' if world > 1 else ''} on {nodes}"
     kind = "unified memory" if hw.kind == "jetson" else "memory"
     return hw.memory_bytes - hw.os_reserve_bytes, f"{gib(hw.memory_bytes)} {kind} − {gib(hw.os_reserve_bytes)} OS reserve"
 
@@ -71,6 +89,22 @@ def _weights(method: str, size: Sizing, recipe: Recipe, fp32: bool) -> tuple[int
                 f" + {recipe.qlora_rest_bytes} bytes × {params_text(size.rest)} embeddings/norms")
     nbytes = 4 if fp32 else 2
     return nbytes * size.params, f"{'fp32' if fp32 else 'bf16'}, {nbytes} bytes × {params_text(size.params)}"
+
+
+def _all_gather(method: str, size: Sizing, recipe: Recipe, fp32: bool, n_lora: int) -> tuple[int, str]:
+    """FSDP's unsharded working set: the root unit, one decoder layer and that layer's LoRA weights + gradients."""
+    layers = max(size.shape.layers, 1)
+    layer_linear = size.linear // layers
+    if method == "qlora":
+        bits = NF4_DOUBLE_QUANT_BITS if recipe.double_quant else NF4_BITS
+        root, layer = recipe.qlora_rest_bytes * size.rest, int(layer_linear * bits / 8)
+        how = f"root {recipe.qlora_rest_bytes}·(P_emb + P_head + norms) + one layer NF4 P_lin/L"
+    else:
+        nbytes = 4 if fp32 else 2
+        root, layer = nbytes * size.rest, nbytes * layer_linear
+        how = f"root {nbytes}·(P_emb + P_head + norms) + one layer {nbytes}·P_lin/L"
+    adapters = 2 * recipe.adapter_bytes * (n_lora // layers)
+    return root + layer + adapters, f"{how} + 2·{recipe.adapter_bytes}·N_lora/L (its LoRA weights and gradients), unsharded"
 
 
 def _activations(shape: Shape, b: int, s: int, checkpointing: bool, fp32: bool) -> tuple[int, str]:
@@ -88,11 +122,12 @@ def _trainable(adapter: Adapter, shape: Shape) -> int:
     return n_lora + sum(shape.full_params(m) for m in lora.get("modules_to_save", ()))
 
 
-def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAINER) -> Estimate:
-    """Peak memory of training ``adapter`` on its hardware profile (reference §8)."""
+def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAINER, *,
+                      strategy: str = "ddp", world: int = 1) -> Estimate:
+    """Peak memory of one process of ``world`` training ``adapter`` with ``strategy`` (reference §8)."""
     hw = plan.hardware.get(adapter.hardware) if adapter.hardware else None
-    budget, budget_note = training_budget(hw)
-    label = f"training {adapter.name} ({adapter.method}, {adapter.base})"
+    budget, budget_note = training_budget(hw, world)
+    label = f"training {adapter.name} ({adapter.method}, {adapter.base}): {_where(hw, strategy, world)}"
     size = sizing(plan.models[adapter.base])
     if size is None:
         return Estimate.unknown(label, f"{adapter.base}: memory unknown (declare params: or architecture:)",
@@ -109,8 +144,6 @@ def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAIN
     optimizer = recipe.optimizer_bytes * trainable
     activations, act_how = _activations(shape, b, s, t.get("gradient_checkpointing", True), fp32)
     logits = 0 if recipe.logit_bytes is None else b * s * shape.vocab * recipe.logit_bytes
-    tensors = weights + lora_bytes + optimizer + activations + logits
-    runtime = int(tensors * (recipe.fragmentation - 1)) + (recipe.cuda_context if cuda else recipe.cpu_runtime)
     lora = adapter.lora
     details = {
         "weights": weights_how,
@@ -118,19 +151,30 @@ def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAIN
         "optimizer": f"AdamW, {recipe.optimizer_bytes} bytes × trainable",
         "activations": f"{act_how}, b={b}, s={s}",
         "logits": "chunked loss" if recipe.logit_bytes is None else f"b·s·V·{recipe.logit_bytes}",
-        "runtime": f"×{recipe.fragmentation:g} fragmentation"
-                   + (f" + {gib(recipe.cuda_context)} CUDA context" if cuda else f" + {mib(recipe.cpu_runtime)} trainer process"),
     }
+    all_gather = 0
+    if strategy == "fsdp":
+        all_gather, details["all_gather"] = _all_gather(
+            adapter.method, size, recipe, fp32, shape.lora_params(int(lora["r"]), lora["target_modules"]))
+        weights, lora_bytes, optimizer = (_share(n, world) for n in (weights, lora_bytes, optimizer))
+        if world > 1:
+            for comp in ("weights", "lora", "optimizer"):
+                details[comp] += f", ÷ {world} (sharded)"
+    tensors = weights + lora_bytes + optimizer + activations + logits + all_gather
+    runtime = int(tensors * (recipe.fragmentation - 1)) + (recipe.cuda_context if cuda else recipe.cpu_runtime)
+    details["runtime"] = (f"×{recipe.fragmentation:g} fragmentation"
+                          + (f" + {gib(recipe.cuda_context)} CUDA context" if cuda else f" + {mib(recipe.cpu_runtime)} trainer process"))
     return Estimate(label=label, weights=weights, lora=lora_bytes, optimizer=optimizer, activations=activations,
-                    logits=logits, runtime=runtime, budget=budget, budget_note=budget_note, details=details,
-                    notes=notes, approximate=not size.exact)
+                    logits=logits, all_gather=all_gather, runtime=runtime, budget=budget, budget_note=budget_note,
+                    details=details, notes=notes, approximate=not size.exact)
 
 
-def training_estimates(plan: Plan) -> dict[str, dict[str, int]]:
-    """``memory_estimate`` for every adapter's training config (known estimates only)."""
-    out = {}
-    for name, adapter in plan.adapters.items():
-        est = estimate_training(plan, adapter)
-        if est.known:
-            out[name] = est.as_dict()
-    return out
+def _share(nbytes: int, world: int) -> int:
+    """One rank's shard of ``nbytes`` split ``world`` ways (the largest shard: FSDP pads the last)."""
+    return -(-nbytes // world)
+
+
+def _where(hw: Hardware | None, strategy: str, world: int) -> str:
+    if hw is not None and hw.kind == "gpu":
+        return f"{strategy.upper()}, per GPU of {world}"
+    return f"{strategy.upper()}, {world} process{'es' if world > 1 else ''}"

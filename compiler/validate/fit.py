@@ -1,7 +1,8 @@
 """The memory-fit pass: runs on the resolved plan, after every other pass accepted the document.
 
 One located diagnostic, with the estimate table, per deployment or training run that does
-not fit its hardware profile.
+not fit its hardware profile; for training, one GPU's share under the chosen strategy
+(``adapters.<a>.training.strategy`` when declared, else ``adapters.<a>.hardware``).
 """
 
 from __future__ import annotations

@@ -43,13 +43,13 @@ TORCHTUNE_FULL_CE = Recipe(qlora_rest_bytes=2, adapter_bytes=2, optimizer_bytes=
 
 # --- building plans directly -------------------------------------------------------------------
 def hardware(name: str = "box", kind: str = "gpu", memory: int = 64 * GIB, gpus: int = 1,
-             gpu_memory: int = 24 * GIB, os_reserve: int | None = None) -> Hardware:
+             gpu_memory: int = 24 * GIB, os_reserve: int | None = None, nodes: int = 1) -> Hardware:
     return Hardware(
         name=name, kind=kind, memory_bytes=memory, cpus=8, arch="arm64" if kind == "jetson" else "amd64",
         jetpack="6.2" if kind == "jetson" else None,
         os_reserve_bytes=os_reserve if os_reserve is not None else (2 * GIB if kind == "gpu" else GIB),
         gpus=gpus if kind == "gpu" else (1 if kind == "jetson" else 0),
-        gpu_memory_bytes=gpu_memory if kind == "gpu" else 0, gpu_type=None, nodes=1,
+        gpu_memory_bytes=gpu_memory if kind == "gpu" else 0, gpu_type=None, nodes=nodes,
     )
 
 
@@ -68,12 +68,13 @@ def model(name: str = "m", arch: dict[str, Any] | None = None, params: int | Non
 
 def adapter(base: str = "m", method: str = "qlora", r: int = 8, targets: list[str] | None = None,
             batch_size: int = 2, seq_len: int = 2048, checkpointing: bool = True,
-            hw: str | None = "box", release: str | None = None, name: str = "ad") -> Adapter:
+            hw: str | None = "box", release: str | None = None, name: str = "ad", strategy: str = "auto") -> Adapter:
     return Adapter(
         name=name, base=base, dataset="d", method=method,
         lora=frozen({"r": r, "alpha": 2 * r, "dropout": 0.0, "target_modules": targets or ALL_LINEAR,
                      "use_rslora": False, "use_dora": False, "modules_to_save": []}),
-        training=frozen({"batch_size": batch_size, "seq_len": seq_len, "gradient_checkpointing": checkpointing}),
+        training=frozen({"batch_size": batch_size, "seq_len": seq_len, "gradient_checkpointing": checkpointing,
+                         "strategy": strategy}),
         hardware=hw, gate=frozen({}), export=frozen({}), tracking=frozen({}), release=release,
     )
 
