@@ -15,6 +15,7 @@ GATEWAY_IMAGE = f"ghcr.io/vilms/gateway:{VILMS_VERSION_TAG}"
 TRAINER_IMAGE = f"ghcr.io/vilms/trainer:{VILMS_VERSION_TAG}"
 OLLAMA_IMAGE = "ollama/ollama:0.12.6"
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+RAY_LLM_IMAGE = "rayproject/ray-llm:2.60.0-py311-cu128"  # Ray Serve LLM with vLLM (facts.ray.VERSION)
 
 # JetPack release → L4T tag of the jetson-containers images built for it
 JETPACK_L4T = {"5.1": "r35.4.1", "6.0": "r36.3.0", "6.1": "r36.4.0", "6.2": "r36.4.0"}
@@ -34,7 +35,7 @@ def l4t_tag(jetpack: str) -> str | None:
 def image_for(engine: str, kind: str, jetpack: str | None = None) -> str | None:
     """The image for ``engine`` on hardware of ``kind``; None when no image exists."""
     if kind != "jetson":
-        return {"ollama": OLLAMA_IMAGE, "vllm": VLLM_IMAGE}.get(engine)
+        return {"ollama": OLLAMA_IMAGE, "vllm": VLLM_IMAGE, "ray": RAY_LLM_IMAGE}.get(engine)
     tag = l4t_tag(jetpack or "")
     if tag is None:
         return None

@@ -24,5 +24,10 @@ def vllm_object_name(deployment: str, model: str) -> str:
     return f"{deployment}-vllm-{dns_label(model)}"
 
 
+def ray_service_name(deployment: str) -> str:
+    """Name of a deployment's KubeRay RayService (one Ray cluster serves every model of the deployment)."""
+    return f"{deployment}-ray"
+
+
 def compose_service(engine: str, model: str | None = None) -> str:
     return engine if model is None else f"{engine}-{dns_label(model)}"

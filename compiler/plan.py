@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.record import record
 
 
@@ -164,7 +165,7 @@ class Deployment:
     name: str
     hardware: Hardware
     target: str  # compose | local | helm
-    engine: str  # ollama | vllm | llamacpp
+    engine: str  # ollama | vllm | llamacpp | ray (helm: Ray Serve LLM on a KubeRay RayService)
     aliases: tuple[str, ...]
     models: tuple[str, ...]  # base models served, sorted
     upstreams: Mapping[str, Upstream]  # by alias
@@ -260,3 +261,4 @@ class Plan:
     aliases: Mapping[str, Alias]
     deployments: Mapping[str, Deployment]
     gateway: Gateway
+    artifact_store: ArtifactStoreSpec | None  # None: no artifact_store; Ray deployments with adapters need one

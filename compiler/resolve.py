@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.document import Document
-from vilms.compiler.facts import gateway, llamacpp
+from vilms.compiler.facts import gateway, llamacpp, ray
 from vilms.compiler.plan import (
     Adapter,
     Alias,
@@ -34,8 +35,10 @@ TRAINING_DEFAULTS = {
     "epochs": 3, "learning_rate": 2.0e-4, "batch_size": 4, "gradient_accumulation_steps": 1, "seq_len": 2048,
     "seed": 0, "warmup_ratio": 0.03, "lr_scheduler": "cosine", "weight_decay": 0.0, "save_steps": 50,
     "eval_steps": 50, "logging_steps": 10, "gradient_checkpointing": True, "max_steps": None,
-    "strategy": "auto", "collective_timeout": 600.0, "max_restarts": 3,
+    "strategy": "auto", "collective_timeout": 600.0, "max_restarts": 3, "engine": "torchrun",
 }
+ARTIFACT_STORE_DEFAULTS = {"region": "us-east-1", "access_key_id": "env:AWS_ACCESS_KEY_ID",
+                           "secret_access_key": "env:AWS_SECRET_ACCESS_KEY"}
 GATE_DEFAULTS = {"max_eval_perplexity": None, "regression": [], "on_fail": "approval"}
 GATEWAY_DEFAULTS = {
     "retries": 2, "connect_timeout": 5.0, "read_timeout": 600.0, "max_body": "8MiB", "max_queue": 256,
@@ -70,6 +73,21 @@ def resolve(doc: Document) -> Plan:
         aliases=frozen(aliases),
         deployments=frozen(deployments),
         gateway=_gateway(data.get("gateway", {})),
+        artifact_store=_artifact_store(data["artifact_store"]) if "artifact_store" in data else None,
+    )
+
+
+def _artifact_store(a: dict[str, Any]) -> ArtifactStoreSpec:
+    merged = {**ARTIFACT_STORE_DEFAULTS, **a}
+    endpoint = merged.get("endpoint")
+    from_env = endpoint is not None and endpoint.startswith("env:")
+    return ArtifactStoreSpec(
+        uri=merged["uri"].rstrip("/"),
+        endpoint=None if endpoint is None or from_env else endpoint.rstrip("/"),
+        endpoint_env=env_name(endpoint) if from_env else None,
+        region=merged["region"],
+        access_key_id_env=env_name(merged["access_key_id"]) or "",
+        secret_access_key_env=env_name(merged["secret_access_key"]) or "",
     )
 
 
@@ -155,14 +173,17 @@ def upstream_name(engine: str, alias: Alias, release: str | None) -> str:
     vLLM serves a released adapter under its run id (``release``): the gateway loads it
     into every engine under that name (/v1/load_lora_adapter), so a new release loads
     beside the old one before the old is unloaded; an unreleased adapter keeps its own
-    name. llama.cpp (one server per base model, every released adapter loaded) serves an
-    adapter under its own name; Ollama serves one derived model per adapter alias, named
+    name. Ray Serve LLM serves an adapter as ``<model>:<run id>``, loaded on demand from the
+    artifact store, so a release is a new name and a routes change only. llama.cpp (one
+    server per base model, every released adapter loaded) serves an adapter under its own name; Ollama serves one derived model per adapter alias, named
     after the alias.
     """
     if alias.adapter is None:
         return alias.model
     if engine == "vllm":
         return release or alias.adapter
+    if engine == "ray":  # Ray Serve LLM: "<model_id>:<adapter>", loaded on demand from the artifact store's <run_id>/
+        return f"{alias.model}{ray.ADAPTER_SEPARATOR}{release or alias.adapter}"
     return alias.adapter if engine == "llamacpp" else alias.name
 
 

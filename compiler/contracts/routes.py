@@ -81,7 +81,7 @@ class Backend:
     """One engine behind the gateway: its kind and the base URLs of its endpoints."""
 
     id: str = name_field()
-    engine: str  # ollama | vllm | llamacpp
+    engine: str  # ollama | vllm | llamacpp | ray (Ray Serve LLM: one Serve endpoint for every model, adapters loaded on demand)
     endpoints: tuple[str, ...]  # base URLs, without /v1; with discovery, used until the first lookup answers
     api_key_env: str | None
     discovery: Discovery | None  # None: endpoints are fixed
@@ -95,7 +95,7 @@ class AdapterRef:
     name: str
     released: bool
     run: str | None  # the released run id
-    path: str | None  # where the engine loads the run's adapter from (vLLM, loaded at run time)
+    path: str | None  # where the engine loads the run's adapter from: vLLM (a path, loaded at run time), Ray (the run's s3:// folder)
     slot: int | None  # the engine's adapter id, selected per request (llama.cpp's --lora order)
 
 

@@ -130,6 +130,34 @@ class DistributedSpec:
     max_nproc_per_node: int | None  # most processes a node may run: GPUs; cpus on CPU; 1 on Jetson; null: unknown
     collective_timeout_s: float  # a collective waiting longer fails the run and names the rank that did not arrive
     max_restarts: int  # torchrun --max-restarts
+    engine: str  # torchrun | ray: what starts the processes (vilms.yaml training.engine; ray: Ray Train's TorchTrainer)
+
+
+@record
+class ArtifactStoreSpec:
+    """vilms.yaml's ``artifact_store``: an S3-compatible object store that runs' adapters are pushed to,
+    one folder per run (``<uri>/<run_id>/``). Credentials are the names of environment variables, never values."""
+
+    uri: str  # s3://<bucket>[/<prefix>], no trailing slash
+    endpoint: str | None  # the S3 endpoint URL; null: AWS S3 (or endpoint_env)
+    endpoint_env: str | None  # the variable that holds the endpoint URL, when vilms.yaml says env:NAME
+    region: str
+    access_key_id_env: str
+    secret_access_key_env: str
+
+    @property
+    def bucket(self) -> str:
+        return self.uri[len("s3://"):].split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix under the bucket, without slashes at either end ('' at the bucket's root)."""
+        rest = self.uri[len("s3://"):].split("/", 1)
+        return rest[1].strip("/") if len(rest) > 1 else ""
+
+    def run_uri(self, run_id: str) -> str:
+        """Where a run's adapter lives: Ray Serve LLM loads ``<model>:<run_id>`` from here."""
+        return f"{self.uri}/{run_id}"
 
 
 @record
@@ -183,6 +211,7 @@ class TrainingConfig:
     gate: GateSpec
     hardware: HardwareSpec | None  # null: no profile; trains on the machine it runs on
     export: ExportSpec
+    artifact_store: ArtifactStoreSpec | None  # null: no artifact_store in vilms.yaml; `vilms export --push` refuses
     tracking: TrackingSpec
     memory_estimate: MemoryEstimate | None  # null: the base model's size is unknown
 

@@ -12,9 +12,9 @@ from vilms.compiler.contracts.routes import (
     KeyScope,
     Route,
 )
-from vilms.compiler.facts import vllm
+from vilms.compiler.facts import ray, vllm
 from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
-from vilms.compiler.naming import compose_service, vllm_object_name
+from vilms.compiler.naming import compose_service, ray_service_name, vllm_object_name
 from vilms.compiler.plan import Deployment, Plan, Upstream
 
 MAX_OUTPUT_FRACTION = 4  # default max_tokens clamp: a quarter of the context
@@ -23,8 +23,8 @@ PARAM_NAMES = {"repeat_penalty": "repetition_penalty"}
 
 
 def backend_id(dep: Deployment, model: str) -> str:
-    if dep.engine == "ollama":
-        return "ollama"
+    if dep.engine in ("ollama", "ray"):
+        return dep.engine  # one server (Ollama) or one Serve endpoint (Ray) serves every model
     return f"{dep.engine}-{model}"  # vLLM and llama.cpp: one backend per base model
 
 
@@ -50,6 +50,8 @@ def endpoint(dep: Deployment, model: str, ports: dict[str, int] | None = None) -
         return f"http://{compose_service('ollama')}:{OLLAMA_PORT}"
     if dep.engine == "vllm":
         return f"http://{vllm_host(dep, model)}:{vllm.PORT}"
+    if dep.engine == "ray":  # KubeRay's Service in front of every Serve proxy; Ray balances over the replicas
+        return f"http://{ray_service_name(dep.name)}{ray.SERVE_SERVICE_SUFFIX}:{ray.SERVE_PORT}"
     return f"http://127.0.0.1:{(ports or llamacpp_ports(dep))[model]}"
 
 
@@ -63,11 +65,16 @@ def _backend(dep: Deployment, model: str, ports: dict[str, int]) -> Backend:
 
 def adapter_ref(plan: Plan, dep: Deployment, up: Upstream) -> AdapterRef | None:
     """What the gateway needs to serve ``up``'s adapter: its released run, for vLLM the path
-    each engine loads it from at run time, for llama.cpp its slot on the base model's server."""
+    each engine loads it from at run time, for Ray the run's folder in the artifact store (Ray
+    Serve LLM loads it on demand), for llama.cpp its slot on the base model's server."""
     if not up.adapter:
         return None
     run = plan.adapters[up.adapter].release if up.released else None
-    path = f"{vllm.ARTIFACTS_DIR}/{run}/adapter" if run and dep.engine == "vllm" else None
+    path = None
+    if run and dep.engine == "vllm":
+        path = f"{vllm.ARTIFACTS_DIR}/{run}/adapter"
+    elif run and dep.engine == "ray" and plan.artifact_store is not None:
+        path = plan.artifact_store.run_uri(run)
     slot = llamacpp_adapters(dep, up.model).index(up.adapter) if run and dep.engine == "llamacpp" else None
     return AdapterRef(name=up.adapter, released=up.released, run=run, path=path, slot=slot)
 

@@ -70,7 +70,7 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
         distributed=DistributedSpec(
             strategy=strategy.name, declared=t["strategy"], reason=strategy.reason, nnodes=hw.nodes if hw else 1,
             nproc_per_node=default_nproc_per_node(hw), max_nproc_per_node=max_nproc_per_node(hw),
-            collective_timeout_s=float(t["collective_timeout"]), max_restarts=t["max_restarts"],
+            collective_timeout_s=float(t["collective_timeout"]), max_restarts=t["max_restarts"], engine=t["engine"],
         ),
         gate=GateSpec(
             max_eval_perplexity=_float_or_none(gate["max_eval_perplexity"]),
@@ -85,6 +85,7 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
             cpus=hw.cpus, nodes=hw.nodes,
         ),
         export=ExportSpec(gguf=adapter.export["gguf"], quantize=tuple(adapter.export["quantize"])),
+        artifact_store=plan.artifact_store,
         tracking=TrackingSpec(
             mlflow=MlflowSpec(tracking_uri=MLFLOW_TRACKING_URI, experiment=adapter.tracking.get("experiment", plan.project))
             if adapter.tracking["mlflow"] else None,

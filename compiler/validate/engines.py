@@ -11,7 +11,8 @@ from vilms.compiler.shorthand import alias_entry, served_aliases
 from vilms.compiler.suggest import did_you_mean
 
 # engines each target can run
-TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm",), "local": ("llamacpp",)}
+TARGET_ENGINES = {"compose": ("ollama", "vllm"), "helm": ("vllm", "ray"), "local": ("llamacpp",)}
+VLLM_ENGINES = ("vllm", "ray")  # engines that run vLLM (Ray Serve LLM runs it inside Ray), with its LoRA rules
 CUDA_KINDS = ("gpu", "jetson")
 VLLM_MAX_LORA_RANK = 512
 EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "wpe", "word_embeddings")
@@ -46,6 +47,9 @@ def check(doc: Document, report: Reporter) -> None:
                          hint=f"give models.{adapter['base']} an hf: or file: (safetensors folder) source; keep GGUF/Ollama in gguf: / ollama:")
         if model and model.get("task") == "embedding":
             report.error(base + ("base",), "LoRA adapters are trained on chat models, not embedding models")
+        if training.get("engine") == "ray" and hw is not None and hw["kind"] == "jetson":
+            report.error(base + ("training", "engine"), "Ray Train runs on gpu or cpu profiles; a Jetson trains in one process",
+                         hint="remove training.engine (torchrun), or train on a gpu or cpu profile")
 
     for name, raw in aliases.items():
         entry = alias_entry(raw)
@@ -63,6 +67,14 @@ def check(doc: Document, report: Reporter) -> None:
         if engine == "vllm" and hw is not None and hw["kind"] not in CUDA_KINDS:
             report.error(base + ("engine",), f"vLLM needs a CUDA GPU or a Jetson; hardware {dep['hardware']!r} is {hw['kind']!r}",
                          hint="use engine: llamacpp (target local) or engine: ollama (target compose) on CPU machines")
+        if engine == "ray" and hw is not None and hw["kind"] != "gpu":
+            report.error(base + ("engine",), f"Ray Serve LLM runs vLLM on GPU nodes; hardware {dep['hardware']!r} is {hw['kind']!r}",
+                         hint="use a gpu profile, or engine: llamacpp (target local) / ollama (target compose) on this hardware")
+        if engine == "ray" and "artifact_store" not in data and any(
+                alias_entry(data.get("aliases", {}).get(a, {})).get("adapter") for a in served_aliases(data, dep) if a in aliases):
+            report.error(base + ("engine",), "Ray Serve LLM loads LoRA adapters from an object store, and vilms.yaml has no artifact_store",
+                         hint="add artifact_store: {uri: s3://<bucket>/<prefix>} (credentials as env: references); "
+                              "`vilms rollout` pushes each release there")
         if "replicas" in dep and target == "local":
             report.error(base + ("replicas",), "replicas need target helm or compose; the local runner runs one of each process")
         if "autoscale" in dep and target != "helm":
@@ -109,6 +121,9 @@ def _check_serving(data: dict, dep_name: str, dep: dict, hw: dict | None, report
     for key in ("update", "monitoring"):
         if key in dep and target != "helm":
             report.error(base + (key,), f"{key} applies to target helm only")
+    if "update" in dep and engine == "ray":
+        report.error(base + ("update",), "update is the rolling update of vLLM Deployments; KubeRay rolls a RayService itself",
+                     hint="remove update:")
     if dep.get("replicas", 1) > 1 and target == "compose" and (engine == "ollama" or kind == "jetson"):
         report.error(base + ("replicas",),
                      f"a compose deployment runs one {'Ollama server' if engine == 'ollama' else 'vLLM engine per model on the Jetson'} "
@@ -117,8 +132,8 @@ def _check_serving(data: dict, dep_name: str, dep: dict, hw: dict | None, report
     serving = dep.get("serving", {})
     if not serving:
         return
-    if engine != "vllm":
-        report.error(base + ("serving",), f"serving settings apply to engine vllm, not {engine!r}", at_key=True,
+    if engine not in VLLM_ENGINES:
+        report.error(base + ("serving",), f"serving settings apply to engines vllm and ray, not {engine!r}", at_key=True,
                      hint="remove serving:, or use engine: vllm")
         return
     aliases = data.get("aliases", {})
@@ -139,7 +154,7 @@ def _check_serving(data: dict, dep_name: str, dep: dict, hw: dict | None, report
             if target != "helm":
                 report.error(at + ("autoscale",), "autoscale applies to target helm only (a KEDA ScaledObject)",
                              hint="compose runs the declared replicas; remove autoscale")
-            elif "monitoring" not in dep:
+            elif "monitoring" not in dep and engine == "vllm":  # Ray Serve autoscales on its own queue
                 report.error(at + ("autoscale",), "autoscale reads vLLM's queue from Prometheus: the deployment needs monitoring:",
                              hint=f"add monitoring: {{}} to deployments.{dep_name} (or set its prometheus_url)")
             if autoscale.get("min", 0) > autoscale["max"]:
@@ -164,7 +179,7 @@ def _check_modelfile_values(alias: str, entry: dict, dep_name: str, report: Repo
 def _check_weights(name: str, model: dict, engine: str, dep_name: str, report: Reporter) -> None:
     where = f"engine {engine!r} (deployment {dep_name!r})"
     path = ("models", name, "source")
-    if engine == "vllm" and not weights.vllm_loadable(model):
+    if engine in VLLM_ENGINES and not weights.vllm_loadable(model):
         report.error(path, f"{where} loads transformers weights, not {model['source'].split(':')[0]}: or GGUF",
                      hint="use an hf:<org>/<repo> source or a file: folder of safetensors")
     elif engine == "llamacpp" and weights.gguf_weights(model) is None:
@@ -188,6 +203,6 @@ def _check_adapter_servable(name: str, adapter: dict, engine: str, dep_name: str
         if module.split(".")[-1] in EMBEDDING_MODULES:
             report.error(base + ("target_modules", i), f"{where} cannot serve LoRA on {module!r} (embedding or lm_head)",
                          hint="target attention/MLP projections such as q_proj, k_proj, v_proj, o_proj")
-    if engine == "vllm" and lora["r"] > VLLM_MAX_LORA_RANK:
+    if engine in VLLM_ENGINES and lora["r"] > VLLM_MAX_LORA_RANK:
         report.error(base + ("r",), f"rank {lora['r']} is above vLLM's largest max-lora-rank ({VLLM_MAX_LORA_RANK})",
                      hint="use r ≤ 512")

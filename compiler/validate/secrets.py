@@ -26,6 +26,9 @@ def secret_fields(data: dict) -> list[tuple[tuple, str]]:
         if isinstance(keys, dict):
             found.extend((("gateway", "keys", name, "key"), spec["key"])
                          for name, spec in keys.items() if isinstance(spec, dict) and "key" in spec)
+    store = data.get("artifact_store")
+    if isinstance(store, dict):
+        found.extend((("artifact_store", key), store[key]) for key in ("access_key_id", "secret_access_key") if key in store)
     models = data.get("models")
     if isinstance(models, dict):
         found.extend((("models", name, "token"), model["token"])

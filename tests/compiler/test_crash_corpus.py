@@ -158,7 +158,7 @@ CASES: list[tuple[str, str, str]] = [
      "2 problems found\n" + FIT),
     ("bidi-in-top-level-key", M + '"gate\\u202eway": {}\n',
      "vilms.yaml:31:1: gate\\u202eway: unknown key 'gate\\u202eway' (did you mean 'gateway'?)\n"
-     "  hint: allowed keys here: adapters, aliases, apiVersion, datasets, deployments, gateway, hardware, models, project\n" + ONE + FIT),
+     "  hint: allowed keys here: adapters, aliases, apiVersion, artifact_store, datasets, deployments, gateway, hardware, models, project\n" + ONE + FIT),
     # 5. aliases that multiply bytes: refused at the alias that crosses 16 MiB, before anything grows
     ("a-megabyte-referenced-3000-times",
      swap("  chat: qwen2.5-1.5b", "  chat: {model: qwen2.5-1.5b, params: {stop: [" + ", ".join(["*big"] * 3000) + "]}}",
@@ -173,7 +173,7 @@ CASES: list[tuple[str, str, str]] = [
      "vilms.yaml:28:66: deployments.gpu.serving.qwen2.5-1.5: deployment 'gpu' does not serve model 'qwen2.5-1.5' (did you mean 'qwen2.5-1.5b'?)\n"
      "  hint: it serves: qwen2.5-1.5b\n" + ONE + FIT),
     ("serving-on-llamacpp", deployment("serving: {qwen2.5-1.5b: {replicas: 2}}", "dev"),
-     "vilms.yaml:27:60: deployments.dev.serving: serving settings apply to engine vllm, not 'llamacpp'\n"
+     "vilms.yaml:27:60: deployments.dev.serving: serving settings apply to engines vllm and ray, not 'llamacpp'\n"
      "  hint: remove serving:, or use engine: vllm\n" + ONE + FIT),
     ("tensor-parallel-not-dividing-heads",
      swap("    context: 8192\n", "    context: 8192\n    architecture: {%s}\n" % ARCHITECTURE, serving("tensor_parallel: 3").replace("gpus: 1,", "gpus: 8,")),

@@ -105,6 +105,7 @@ def plan(models: list[Model], hw: list[Hardware] = (), adapters: list[Adapter] =
         aliases=frozen({}), deployments=frozen({d.name: d for d in deployments}),
         gateway=Gateway(None, None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080,
                         120.0, 900.0, 30.0, 16 << 20, 5, 5.0, None, {}),
+        artifact_store=None,
     )
 
 
