@@ -25,6 +25,7 @@ EXTRA_OF = {
     **dict.fromkeys(("httptools", "orjson", "uvloop", "dns"), "gateway"),
     "llama_cpp": "serve",
     "httpx": "serve",
+    **dict.fromkeys(("boto3", "botocore", "s3transfer"), "store"),
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vilms.compiler.errors import UsageError
+from vilms.compiler.errors import UsageError, VilmsError
 from vilms.compiler.layout import Layout
 
 from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
@@ -27,7 +27,7 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    _released(run_rollout(file, adapter, run_id), file, apply_, yes, ollama_url)
+    _released(run_rollout(file, adapter, run_id, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
 
 
 @click.command()
@@ -41,7 +41,7 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    _released(run_rollback(file, adapter), file, apply_, yes, ollama_url)
+    _released(run_rollback(file, adapter, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
 
 
 @click.command()
@@ -77,6 +77,29 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
     for step in steps:
         run_step(step, root, click.echo, ollama_url=ollama_url)
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
+
+
+def _publisher(file: Path, adapter: str) -> Any:
+    """What rollout and rollback run before they write anything: when a Ray deployment serves
+    ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
+    then verified), because Ray Serve LLM loads it from there on the next request."""
+
+    def publish(plan: Any, run_id: str) -> None:
+        from vilms.runtime.artifact_store import open_store, ray_deployments
+        from vilms.runtime.artifact_store import publish as publish_run
+
+        deployments = ray_deployments(plan, adapter)
+        if not deployments:
+            return
+        try:
+            published = publish_run(open_store(plan.artifact_store), Layout.of(file), run_id)
+        except VilmsError as exc:
+            exc.message += (f"\nnot released: Ray deployment{'s' if len(deployments) > 1 else ''} {', '.join(deployments)} "
+                            f"load {run_id} from the artifact store; {file} and generated/ were not changed")
+            raise
+        click.echo(published.summary())
+
+    return publish
 
 
 def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,11 +138,14 @@ def approve(run_id: str, reason: str, file: Path) -> None:
     show_default=True,
     help="dtype the adapter is merged in (never 4-bit)",
 )
+@click.option("--push", is_flag=True,
+              help="then push the run's adapter to vilms.yaml's artifact_store and verify it (Ray Serve LLM loads it there)")
 @FILE
 def export(
-    run_id: str, gguf: bool | None, quantize: tuple[str, ...], outtype: str, merge_dtype: str, file: Path
+    run_id: str, gguf: bool | None, quantize: tuple[str, ...], outtype: str, merge_dtype: str, push: bool, file: Path
 ) -> None:
     """Merge RUN_ID's adapter and export it (safetensors, GGUF, GGUF LoRA, Modelfile)."""
+    store = _store_to_push(file) if push else None  # before the export: a store that cannot work fails fast
     from vilms.trainers.export.pipeline import export_run
 
     section = export_run(
@@ -155,6 +159,22 @@ def export(
         click.echo("vLLM: NOT compatible: " + "; ".join(section.vllm.problems))
     for note in section.notes:
         click.echo(f"note: {note}")
+    if store is not None:
+        from vilms.runtime.artifact_store import publish
+
+        click.echo(publish(store, Layout.of(file), run_id).summary())
+
+
+def _store_to_push(file: Path) -> Any:
+    """vilms.yaml's artifact store, its credentials read from the environment (no request yet)."""
+    from vilms.compiler.pipeline import compile_plan
+    from vilms.runtime.artifact_store import open_store
+    from vilms.runtime.artifact_store.publish import NEEDS_STORE
+
+    _, plan = compile_plan(file, fit=False)
+    if plan.artifact_store is None:
+        raise UsageError(f"--push needs an artifact_store in {file}, and it has none", hint=NEEDS_STORE)
+    return open_store(plan.artifact_store)
 
 
 @click.group("data")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ from vilms.compiler.write import write_tree
 from .edit import BY_HAND, Edit, set_release
 from .history import append_history, entry, open_history, read_history, rollback_target, shown
 
+# called with the compiled plan and the run about to be released, after every check and before
+# anything is written: `vilms rollout` pushes the run to the artifact store here (Ray deployments);
+# an error it raises leaves every file as it was
+Publish = Callable[[Plan, str], None]
+
 
 @dataclass(frozen=True)
 class ReleaseChange:
@@ -51,30 +57,30 @@ class ReleaseChange:
         return self.diff is not None
 
 
-def rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
+def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None) -> ReleaseChange:
     """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/, holding
     the project's write lock from the read to the last write (no other build or release between)."""
     with project_lock(Layout.of(file).root):
-        return _rollout(file, adapter, run_id)
+        return _rollout(file, adapter, run_id, publish)
 
 
-def rollback(file: Path, adapter: str) -> ReleaseChange:
+def rollback(file: Path, adapter: str, *, publish: Publish | None = None) -> ReleaseChange:
     """Set ``adapters.<adapter>.release`` back to what it was before the current rollout (under
     the project's write lock, as :func:`rollout`)."""
     with project_lock(Layout.of(file).root):
-        return _rollback(file, adapter)
+        return _rollback(file, adapter, publish)
 
 
-def _rollout(file: Path, adapter: str, run_id: str) -> ReleaseChange:
+def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     if current == run_id:  # nothing to change; what serves it still matters to --apply
         return ReleaseChange(adapter, "rollout", current, run_id, file, _release_line(doc, adapter),
                              serving=_serving(plan_document(doc), adapter))
-    return _change(file, doc, raw, adapter, current, run_id, "rollout")
+    return _change(file, doc, raw, adapter, current, run_id, "rollout", publish)
 
 
-def _rollback(file: Path, adapter: str) -> ReleaseChange:
+def _rollback(file: Path, adapter: str, publish: Publish | None) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     layout = Layout(doc.root)
@@ -86,7 +92,7 @@ def _rollback(file: Path, adapter: str) -> ReleaseChange:
     if not found:
         raise ActionError(f"nothing to roll back to: {shown(layout, adapter)} has no rollout of {adapter} to {_show(current)}",
                           hint=BY_HAND.format(adapter=adapter))
-    return _change(file, doc, raw, adapter, current, target, "rollback")
+    return _change(file, doc, raw, adapter, current, target, "rollback", publish)
 
 
 def _read(file: Path) -> tuple[Document, bytes]:
@@ -145,7 +151,7 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
 
 
 def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | None, target: str | None,
-            action: str) -> ReleaseChange:
+            action: str, publish: Publish | None = None) -> ReleaseChange:
     warnings = _check_run(doc, adapter, target) if target is not None else []
     bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
     text = raw.decode("utf-8")[len(bom):]
@@ -163,6 +169,8 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     on_disk = read_disk_tree(out_dir)
     report = compare(on_disk, files)
     warnings += _stale_note(doc, on_disk)
+    if publish is not None and target is not None:
+        publish(plan, target)
     history, fh = open_history(Layout(doc.root), adapter)
     with fh:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
