@@ -94,8 +94,8 @@ def _publisher(file: Path, adapter: str) -> Any:
         try:
             published = publish_run(open_store(plan.artifact_store), Layout.of(file), run_id)
         except VilmsError as exc:
-            exc.message += (f"\nnot released: Ray deployment{'s' if len(deployments) > 1 else ''} {', '.join(deployments)} "
-                            f"load {run_id} from the artifact store; {file} and generated/ were not changed")
+            who = f"Ray deployments {', '.join(deployments)} load" if len(deployments) > 1 else f"Ray deployment {deployments[0]} loads"
+            exc.message += f"\nnot released: {who} {run_id} from the artifact store; {file} and generated/ were not changed"
             raise
         click.echo(published.summary())
 
