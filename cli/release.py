@@ -23,7 +23,10 @@ from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
 @YES
 @OLLAMA_URL
 def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
-    """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/."""
+    """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/.
+
+    When a Ray deployment serves ADAPTER, RUN_ID is first pushed to the artifact store and
+    verified; if that fails, nothing is changed."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
@@ -37,7 +40,10 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
 @YES
 @OLLAMA_URL
 def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
-    """Set ADAPTER's release: back to the run before the current rollout, and rebuild."""
+    """Set ADAPTER's release: back to the run before the current rollout, and rebuild.
+
+    When a Ray deployment serves ADAPTER, that run must be in the artifact store: it is pushed
+    again from artifacts/ if the store lost it, and verified; if that fails, nothing is changed."""
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)

@@ -17,6 +17,7 @@ SHA256_METADATA = "sha256"  # x-amz-meta-sha256 on every object pushed: its cont
 # every wait is bounded (botocore Config)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # per socket read, so a large object downloads as long as bytes keep coming
+MIN_BYTES_PER_S = 64 << 10  # ... but a download slower than this (after READ_TIMEOUT_S) is given up
 MAX_ATTEMPTS = 3  # botocore "standard" retries: throttling, 5xx and connection errors, with backoff
 
 # uploads through s3transfer: multipart above the threshold, parts in parallel

@@ -59,7 +59,7 @@ class Connection:
             raise self._refused(exc, what) from None
         except (BotoConnectionError, HTTPClientError) as exc:
             raise ActionError(self.scrub(f"cannot reach the artifact store at {self.endpoint} ({what}): {exc}"),
-                              hint=self._endpoint_hint()) from None
+                              hint=self.endpoint_hint()) from None
         except BotoCoreError as exc:
             raise ActionError(self.scrub(f"artifact store {self.spec.uri}: {what} failed: {exc}")) from None
 
@@ -78,7 +78,7 @@ class Connection:
                                hint="create it, or fix artifact_store.uri in vilms.yaml")
         return ActionError(self.scrub(f"artifact store {spec.uri}: {what} failed ({said})"))
 
-    def _endpoint_hint(self) -> str:
+    def endpoint_hint(self) -> str:
         source = f"${self.spec.endpoint_env}" if self.spec.endpoint_env else "artifact_store.endpoint in vilms.yaml"
         return f"check {source} and that the store is up and reachable from here"
 
@@ -115,6 +115,7 @@ def connect(spec: ArtifactStoreSpec, env: Mapping[str, str], timeouts: Timeouts 
     endpoint = endpoint_of(spec, env)
     import boto3.session
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     config = Config(
         region_name=spec.region,
@@ -130,6 +131,9 @@ def connect(spec: ArtifactStoreSpec, env: Mapping[str, str], timeouts: Timeouts 
         ignore_configured_endpoint_urls=True,  # the endpoint is vilms.yaml's, not $AWS_ENDPOINT_URL's
         user_agent_extra="vilms",
     )
-    session = boto3.session.Session(aws_access_key_id=access, aws_secret_access_key=secret, region_name=spec.region)
-    client = session.client("s3", endpoint_url=endpoint, config=config)
+    try:  # e.g. $AWS_PROFILE naming a profile that does not exist: botocore still reads it
+        session = boto3.session.Session(aws_access_key_id=access, aws_secret_access_key=secret, region_name=spec.region)
+        client = session.client("s3", endpoint_url=endpoint, config=config)
+    except BotoCoreError as exc:
+        raise ActionError(f"cannot set up the S3 client of the artifact store: {exc}".replace(secret, "***")) from None
     return Connection(spec=spec, client=client, endpoint=endpoint or "AWS S3", secrets=(secret, access))

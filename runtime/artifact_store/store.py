@@ -14,10 +14,12 @@ import hashlib
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.errors import ActionError
 from vilms.compiler.facts import store as facts
 from vilms.compiler.run_ids import EXAMPLE, RUN_ID
@@ -60,8 +62,7 @@ class ArtifactStore:
         return self.connection.spec.run_uri(_checked(run_id))
 
     def _key(self, run_id: str, name: str = "") -> str:
-        prefix = self.connection.spec.prefix
-        return f"{prefix}/{_checked(run_id)}/{name}" if prefix else f"{_checked(run_id)}/{name}"
+        return object_key(self.connection.spec, run_id, name)
 
     # --- reading
 
@@ -107,6 +108,7 @@ class ArtifactStore:
         size is not ``size`` (so a hostile object cannot fill the disk)."""
         where = f"{self.uri(run_id)}/{name}"
         digest, seen = hashlib.sha256(), 0
+        deadline = time.monotonic() + facts.READ_TIMEOUT_S + size / facts.MIN_BYTES_PER_S  # a trickle cannot hold us
         with self.connection.call(f"downloading {where}"):
             body = self.client.get_object(Bucket=self.connection.spec.bucket, Key=self._key(run_id, name))["Body"]
             try:
@@ -114,6 +116,9 @@ class ArtifactStore:
                     seen += len(block)
                     if seen > size:
                         break
+                    if time.monotonic() > deadline:
+                        raise ActionError(f"{where}: the download is slower than {facts.MIN_BYTES_PER_S} bytes/s; gave up",
+                                          hint=self.connection.endpoint_hint())
                     digest.update(block)
                     if sink is not None:
                         sink.write(block)
@@ -233,6 +238,11 @@ class ArtifactStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return stored
+
+
+def object_key(spec: ArtifactStoreSpec, run_id: str, name: str = "") -> str:
+    """The key of a run's file: ``<prefix>/<run_id>/<name>`` (``<run_id>/<name>`` at the bucket's root)."""
+    return f"{spec.prefix}/{_checked(run_id)}/{name}" if spec.prefix else f"{_checked(run_id)}/{name}"
 
 
 def _checked(run_id: str) -> str:

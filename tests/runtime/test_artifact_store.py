@@ -21,7 +21,7 @@ from vilms.compiler.facts.store import MANIFEST
 from vilms.compiler.run_ids import PATTERN
 from vilms.runtime.artifact_store import ArtifactStore, Timeouts, Transfer, connect
 from vilms.runtime.artifact_store.manifest import safe_name
-from vilms.runtime.artifact_store.store import _checked
+from vilms.runtime.artifact_store.store import _checked, object_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -254,12 +254,12 @@ def test_only_run_ids_name_a_folder_in_the_store(text):
     assert checked == text and "/" not in text and text not in (".", "..") and not text.startswith(".")
 
 
-@given(st.from_regex(PATTERN, fullmatch=True))
-def test_every_run_id_is_one_key_segment(run_id):
-    store = ArtifactStore.__new__(ArtifactStore)
-    store.connection = type("C", (), {"spec": spec_of("acme")})()
-    assert store._key(run_id, "adapter_config.json") == f"vilms/{run_id}/adapter_config.json"
-    assert store.uri(run_id) == f"s3://acme/vilms/{run_id}"
+@given(st.from_regex(PATTERN, fullmatch=True), st.sampled_from(["", "/vilms", "/a/b.c/d_e"]))
+def test_every_run_id_is_one_key_segment(run_id, prefix):
+    spec = spec_of("acme", prefix)
+    expected = f"{prefix.strip('/')}/{run_id}/adapter_config.json".lstrip("/")
+    assert object_key(spec, run_id, "adapter_config.json") == expected
+    assert spec.run_uri(run_id) == f"s3://acme{prefix}/{run_id}"  # where Ray Serve LLM looks: the same folder
 
 
 @given(st.text(alphabet=st.sampled_from("ab./\\_-~:\x00 "), max_size=24))
@@ -268,3 +268,14 @@ def test_a_safe_name_stays_inside_the_folder(name):
         return
     base = Path("/srv/run")
     assert (base / name).resolve().is_relative_to(base) and ".." not in name.split("/") and name != MANIFEST
+
+
+def test_a_download_slower_than_the_floor_is_given_up(s3, bucket, adapter, monkeypatch):
+    from vilms.compiler.facts import store as facts
+
+    store = open_store(s3, bucket)
+    store.push(RUN, adapter)
+    monkeypatch.setattr(facts, "READ_TIMEOUT_S", -1.0)  # the deadline has passed when the first block arrives
+    monkeypatch.setattr(facts, "MIN_BYTES_PER_S", 10**12)
+    with pytest.raises(ActionError, match=f"vilms/{RUN}/README.md: the download is slower than"):
+        store.verify(RUN)
