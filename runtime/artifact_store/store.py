@@ -68,10 +68,10 @@ class ArtifactStore:
 
     def manifest(self, run_id: str) -> Manifest | None:
         """The run's manifest, or None when the run is not (completely) in the store."""
-        key = self._key(run_id, facts.MANIFEST)
-        where = f"{self.uri(run_id)}/{facts.MANIFEST}"
         from botocore.exceptions import ClientError
 
+        key = self._key(run_id, facts.MANIFEST)
+        where = f"{self.uri(run_id)}/{facts.MANIFEST}"
         with self.connection.call(f"reading {where}"):
             try:
                 response = self.client.get_object(Bucket=self.connection.spec.bucket, Key=key)
@@ -97,7 +97,9 @@ class ArtifactStore:
                 Bucket=self.connection.spec.bucket, Prefix=prefix)
             for page in pages:
                 for item in page.get("Contents", ()):
-                    found[item["Key"][len(prefix):]] = int(item["Size"])
+                    name = item["Key"][len(prefix):]
+                    if name and not name.endswith("/"):  # not a "folder" marker some tools write
+                        found[name] = int(item["Size"])
                 if len(found) > facts.MAX_RUN_OBJECTS:
                     raise ActionError(f"{self.uri(run_id)}/ holds more than {facts.MAX_RUN_OBJECTS} objects: "
                                       "not a run's adapter folder")
@@ -125,7 +127,7 @@ class ArtifactStore:
             finally:
                 body.close()
         if seen != size:
-            raise ActionError(f"{where}: the stored object has {'more than ' if seen > size else ''}{seen} bytes, "
+            raise ActionError(f"{where}: the stored object has {f'more than {size}' if seen > size else seen} bytes, "
                               f"expected {size}", hint=IMMUTABLE.format(uri=self.uri(run_id)))
         return digest.hexdigest()
 

@@ -172,6 +172,13 @@ def test_a_half_pushed_run_with_other_content_is_refused(s3, bucket, adapter):
     assert store.manifest(RUN) is None
 
 
+def test_a_folder_marker_is_not_a_file(s3, bucket, adapter):
+    s3.client().put_object(Bucket=bucket, Key=f"vilms/{RUN}/", Body=b"")  # what some consoles create for a "folder"
+    store = open_store(s3, bucket)
+    store.push(RUN, adapter)
+    assert store.verify(RUN, adapter).files.keys() == {p.name for p in adapter.iterdir()}
+
+
 @pytest.mark.parametrize("manifest", [
     {"format": "vilms.dev/adapter-manifest/v1", "run_id": RUN, "files": {"../../etc/passwd": {"sha256": "0" * 64, "size": 1}}},
     {"format": "vilms.dev/adapter-manifest/v1", "run_id": RUN, "files": {".hidden": {"sha256": "0" * 64, "size": 1}}},
