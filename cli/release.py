@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
-def _publisher(file: Path, adapter: str) -> Any:
+def _publisher(file: Path, adapter: str) -> Callable[[Any, str], None]:
     """What rollout and rollback run before they write anything: when a Ray deployment serves
     ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
     then verified), because Ray Serve LLM loads it from there on the next request."""

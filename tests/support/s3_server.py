@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from dataclasses import dataclass
 
 SETUP_REQUESTS = 3  # create_user, create_access_key, put_user_policy
 START_TIMEOUT_S = 30.0
+
+
+def _die_with_the_tests() -> None:
+    """In the child: SIGTERM when the test process dies, even if it is killed (Linux prctl)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -61,7 +69,7 @@ def start() -> S3Server:
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_the_tests,
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
