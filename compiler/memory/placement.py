@@ -1,7 +1,8 @@
 """Placement: how many GPUs, nodes and replicas each served model of a deployment gets, and
 how vLLM splits it (tensor parallel within a node, pipeline parallel across nodes).
 
-Only vLLM on a GPU profile has a choice to make. Everything else is fixed:
+Only vLLM on a GPU profile has a choice to make (engine ``vllm``, and ``ray``: Ray Serve LLM runs
+the same engine, a replica spanning nodes as one Ray placement group). Everything else is fixed:
 
 - vLLM on Jetson: the board's one integrated GPU (TP 1, PP 1, 1 GPU);
 - Ollama and llama.cpp: one server that spreads layers over every GPU of its host

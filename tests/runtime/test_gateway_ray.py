@@ -96,6 +96,8 @@ def test_a_run_missing_from_the_store_falls_back_and_counts_as_engine_ray(tmp_pa
             assert "vilms_gateway_adapter_operations_total{" not in metrics
             logged = [r.getMessage() for r in caplog.records if "adapter" in r.getMessage()]
             assert logged and all("engine=ray" in m for m in logged)
+            access = [r.getMessage() for r in caplog.records if r.name == "vilms.gateway.access"]
+            assert access and all("backend=ray engine=ray" in m for m in access)
         finally:
             await fake.stop()
 
