@@ -211,7 +211,7 @@ def _ray(plan: Plan, dep: Deployment, serve_config: str | None) -> dict[str, Any
         "workers": {"groupName": ray.WORKER_GROUP_NAME, "replicas": shape.initial_nodes, "minReplicas": shape.min_nodes,
                     "maxReplicas": shape.max_nodes, "resources": node_resources(hw, hw.gpus)},
         "env": env,
-        "secretEnv": ray_serve.hf_token_env(plan, dep) + secret_env,
+        "secretEnv": ray_serve.token_env(plan, dep) + secret_env,
         "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {},
         "shmSize": SHM_SIZE,
         "terminationGracePeriodSeconds": termination_grace_seconds(plan),

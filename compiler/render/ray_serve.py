@@ -14,6 +14,8 @@ string) runs one application, ``facts.ray.LLM_APP_IMPORT_PATH``, with one LLMCon
 - ``accelerator_type``: ``facts.ray.ACCELERATOR_TYPES[gpu_type]``; omitted (with the reason in
   ``vilms explain``) when the profile has no gpu_type or one the table does not know, since the
   nodeSelector on gpu_type already pins the GPU model;
+- ``runtime_env.env_vars.HF_TOKEN`` = ``${<token env>}`` when the model's token is not HF_TOKEN itself
+  (every token is in the pods' environment under its own name; Ray expands ``${NAME}``);
 - ``lora_config`` when the model has adapters: ``dynamic_lora_loading_path`` = ``artifact_store.uri``,
   where ``<model>:<run_id>`` is loaded from ``<uri>/<run_id>/`` on its first request.
 
@@ -34,6 +36,7 @@ from vilms.compiler.record import record
 from vilms.compiler.render.vllm import model_path, ray_engine_kwargs
 from vilms.compiler.serialize import to_yaml
 
+HF_TOKEN = "HF_TOKEN"  # what huggingface_hub (and so vLLM) reads
 QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue (as KEDA_QUEUE_DEFAULT for vLLM): waiting requests per replica
 
 
@@ -149,6 +152,9 @@ def llm_config(plan: Plan, model: ModelLayout, engine_args: dict[str, Any], acce
     }
     if accel is not None:
         entry["accelerator_type"] = accel
+    token = plan.models[model.model].token_env
+    if token and token != HF_TOKEN:  # Ray expands ${NAME} in runtime_env env_vars from the worker's environment
+        entry["runtime_env"] = {"env_vars": {HF_TOKEN: f"${{{token}}}"}}
     if model.lora_path is not None:
         entry["lora_config"] = {"dynamic_lora_loading_path": model.lora_path,
                                 "max_num_adapters_per_replica": model.max_adapters}
@@ -189,10 +195,11 @@ def storage_env(plan: Plan, dep: Deployment) -> tuple[list[dict[str, str]], list
     return env, secrets
 
 
-def hf_token_env(plan: Plan, dep: Deployment) -> list[dict[str, str]]:
-    """HF_TOKEN from the project secret: the first token of the served models (one Ray pod loads them all)."""
+def token_env(plan: Plan, dep: Deployment) -> list[dict[str, str]]:
+    """Every served model's Hugging Face token from the project secret, each under its own name (one Ray pod
+    loads every model; :func:`llm_config` points each model's HF_TOKEN at its own)."""
     tokens = sorted({plan.models[m].token_env for m in dep.models if plan.models[m].token_env})
-    return [{"name": "HF_TOKEN", "secretName": f"{plan.project}-secrets", "secretKey": tokens[0]}] if tokens else []
+    return [{"name": t, "secretName": f"{plan.project}-secrets", "secretKey": t} for t in tokens]
 
 
 def head_group() -> dict[str, Any]:

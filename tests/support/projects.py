@@ -348,6 +348,7 @@ models:
     params: 70B
     context: 4096
     chat_template: llama3
+    token: env:LLAMA_TOKEN
     architecture: {layers: 80, hidden_size: 8192, heads: 64, kv_heads: 8, head_dim: 128,
                    intermediate_size: 28672, vocab_size: 128256, tie_word_embeddings: false}
   qwen2.5-1.5b:
@@ -356,6 +357,7 @@ models:
     params: 1.5B
     context: 8192
     chat_template: chatml
+    token: env:HF_TOKEN
 datasets:
   support: {path: data/support.jsonl, format: chat}
 adapters:

@@ -219,6 +219,12 @@ def test_unknown_gpu_type_omits_accelerator_type_and_a_replica_spans_nodes(gener
     assert workers["replicas"] == 3  # two whole nodes for the 70B replica, one for the 1.5B
     env = {e["name"]: e for e in workers["template"]["spec"]["containers"][0]["env"]}
     assert env[ray_facts.S3_ENV_ENDPOINT] == {"name": ray_facts.S3_ENV_ENDPOINT, "value": "http://minio.storage.svc:9000"}
+    # two gated models with different tokens: each token in the pods under its own name, and each model's
+    # HF_TOKEN pointed at its own (Ray expands ${NAME} in runtime_env env_vars)
+    for name in ("HF_TOKEN", "LLAMA_TOKEN"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "rayedge-secrets", "key": name}
+    assert configs["llama3.1-70b"]["runtime_env"] == {"env_vars": {"HF_TOKEN": "${LLAMA_TOKEN}"}}
+    assert "runtime_env" not in configs["qwen2.5-1.5b"]
 
 
 def test_explain_shows_the_ray_layout(tmp_path):
