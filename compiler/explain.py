@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from vilms.compiler.errors import UsageError
 from vilms.compiler.memory import explain_lines
-from vilms.compiler.plan import Plan
+from vilms.compiler.plan import Deployment, Plan
+from vilms.compiler.render.ray_serve import layout
 from vilms.compiler.render.routes import backend_id, endpoint
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.units import format_bytes
@@ -34,5 +35,29 @@ def explain_deployment(plan: Plan, name: str) -> str:
         lines.append(f"  {alias_name} → {up.model}{state} as {up.name!r} via {backend_id(dep, up.model)} ({target}), context {up.context}")
         if alias.fallbacks:
             lines.append(f"    fallbacks: {', '.join(alias.fallbacks)}")
+    if dep.engine == "ray":
+        lines.extend(ray_lines(plan, dep))
     lines.extend(explain_lines(plan, dep))
     return "\n".join(lines)
+
+
+def ray_lines(plan: Plan, dep: Deployment) -> list[str]:
+    """The Ray cluster of an ``engine: ray`` deployment: groups, GPUs, each model's Serve deployment."""
+    shape = layout(plan, dep)
+    nodes = (f"{shape.initial_nodes} node(s), autoscaled {shape.min_nodes}..{shape.max_nodes}" if shape.autoscaling
+             else f"{shape.initial_nodes} node(s)")
+    lines = [
+        f"ray: RayService {shape.service} (Ray Serve LLM), service {shape.service}-serve-svc",
+        "  head group: no GPU (num-gpus 0: no replica lands there)",
+        f"  worker group: {nodes} of {shape.gpus_per_node} GPU(s) ({dep.hardware.name})",
+        f"  accelerator_type: {shape.accelerator_type or '-'} ({shape.accelerator_reason})",
+    ]
+    for m in shape.models:
+        replicas = (f"replicas {m.min_replicas}..{m.max_replicas} (start {m.initial_replicas})"
+                    if m.min_replicas != m.max_replicas else f"replicas {m.initial_replicas}")
+        lines.append(f"  {m.model}: {replicas}, target_ongoing_requests {m.target_ongoing_requests}, "
+                     f"TP {m.tensor_parallel} x PP {m.pipeline_parallel} ({m.gpus} GPU(s) per replica)")
+        if m.lora_path:
+            lines.append(f"    LoRA: <model>:<run_id> loaded on demand from {m.lora_path}/<run_id>/, "
+                         f"{m.max_adapters} adapter(s) per replica")
+    return lines

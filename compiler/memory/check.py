@@ -7,7 +7,7 @@ from vilms.compiler.memory import placement
 from vilms.compiler.memory.estimate import gib
 from vilms.compiler.memory.placement import estimate_deployment, gpu_vllm, shares_hardware
 from vilms.compiler.memory.report import format_table
-from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, quant_of
+from vilms.compiler.memory.serving import DEFAULT_GGUF, GGUF_BPW, quant_of, runs_vllm
 from vilms.compiler.memory.strategy import Strategy, choose_strategy
 from vilms.compiler.plan import Adapter, Deployment, Hardware, Plan
 from vilms.compiler.record import record
@@ -145,7 +145,7 @@ def _serving_hint(plan: Plan, dep: Deployment) -> str:
     parts = ["serve fewer or smaller models", "lower the deployment's context"]
     if dep.slots > 1:
         parts.append("lower parallel")
-    if dep.engine == "vllm":
+    if runs_vllm(dep.engine):
         parts.append("use a quantized checkpoint (quantization.vllm: awq|gptq|fp8)")
     else:
         default = DEFAULT_GGUF[dep.engine]  # spelt as quantization.<engine> takes it

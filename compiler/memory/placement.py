@@ -1,7 +1,8 @@
 """Placement: how many GPUs, nodes and replicas each served model of a deployment gets, and
 how vLLM splits it (tensor parallel within a node, pipeline parallel across nodes).
 
-Only vLLM on a GPU profile has a choice to make. Everything else is fixed:
+Only vLLM on a GPU profile has a choice to make (engine ``vllm``, and ``ray``: Ray Serve LLM runs
+the same engine, a replica spanning nodes as one Ray placement group). Everything else is fixed:
 
 - vLLM on Jetson: the board's one integrated GPU (TP 1, PP 1, 1 GPU);
 - Ollama and llama.cpp: one server that spreads layers over every GPU of its host
@@ -33,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 from vilms.compiler.memory.estimate import Estimate, gib, total_of
-from vilms.compiler.memory.serving import estimate_model, serving_budget
+from vilms.compiler.memory.serving import estimate_model, runs_vllm, serving_budget
 from vilms.compiler.memory.shapes import sizing
 from vilms.compiler.plan import Deployment, ModelServing, Plan
 from vilms.compiler.record import record
@@ -149,12 +150,12 @@ def _place(plan: Plan, dep: Deployment, name: str) -> tuple[Placement, list[Prob
     hw = dep.hardware
     declared = dep.serving_of(name)
     replicas = declared.replicas or dep.replicas
-    if dep.engine != "vllm" or hw.kind != "gpu":
+    if not runs_vllm(dep.engine) or hw.kind != "gpu":
         gpus = 1 if hw.kind == "jetson" else hw.gpus
         why = ("Jetson: the board's integrated GPU" if hw.kind == "jetson"
                else f"{dep.engine}: one server spreads layers over the host's GPUs" if hw.gpus
                else f"{dep.engine} on CPU")
-        seqs = (declared.max_num_seqs or dep.parallel) if dep.engine == "vllm" else None
+        seqs = (declared.max_num_seqs or dep.parallel) if runs_vllm(dep.engine) else None
         est = estimate_model(plan, dep, name)
         return Placement(model=name, tensor_parallel=1, pipeline_parallel=1, gpus=gpus, nodes=1, gpus_per_node=gpus,
                          replicas=replicas, max_num_seqs=seqs, per_gpu_bytes=est.total if est.known else None,
@@ -298,8 +299,8 @@ def _fit_problem(dep: Deployment, name: str, tp: int, pp: int, e: Estimate, at: 
 
 # --- a deployment -------------------------------------------------------------------------
 def gpu_vllm(dep: Deployment) -> bool:
-    """vLLM on a GPU profile: every model on GPUs of its own, estimated per GPU."""
-    return dep.engine == "vllm" and dep.hardware.kind == "gpu"
+    """vLLM (or Ray Serve LLM) on a GPU profile: every model on GPUs of its own, estimated per GPU."""
+    return runs_vllm(dep.engine) and dep.hardware.kind == "gpu"
 
 
 def estimate_serving(plan: Plan, dep: Deployment) -> dict[str, Estimate]:

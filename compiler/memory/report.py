@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from vilms.compiler.memory.estimate import GIB, Estimate
 from vilms.compiler.memory.placement import estimate_deployment, placements, shares_hardware
+from vilms.compiler.memory.serving import runs_vllm
 from vilms.compiler.memory.strategy import choose_strategy
 from vilms.compiler.plan import Adapter, Deployment, Plan
 
@@ -70,7 +71,7 @@ def explain_lines(plan: Plan, dep: Deployment) -> list[str]:
     shown: dict[str, Estimate] = dict(per_model)
     if len(per_model) > 1 and shares_hardware(dep):
         shown["total"] = total
-    lines = placement_lines(plan, dep) if dep.engine == "vllm" else []
+    lines = placement_lines(plan, dep) if runs_vllm(dep.engine) else []
     lines.append("memory:")
     lines.extend("  " + line for line in format_table(shown).splitlines())
     trained = [a for a in plan.adapters.values() if a.base in dep.models]
@@ -96,7 +97,7 @@ def training_lines(plan: Plan, adapter: Adapter) -> list[str]:
 
 
 def placement_lines(plan: Plan, dep: Deployment) -> list[str]:
-    """Where each vLLM model of ``dep`` runs: parallelism, GPUs, nodes, replicas, and why."""
+    """Where each vLLM (or Ray Serve LLM) model of ``dep`` runs: parallelism, GPUs, nodes, replicas, and why."""
     lines = ["placement:"]
     for name, p in placements(plan, dep).items():
         where = f"{p.gpus} GPU(s) per replica" + (f" on {p.nodes} nodes of {p.gpus_per_node}" if p.nodes > 1 else "")

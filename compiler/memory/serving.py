@@ -46,6 +46,12 @@ VLLM_CONTEXT = GIB
 VLLM_PREFILL_TOKENS = 2048
 VLLM_MAX_NUM_SEQS = 256
 VLLM_RUNTIME_UNKNOWN = 3 * GIB // 2
+VLLM_ENGINES = ("vllm", "ray")  # engines that run vLLM: Ray Serve LLM runs the same engine inside Ray
+
+
+def runs_vllm(engine: str) -> bool:
+    """vLLM itself, or Ray Serve LLM (vLLM in Ray actors): the same weights, KV cache and LoRA slots."""
+    return engine in VLLM_ENGINES
 
 
 # --- budgets ------------------------------------------------------------------------------
@@ -54,13 +60,13 @@ def serving_budget(hw: Hardware, engine: str) -> tuple[int, str]:
     if hw.kind == "gpu":
         total = hw.gpus * hw.gpu_memory_bytes
         what = f"{hw.gpus} × {gib(hw.gpu_memory_bytes)} GPU"
-        if engine == "vllm":
+        if runs_vllm(engine):
             share = vllm.GPU_MEMORY_UTILIZATION
             return int(total * share), f"{what} × gpu-memory-utilization {share}"
         return total, what
     free = hw.memory_bytes - hw.os_reserve_bytes
     what = f"{gib(hw.memory_bytes)} {'unified ' if hw.kind == 'jetson' else ''}memory − {gib(hw.os_reserve_bytes)} OS reserve"
-    if hw.kind == "jetson" and engine == "vllm":
+    if hw.kind == "jetson" and runs_vllm(engine):
         share = vllm.JETSON_MEMORY_UTILIZATION
         capped = int(hw.memory_bytes * share)
         if capped < free:
@@ -109,7 +115,7 @@ def _max_lora_rank(rank: int) -> int:
 def slots_of(dep: Deployment, model_name: str) -> int:
     """Sequences the KV cache is sized for: ``serving.<model>.max_num_seqs`` (vLLM), else the
     deployment's."""
-    declared = dep.serving_of(model_name).max_num_seqs if dep.engine == "vllm" else None
+    declared = dep.serving_of(model_name).max_num_seqs if runs_vllm(dep.engine) else None
     return declared or dep.slots
 
 
@@ -125,7 +131,7 @@ def _kv_cache(dep: Deployment, model_name: str, size: Sizing) -> tuple[int, str]
 
 def _adapters(engine: str, model: Model, adapters: list[Adapter], size: Sizing) -> tuple[int, str]:
     """vLLM's LoRA slots, or the GGUF adapters Ollama/llama.cpp load (f32); (0, "") for none."""
-    if engine == "vllm" and adapters:
+    if runs_vllm(engine) and adapters:
         rank = _max_lora_rank(max(a.rank for a in adapters))
         per_rank = size.shape.lora_params(1, LINEAR_MODULES)
         return (len(adapters) * rank * per_rank * DTYPE_BYTES[model.dtype],

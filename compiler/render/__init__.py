@@ -17,7 +17,7 @@ from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.plan import Plan
-from vilms.compiler.render import compose, helm, local, modelfile, routes, training, vllm
+from vilms.compiler.render import compose, helm, local, modelfile, ray_serve, routes, training, vllm
 from vilms.compiler.serialize import load_yaml, plain, to_yaml
 
 
@@ -39,6 +39,8 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
                 out.put(layout.modelfile_path(base, name), text.encode("utf-8"))
                 modelfile_names.append(name)
         vllm_configs = vllm.vllm_configs(plan, dep) if dep.engine == "vllm" else {}
+        # engine ray: the same engine arguments, as Ray Serve LLM's engine_kwargs in the RayService
+        serve_config = ray_serve.serve_config_text(plan, dep, vllm.engine_args_of(plan, dep)) if dep.engine == "ray" else None
         for model_name, config in vllm_configs.items():
             put_yaml(layout.vllm_config_path(base, model_name), config)
         if dep.target == "compose":
@@ -52,7 +54,7 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
             out.put(f"{layout.helm_dir(base)}/{helm.DASHBOARD_FILE}", helm.dashboard_json())
             # the chart mounts routes.yaml byte for byte: Helm's toYaml would re-serialize it and lose
             # characters (U+0085, U+2028, U+2029, C1 controls) that this serializer escapes
-            put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs))
+            put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs, serve_config))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
         config = training.training_config(plan, adapter, estimate)

@@ -13,11 +13,12 @@ from importlib import resources
 from typing import Any
 
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG, DistributedSpec
-from vilms.compiler.facts import gateway, kubeflow, trainer, vllm
-from vilms.compiler.images import GATEWAY_IMAGE, TRAINER_IMAGE, engine_image
+from vilms.compiler.facts import gateway, kubeflow, ray, trainer, vllm
+from vilms.compiler.images import GATEWAY_IMAGE, RAY_LLM_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.memory.placement import placements
 from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Adapter, Deployment, Hardware, Plan
+from vilms.compiler.render import ray_serve
 from vilms.compiler.render.training import training_config
 
 CHART_PACKAGE_DIR = ("helm", "chart")
@@ -190,8 +191,37 @@ def _monitoring(plan: Plan, dep: Deployment) -> dict[str, Any]:
     return out
 
 
-def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """values.yaml: ``routes`` is the text of the gateway's routes.yaml, ``vllm_configs`` each model's vLLM config."""
+def _ray(plan: Plan, dep: Deployment, serve_config: str | None) -> dict[str, Any]:
+    """``ray:``: the RayService of an ``engine: ray`` deployment (``enabled: false`` for every other engine)."""
+    if serve_config is None:
+        return {"enabled": False}
+    hw = dep.hardware
+    shape = ray_serve.layout(plan, dep)
+    env, secret_env = ray_serve.storage_env(plan, dep)
+    return {
+        "enabled": True,
+        "apiVersion": ray.API_VERSION,
+        "rayVersion": ray.VERSION,
+        "serviceName": shape.service,
+        "image": _image(RAY_LLM_IMAGE),
+        "container": ray_serve.container(),
+        "serveConfig": serve_config,
+        "autoscaling": shape.autoscaling,
+        "head": ray_serve.head_group(),
+        "workers": {"groupName": ray.WORKER_GROUP_NAME, "replicas": shape.initial_nodes, "minReplicas": shape.min_nodes,
+                    "maxReplicas": shape.max_nodes, "resources": node_resources(hw, hw.gpus)},
+        "env": env,
+        "secretEnv": ray_serve.token_env(plan, dep) + secret_env,
+        "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {},
+        "shmSize": SHM_SIZE,
+        "terminationGracePeriodSeconds": termination_grace_seconds(plan),
+    }
+
+
+def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]],
+           serve_config: str | None = None) -> dict[str, Any]:
+    """values.yaml: ``routes`` is the text of the gateway's routes.yaml, ``vllm_configs`` each model's vLLM config
+    (engine vllm), ``serve_config`` the RayService's serveConfigV2 (engine ray; then no vLLM model is rendered)."""
     hw = dep.hardware
     secret_env = []
     for name in plan.gateway.key_envs:
@@ -210,7 +240,7 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             for adapter in sorted(plan.adapters.values(), key=lambda a: a.name) if adapter.hardware == hw.name]
     # adapters are read from the training workspace (artifacts/<run_id>/), mounted read-only
     artifacts: dict[str, Any] = {}
-    if any(dep.adapters_of(m) for m in dep.models):
+    if dep.engine == "vllm" and any(dep.adapters_of(m) for m in dep.models):
         artifacts = {"existingClaim": f"{plan.project}-workspace", "subPath": "artifacts"}
     replicas = max(2, dep.replicas)
     return {
@@ -223,7 +253,7 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
         },
         "vllm": {
             "container": vllm_container(),
-            "models": _models(plan, dep, vllm_configs),
+            "models": _models(plan, dep, vllm_configs) if dep.engine == "vllm" else [],
             "rollingUpdate": {"maxSurge": dep.update["max_surge"], "maxUnavailable": dep.update["max_unavailable"]},
             "pdb": {"maxUnavailable": PDB_MAX_UNAVAILABLE},
             "preStopSeconds": prestop_seconds(plan),
@@ -245,6 +275,7 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
             "pdb": {"minAvailable": 1},
             "secretEnv": secret_env,
         },
+        "ray": _ray(plan, dep, serve_config),
         "monitoring": _monitoring(plan, dep),
         "ingress": ingress,
         "modelCache": {"size": "200Gi"},

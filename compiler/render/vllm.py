@@ -1,6 +1,9 @@
-"""``generated/<deployment>/vllm/<model>.yaml``: a ``vllm serve --config`` file per model.
+"""vLLM's engine arguments of each served model, and ``generated/<deployment>/vllm/<model>.yaml``
+(a ``vllm serve --config`` file per model).
 
-Keys are vLLM's long flag names. Tensor and pipeline parallel and ``max-num-seqs`` come
+:func:`engine_args` is the one mapping: keys are vLLM's Python names (the flag table's ``dest``);
+the ``vllm serve`` config writes them as long flag names, Ray Serve LLM's ``engine_kwargs``
+(:mod:`.ray_serve`) as they are, without the server's own (model, name, host, port). Tensor and pipeline parallel and ``max-num-seqs`` come
 from the placement (:mod:`vilms.compiler.memory.placement`). LoRA is enabled whenever the
 deployment serves an alias with an adapter, released or not, with ``max-lora-rank`` the
 smallest allowed value ≥ the largest adapter rank and a slot per declared adapter; released
@@ -49,40 +52,67 @@ def model_path(plan: Plan, model_name: str) -> str:
     return source.ref if source.scheme == "hf" else f"{facts.MODELS_DIR}/{source.ref}"
 
 
-def vllm_configs(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
-    """The ``vllm serve --config`` mapping of every model ``dep`` serves."""
+# the OpenAI server's own arguments: Ray Serve LLM sets the model and its name from model_loading_config
+# (and refuses them in engine_kwargs) and serves HTTP itself
+SERVER_ARGS = ("model", "served_model_name", "host", "port")
+
+
+def flag_name(dest: str) -> str:
+    """An engine argument's ``vllm serve`` long flag without its dashes (``max_model_len`` → ``max-model-len``)."""
+    return dest.replace("_", "-")
+
+
+def engine_args_of(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
+    """The vLLM engine arguments of every model ``dep`` serves, by vLLM's Python names (``dest``)."""
     utilization = memory_utilizations(plan, dep)
     places = placements(plan, dep)
-    return {m: vllm_config(plan, dep, m, utilization[m], places[m]) for m in dep.models}
+    return {m: engine_args(plan, dep, m, utilization[m], places[m]) for m in dep.models}
 
 
-def vllm_config(plan: Plan, dep: Deployment, model_name: str, utilization: float, place: Placement) -> dict[str, Any]:
+def vllm_configs(plan: Plan, dep: Deployment) -> dict[str, dict[str, Any]]:
+    """The ``vllm serve --config`` mapping of every model ``dep`` serves."""
+    return {m: vllm_config(args) for m, args in engine_args_of(plan, dep).items()}
+
+
+def vllm_config(args: dict[str, Any]) -> dict[str, Any]:
+    """``vllm serve --config``: the engine arguments under their long flag names."""
+    return {flag_name(dest): value for dest, value in args.items()}
+
+
+def ray_engine_kwargs(args: dict[str, Any]) -> dict[str, Any]:
+    """Ray Serve LLM's ``engine_kwargs``: the engine arguments without the server's own."""
+    return {dest: value for dest, value in args.items() if dest not in SERVER_ARGS}
+
+
+def engine_args(plan: Plan, dep: Deployment, model_name: str, utilization: float, place: Placement) -> dict[str, Any]:
+    """One model's vLLM engine arguments (vLLM 0.33.0's ``dest`` names), the one source of its
+    ``vllm serve`` config and of its Ray Serve LLM ``engine_kwargs``."""
     model = plan.models[model_name]
-    config: dict[str, Any] = {
+    args: dict[str, Any] = {
         "model": model_path(plan, model_name),
-        "served-model-name": [model_name],
+        "served_model_name": [model_name],
         "host": "0.0.0.0",
         "port": facts.PORT,
-        "max-model-len": dep.context_of(model_name),
+        "max_model_len": dep.context_of(model_name),
         "dtype": model.dtype,
-        "tensor-parallel-size": place.tensor_parallel,
-        "gpu-memory-utilization": utilization,
+        "tensor_parallel_size": place.tensor_parallel,
+        "gpu_memory_utilization": utilization,
     }
     if place.pipeline_parallel > 1:
-        config["pipeline-parallel-size"] = place.pipeline_parallel
+        args["pipeline_parallel_size"] = place.pipeline_parallel
     if model.source.revision:
-        config["revision"] = model.source.revision
+        args["revision"] = model.source.revision
     if "vllm" in model.quantization:
-        config["quantization"] = model.quantization["vllm"]
+        args["quantization"] = model.quantization["vllm"]
     if place.max_num_seqs is not None:
-        config["max-num-seqs"] = place.max_num_seqs
+        args["max_num_seqs"] = place.max_num_seqs
     if model.task == "embedding":
-        config["runner"] = "pooling"
+        args["runner"] = "pooling"
     adapters = dep.adapters_of(model_name)
     if adapters:
         ranks = [plan.adapters[a].rank for a in adapters]
-        config["enable-lora"] = True
-        config["max-lora-rank"] = max_lora_rank(max(ranks))
-        config["max-loras"] = len(adapters)
-        config["max-cpu-loras"] = len(adapters)
-    return config
+        args["enable_lora"] = True
+        args["max_lora_rank"] = max_lora_rank(max(ranks))
+        args["max_loras"] = len(adapters)
+        args["max_cpu_loras"] = len(adapters)
+    return args

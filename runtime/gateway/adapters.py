@@ -205,7 +205,7 @@ class AdapterReconciler:
             reason = f"HTTP {status}: {_engine_message(raw)}"
         ok = status == 200 or (op == "load" and status == 400 and b"already" in raw) or \
             (op == "unload" and status == 404)
-        self._metrics.adapter_ops.inc(bid, op, "ok" if ok else "error")
+        self._metrics.adapter_ops.inc(bid, route.backend.engine, op, "ok" if ok else "error")
         if ok:
             log.info("adapters: %sed %s on %s of backend %s", op, name, endpoint.label, bid)
         else:

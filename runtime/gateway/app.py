@@ -99,18 +99,19 @@ class App:
         status = ex.status or 499  # 499: the client went away before an answer
         metrics = self.state.metrics
         code = str(status)
-        metrics.requests.inc(ex.alias, ex.backend, code)
+        metrics.requests.inc(ex.alias, ex.backend, ex.engine, code)
         metrics.key_requests.inc(caller.name, ex.alias, code)
-        metrics.latency.observe(elapsed, ex.alias, ex.backend)
-        metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend)
+        metrics.latency.observe(elapsed, ex.alias, ex.backend, ex.engine)
+        metrics.overhead.observe(max(0.0, elapsed - ex.waited), ex.alias, ex.backend, ex.engine)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s key=%s alias=%s backend=%s status=%d ms=%.1f retries=%d%s%s", route, caller.name,
-                            ex.alias, ex.backend, status, elapsed * 1000.0, ex.retries,
+            access_log.info("%s key=%s alias=%s backend=%s engine=%s status=%d ms=%.1f retries=%d%s%s", route,
+                            caller.name, ex.alias, ex.backend, ex.engine, status, elapsed * 1000.0, ex.retries,
                             f" fallback_from={ex.fallback_from}" if ex.fallback_from else "",
                             " stream=1" if ex.stream else "")
         telemetry = self.telemetry
         if telemetry.enabled:
             telemetry.record(route, ex.t0, {"vilms.key": caller.name, "vilms.alias": ex.alias, "vilms.backend": ex.backend,
+                                            "vilms.engine": ex.engine,
                                             "http.response.status_code": status, "vilms.retries": ex.retries})
 
     async def models(self, request: Request) -> Response:

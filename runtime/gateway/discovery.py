@@ -162,12 +162,12 @@ class Discovery:
         try:
             addresses = await lookup(self._resolver, discovery.host, timeout)
         except LookupFailed as failed:
-            self._metrics.discovery_lookups.inc(bid, "error")
+            self._metrics.discovery_lookups.inc(bid, route.backend.engine, "error")
             self._failing.add(bid)
             log.warning("DNS lookup of %s for backend %s failed (%s); keeping its %d endpoints", discovery.host, bid,
                         failed.kind, len(route.members.all.endpoints))
             return
-        self._metrics.discovery_lookups.inc(bid, "ok")
+        self._metrics.discovery_lookups.inc(bid, route.backend.engine, "ok")
         if bid in self._failing:
             self._failing.discard(bid)
             log.info("DNS lookup of %s for backend %s answers again", discovery.host, bid)

@@ -1,7 +1,9 @@
 """Prometheus metrics, written in the text exposition format by hand (no dependency).
 
 Counters and histograms are plain dicts keyed by label tuples; an update is a dict
-lookup and an addition, so metrics cost next to nothing per request.
+lookup and an addition, so metrics cost next to nothing per request. Every series of a
+backend carries its ``engine`` (ollama, vllm, llamacpp, ray; "-" when no backend was
+chosen), so that backends of different engines can be told apart.
 """
 
 from __future__ import annotations
@@ -85,17 +87,18 @@ class GatewayMetrics:
                  backend_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list,
                  adapter_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list) -> None:
         self.requests = Counter("vilms_gateway_requests_total", "Requests answered, by alias, backend and HTTP status.",
-                                ("alias", "backend", "status"))
+                                ("alias", "backend", "engine", "status"))
         self.latency = Histogram("vilms_gateway_request_duration_seconds",
-                                 "Time from request received to response finished.", ("alias", "backend"))
+                                 "Time from request received to response finished.", ("alias", "backend", "engine"))
         self.overhead = Histogram("vilms_gateway_overhead_seconds",
                                   "Time the gateway itself spent on a request (excludes upstream wait).",
-                                  ("alias", "backend"),
+                                  ("alias", "backend", "engine"),
                                   buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
         self.upstream_errors = Counter("vilms_gateway_upstream_errors_total",
                                        "Failed upstream attempts, by kind (connect, timeout, status_5xx, ...).",
-                                       ("alias", "backend", "kind"))
-        self.retries = Counter("vilms_gateway_retries_total", "Upstream attempts beyond the first.", ("alias", "backend"))
+                                       ("alias", "backend", "engine", "kind"))
+        self.retries = Counter("vilms_gateway_retries_total", "Upstream attempts beyond the first.",
+                               ("alias", "backend", "engine"))
         self.fallbacks = Counter("vilms_gateway_fallbacks_total", "Requests answered by a fallback alias.",
                                  ("alias", "fallback"))
         self.trimmed = Counter("vilms_gateway_trimmed_total", "Requests changed to fit the hardware profile.",
@@ -112,19 +115,19 @@ class GatewayMetrics:
                                   ("key", "kind"))
         self.write_timeouts = Counter("vilms_gateway_client_write_timeouts_total",
                                       "Streams given up because the client read nothing for write_timeout_s.",
-                                      ("alias", "backend"))
+                                      ("alias", "backend", "engine"))
         self.discovery_lookups = Counter("vilms_gateway_discovery_lookups_total",
                                          "DNS lookups of a backend's discovery name, by result (ok, error).",
-                                         ("backend", "result"))
+                                         ("backend", "engine", "result"))
         self.adapter_ops = Counter("vilms_gateway_adapter_operations_total",
                                    "Runtime adapter loads and unloads on engines, by result (ok, error).",
-                                   ("backend", "op", "result"))
+                                   ("backend", "engine", "op", "result"))
         self._gauges = (
             Gauge("vilms_gateway_in_flight", "Requests currently in flight.", (), in_flight),
             Gauge("vilms_gateway_backend_endpoints", "Endpoints of each backend (static, or found by DNS).",
-                  ("backend",), backend_endpoints),
+                  ("backend", "engine"), backend_endpoints),
             Gauge("vilms_gateway_adapter_endpoints", "Endpoints that confirmed holding each runtime adapter.",
-                  ("backend", "adapter"), adapter_endpoints),
+                  ("backend", "engine", "adapter"), adapter_endpoints),
             Gauge("vilms_gateway_endpoint_in_flight", "Upstream requests in flight per endpoint.",
                   ("endpoint",), lambda: [((e.label,), float(e.inflight)) for e in endpoints()]),
             Gauge("vilms_gateway_endpoint_up", "1 while an endpoint takes traffic, 0 while it is ejected (cooling down).",

@@ -27,6 +27,10 @@ Semantics (documented in docs/gateway.md):
   confirmed holding the adapter (:mod:`.adapters`); with none yet, the alias fails with
   ``adapter_loading`` (503) and its fallbacks are tried. An engine that answers 404 for the
   adapter (it restarted) leaves the adapter's set and the attempt goes to another endpoint.
+* Ray Serve LLM loads an adapter (``<model>:<run>``) itself on its first request, from the
+  artifact store: nothing is loaded ahead, and a release is the next request's new name. A
+  404 for such an alias means the run is not in the store: ``adapter_missing`` (503), no
+  retry (every replica reads the same store), and the fallbacks are tried.
 * Clients see the backend id at most, never an endpoint URL or an engine's error text;
   logs get a summary (kind, status, length), never a body.
 """
@@ -42,6 +46,7 @@ from typing import Any
 import orjson
 
 from vilms.compiler.contracts.routes import GatewaySettings, Route
+from vilms.compiler.facts import ray as ray_facts
 
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
@@ -89,13 +94,14 @@ class Exchange:
     sent (None when unknown, e.g. a broken stream).
     """
 
-    __slots__ = ("t0", "alias", "backend", "notes", "waited", "status", "retries", "fallback_from", "stream",
+    __slots__ = ("t0", "alias", "backend", "engine", "notes", "waited", "status", "retries", "fallback_from", "stream",
                  "prompt_tokens", "completion_tokens", "ratelimit", "stream_end")
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
         self.alias = "-"
         self.backend = "-"
+        self.engine = "-"  # the backend's engine (metrics and logs)
         self.notes: list[str] = []
         self.waited = 0.0  # seconds spent waiting on upstreams (and backoff), not gateway work
         self.status = 0
@@ -157,7 +163,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
             if position == 0:
                 raise
             continue  # the request does not fit this fallback; try the next one
-        ex.alias, ex.backend, ex.notes = alias.name, alias.backend, notes
+        ex.alias, ex.backend, ex.engine, ex.notes = alias.name, alias.backend, route.backend.engine, notes
         if position:
             ex.fallback_from = primary.name
         result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline, loop)
@@ -186,7 +192,7 @@ def _prepare(kind: str, body: dict[str, Any], alias: Route, route: BackendRoute,
 def _failure_error(failure: Failure | None) -> ApiError:
     if failure is None:
         return ApiError(503, "No alias in the fallback chain can serve this request.", code="no_backend")
-    if failure.kind in ("adapter_not_released", "adapter_loading", "request_timeout"):
+    if failure.kind in ("adapter_not_released", "adapter_loading", "adapter_missing", "request_timeout"):
         return ApiError(failure.status, failure.message, code=failure.kind, type="server_error")
     if failure.kind == "shutdown":
         return ApiError(503, failure.message, code="shutting_down", type="server_error")
@@ -198,6 +204,9 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                      ex: Exchange, deadline: float,
                      loop: asyncio.AbstractEventLoop) -> Response | StreamResponse | Failure:
     balancer = route.balancer
+    engine = route.backend.engine
+    # an engine that loads adapters itself, on their first request (Ray Serve LLM, from the artifact store)
+    on_demand = alias.adapter is not None and engine == ray_facts.ENGINE
     members = None  # set when the alias needs endpoints that hold its adapter
     if alias.adapter is not None and route.lora:
         lora = route.lora.get(alias.model)
@@ -219,7 +228,7 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                     break
                 endpoint = last
             ex.retries += 1
-            metrics.retries.inc(alias.name, alias.backend)
+            metrics.retries.inc(alias.name, alias.backend, engine)
             if endpoint.url in tried:
                 pause = min(BACKOFF_S * (2 ** (attempt - 1)), deadline - loop.time())
                 if pause > 0:
@@ -239,25 +248,34 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
             endpoint.inflight -= 1
         if members is not None and type(result) is Response and result.status == 404:
             members.lost(endpoint, alias.model)  # the engine no longer holds the adapter: it restarted
-            metrics.upstream_errors.inc(alias.name, alias.backend, "adapter_missing")
-            log.warning("endpoint does not hold its adapter any more: alias=%s backend=%s endpoint=%s",
-                        alias.name, alias.backend, endpoint.label)
+            metrics.upstream_errors.inc(alias.name, alias.backend, engine, "adapter_missing")
+            log.warning("endpoint does not hold its adapter any more: alias=%s backend=%s engine=%s endpoint=%s",
+                        alias.name, alias.backend, engine, endpoint.label)
             failure, last = _adapter_loading(alias), endpoint
             barred.add(endpoint.url)
             continue
+        if on_demand and type(result) is Response and result.status == 404:
+            # Ray Serve LLM loads "<model>:<run>" from the artifact store on demand; a 404 says the run is not
+            # there (or the base model is not served). Every replica reads the same store: no retry; fallbacks.
+            metrics.upstream_errors.inc(alias.name, alias.backend, engine, "adapter_missing")
+            log.warning("the engine cannot load the alias's adapter: alias=%s backend=%s engine=%s model=%s",
+                        alias.name, alias.backend, engine, alias.model)
+            return Failure("adapter_missing", 503, f"Alias '{alias.name}': backend '{alias.backend}' cannot load "
+                           f"adapter '{alias.adapter.name}' (run {alias.adapter.run or '-'}); is it in the artifact store?",
+                           same_endpoint_ok=False)
         if isinstance(result, Failure):
             if result.kind == "request_timeout":
-                metrics.upstream_errors.inc(alias.name, alias.backend, "request_timeout")
+                metrics.upstream_errors.inc(alias.name, alias.backend, engine, "request_timeout")
                 return _deadline_failure(settings)
             if result.final:
                 return result
             failure, last = result, endpoint
-            metrics.upstream_errors.inc(alias.name, alias.backend, result.kind)
+            metrics.upstream_errors.inc(alias.name, alias.backend, engine, result.kind)
             ejected = Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
             if not result.same_endpoint_ok:
                 barred.add(endpoint.url)
-            log.warning("upstream attempt failed: alias=%s backend=%s endpoint=%s kind=%s status=%d bytes=%d%s",
-                        alias.name, alias.backend, endpoint.label, result.kind, result.status, result.length,
+            log.warning("upstream attempt failed: alias=%s backend=%s engine=%s endpoint=%s kind=%s status=%d bytes=%d%s",
+                        alias.name, alias.backend, engine, endpoint.label, result.kind, result.status, result.length,
                         " (endpoint ejected)" if ejected else "")
             continue
         end = ex.stream_end
@@ -265,12 +283,12 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
             if endpoint.failures:
                 Balancer.succeeded(endpoint)
             if end:
-                metrics.write_timeouts.inc(alias.name, alias.backend)
+                metrics.write_timeouts.inc(alias.name, alias.backend, engine)
         elif end == "midstream":
-            metrics.upstream_errors.inc(alias.name, alias.backend, end)
+            metrics.upstream_errors.inc(alias.name, alias.backend, engine, end)
             Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
         elif end == "request_timeout":
-            metrics.upstream_errors.inc(alias.name, alias.backend, end)
+            metrics.upstream_errors.inc(alias.name, alias.backend, engine, end)
         return result
     assert failure is not None
     return failure

@@ -39,9 +39,9 @@ class GatewayState:
         self.metrics = GatewayMetrics(
             in_flight=lambda: [((), float(self.inflight))],
             endpoints=self.pool.all,
-            backend_endpoints=lambda: [((bid,), float(len(r.members.all.endpoints)))
+            backend_endpoints=lambda: [((bid, r.backend.engine), float(len(r.members.all.endpoints)))
                                        for bid, r in self.table.backends.items()],
-            adapter_endpoints=lambda: [((bid, name), float(len(b.endpoints)))
+            adapter_endpoints=lambda: [((bid, r.backend.engine, name), float(len(b.endpoints)))
                                        for bid, r in self.table.backends.items() for name, b in r.lora.items()],
         )
         self._stamp = self._file_stamp()

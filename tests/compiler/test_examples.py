@@ -42,7 +42,7 @@ CASES = _cases()
 
 def test_every_example_is_covered():
     names = {p.name for p in EXAMPLES}
-    assert {"jetson-edge", "cpu-laptop", "gpu-cluster", "mixed"} <= names
+    assert {"jetson-edge", "cpu-laptop", "gpu-cluster", "mixed", "ray-cluster"} <= names
 
 
 @pytest.mark.parametrize("example,rel", CASES, ids=[f"{e}--{r.replace('/', '--')}" for e, r in CASES])

@@ -68,8 +68,8 @@ def test_every_pod_gets_the_released_adapter_and_adapter_requests_spread(tmp_pat
                 _, _, ready = await gw.get("/readyz")
                 assert ready["backends"]["v"]["adapters"] == {RUN1: 3}
                 _, _, metrics = await gw.get("/metrics")
-                assert f'vilms_gateway_adapter_endpoints{{backend="v",adapter="{RUN1}"}} 3' in metrics
-                assert 'vilms_gateway_adapter_operations_total{backend="v",op="load",result="ok"} 3' in metrics
+                assert f'vilms_gateway_adapter_endpoints{{backend="v",engine="vllm",adapter="{RUN1}"}} 3' in metrics
+                assert 'vilms_gateway_adapter_operations_total{backend="v",engine="vllm",op="load",result="ok"} 3' in metrics
 
     run(body())
 
@@ -137,7 +137,7 @@ def test_a_pod_that_answers_404_for_its_adapter_is_skipped_and_reloaded(tmp_path
                 assert {a[0] for a in answers} == {200}  # the 404 was retried on the other pod
                 assert pods[1].adapter_requests(RUN1) == 1
                 _, _, metrics = await gw.get("/metrics")
-                assert 'vilms_gateway_upstream_errors_total{alias="bot",backend="v",kind="adapter_missing"} 1' in metrics
+                assert 'vilms_gateway_upstream_errors_total{alias="bot",backend="v",engine="vllm",kind="adapter_missing"} 1' in metrics
                 await pods[1].load_asked.wait()  # the reconciler was woken up and reloads it
                 pods[1].release_loads()
                 await gw.state.adapters.next_pass()
@@ -193,7 +193,7 @@ def test_no_pod_holds_the_adapter_the_fallback_answers_or_a_clean_503(tmp_path: 
                 assert "127.0.0" not in error["error"]["message"] and "No adapter" not in error["error"]["message"]
                 assert all(p.adapter_requests(RUN1) == 0 for p in pods)
                 _, _, metrics = await gw.get("/metrics")
-                assert 'vilms_gateway_adapter_operations_total{backend="v",op="load",result="error"}' in metrics
+                assert 'vilms_gateway_adapter_operations_total{backend="v",engine="vllm",op="load",result="error"}' in metrics
 
     run(body())
 

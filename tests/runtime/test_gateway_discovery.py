@@ -77,8 +77,8 @@ def test_traffic_spreads_over_every_discovered_pod(tmp_path: Path, balance: str)
                 _, _, ready = await gw.get("/readyz")
                 assert ready["backends"]["v"]["endpoints"] == 3 and ready["backends"]["v"]["discovered"] is True
                 _, _, metrics = await gw.get("/metrics")
-                assert 'vilms_gateway_backend_endpoints{backend="v"} 3' in metrics
-                assert 'vilms_gateway_discovery_lookups_total{backend="v",result="ok"}' in metrics
+                assert 'vilms_gateway_backend_endpoints{backend="v",engine="vllm"} 3' in metrics
+                assert 'vilms_gateway_discovery_lookups_total{backend="v",engine="vllm",result="ok"}' in metrics
 
     run(body())
 
@@ -137,7 +137,7 @@ def test_a_failed_lookup_keeps_the_last_good_set(tmp_path: Path, fault: str) -> 
                 assert {status for status, _, _ in answers} == {200}
                 assert all(chat_requests(p) == 3 for p in pods)
                 _, _, metrics = await gw.get("/metrics")
-                assert 'vilms_gateway_discovery_lookups_total{backend="v",result="error"}' in metrics
+                assert 'vilms_gateway_discovery_lookups_total{backend="v",engine="vllm",result="error"}' in metrics
                 dns.fault, dns.records[NAME] = None, [pods[0].host]  # DNS answers again: the set follows it
                 await lookup_now(gw)
                 assert [e.url for e in gw.state.table.backends["v"].members.all.endpoints] == [pods[0].url]

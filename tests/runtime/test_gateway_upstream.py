@@ -162,8 +162,8 @@ def test_stalled_stream_client_is_aborted_and_the_engine_request_cancelled(tmp_p
             sock.close()
         await upstream.stop()
         assert inflight == 0
-        assert metric(text, 'vilms_gateway_client_write_timeouts_total{alias="chat",backend="b"}') == 1
-        assert metric(text, 'vilms_gateway_requests_total{alias="chat",backend="b",status="499"}') == 1
+        assert metric(text, 'vilms_gateway_client_write_timeouts_total{alias="chat",backend="b",engine="vllm"}') == 1
+        assert metric(text, 'vilms_gateway_requests_total{alias="chat",backend="b",engine="vllm",status="499"}') == 1
 
     run(scenario())
 
@@ -192,7 +192,7 @@ def test_non_json_200_is_a_retryable_engine_error(tmp_path, body):
         assert status == 200 and json.loads(data)["object"] == "chat.completion"
         assert len(broken.requests) == 2 and len(good.requests) == 1
         assert lone_status == 502 and lone["error"]["code"] == "upstream_bad_response"
-        assert metric(text, 'vilms_gateway_upstream_errors_total{alias="chat",backend="b",kind="bad_response"}') == 2
+        assert metric(text, 'vilms_gateway_upstream_errors_total{alias="chat",backend="b",engine="vllm",kind="bad_response"}') == 2
 
     run(scenario())
 
@@ -214,8 +214,8 @@ def test_stream_that_ends_without_done_ends_with_an_error_event_and_is_recorded_
         assert "[DONE]" not in events
         error = json.loads(events[-1])["error"]
         assert error["code"] == "upstream_stream_interrupted" and set(error) == {"message", "type", "param", "code"}
-        assert metric(metrics, 'vilms_gateway_requests_total{alias="chat",backend="b",status="502"}') == 1
-        assert metric(metrics, 'vilms_gateway_upstream_errors_total{alias="chat",backend="b",kind="midstream"}') == 1
+        assert metric(metrics, 'vilms_gateway_requests_total{alias="chat",backend="b",engine="vllm",status="502"}') == 1
+        assert metric(metrics, 'vilms_gateway_upstream_errors_total{alias="chat",backend="b",engine="vllm",kind="midstream"}') == 1
 
     run(scenario())
 
@@ -258,7 +258,7 @@ def test_stream_cut_by_the_end_of_the_drain_ends_with_an_error_event(tmp_path, m
         events = sse_events((first + rest).decode())
         assert "[DONE]" not in events
         assert json.loads(events[-1])["error"]["code"] == "shutting_down"
-        assert metric(state.metrics.render(), 'vilms_gateway_requests_total{alias="chat",backend="b",status="503"}') == 1
+        assert metric(state.metrics.render(), 'vilms_gateway_requests_total{alias="chat",backend="b",engine="vllm",status="503"}') == 1
         assert slow.cancelled == 1
 
     run(scenario())

@@ -137,8 +137,8 @@ def test_retries_before_first_byte_on_other_endpoint(tmp_path):
         await good.stop()
         assert status == 200
         assert len(bad.requests) == 1 and len(good.requests) == 1
-        assert 'vilms_gateway_retries_total{alias="chat",backend="vllm"} 1' in metrics
-        assert 'vilms_gateway_upstream_errors_total{alias="chat",backend="vllm",kind="status_500"} 1' in metrics
+        assert 'vilms_gateway_retries_total{alias="chat",backend="vllm",engine="vllm"} 1' in metrics
+        assert 'vilms_gateway_upstream_errors_total{alias="chat",backend="vllm",engine="vllm",kind="status_500"} 1' in metrics
 
     run(scenario())
 
@@ -445,10 +445,10 @@ def test_metrics_text_has_expected_series(tmp_path):
             status, headers, text = await gw.get("/metrics")
         await fake.stop()
         assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        assert 'vilms_gateway_requests_total{alias="chat",backend="vllm",status="200"} 2' in text
-        assert 'vilms_gateway_requests_total{alias="-",backend="-",status="404"} 1' in text
-        assert 'vilms_gateway_request_duration_seconds_bucket{alias="chat",backend="vllm",le="+Inf"} 2' in text
-        assert 'vilms_gateway_request_duration_seconds_count{alias="chat",backend="vllm"} 2' in text
+        assert 'vilms_gateway_requests_total{alias="chat",backend="vllm",engine="vllm",status="200"} 2' in text
+        assert 'vilms_gateway_requests_total{alias="-",backend="-",engine="-",status="404"} 1' in text
+        assert 'vilms_gateway_request_duration_seconds_bucket{alias="chat",backend="vllm",engine="vllm",le="+Inf"} 2' in text
+        assert 'vilms_gateway_request_duration_seconds_count{alias="chat",backend="vllm",engine="vllm"} 2' in text
         assert 'vilms_gateway_trimmed_total{alias="chat",what="max_tokens"} 1' in text
         assert "# TYPE vilms_gateway_in_flight gauge" in text
         assert "vilms_gateway_in_flight 0" in text

@@ -334,6 +334,52 @@ deployments:
   big: {hardware: h100x4x2, target: helm, engine: vllm}
   small: {hardware: l4, target: helm, engine: vllm}
 """,
+    # engine ray: a GPU Ray Serve LLM does not name (no accelerator_type), a model whose replica spans two
+    # nodes (pipeline parallel), an artifact store at a literal endpoint with its default credentials
+    "fx-helm-ray-pp": """\
+apiVersion: vilms/v1
+project: rayedge
+hardware:
+  odd2x2: {kind: gpu, gpus: 2, gpu_memory: 48GiB, memory: 256GiB, nodes: 2, gpu_type: Acme-Tensor-9000}
+models:
+  llama3.1-70b:
+    source: hf:meta-llama/Llama-3.1-70B-Instruct
+    family: llama
+    params: 70B
+    context: 4096
+    chat_template: llama3
+    token: env:LLAMA_TOKEN
+    architecture: {layers: 80, hidden_size: 8192, heads: 64, kv_heads: 8, head_dim: 128,
+                   intermediate_size: 28672, vocab_size: 128256, tie_word_embeddings: false}
+  qwen2.5-1.5b:
+    source: hf:Qwen/Qwen2.5-1.5B-Instruct
+    family: qwen2
+    params: 1.5B
+    context: 8192
+    chat_template: chatml
+    token: env:HF_TOKEN
+datasets:
+  support: {path: data/support.jsonl, format: chat}
+adapters:
+  support-v1:
+    base: qwen2.5-1.5b
+    dataset: support
+    method: lora
+    lora: {r: 16}
+    hardware: odd2x2
+    release: support-v1-20261201T000000Z-abcdef
+aliases:
+  big: llama3.1-70b
+  chat: qwen2.5-1.5b
+  support: {model: qwen2.5-1.5b, adapter: support-v1, fallbacks: [chat]}
+deployments:
+  edge:
+    hardware: odd2x2
+    target: helm
+    engine: ray
+    serving: {llama3.1-70b: {pipeline_parallel: 2, tensor_parallel: 2}}
+artifact_store: {uri: s3://rayedge-adapters, endpoint: "http://minio.storage.svc:9000"}
+""",
 }
 
 

@@ -17,6 +17,15 @@ CHARTS = [(p, r.rsplit("/", 1)[0]) for p, r in artefacts(lambda rel: rel.endswit
 IDS = [f"{p}:{c}" for p, c in CHARTS]
 
 
+def _engine_ray(project: str, chart: str) -> bool:
+    return bool(load_yaml(compiled_in_memory(project)[f"{chart}/values.yaml"])["ray"]["enabled"])
+
+
+# charts of vLLM deployments (engine ray: tests/targets/test_target_helm_ray.py)
+VLLM_CHARTS = [(p, c) for p, c in CHARTS if not _engine_ray(p, c)]
+VLLM_IDS = [f"{p}:{c}" for p, c in VLLM_CHARTS]
+
+
 def pod_templates(docs: list[dict]) -> list[tuple[str, dict, dict]]:
     """(owner, labels, pod spec) of every pod template: Deployments and Jobs, and a LeaderWorkerSet's
     leader and worker (with the worker-index label the LWS controller adds: 0 for the leader)."""
@@ -60,7 +69,8 @@ def _everything_on(values: dict) -> dict:
     for model in v["vllm"]["models"]:
         model["autoscaling"].update(enabled=True, minReplicas=1, maxReplicas=6)
     models = v["vllm"]["models"]
-    models[0]["nodes"] = 2  # the first model spans two nodes (a LeaderWorkerSet); the rest stay Deployments
+    if models:  # engine ray renders no vLLM model
+        models[0]["nodes"] = 2  # the first model spans two nodes (a LeaderWorkerSet); the rest stay Deployments
     return v
 
 
@@ -88,7 +98,7 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(project, chart, scen
     assert manifest_problems(docs) == []
 
 
-@pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
+@pytest.mark.parametrize(("project", "chart"), VLLM_CHARTS, ids=VLLM_IDS)
 def test_chart_is_what_an_expert_writes(project, chart, generated_tree):
     root = generated_tree(project) / chart
     chart_meta = load_yaml((root / "Chart.yaml").read_text())
@@ -168,7 +178,7 @@ def test_chart_is_what_an_expert_writes(project, chart, generated_tree):
     assert set(engines) <= pdbs  # one per model, whatever its replica count
 
 
-@pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
+@pytest.mark.parametrize(("project", "chart"), VLLM_CHARTS, ids=VLLM_IDS)
 def test_served_adapters_are_mounted_from_the_training_workspace(project, chart, generated_tree):
     values = _values(project, chart)
     docs = manifests(helm_render(generated_tree(project) / chart, values))
@@ -186,7 +196,7 @@ def test_served_adapters_are_mounted_from_the_training_workspace(project, chart,
             assert mount["subPath"] == "artifacts" and mount["readOnly"] is True
 
 
-@pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
+@pytest.mark.parametrize(("project", "chart"), VLLM_CHARTS, ids=VLLM_IDS)
 def test_vllm_configmaps_are_the_generated_vllm_configs(project, chart, generated_tree):
     values = _values(project, chart)
     dep_name = chart.split("/")[0]

@@ -42,11 +42,13 @@ def cluster(generated_tree):
 
 @pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
 def test_defaults_render_no_custom_resource(project, chart, generated_tree):
-    """Without serving autoscale, monitoring or a multi-node model the chart needs no operator."""
+    """Without serving autoscale, monitoring or a multi-node model the chart needs no operator
+    (engine ray: KubeRay's RayService and nothing else)."""
     if project == CLUSTER[0]:
         return
     docs = _render(project, chart, generated_tree)
-    assert [d["kind"] for d in docs if (d["apiVersion"], d["kind"]) in CUSTOM_RESOURCES] == []
+    ray = _values(project, chart)["ray"]["enabled"]
+    assert [d["kind"] for d in docs if (d["apiVersion"], d["kind"]) in CUSTOM_RESOURCES] == (["RayService"] if ray else [])
     for deployment in _by_kind(docs, "Deployment").values():
         if "-vllm-" in deployment["metadata"]["name"]:
             assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}

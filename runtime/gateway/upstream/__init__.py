@@ -1,4 +1,4 @@
-"""Per-engine request preparation and response translation (vLLM, llama.cpp, Ollama)."""
+"""Per-engine request preparation and response translation (vLLM, llama.cpp, Ollama, Ray Serve LLM)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def engine_for(name: str, lora_slots: int = 0) -> Engine:
     llama.cpp backend loaded at start (see :func:`lora_slots`)."""
     if name == "ollama":
         return OllamaEngine()
-    if name in ("vllm", "llamacpp"):
+    if name in ("vllm", "llamacpp", "ray"):  # Ray Serve LLM's router speaks vLLM's OpenAI API
         return OpenAIEngine(name, lora_slots)
     raise ValueError(f"unknown engine {name!r}")
 
