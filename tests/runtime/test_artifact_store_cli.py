@@ -19,7 +19,6 @@ from tests.support.runs import write_run
 from vilms.cli.main import run
 from vilms.compiler.facts.store import MANIFEST
 from vilms.compiler.layout import Layout
-from vilms.compiler.render import helm
 from vilms.runtime.artifact_store import ArtifactStore, connect
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,23 +42,6 @@ def bucket(s3) -> str:
     name = f"adapters-{uuid.uuid4().hex[:12]}"
     s3.client().create_bucket(Bucket=name)
     return name
-
-
-@pytest.fixture(autouse=True)
-def ray_values(monkeypatch):
-    """Until the RayService renderer of issue 13 is merged, helm.values has no values for a Ray
-    deployment (it reads vLLM configs); everything else of the build, routes.yaml included, is real."""
-    real = helm.values
-
-    def values(plan, dep, *args, **kwargs):
-        try:
-            return real(plan, dep, *args, **kwargs)
-        except KeyError:
-            if dep.engine != "ray":
-                raise
-            return {"engine": "ray"}
-
-    monkeypatch.setattr(helm, "values", values)
 
 
 def make_project(tmp_path: Path, bucket: str, *, ray: bool = True) -> Path:
