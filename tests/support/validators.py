@@ -183,6 +183,7 @@ CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor_v1.json",
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkerset_v1.json",
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob_v1alpha1.json",
+    ("ray.io/v1", "RayJob"): "rayjob_v1.json",
 }
 
 
