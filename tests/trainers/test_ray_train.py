@@ -195,6 +195,18 @@ def test_killed_worker_restarts_from_the_checkpoint_sigterm_interrupts_and_resum
     _assert_clean(run)
 
 
+def test_a_failure_after_the_last_restart_names_the_ranks(ray_cluster: str, tiny_model: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", tiny_model, {**STOPPABLE, "distributed": {"max_restarts": 0}})
+    proc = _train(project, "--ray", ray_cluster, "--nnodes", "2", "--nproc-per-node", "1")
+    os.kill(_rank_pid(project, proc, 1), signal.SIGKILL)
+    out = _finish(proc, 1)
+    ours = out[out.rindex("training failed on rank 1 "):]  # the killed rank, not its peer's broken collective
+    assert "after 0 restart(s); checkpoint at step" in ours and "--resume" in ours and "Traceback" not in ours, ours
+    assert "rank 1: " in ours and "rank 0: a collective failed" in ours and "rank 0: rank 0" not in ours, ours
+    (run,) = _runs(project)
+    assert RUN_RECORD.load(run / "run.json").status == "failed"
+
+
 def _cli(project: Path, *args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
     code = f"{prelude}from vilms.cli.main import main; main()"
     return subprocess.run([sys.executable, "-c", code, "train", "tiny-v1", "-f", str(project), "--no-progress", *args],

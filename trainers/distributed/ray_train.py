@@ -220,7 +220,8 @@ def fit(project_file: Path, job: Any, run_id: str, run_dir: Path, storage: Path,
     dist = job.config.distributed
     for stale in (_stop_file(run_dir), run_dir / HEARTBEAT_FOLDER / ATTEMPT_FILE):
         stale.unlink(missing_ok=True)
-    resources = {"CPU": 1, **({"GPU": 1} if use_gpu else {})}
+    # a GPU per worker (a pod's Ray CPUs may be fewer than its GPUs), else a CPU
+    resources = {"GPU": 1} if use_gpu else {"CPU": 1}
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"project_file": str(project_file.resolve()), "adapter": job.config.adapter, "run_id": run_id},
@@ -239,7 +240,9 @@ def fit(project_file: Path, job: Any, run_id: str, run_dir: Path, storage: Path,
             trainer.fit()
         except ray.train.TrainingFailedError as exc:
             found = getattr(exc, "worker_failures", None) or {}
-            failures = tuple((int(rank), _error_text(err)) for rank, err in sorted(found.items()))
+            texts = [(int(rank), _error_text(err).removeprefix(f"rank {rank}: ")) for rank, err in sorted(found.items())]
+            # the rank that failed first, not the peers whose collective broke because of it
+            failures = tuple(sorted(texts, key=lambda f: (f[1].startswith("a collective failed"), f[0])))
             failures = failures or ((-1, _error_text(exc)),)
         except KeyboardInterrupt:  # a second signal: the driver gives up waiting
             pass
