@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.facts.ray import VERSION as RAY_VERSION
 
 from .heartbeat import FOLDER as HEARTBEAT_FOLDER
 
@@ -48,7 +49,7 @@ CONNECT_TIMEOUT_S = 30.0
 # what the driver's environment passes on to the workers (ray.init runtime_env), when set
 FORWARDED_ENV = ("VILMS_TORCH_THREADS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TRANSFORMERS_VERBOSITY")
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
-INSTALL_HINT = "install the ray extra: pip install 'vilms[ray]' (ray[train] " + "2.60.0)"
+INSTALL_HINT = f"install the ray extra: pip install 'vilms[ray]' (ray[train]=={RAY_VERSION})"
 
 
 def parse_address(text: str) -> str:
@@ -191,7 +192,6 @@ def worker_loop(config: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class RayOutcome:
-    ok: bool
     failures: tuple[tuple[int, str], ...]  # (rank, error) of the last attempt's failed workers
     signal: str | None  # the signal the driver received
 
@@ -250,4 +250,4 @@ def fit(project_file: Path, job: Any, run_id: str, run_dir: Path, storage: Path,
             ray.shutdown()
             _stop_file(run_dir).unlink(missing_ok=True)
     stopped = signal.Signals(received[0]).name if received else None
-    return RayOutcome(ok=not failures and not received, failures=failures, signal=stopped)
+    return RayOutcome(failures=failures, signal=stopped)
