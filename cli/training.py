@@ -39,6 +39,9 @@ from .options import FILE, dataset_format
 @click.option("--nnodes", type=click.IntRange(min=1), default=None,
               help="nodes of a bare-metal run: prints the torchrun command for every node (default: the profile's nodes)")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT", default=None, help="with --nnodes N>1: the rendezvous endpoint")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="train as Ray Train workers on a running Ray cluster: auto, HOST:PORT (GCS) or ray://HOST:PORT; "
+                   "nnodes × nproc-per-node workers")
 @click.option("--progress/--no-progress", default=True, help="show the progress bar")
 @click.option("--worker", is_flag=True, hidden=True, help="run as a torchrun worker")
 @click.option("--run-id", default=None, hidden=True, help="with --worker: the run to train")
@@ -51,6 +54,7 @@ def train(
     nproc_per_node: int | None,
     nnodes: int | None,
     rdzv_endpoint: str | None,
+    ray_address: str | None,
     progress: bool,
     worker: bool,
     run_id: str | None,
@@ -61,8 +65,8 @@ def train(
         raise UsageError("give either ADAPTER or --all")
     if jobs != 1 and not all_adapters:
         raise UsageError("-j/--jobs only applies with --all")
-    if all_adapters and (nproc_per_node or nnodes or rdzv_endpoint or worker):
-        raise UsageError("--nproc-per-node, --nnodes and --rdzv-endpoint apply to one ADAPTER, not --all")
+    if all_adapters and (nproc_per_node or nnodes or rdzv_endpoint or worker or ray_address):
+        raise UsageError("--nproc-per-node, --nnodes, --rdzv-endpoint and --ray apply to one ADAPTER, not --all")
     if run_id is not None and not worker:
         raise UsageError("--run-id only applies with --worker")
     if all_adapters:
@@ -82,8 +86,8 @@ def train(
 
     assert adapter is not None
     if worker:
-        if nproc_per_node or nnodes or rdzv_endpoint:
-            raise UsageError("a --worker takes its place from torchrun, not from --nproc-per-node/--nnodes")
+        if nproc_per_node or nnodes or rdzv_endpoint or ray_address:
+            raise UsageError("a --worker takes its place from torchrun, not from --nproc-per-node/--nnodes/--ray")
         if run_id is None and not resume:
             raise UsageError("a --worker needs --run-id RUN, or --resume to find or create the run")
         done = trainers.run_worker(file, adapter, run_id=run_id, resume=resume, show_progress=progress)
@@ -92,7 +96,7 @@ def train(
         return
     started = trainers.train(
         file, adapter, resume=resume, show_progress=progress, nproc_per_node=nproc_per_node, nnodes=nnodes,
-        rdzv_endpoint=rdzv_endpoint,
+        rdzv_endpoint=rdzv_endpoint, ray_address=ray_address,
     )
     if started.command is not None:
         click.echo(f"{adapter}: run {started.run_id} created; run this on every node:")

@@ -9,6 +9,8 @@ Under torchrun every rank runs this recipe: ``world`` (:mod:`.distributed.world`
 share of each step's micro-batches a rank takes (:mod:`.distributed.shard`), the model is
 wrapped in DDP or FSDP2 (:mod:`.distributed.wrap`), one all_reduce per step carries loss,
 tokens and the stop flag, and only rank 0 writes. With one process all of that is the identity.
+Under Ray Train the recipe runs in a worker thread (no signal handlers there): ``stop_requested``
+says when the driver asked the run to stop.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +70,10 @@ class LoraRecipe:
         resume: bool = False,
         show_progress: bool = True,
         world: World | None = None,
+        stop_requested: Callable[[], int | None] | None = None,
     ) -> None:
         self.world = world or World()
+        self.stop_requested = stop_requested  # polled by rank 0 before each step: a signal number asks to stop
         self.job = job
         self.cfg = job.config
         self.dataset = dataset
@@ -153,7 +159,8 @@ class LoraRecipe:
 
         t = self.cfg.training
         state = self.state
-        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        in_main = threading.current_thread() is threading.main_thread()  # Ray Train runs the loop in a thread
+        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
         bar = tqdm(
             total=self.total_steps,
             initial=state.step,
@@ -170,6 +177,8 @@ class LoraRecipe:
                 started = time.perf_counter()
                 carried = 0.0
                 self.world.beat(state.step)
+                if self.stop_requested is not None and self.world.is_main and self._stop_signal is None:
+                    self._stop_signal = self.stop_requested()
                 loss, tokens, stop_signal = self._optimizer_step()
                 state.tokens_seen += tokens
                 window_tokens += tokens

@@ -8,7 +8,9 @@ One process trains here, in this process. Several processes on this node: this p
 creates the run and its record, then runs torchrun as a child (:mod:`.distributed.launch`);
 each worker runs :func:`run_worker`. Several nodes: the run is created and the torchrun
 command for every node is returned (bare metal), or Kubeflow Trainer starts the workers with
-``--worker --resume`` and rank 0 finds or creates the run.
+``--worker --resume`` and rank 0 finds or creates the run. On a Ray cluster (``--ray``): this
+process creates the run, then Ray Train's workers (:mod:`.distributed.ray_train`) run the same
+worker loop, :func:`train_in_world`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from vilms.compiler.resolve import DEFAULT_OS_RESERVE
 from . import checkpoint, record, report, runs, tracking
 from .datasets.validate import Dataset, load_dataset
 from .distributed import heartbeat, launch
+from .distributed.world import World
 from .job import TrainingJob, job_for
 
 
@@ -95,12 +99,21 @@ def train(
     nproc_per_node: int | None = None,
     nnodes: int | None = None,
     rdzv_endpoint: str | None = None,
+    ray_address: str | None = None,
 ) -> Started:
-    """Train ``adapter`` on ``nnodes`` × ``nproc_per_node`` processes (defaults: the training config's)."""
+    """Train ``adapter`` on ``nnodes`` × ``nproc_per_node`` processes (defaults: the training config's);
+    with ``ray_address``, as Ray Train workers on that Ray cluster."""
     layout = Layout.of(project_file)
     job = job_for(layout, adapter)
     nproc = nproc_per_node or job.config.distributed.nproc_per_node
     nodes = nnodes or job.config.distributed.nnodes
+    if ray_address is not None:
+        if rdzv_endpoint:
+            raise UsageError("--rdzv-endpoint is for torchrun; Ray Train sets up the process group on the Ray cluster")
+        return _train_on_ray(project_file, layout, job, ray_address, resume=resume, nnodes=nodes, nproc=nproc)
+    if job.config.distributed.engine == "ray":
+        print(f"{adapter}: training.engine is ray; without --ray ADDRESS it trains on this machine under torchrun",
+              file=sys.stderr)
     if nodes > 1 and not rdzv_endpoint:
         raise UsageError(f"a run on {nodes} nodes needs --rdzv-endpoint HOST:PORT (a node every other node reaches)")
     if rdzv_endpoint and nodes == 1:
@@ -203,25 +216,60 @@ def _run_torchrun(project_file: Path, job: TrainingJob, run_id: str, run_dir: Pa
                                max_restarts=job.config.distributed.max_restarts, progress=progress)
     if outcome.returncode == 0:
         return
+    lines = [(f.rank, ("killed by " + f.signal) if f.signal else f"exit code {f.exitcode}"
+              + (f": {f.message}" if f.message else "")) for f in outcome.failures]
+    _raise_unfinished(job, run_id, run_dir, lines, outcome.signal, f"torchrun exited with code {outcome.returncode}")
+
+
+def _raise_unfinished(job: TrainingJob, run_id: str, run_dir: Path, failures: list[tuple[int, str]],
+                      stopped_by: str | None, otherwise: str) -> None:
+    """The worker group ended without completing the run: record it as failed (unless a rank recorded how
+    it ended) and raise what happened — a signal, the failed ranks and their errors, or ``otherwise``."""
+    adapter = job.config.adapter
     current = runs.load_record(run_dir)
     if current.status == "running":  # no worker recorded how it ended
-        runs.save_record(run_dir, record.ended(current, "failed"))
+        runs.save_record(run_dir, record.ended(current, "interrupted" if stopped_by and not failures else "failed"))
     latest = checkpoint.latest_checkpoint(run_dir)
     at = f"; checkpoint at step {int(latest.name.split('-')[1])}" if latest else ""
-    if current.status == "interrupted" or (outcome.signal and not outcome.failures):
-        raise ActionError(f"training stopped by {outcome.signal or 'a signal'}{at}",
+    if current.status == "interrupted" or (stopped_by and not failures):
+        raise ActionError(f"training stopped by {stopped_by or 'a signal'}{at}",
                           hint=f"continue with `vilms train {adapter} --resume`")
-    if not outcome.failures:
-        raise ActionError(f"torchrun exited with code {outcome.returncode}{at}",
-                          hint=f"see the output above; continue with `vilms train {adapter} --resume`")
-    first = outcome.failures[0]
-    lines = [f"rank {f.rank}: " + (f"killed by {f.signal}" if f.signal else f"exit code {f.exitcode}")
-             + (f": {f.message}" if f.message and not f.signal else "") for f in outcome.failures]
+    if not failures:
+        raise ActionError(f"{otherwise}{at}", hint=f"see the output above; continue with `vilms train {adapter} --resume`")
+    lines = [(f"rank {rank}: " if rank >= 0 else "") + text for rank, text in failures]
     raise ActionError(
-        f"training failed on rank {first.rank} of run {run_id} after "
+        f"training failed on rank {failures[0][0]} of run {run_id} after "
         f"{job.config.distributed.max_restarts} restart(s){at}:\n  " + "\n  ".join(lines),
         hint=f"fix the cause, then continue with `vilms train {adapter} --resume`",
     )
+
+
+def _train_on_ray(project_file: Path, layout: Layout, job: TrainingJob, address: str, *, resume: bool, nnodes: int,
+                  nproc: int) -> Started:
+    """Create (or resume) the run here, then train it as Ray Train workers on the cluster at ``address``."""
+    from .distributed import ray_train
+
+    address = ray_train.parse_address(address)
+    cfg = job.config
+    check_processes(job, nnodes, nproc)
+    dataset = preflight(job)
+    ray_train.connect(address)  # before the run exists: no extra, or no cluster, leaves nothing behind
+    use_gpu = cfg.hardware is not None and cfg.hardware.gpus > 0
+    used = record.distributed_used(job, nnodes=nnodes, nproc_per_node=nproc, backend="nccl" if use_gpu else "gloo")
+    run_id, run_dir, _, _ = open_run(layout, job, dataset, resume, used)
+    print(f"{cfg.adapter}: run {run_id}: global batch {used.equation} ({used.strategy}, {used.backend}) "
+          f"on Ray Train at {address}", file=sys.stderr)
+    try:
+        outcome = ray_train.fit(project_file, job, run_id, run_dir, layout.artifacts / ray_train.STORAGE_DIR,
+                                nnodes=nnodes, nproc_per_node=nproc, use_gpu=use_gpu)
+    except BaseException:
+        current = runs.load_record(run_dir)
+        if current.status == "running":
+            runs.save_record(run_dir, record.ended(current, "failed"))
+        raise
+    if runs.load_record(run_dir).status != "completed":
+        _raise_unfinished(job, run_id, run_dir, list(outcome.failures), outcome.signal, "the Ray Train run did not complete")
+    return Started(run_id)
 
 
 def run_worker(
@@ -239,8 +287,21 @@ def _worker(project_file: Path, adapter: str, run_id: str | None, resume: bool, 
 
     layout = Layout.of(project_file)
     job = job_for(layout, adapter)
+    world = worlds.join(job.config.distributed.collective_timeout_s)
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0  # torchrun restarted the worker group
+    return train_in_world(layout, job, world, run_id, resume=resume, show_progress=show_progress, restarted=restarted)
+
+
+def train_in_world(
+    layout: Layout, job: TrainingJob, world: World, run_id: str | None, *, resume: bool, show_progress: bool,
+    restarted: bool, stop_requested: Callable[[], int | None] | None = None,
+) -> str | None:
+    """One rank of a worker group whose process group is set up (torchrun or Ray Train): train its share;
+    rank 0 writes the checkpoints, metrics and the record. Leaves the group when done."""
+    from .distributed import world as worlds
+    from .recipe import Interrupted, LoraRecipe
+
     cfg = job.config
-    world = worlds.join(cfg.distributed.collective_timeout_s)
     try:
         check_processes(job, world.nnodes, world.local_size)
         dataset = preflight(job)
@@ -255,16 +316,14 @@ def _worker(project_file: Path, adapter: str, run_id: str | None, resume: bool, 
         if current.config_sha256 != job.sha256 or current.dataset.sha256 != dataset.sha256:
             raise ActionError(f"the training config or dataset changed since run {run_id} started",
                               hint="start a new run")
-        if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:  # torchrun restarted the worker group
+        if restarted:  # the launcher restarted the worker group: a new session of the same run
             current = record.resumed(current)
             world.main_only(runs.save_record, run_dir, current)
         world.heartbeat = heartbeat.Heartbeat(run_dir, world.rank, heartbeat.interval_for(
             cfg.distributed.collective_timeout_s))
-
-        from .recipe import Interrupted, LoraRecipe
-
         resuming = checkpoint.latest_checkpoint(run_dir) is not None
-        recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress, world=world)
+        recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress, world=world,
+                            stop_requested=stop_requested)
         try:
             result = recipe.run()
         except Interrupted:
@@ -278,7 +337,7 @@ def _worker(project_file: Path, adapter: str, run_id: str | None, resume: bool, 
         world.main_only(finish, layout, job, run_dir, current, recipe, result)
         return run_id
     except ActionError as exc:
-        if world.size > 1 and exc.hint:  # torchrun's error file keeps str(exc): carry the hint in it
+        if world.size > 1 and exc.hint and not isinstance(exc, Interrupted):  # torchrun's error file keeps str(exc)
             raise ActionError(exc.render()) from None
         raise
     finally:

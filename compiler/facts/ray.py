@@ -70,3 +70,13 @@ ACCELERATOR_TYPES = {
     "Tesla-V100-SXM2-16GB": "V100",
     "Tesla-V100-SXM2-32GB": "V100",
 }
+
+# --- KubeRay RayJob: training on Ray (Ray Train's TorchTrainer, `vilms train --ray auto`) ---
+# KubeRay names the job's RayCluster <rayjob>-<5 random> (≤ 53 characters): a RayJob name is at most 47
+# (ray-operator/controllers/ray/utils/constant.go MaxRayJobNameLength) and a DNS-1035 label.
+RAYJOB_NAME_MAX = 47
+RAYJOB_SUBMISSION_MODE = "K8sJobMode"  # a submitter Job runs `ray job submit` against the head (KubeRay's default)
+HEAD_CONTAINER = "ray-head"
+WORKER_CONTAINER = "ray-worker"
+TRAIN_WORKER_GROUP = "gpu-workers"  # workerGroupSpecs[].groupName of the trainer pods
+RAY_ADDRESS_IN_CLUSTER = "auto"  # the entrypoint runs on the head: RAY_ADDRESS is set, `ray.init("auto")` finds it

@@ -34,6 +34,10 @@ KEDA_QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue: waiting requests per 
 KEDA_KV_CACHE_DEFAULT = 0.8  # serving.<model>.autoscale.kv_cache: mean KV-cache use that adds a replica
 HPA_CPU_PERCENT_DEFAULT = 70
 SHM_SIZE = "2Gi"  # /dev/shm of vLLM and trainer pods (a container's default 64 MiB is too small for NCCL and PyTorch)
+# the head of a training RayJob: GCS and the driver (`vilms train --ray auto`), no GPU and no training worker
+RAY_HEAD_RESOURCES = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+RAYJOB_TTL_S = 3600  # a finished RayJob (its status, the submitter's logs) stays an hour, then KubeRay deletes it
+RAYJOB_BACKOFF_LIMIT = 2  # new attempts of a failed training RayJob (each resumes from the last checkpoint), as the Job's backoffLimit
 
 
 def chart_files() -> dict[str, bytes]:
@@ -125,10 +129,26 @@ def training_job(plan: Plan, adapter: Adapter, hw: Hardware) -> dict[str, Any]:
         "revision": hashlib.sha256(TRAINING_CONFIG.dump(config)).hexdigest()[:8],
         "enabled": False,
     }
+    if dist.engine == "ray":  # Ray Train on a RayJob's own Ray cluster: nnodes worker pods × their GPUs
+        return {**entry, "kind": "RayJob", "numNodes": dist.nnodes, "numProcPerNode": dist.nproc_per_node,
+                "resources": node_resources(hw, dist.nproc_per_node), "shmSize": SHM_SIZE, "rayJob": rayjob_facts()}
     if not runs_as_trainjob(dist):
         return {**entry, "kind": "Job", "resources": node_resources(hw, 1)}
     return {**entry, "kind": "TrainJob", "numNodes": dist.nnodes, "numProcPerNode": dist.nproc_per_node,
             "maxRestarts": dist.max_restarts, "resources": node_resources(hw, dist.nproc_per_node), "shmSize": SHM_SIZE}
+
+
+def rayjob_facts() -> dict[str, Any]:
+    """What a training RayJob needs beyond its sizes (facts.ray): the CRD version, Ray's version and ports,
+    the submission mode, the containers' names and the head's resources."""
+    return {
+        "apiVersion": ray.API_VERSION, "rayVersion": ray.VERSION, "submissionMode": ray.RAYJOB_SUBMISSION_MODE,
+        "nameMax": ray.RAYJOB_NAME_MAX, "address": ray.RAY_ADDRESS_IN_CLUSTER,
+        "ttlSecondsAfterFinished": RAYJOB_TTL_S, "backoffLimit": RAYJOB_BACKOFF_LIMIT,
+        "headContainer": ray.HEAD_CONTAINER, "workerContainer": ray.WORKER_CONTAINER, "workerGroup": ray.TRAIN_WORKER_GROUP,
+        "ports": {"gcs": ray.GCS_PORT, "dashboard": ray.DASHBOARD_PORT, "client": ray.CLIENT_PORT},
+        "headResources": RAY_HEAD_RESOURCES,
+    }
 
 
 def trainjob_runtime() -> dict[str, Any]:

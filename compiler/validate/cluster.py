@@ -34,15 +34,22 @@ def check(doc: Document, report: Reporter) -> None:
 
 
 def _trainjob_name(doc: Document, name: str, dep: dict, report: Reporter) -> None:
-    """A TrainJob's name (``<deployment>-train-<adapter>-<revision>``) must start with a letter (Kubeflow Trainer
-    checks RFC 1035). The chart renders one for an adapter of the deployment's hardware with several GPUs or nodes
-    (compiler.render.helm.runs_as_trainjob on the training config, whose processes per node are the profile's GPUs)."""
+    """A TrainJob's or RayJob's name (``<deployment>-train-<adapter>-<revision>``) must start with a letter (Kubeflow
+    Trainer and KubeRay check RFC 1035). The chart renders a RayJob for an adapter of the deployment's hardware with
+    training.engine ray, else a TrainJob when it has several GPUs or nodes (compiler.render.helm.training_job)."""
     if dep.get("target") != "helm" or name[:1].isalpha():
         return
     profile = doc.data.get("hardware", {}).get(dep.get("hardware"), {})
+    ours = {a: spec for a, spec in doc.data.get("adapters", {}).items() if spec.get("hardware") == dep.get("hardware")}
+    on_ray = sorted(a for a, spec in ours.items() if (spec.get("training") or {}).get("engine") == "ray")
+    if on_ray:
+        report.error(("deployments", name), f"the KubeRay RayJob of adapter {on_ray[0]!r} would be named after this "
+                     "deployment, and a RayJob's name must start with a letter", at_key=True,
+                     hint=f"rename the deployment so it starts with a letter (e.g. 'k{name}')")
+        return
     if profile.get("kind") != "gpu" or (profile.get("gpus", 0) <= 1 and profile.get("nodes", 1) <= 1):
         return
-    adapters = sorted(a for a, spec in doc.data.get("adapters", {}).items() if spec.get("hardware") == dep.get("hardware"))
+    adapters = sorted(ours)
     if adapters:
         report.error(("deployments", name), f"the Kubeflow TrainJob of adapter {adapters[0]!r} would be named after this "
                      "deployment, and a TrainJob's name must start with a letter", at_key=True,

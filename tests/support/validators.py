@@ -184,6 +184,7 @@ CUSTOM_RESOURCES = {
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkerset_v1.json",
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob_v1alpha1.json",
     ("ray.io/v1", "RayService"): "rayservice_v1.json",
+    ("ray.io/v1", "RayJob"): "rayjob_v1.json",
 }
 
 

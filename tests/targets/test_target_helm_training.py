@@ -38,6 +38,9 @@ def _of_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 def _adapter_of(doc: dict) -> str:
+    if doc["kind"] == "RayJob":
+        args = doc["spec"]["entrypoint"].split()
+        return args[args.index("train") + 1]
     args = doc["spec"]["trainer"]["args"] if doc["kind"] == "TrainJob" else doc["spec"]["template"]["spec"]["containers"][0]["args"]
     return args[args.index("train") + 1]
 
@@ -51,19 +54,21 @@ def _patched_pod(trainjob: dict) -> dict:
 
 @pytest.mark.parametrize(("project", "chart"), CHARTS, ids=IDS)
 def test_each_adapter_trains_as_its_distributed_spec_says(project, chart, generated_tree):
-    """TrainJob exactly for adapters whose training config spans several processes or nodes, Job for the rest."""
+    """RayJob for adapters with training.engine ray; else TrainJob exactly for adapters whose training config spans
+    several processes or nodes, Job for the rest."""
     values = _values(project, chart)
     files = compiled_in_memory(project)
     docs = _render(project, chart, generated_tree)
     expected = {}
     for job in values["training"]["jobs"]:
         dist = load_yaml(files[f"training/{job['adapter']}.yaml"])["distributed"]
-        expected[job["adapter"]] = "TrainJob" if dist["nnodes"] > 1 or dist["nproc_per_node"] > 1 else "Job"
+        expected[job["adapter"]] = ("RayJob" if dist["engine"] == "ray" else
+                                    "TrainJob" if dist["nnodes"] > 1 or dist["nproc_per_node"] > 1 else "Job")
         assert job["kind"] == expected[job["adapter"]]
         if job["kind"] == "TrainJob":
             assert (job["numNodes"], job["numProcPerNode"], job["maxRestarts"]) == (
                 dist["nnodes"], dist["nproc_per_node"], dist["max_restarts"])
-    rendered = {_adapter_of(d): d["kind"] for d in docs if d["kind"] in ("Job", "TrainJob")}
+    rendered = {_adapter_of(d): d["kind"] for d in docs if d["kind"] in ("Job", "TrainJob", "RayJob")}
     assert rendered == expected
     assert manifest_problems(docs) == []
 

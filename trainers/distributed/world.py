@@ -3,7 +3,9 @@
 One process (no torchrun) is ``World()``: rank 0 of 1, no process group; every collective
 is then the identity, so the single-process recipe runs unchanged. Under torchrun
 (``WORLD_SIZE`` > 1) :func:`join` creates the process group: NCCL on CUDA (one GPU per
-local rank), gloo on CPU, with the run's collective timeout.
+local rank), gloo on CPU, with the run's collective timeout. Under Ray Train the group is
+already initialised (Ray's TorchConfig): :func:`adopt` takes it as it is, and
+:func:`leave` leaves it to Ray.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class World:
     local_size: int = 1
     backend: str = "none"  # nccl | gloo | none (one process)
     heartbeat: Any = None  # a heartbeat.Heartbeat under torchrun
+    owns_group: bool = True  # False: someone else (Ray Train) created the process group and destroys it
 
     @property
     def is_main(self) -> bool:
@@ -125,10 +128,25 @@ def join(timeout_s: float) -> World:
     return world
 
 
+def adopt(local_rank: int, local_size: int, device: Any = None) -> World:
+    """The world of a process group another launcher initialised (Ray Train): its rank, size and
+    backend as torch.distributed reports them; ``device`` (a CUDA device) becomes this process's device."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return World(owns_group=False)
+    world = World(rank=dist.get_rank(), local_rank=local_rank, size=dist.get_world_size(), local_size=local_size,
+                  backend=str(dist.get_backend()), owns_group=False)
+    if world.backend == "nccl":
+        torch.cuda.set_device(device if device is not None else world.local_rank)
+    return world
+
+
 def leave(world: World) -> None:
     if world.heartbeat is not None:
         world.heartbeat.stop()
-    if world.size > 1:
+    if world.size > 1 and world.owns_group:
         import torch.distributed as dist
 
         if dist.is_initialized():

@@ -39,3 +39,10 @@ derives from it, <name>-<replicatedJob>-0-<node index>-<5 random characters>, at
 {{- $max := sub (sub 63 (len $podSuffix)) (add 1 (len .job.revision)) -}}
 {{- printf "%s-train-%s" (include "vilms.fullname" .root) .job.name | trunc (int $max) | trimSuffix "-" }}-{{ .job.revision }}
 {{- end -}}
+
+{{/* Name of a training RayJob: (dict "root" $ "job" <training.jobs entry>), at most rayJob.nameMax characters
+(KubeRay names the job's RayCluster <name>-<5 random>), the revision kept. */}}
+{{- define "vilms.rayjob.name" -}}
+{{- $max := sub (sub (int .job.rayJob.nameMax) 1) (len .job.revision) -}}
+{{- printf "%s-train-%s" (include "vilms.fullname" .root) .job.name | trunc (int $max) | trimSuffix "-" }}-{{ .job.revision }}
+{{- end -}}
