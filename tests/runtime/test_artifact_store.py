@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support import s3_server
 from tests.support.adapters import safetensors, spec_of, write_adapter
 from vilms.compiler.errors import ActionError
 from vilms.compiler.facts.store import MANIFEST
@@ -27,20 +26,6 @@ pytestmark = pytest.mark.timeout(120)
 
 RUN = "support-v1-20261201T091500Z-1a2b3c"
 UPLOADS = ("PutObject", "CreateMultipartUpload", "UploadPart")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = s3_server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"adapters-{uuid.uuid4().hex[:12]}"
-    s3.client().create_bucket(Bucket=name)
-    return name
 
 
 def open_store(s3, bucket: str, **env: str) -> ArtifactStore:

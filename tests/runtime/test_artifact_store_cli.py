@@ -30,20 +30,6 @@ DEPLOYMENTS = ("  dev: {hardware: laptop, target: local, engine: llamacpp}\n"
 RAY = "  k8s: {hardware: gpu1, target: helm, engine: ray}\n"
 
 
-@pytest.fixture(scope="module")
-def s3():
-    server = s3_server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"adapters-{uuid.uuid4().hex[:12]}"
-    s3.client().create_bucket(Bucket=name)
-    return name
-
-
 def make_project(tmp_path: Path, bucket: str, *, ray: bool = True) -> Path:
     deployments = RAY if ray else DEPLOYMENTS
     text = MINIMAL.replace(DEPLOYMENTS, deployments)
