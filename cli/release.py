@@ -65,12 +65,14 @@ def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool, ollama_u
 def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False,
                       ollama_url: str | None = None) -> None:
     """Print, confirm and run the apply steps of ``only`` (every deployment when None)."""
-    from vilms.runtime.apply import check_ollama_url, plan_apply, run_step
+    from vilms.runtime.apply import check_ollama_url, check_store, plan_apply, run_step
 
     steps = plan_apply(file, only)
     check_ollama_url(steps, ollama_url)
     for step in steps:
         click.echo(f"{step.deployment} ({step.target}):")
+        if step.first:
+            click.echo(f"  first: {step.first}")
         for command in step.commands:
             click.echo(f"  $ {shlex.join(command)}")
         if step.then:
@@ -79,6 +81,8 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
         return
     if not yes:
         _can_confirm(True, yes, what="apply")
+    check_store(steps)  # before the confirmation: a run missing from the store fails the whole apply
+    if not yes:
         click.confirm("Apply?", abort=True)
     root = Layout.of(file).root
     for step in steps:

@@ -14,6 +14,11 @@ compiles to (as ``vilms build --check``), so what runs is what was reviewed. Per
   apply the new build, restarting only the llama.cpp servers whose command line changed
   (a server loads its model and adapters only when it starts).
 
+Engine ``ray`` loads each released run from the artifact store on its first request, so
+before anything runs, every run a Ray deployment releases must be complete in the store (its
+manifest, written last by a push, is there): a ``release:`` set by hand and built is refused
+until the run is pushed, instead of answering 503 after the deploy.
+
 Secrets stay references: compose and Helm read them from the environment and the cluster.
 """
 
@@ -24,12 +29,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vilms.compiler import layout
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.errors import ActionError, UsageError
-from vilms.compiler.facts import ollama
+from vilms.compiler.facts import ollama, ray
 from vilms.compiler.suggest import did_you_mean
 from vilms.runtime import ollama_sync
 
@@ -45,6 +51,15 @@ class Step:
     commands: tuple[tuple[str, ...], ...]
     tool: str  # the program the commands need
     ollama_bases: tuple[str, ...] | None = None  # compose + Ollama: its base models; then derived models are synced
+    store_runs: tuple[str, ...] = ()  # engine ray: released runs it loads from the artifact store (checked first)
+    store: ArtifactStoreSpec | None = None
+
+    @property
+    def first(self) -> str | None:
+        """What is checked before the commands, in words (None: nothing)."""
+        if not self.store_runs or self.store is None:
+            return None
+        return f"check that {', '.join(self.store_runs)} {'is' if len(self.store_runs) == 1 else 'are'} in {self.store.uri}/"
 
     @property
     def then(self) -> str | None:
@@ -70,8 +85,30 @@ def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
     for name in names:
         dep = deployments[name]
         bases = tuple(dep.models) if dep.target == "compose" and dep.engine == "ollama" else None
-        steps.append(_step(plan.project, name, dep.target, file, bases))
+        step = _step(plan.project, name, dep.target, file, bases)
+        if dep.engine == ray.ENGINE:
+            runs = {plan.adapters[up.adapter].release for up in dep.upstreams.values() if up.adapter and up.released}
+            step = replace(step, store_runs=tuple(sorted(r for r in runs if r)), store=plan.artifact_store)
+        steps.append(step)
     return steps
+
+
+def check_store(steps: list[Step]) -> None:
+    """Every run a Ray step releases is complete in the artifact store; else nothing is applied."""
+    from vilms.runtime.artifact_store import open_store
+
+    missing: list[tuple[str, str]] = []
+    for step in steps:
+        if not step.store_runs:
+            continue
+        store = open_store(step.store)
+        missing.extend((step.deployment, run) for run in step.store_runs if store.manifest(run) is None)
+    if missing:
+        runs = ", ".join(f"{run} (deployment {dep})" for dep, run in missing)
+        first = missing[0][1]
+        raise ActionError(f"not applied: Ray Serve LLM loads released runs from the artifact store, and it lacks {runs}",
+                          hint=f"push the run from where it was trained (`vilms export {first} --push`), "
+                               "or release it with `vilms rollout`, which pushes first")
 
 
 def check_ollama_url(steps: list[Step], url: str | None) -> None:

@@ -4,6 +4,7 @@ started here): a release on a Ray deployment pushes and verifies the run before 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -205,3 +206,45 @@ def test_export_push_pushes_after_the_export_and_prints_uri_and_digest(tmp_path,
     assert exported == [R1]
     assert f"artifact store: s3://{bucket}/vilms/{R1}/ pushed 4 of 4 files" in result.out
     assert f"manifest sha256 {manifest.sha256}" in result.out
+
+
+def _helm_stand_in(tmp_path: Path, monkeypatch) -> Path:
+    """A `helm` on PATH that records its arguments (no cluster here)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "helm-calls"
+    bin_dir.mkdir()
+    helm = bin_dir / "helm"
+    helm.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    helm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return log
+
+
+def test_apply_refuses_a_ray_release_missing_from_the_store(tmp_path, bucket, env, capsys, monkeypatch):
+    """A release: set by hand and built (never pushed) would answer 503 after the deploy: apply refuses
+    before helm runs, naming the run and how to push it."""
+    project = make_project(tmp_path, bucket)
+    project.write_text(project.read_text().replace("    hardware: gpu1\n", f"    hardware: gpu1\n    release: {R1}\n", 1))
+    trained(tmp_path, R1)
+    assert vilms(capsys, "build", "-f", str(project)).code == 0
+    calls = _helm_stand_in(tmp_path, monkeypatch)
+    dry = vilms(capsys, "apply", "--dry-run", "-f", str(project))
+    assert dry.code == 0 and f"first: check that {R1} is in s3://{bucket}/vilms/" in dry.out
+    result = vilms(capsys, "apply", "--yes", "-f", str(project))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"not applied: Ray Serve LLM loads released runs from the artifact store, and it lacks {R1} (deployment k8s)" in result.err
+    assert f"vilms export {R1} --push" in result.err
+    assert not calls.exists()  # helm never ran
+
+
+def test_apply_deploys_a_ray_release_that_is_in_the_store(tmp_path, bucket, env, capsys, monkeypatch):
+    project = make_project(tmp_path, bucket)
+    trained(tmp_path, R1)
+    assert vilms(capsys, "rollout", ADAPTER, R1, "-f", str(project)).code == 0  # pushes the run first
+    calls = _helm_stand_in(tmp_path, monkeypatch)
+    result = vilms(capsys, "apply", "--yes", "-f", str(project))
+    assert result.code == 0, result.err
+    assert calls.read_text().split()[:4] == ["upgrade", "--install", "demo-k8s", "generated/k8s/helm"]
+    store(env, bucket).client.delete_object(Bucket=bucket, Key=f"vilms/{R1}/{MANIFEST}")  # the store lost it
+    calls.unlink()
+    lost = vilms(capsys, "apply", "--yes", "-f", str(project))
+    assert lost.code == 1 and R1 in lost.err and not calls.exists()
