@@ -202,7 +202,11 @@ def test_a_failure_after_the_last_restart_names_the_ranks(ray_cluster: str, tiny
     out = _finish(proc, 1)
     ours = out[out.rindex("training failed on rank 1 "):]  # the killed rank, not its peer's broken collective
     assert "after 0 restart(s); checkpoint at step" in ours and "--resume" in ours and "Traceback" not in ours, ours
-    assert "rank 1: " in ours and "rank 0: a collective failed" in ours and "rank 0: rank 0" not in ours, ours
+    assert "rank 1: " in ours and "rank 0: rank 0" not in ours, ours
+    # the peer's broken collective is listed only when Ray saw it before giving up on the group (timing: CI
+    # once reported just rank 1's failed health check); when listed, it comes after the rank that was killed
+    if "rank 0: " in ours:
+        assert "rank 0: a collective failed" in ours and ours.index("rank 1: ") < ours.index("rank 0: "), ours
     (run,) = _runs(project)
     assert RUN_RECORD.load(run / "run.json").status == "failed"
 
