@@ -47,6 +47,8 @@ GATEWAY_DEFAULTS = {
     "eject_after": 5, "discovery_interval": 5.0,
 }
 UPDATE_DEFAULTS = {"max_surge": 1, "max_unavailable": 0}
+# serving.<model>.autoscale.queue: waiting requests per replica that add a replica (KEDA for vLLM, Ray Serve for ray)
+AUTOSCALE_QUEUE_DEFAULT = 5
 MONITORING_DEFAULTS = {"prometheus_url": "http://prometheus-operated.monitoring.svc:9090", "dashboard": True}
 DEFAULT_OS_RESERVE = {"jetson": GIB, "cpu": GIB, "gpu": 2 * GIB}
 

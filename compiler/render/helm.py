@@ -20,6 +20,7 @@ from vilms.compiler.naming import dns_label
 from vilms.compiler.plan import Adapter, Deployment, Hardware, Plan
 from vilms.compiler.render import ray_serve
 from vilms.compiler.render.training import training_config
+from vilms.compiler.resolve import AUTOSCALE_QUEUE_DEFAULT
 
 CHART_PACKAGE_DIR = ("helm", "chart")
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -30,7 +31,6 @@ DASHBOARD_FILE = "dashboards/vilms.json"  # in the chart folder; the dashboard C
 # expires. The preStop hook sleeps this long plus gateway.discovery_interval before vLLM gets SIGTERM.
 ENDPOINT_PROPAGATION_S = 5
 PDB_MAX_UNAVAILABLE = 1  # per model: a drain evicts one pod at a time and never waits forever (1 replica too)
-KEDA_QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue: waiting requests per replica that add a replica
 KEDA_KV_CACHE_DEFAULT = 0.8  # serving.<model>.autoscale.kv_cache: mean KV-cache use that adds a replica
 HPA_CPU_PERCENT_DEFAULT = 70
 SHM_SIZE = "2Gi"  # /dev/shm of vLLM and trainer pods (a container's default 64 MiB is too small for NCCL and PyTorch)
@@ -99,7 +99,7 @@ def _model_autoscaling(dep: Deployment, model_name: str, replicas: int) -> dict[
         "enabled": bool(spec),
         "minReplicas": spec.get("min", replicas),
         "maxReplicas": spec.get("max", replicas),
-        "queue": spec.get("queue", KEDA_QUEUE_DEFAULT),
+        "queue": spec.get("queue", AUTOSCALE_QUEUE_DEFAULT),
         "kvCache": spec.get("kv_cache", KEDA_KV_CACHE_DEFAULT),
     }
 

@@ -34,10 +34,10 @@ from vilms.compiler.naming import ray_service_name
 from vilms.compiler.plan import Deployment, Hardware, Plan
 from vilms.compiler.record import record
 from vilms.compiler.render.vllm import model_path, ray_engine_kwargs
+from vilms.compiler.resolve import AUTOSCALE_QUEUE_DEFAULT
 from vilms.compiler.serialize import to_yaml
 
 HF_TOKEN = "HF_TOKEN"  # what huggingface_hub (and so vLLM) reads
-QUEUE_DEFAULT = 5  # serving.<model>.autoscale.queue (as KEDA_QUEUE_DEFAULT for vLLM): waiting requests per replica
 
 
 @record
@@ -91,7 +91,7 @@ def _replicas(dep: Deployment, model: str, place: Placement) -> tuple[int, int, 
     low, high = spec.get("min", place.replicas), spec.get("max", place.replicas)
     initial = min(max(place.replicas, low), high)
     batch = place.max_num_seqs or dep.slots
-    return low, initial, high, batch + spec.get("queue", QUEUE_DEFAULT)
+    return low, initial, high, batch + spec.get("queue", AUTOSCALE_QUEUE_DEFAULT)
 
 
 def nodes_for(replicas: list[Placement], counts: list[int], per_node: int) -> int:
