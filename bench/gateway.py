@@ -86,7 +86,7 @@ def write_routes(path: Path, endpoints: list[str]) -> None:
     routes = GatewayRoutes(
         deployment="bench",
         hardware=HardwareInfo(name="bench", kind="cpu", memory_bytes=16 * 2**30),
-        gateway=GatewaySettings(api_keys_env=None, keys={}, ops_key_env=None, otel_endpoint_env=None, retries=2,
+        gateway=GatewaySettings(api_keys_env=None, keys={}, ops_key_env=None, telemetry=None, retries=2,
                                 connect_timeout_s=2.0, read_timeout_s=30.0, first_byte_timeout_s=30.0,
                                 request_timeout_s=120.0, write_timeout_s=30.0, max_body_bytes=8388608,
                                 max_response_bytes=16 << 20, max_queue=1024, cooldown_s=30.0, eject_after=5, discovery_interval_s=5.0,

@@ -211,7 +211,7 @@ def write_routes(path: Path, engines: dict[str, Engine]) -> None:
         hardware=HardwareInfo(name="soak", kind="cpu", memory_bytes=16 * 2**30),
         gateway=GatewaySettings(api_keys_env=None, keys={"soak": KeyScope(name="soak", env=KEY_ENV, aliases=None,
                                                                           rpm=None, tpm=None)},
-                                ops_key_env=None, otel_endpoint_env=None, **SETTINGS),
+                                ops_key_env=None, telemetry=None, **SETTINGS),
         backends={b.id: b for b in (backend("main", "main-a", "main-b"), backend("side", "side"),
                                     backend("ha", "ha-a", "ha-b"), backend("faults", "faults"))},
         aliases={r.name: r for r in aliases},

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from vilms.compiler.contracts.training_config import ArtifactStoreSpec
+from vilms.compiler.contracts.telemetry import OtlpSpec
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec, MlflowSpec
 from vilms.compiler.record import record
 
 
@@ -111,7 +112,7 @@ class Adapter:
     hardware: str | None
     gate: Mapping[str, Any]
     export: Mapping[str, Any]
-    tracking: Mapping[str, Any]
+    mlflow: MlflowSpec | None  # None: tracking.mlflow false or absent
     release: str | None
 
     @property
@@ -220,7 +221,6 @@ class Gateway:
     """The gateway's settings with defaults applied."""
 
     api_keys_env: str | None
-    otel_endpoint_env: str | None
     retries: int
     connect_timeout: float
     read_timeout: float
@@ -262,3 +262,4 @@ class Plan:
     deployments: Mapping[str, Deployment]
     gateway: Gateway
     artifact_store: ArtifactStoreSpec | None  # None: no artifact_store; Ray deployments with adapters need one
+    telemetry: OtlpSpec | None  # None: no telemetry.otlp; nothing exported over OTLP

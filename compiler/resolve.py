@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vilms.compiler.contracts.training_config import ArtifactStoreSpec
+from vilms.compiler.contracts.telemetry import OtlpSpec
+from vilms.compiler.contracts.training_config import ArtifactStoreSpec, MlflowSpec
 from vilms.compiler.document import Document
-from vilms.compiler.facts import gateway, llamacpp, ray
+from vilms.compiler.facts import gateway, llamacpp, ray, telemetry
 from vilms.compiler.plan import (
     Adapter,
     Alias,
@@ -46,6 +47,7 @@ GATEWAY_DEFAULTS = {
     "first_byte_timeout": 120.0, "request_timeout": 900.0, "write_timeout": 30.0, "max_response": "16MiB",
     "eject_after": 5, "discovery_interval": 5.0,
 }
+OTLP_DEFAULTS = {"interval": telemetry.EXPORT_INTERVAL_S, "metrics": True, "traces": True, "headers": {}}
 UPDATE_DEFAULTS = {"max_surge": 1, "max_unavailable": 0}
 # serving.<model>.autoscale.queue: waiting requests per replica that add a replica (KEDA for vLLM, Ray Serve for ray)
 AUTOSCALE_QUEUE_DEFAULT = 5
@@ -58,7 +60,7 @@ def resolve(doc: Document) -> Plan:
     hardware = {n: _hardware(n, h) for n, h in data.get("hardware", {}).items()}
     models = {n: _model(n, m) for n, m in data["models"].items()}
     datasets = {n: _dataset(n, d) for n, d in data.get("datasets", {}).items()}
-    adapters = {n: _adapter(n, a, models[a["base"]]) for n, a in data.get("adapters", {}).items()}
+    adapters = {n: _adapter(n, a, models[a["base"]], data["project"]) for n, a in data.get("adapters", {}).items()}
     aliases = {n: _alias(n, a) for n, a in data.get("aliases", {}).items()}
     deployments = {
         n: _deployment(n, d, data, hardware[d["hardware"]], models, adapters, aliases)
@@ -76,6 +78,37 @@ def resolve(doc: Document) -> Plan:
         deployments=frozen(deployments),
         gateway=_gateway(data.get("gateway", {})),
         artifact_store=_artifact_store(data["artifact_store"]) if "artifact_store" in data else None,
+        telemetry=_otlp(data["telemetry"]["otlp"]) if "otlp" in data.get("telemetry", {}) else None,
+    )
+
+
+def _otlp(o: dict[str, Any]) -> OtlpSpec:
+    merged = {**OTLP_DEFAULTS, **o}
+    endpoint = merged["endpoint"]
+    from_env = endpoint.startswith("env:")
+    return OtlpSpec(
+        endpoint=None if from_env else endpoint.rstrip("/"),
+        endpoint_env=env_name(endpoint) if from_env else None,
+        headers_env=frozen({name: env_name(ref) or "" for name, ref in merged["headers"].items()}),
+        interval_s=float(merged["interval"]),
+        metrics=merged["metrics"],
+        traces=merged["traces"],
+    )
+
+
+def _mlflow(adapter: str, tracking: dict[str, Any], project: str) -> MlflowSpec | None:
+    """``tracking.mlflow``: true is a store in the project (mlruns/), an object a tracking server."""
+    spec = tracking.get("mlflow", False)
+    if spec is False:
+        return None
+    server = spec if isinstance(spec, dict) else {}
+    uri = server.get("uri", telemetry.MLFLOW_LOCAL_URI)
+    return MlflowSpec(
+        tracking_uri=None if uri.startswith("env:") else uri.rstrip("/"),
+        tracking_uri_env=env_name(uri) if uri.startswith("env:") else None,
+        experiment=server.get("experiment", tracking.get("experiment", project)),
+        registered_model=adapter,
+        registry_alias=server.get("alias", telemetry.MLFLOW_REGISTRY_ALIAS),
     )
 
 
@@ -148,7 +181,7 @@ def _dataset(name: str, d: dict[str, Any]) -> Dataset:
     )
 
 
-def _adapter(name: str, a: dict[str, Any], base: Model) -> Adapter:
+def _adapter(name: str, a: dict[str, Any], base: Model, project: str) -> Adapter:
     lora = {**LORA_DEFAULTS, "alpha": 2 * a["lora"]["r"], **a["lora"]}
     training = {**TRAINING_DEFAULTS, "seq_len": min(2048, base.context), **a.get("training", {})}
     return Adapter(
@@ -156,7 +189,7 @@ def _adapter(name: str, a: dict[str, Any], base: Model) -> Adapter:
         lora=frozen(lora), training=frozen(training), hardware=a.get("hardware"),
         gate=frozen({**GATE_DEFAULTS, **a.get("gate", {})}),
         export=frozen({"gguf": True, "quantize": [], **a.get("export", {})}),
-        tracking=frozen({"mlflow": False, **a.get("tracking", {})}),
+        mlflow=_mlflow(name, a.get("tracking", {}), project),
         release=a.get("release"),
     )
 
@@ -240,7 +273,6 @@ def _gateway(g: dict[str, Any]) -> Gateway:
     merged = {**GATEWAY_DEFAULTS, **g}
     return Gateway(
         api_keys_env=env_name(g.get("api_keys")),
-        otel_endpoint_env=env_name(g.get("otel_endpoint")),
         retries=merged["retries"],
         connect_timeout=float(merged["connect_timeout"]),
         read_timeout=float(merged["read_timeout"]),

@@ -66,7 +66,11 @@ def translate(error: ValidationError, report: Reporter) -> None:
         return
     if kind == "additionalProperties":
         allowed = set(sub.get("properties", {}))
+        moved = sub.get("x-vilms-moved", {})
         for key in sorted(set(value) - allowed):
+            if key in moved:
+                report.error(path + (key,), f"{key!r} has moved", hint=f"write it as {moved[key]}", at_key=True)
+                continue
             report.error(
                 path + (key,), f"unknown key {key!r}{did_you_mean(key, allowed)}",
                 hint=f"allowed keys here: {', '.join(sorted(allowed))}" if allowed and len(allowed) <= 16 else None,

@@ -145,6 +145,7 @@ def tiny_training_config() -> TrainingConfig:
         export=ExportSpec(gguf=True, quantize=()),
         artifact_store=None,
         tracking=TrackingSpec(mlflow=None),
+        telemetry=None,
         memory_estimate=MemoryEstimate(total_bytes=123, weights_bytes=1, adapter_bytes=1, optimizer_bytes=1,
                                        activations_bytes=1, overhead_bytes=1),
     )

@@ -14,6 +14,7 @@ from vilms.compiler.suggest import did_you_mean
 
 from .codec import name_field
 from .contract import Contract
+from .telemetry import OtlpSpec
 
 
 @record
@@ -43,7 +44,7 @@ class GatewaySettings:
     api_keys_env: str | None  # comma-separated keys, every alias, no limits
     keys: Mapping[str, KeyScope]
     ops_key_env: str | None  # when set, the metrics and the readiness detail require this key
-    otel_endpoint_env: str | None
+    telemetry: OtlpSpec | None  # null: no OTLP export (/metrics still serves every series)
     retries: int
     connect_timeout_s: float
     read_timeout_s: float

@@ -17,6 +17,7 @@ from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 
 from .contract import Contract
+from .telemetry import OtlpSpec
 
 
 @record
@@ -172,8 +173,11 @@ class ExportSpec:
 class MlflowSpec:
     """Where MLflow tracking goes."""
 
-    tracking_uri: str  # file:<path relative to the project> or a server URL
+    tracking_uri: str | None  # file:<path relative to the project> or a server URL; null: read tracking_uri_env
+    tracking_uri_env: str | None  # the environment variable holding the server's URL (tracking.mlflow.uri: env:NAME)
     experiment: str
+    registered_model: str  # Model Registry model whose versions are the adapter's released runs (the adapter's name)
+    registry_alias: str  # the alias `vilms rollout` moves to the released version, `vilms rollback` moves back
 
 
 @record
@@ -213,6 +217,7 @@ class TrainingConfig:
     export: ExportSpec
     artifact_store: ArtifactStoreSpec | None  # null: no artifact_store in vilms.yaml; `vilms export --push` refuses
     tracking: TrackingSpec
+    telemetry: OtlpSpec | None  # null: no telemetry.otlp in vilms.yaml; no OTLP metrics
     memory_estimate: MemoryEstimate | None  # null: the base model's size is unknown
 
 

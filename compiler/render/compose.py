@@ -223,8 +223,8 @@ def _gateway_service(plan: Plan, dep: Deployment, waits: dict[str, Any], routes_
     for name in plan.gateway.key_envs:
         environment[name] = _secret(name, "comma-separated gateway API keys" if name == plan.gateway.api_keys_env
                                     else "a gateway API key")
-    if plan.gateway.otel_endpoint_env:
-        environment[plan.gateway.otel_endpoint_env] = f"${{{plan.gateway.otel_endpoint_env}:-}}"
+    for name in plan.telemetry.env_names if plan.telemetry else ():
+        environment[name] = f"${{{name}:-}}"  # unset: the gateway runs without OTLP export and says so once
     bind = "" if dep.expose else "127.0.0.1:"
     service: dict[str, Any] = {
         "image": GATEWAY_IMAGE,

@@ -246,8 +246,8 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
     secret_env = []
     for name in plan.gateway.key_envs:
         secret_env.append({"name": name, "secretName": f"{plan.project}-secrets", "secretKey": name})
-    if plan.gateway.otel_endpoint_env:
-        secret_env.append({"name": plan.gateway.otel_endpoint_env, "secretName": f"{plan.project}-secrets", "secretKey": plan.gateway.otel_endpoint_env})
+    for name in plan.telemetry.env_names if plan.telemetry else ():
+        secret_env.append({"name": name, "secretName": f"{plan.project}-secrets", "secretKey": name})
     autoscale = dep.autoscale
     ingress: dict[str, Any] = {"enabled": dep.ingress is not None}
     if dep.ingress:

@@ -113,7 +113,7 @@ def routes(plan: Plan, dep: Deployment) -> GatewayRoutes:
                                  aliases=None if key.aliases is None else tuple(a for a in key.aliases if a in aliases))
                   for name, key in gw.keys.items()},
             ops_key_env=gw.ops_key_env,
-            otel_endpoint_env=gw.otel_endpoint_env,
+            telemetry=plan.telemetry,
             retries=gw.retries,
             connect_timeout_s=gw.connect_timeout,
             read_timeout_s=gw.read_timeout,

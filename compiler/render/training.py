@@ -17,7 +17,6 @@ from vilms.compiler.contracts.training_config import (
     HardwareSpec,
     LoraSpec,
     MemoryEstimate,
-    MlflowSpec,
     QuantSpec,
     RegressionCase,
     TrackingSpec,
@@ -31,7 +30,6 @@ from vilms.compiler.plan import Adapter, Plan
 QLORA_QUANTIZATION = QuantSpec(
     load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype="bfloat16"
 )
-MLFLOW_TRACKING_URI = "file:mlruns"  # relative to the project: the trainer resolves it there
 
 
 def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, int] | None = None) -> TrainingConfig:
@@ -86,10 +84,8 @@ def training_config(plan: Plan, adapter: Adapter, memory_estimate: Mapping[str, 
         ),
         export=ExportSpec(gguf=adapter.export["gguf"], quantize=tuple(adapter.export["quantize"])),
         artifact_store=plan.artifact_store,
-        tracking=TrackingSpec(
-            mlflow=MlflowSpec(tracking_uri=MLFLOW_TRACKING_URI, experiment=adapter.tracking.get("experiment", plan.project))
-            if adapter.tracking["mlflow"] else None,
-        ),
+        tracking=TrackingSpec(mlflow=adapter.mlflow),
+        telemetry=plan.telemetry,
         memory_estimate=None if memory_estimate is None else MemoryEstimate(**memory_estimate),
     )
 

@@ -21,7 +21,7 @@ def secret_fields(data: dict) -> list[tuple[tuple, str]]:
     found = []
     gateway = data.get("gateway")
     if isinstance(gateway, dict):
-        found.extend((("gateway", key), gateway[key]) for key in ("api_keys", "otel_endpoint", "ops_key") if key in gateway)
+        found.extend((("gateway", key), gateway[key]) for key in ("api_keys", "ops_key") if key in gateway)
         keys = gateway.get("keys")
         if isinstance(keys, dict):
             found.extend((("gateway", "keys", name, "key"), spec["key"])
@@ -29,6 +29,11 @@ def secret_fields(data: dict) -> list[tuple[tuple, str]]:
     store = data.get("artifact_store")
     if isinstance(store, dict):
         found.extend((("artifact_store", key), store[key]) for key in ("access_key_id", "secret_access_key") if key in store)
+    telemetry = data.get("telemetry")
+    otlp = telemetry.get("otlp") if isinstance(telemetry, dict) else None
+    headers = otlp.get("headers") if isinstance(otlp, dict) else None
+    if isinstance(headers, dict):
+        found.extend((("telemetry", "otlp", "headers", name), value) for name, value in headers.items())
     models = data.get("models")
     if isinstance(models, dict):
         found.extend((("models", name, "token"), model["token"])

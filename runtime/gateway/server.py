@@ -47,7 +47,7 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
     """Serve ``state`` on host:port until ``stop`` is set (or a stop signal arrives)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    app = App(state, Telemetry.from_settings(state.table.settings.otel_endpoint_env))
+    app = App(state, Telemetry.from_settings(state.table.settings.telemetry))
     server = app.server()
     try:
         await server.start(host, port)

@@ -1,8 +1,9 @@
 """Optional OpenTelemetry trace export (one span per request), enabled only when configured.
 
-``gateway.otel_endpoint_env`` names an environment variable holding an OTLP/HTTP traces
-endpoint (e.g. ``http://collector:4318/v1/traces``). The OpenTelemetry SDK is imported
-lazily; when it is not installed the gateway logs that once and runs without export.
+``telemetry`` in the routes (``telemetry.otlp`` in vilms.yaml) gives an OTLP/HTTP base URL
+(or the variable holding it) and headers; spans go to ``<base>/v1/traces``. The
+OpenTelemetry SDK is imported lazily; when it is not installed the gateway logs that once
+and runs without export.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from vilms.compiler.contracts.telemetry import OtlpSpec
+from vilms.compiler.facts import telemetry as facts
 
 log = logging.getLogger("vilms.gateway")
 
@@ -26,13 +30,13 @@ class Telemetry:
         return self._tracer is not None
 
     @classmethod
-    def from_settings(cls, env_name: str | None, environ: Mapping[str, str] | None = None) -> "Telemetry":
-        if not env_name:
+    def from_settings(cls, spec: OtlpSpec | None, environ: Mapping[str, str] | None = None) -> "Telemetry":
+        if spec is None or not spec.traces:
             return cls()
         environ = os.environ if environ is None else environ
-        endpoint = environ.get(env_name, "").strip()
-        if not endpoint:
-            log.warning("gateway.otel_endpoint_env names %s, which is unset or empty: no trace export", env_name)
+        endpoint = spec.traces_url(environ)
+        if endpoint is None:
+            log.warning("telemetry.otlp.endpoint names %s, which is unset or empty: no trace export", spec.endpoint_env)
             return cls()
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -40,11 +44,12 @@ class Telemetry:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
         except ImportError:
-            log.warning("OpenTelemetry export is configured (%s) but opentelemetry-sdk and "
-                        "opentelemetry-exporter-otlp-proto-http are not installed: no trace export", env_name)
+            log.warning("OpenTelemetry export is configured but opentelemetry-sdk and "
+                        "opentelemetry-exporter-otlp-proto-http are not installed: no trace export")
             return cls()
-        provider = TracerProvider(resource=Resource.create({"service.name": "vilms-gateway"}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider = TracerProvider(resource=Resource.create({"service.name": facts.GATEWAY_SERVICE}))
+        exporter = OTLPSpanExporter(endpoint=endpoint, headers=spec.headers(environ), timeout=facts.EXPORT_TIMEOUT_S)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         return cls(provider.get_tracer("vilms.gateway"), provider)
 
     def record(self, route: str, start_perf: float, attributes: Mapping[str, Any]) -> None:

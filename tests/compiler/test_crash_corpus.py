@@ -158,7 +158,7 @@ CASES: list[tuple[str, str, str]] = [
      "2 problems found\n" + FIT),
     ("bidi-in-top-level-key", M + '"gate\\u202eway": {}\n',
      "vilms.yaml:31:1: gate\\u202eway: unknown key 'gate\\u202eway' (did you mean 'gateway'?)\n"
-     "  hint: allowed keys here: adapters, aliases, apiVersion, artifact_store, datasets, deployments, gateway, hardware, models, project\n" + ONE + FIT),
+     "  hint: allowed keys here: adapters, aliases, apiVersion, artifact_store, datasets, deployments, gateway, hardware, models, project, telemetry\n" + ONE + FIT),
     # 5. aliases that multiply bytes: refused at the alias that crosses 16 MiB, before anything grows
     ("a-megabyte-referenced-3000-times",
      swap("  chat: qwen2.5-1.5b", "  chat: {model: qwen2.5-1.5b, params: {stop: [" + ", ".join(["*big"] * 3000) + "]}}",

@@ -75,7 +75,7 @@ def adapter(base: str = "m", method: str = "qlora", r: int = 8, targets: list[st
                      "use_rslora": False, "use_dora": False, "modules_to_save": []}),
         training=frozen({"batch_size": batch_size, "seq_len": seq_len, "gradient_checkpointing": checkpointing,
                          "strategy": strategy}),
-        hardware=hw, gate=frozen({}), export=frozen({}), tracking=frozen({}), release=release,
+        hardware=hw, gate=frozen({}), export=frozen({}), mlflow=None, release=release,
     )
 
 
@@ -103,9 +103,10 @@ def plan(models: list[Model], hw: list[Hardware] = (), adapters: list[Adapter] =
         hardware=frozen({h.name: h for h in hw}), models=frozen({m.name: m for m in models}), datasets=frozen({}),
         adapters=frozen({a.name: a for a in adapters}),
         aliases=frozen({}), deployments=frozen({d.name: d for d in deployments}),
-        gateway=Gateway(None, None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080,
+        gateway=Gateway(None, 2, 5.0, 600.0, 8 << 20, 256, 30.0, "round_robin", "reject", 8080,
                         120.0, 900.0, 30.0, 16 << 20, 5, 5.0, None, {}),
         artifact_store=None,
+        telemetry=None,
     )
 
 

@@ -52,7 +52,7 @@ def routes_doc(backends: dict[str, Any], aliases: dict[str, Any], **gateway: Any
     settings = {"api_keys_env": None, "keys": {}, "ops_key_env": None, "retries": 2, "connect_timeout_s": 1.0,
                 "read_timeout_s": 5.0, "first_byte_timeout_s": 5.0, "request_timeout_s": 30.0, "write_timeout_s": 5.0,
                 "max_body_bytes": 1 << 20, "max_response_bytes": 16 << 20, "max_queue": 64, "cooldown_s": 30.0,
-                "eject_after": 5, "discovery_interval_s": 5.0, "balance": "round_robin", "on_overlong_prompt": "reject", "otel_endpoint_env": None}
+                "eject_after": 5, "discovery_interval_s": 5.0, "balance": "round_robin", "on_overlong_prompt": "reject", "telemetry": None}
     settings.update(gateway)
     full_aliases = {}
     for name, alias in aliases.items():

@@ -41,13 +41,13 @@ def test_spans_are_exported_to_the_configured_collector(tmp_path, monkeypatch):
     collector = Collector()
     thread = threading.Thread(target=collector.serve_forever, daemon=True)
     thread.start()
-    endpoint = f"http://127.0.0.1:{collector.server_address[1]}/v1/traces"
+    endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
     monkeypatch.setenv("VILMS_OTEL", endpoint)
 
     async def scenario():
         fake = await FakeVLLM().start()
         doc = routes_doc({"vllm": {"engine": "vllm", "endpoints": [fake.url]}},
-                         {"chat": {"backend": "vllm", "model": "qwen2.5-1.5b"}}, otel_endpoint_env="VILMS_OTEL")
+                         {"chat": {"backend": "vllm", "model": "qwen2.5-1.5b"}}, telemetry={"endpoint": None, "endpoint_env": "VILMS_OTEL", "headers_env": {}, "interval_s": 15.0, "metrics": False, "traces": True})
         async with gateway(tmp_path, doc) as gw:
             for _ in range(3):
                 status, _, _ = await gw.post("/v1/chat/completions", CHAT)

@@ -56,7 +56,7 @@ gateway:
   max_response_bytes: 16777216
   on_overlong_prompt: reject
   ops_key_env: null
-  otel_endpoint_env: null
+  telemetry: null
   read_timeout_s: 600.0
   request_timeout_s: 900.0
   retries: 2

@@ -16,6 +16,7 @@ from gateway_fakes import FakeVLLM, free_port
 from gateway_harness import routes_doc, run, sse_events, write_routes
 
 from vilms.compiler.contracts.contract import API_VERSION
+from vilms.compiler.contracts.telemetry import OtlpSpec
 from vilms.runtime.gateway.telemetry import Telemetry
 
 
@@ -127,7 +128,8 @@ def test_otel_configured_but_not_installed_logs_once_and_continues(monkeypatch, 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # makes the lazy import fail
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     with caplog.at_level(logging.WARNING, logger="vilms.gateway"):
-        telemetry = Telemetry.from_settings("OTEL_EP", {"OTEL_EP": "http://collector:4318/v1/traces"})
+        spec = OtlpSpec(endpoint=None, endpoint_env="OTEL_EP", headers_env={}, interval_s=15.0, metrics=False, traces=True)
+        telemetry = Telemetry.from_settings(spec, {"OTEL_EP": "http://collector:4318"})
     assert not telemetry.enabled
     telemetry.record("/v1/chat/completions", time.perf_counter(), {"vilms.alias": "chat"})  # a no-op
     assert caplog.text.count("are not installed") == 1

@@ -72,9 +72,10 @@ deployments:
     expose: true
     gateway_port: 9000
     serving: {qwen2.5-7b-awq: {replicas: 2, max_num_seqs: 6}}
+telemetry:
+  otlp: {endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT}
 gateway:
   api_keys: env:GPUBOX_API_KEYS
-  otel_endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT
 """,
     "fx-jetson-compose-ollama": """\
 apiVersion: vilms/v1
@@ -244,9 +245,10 @@ deployments:
     parallel: 8
     autoscale: {min: 3, max: 12, cpu_percent: 65}
     ingress: {host: llm.bigco.example.com, class_name: nginx, tls_secret: llm-bigco-tls}
+telemetry:
+  otlp: {endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT}
 gateway:
   api_keys: env:BIGCO_API_KEYS
-  otel_endpoint: env:OTEL_EXPORTER_OTLP_ENDPOINT
 """,
     "fx-helm-cluster": """\
 apiVersion: vilms/v1

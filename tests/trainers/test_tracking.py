@@ -30,7 +30,7 @@ def test_log_run_calls_mlflow(tmp_path: Path, monkeypatch: Any) -> None:
     fake.log_artifact = lambda p: calls.append(("artifact", Path(p).name))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mlflow", fake)
 
-    require_mlflow(MlflowSpec(tracking_uri="file:mlruns", experiment="acme"))
+    require_mlflow(MlflowSpec(tracking_uri="file:mlruns", tracking_uri_env=None, experiment="acme", registered_model="tiny-v1", registry_alias="production"))
     (tmp_path / "metrics.json").write_text("{}")
     metrics = {
         "train_loss": {"history": [[1, 2.0], [2, 1.5]]},
@@ -42,7 +42,7 @@ def test_log_run_calls_mlflow(tmp_path: Path, monkeypatch: Any) -> None:
         "wall_time_seconds": 3.0,
     }
     log_run(
-        MlflowSpec(tracking_uri="file:mlruns", experiment="acme"),
+        MlflowSpec(tracking_uri="file:mlruns", tracking_uri_env=None, experiment="acme", registered_model="tiny-v1", registry_alias="production"),
         tmp_path,
         "sup-1",
         {"r": 8},

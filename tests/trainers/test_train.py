@@ -214,7 +214,7 @@ def test_mlflow_missing_is_a_clear_error(tiny_model: Path, tmp_path: Path) -> No
     from vilms.trainers.trainer import train_adapter
 
     project = write_project(
-        tmp_path / "proj", tiny_model, {"tracking": {"mlflow": {"tracking_uri": "file:mlruns", "experiment": "acme"}}}
+        tmp_path / "proj", tiny_model, {"tracking": {"mlflow": {"tracking_uri": "file:mlruns", "tracking_uri_env": None, "experiment": "acme", "registered_model": "tiny-v1", "registry_alias": "production"}}}
     )
     with pytest.raises(ActionError, match="mlflow package is not installed"):
         train_adapter(project, "tiny-v1", show_progress=False)
