@@ -20,6 +20,13 @@ Drives each with wrk (``apt-get install -y wrk``) at concurrency 1, 16 and 64
 of every target, the latency the gateway adds over direct, the gateway's RSS, and a
 resilience run (two backend replicas, one killed with SIGKILL mid-run, failed requests
 counted). Targets are printed with PASS/FAIL.
+
+OpenTelemetry metrics: a second gateway (``vilms+otel``) with ``telemetry.otlp`` metrics on,
+exporting every second (the shortest interval) to an OTLP/HTTP receiver on 127.0.0.1 (in this
+process: tests/runtime/otlp_receiver.py), is measured against the plain gateway in alternating
+rounds (``--otel-rounds``, ABBA order, so a neighbour's load hits both alike): ``vilms (otel off)``
+and ``vilms+otel``; the target is the on/off ratio of CPU per request, at most 1.10 at every
+point. Needs the ``otel`` extra (``--skip-otel`` or a missing extra leaves it out).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from procs import free_port, spawn, stop, wait_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "runtime" / "gateway_fakes.py"
+OTEL_CPU_RATIO = 1.10  # OTel metrics on: CPU per request at most this times off
+OTEL_INTERVAL_S = 1.0  # export interval of the vilms+otel gateway (telemetry.otlp.interval's minimum)
 MODEL = "qwen2.5-1.5b"
 LITELLM_KEY = "sk-vilms-bench"
 PORTKEY_VERSION = "1.15.2"
@@ -72,8 +81,9 @@ def start_fake(port: int) -> subprocess.Popen:
     return proc
 
 
-def write_routes(path: Path, endpoints: list[str]) -> None:
-    """The routes table through its contract, as `vilms build` writes one."""
+def write_routes(path: Path, endpoints: list[str], otlp: str | None = None) -> None:
+    """The routes table through its contract, as `vilms build` writes one; ``otlp``: a receiver's
+    base URL, for OTLP metrics export every :data:`OTEL_INTERVAL_S`."""
     from vilms.compiler.contracts.routes import (
         ROUTES,
         Backend,
@@ -82,11 +92,15 @@ def write_routes(path: Path, endpoints: list[str]) -> None:
         HardwareInfo,
         Route,
     )
+    from vilms.compiler.contracts.telemetry import OtlpSpec
+
+    telemetry = None if otlp is None else OtlpSpec(endpoint=otlp, endpoint_env=None, headers_env={},
+                                                   interval_s=OTEL_INTERVAL_S, metrics=True, traces=False)
 
     routes = GatewayRoutes(
         deployment="bench",
         hardware=HardwareInfo(name="bench", kind="cpu", memory_bytes=16 * 2**30),
-        gateway=GatewaySettings(api_keys_env=None, keys={}, ops_key_env=None, telemetry=None, retries=2,
+        gateway=GatewaySettings(api_keys_env=None, keys={}, ops_key_env=None, telemetry=telemetry, retries=2,
                                 connect_timeout_s=2.0, read_timeout_s=30.0, first_byte_timeout_s=30.0,
                                 request_timeout_s=120.0, write_timeout_s=30.0, max_body_bytes=8388608,
                                 max_response_bytes=16 << 20, max_queue=1024, cooldown_s=30.0, eject_after=5, discovery_interval_s=5.0,
@@ -279,6 +293,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated wrk connection counts")
     parser.add_argument("--skip-portkey", action="store_true")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-otel", action="store_true", help="no vilms+otel gateway (OTLP metrics export on)")
+    parser.add_argument("--otel-rounds", type=int, default=6, help="alternating off/on rounds per point")
     parser.add_argument("--cache-dir", type=Path,
                         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vilms" / "bench")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -291,6 +307,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vilms-bench-"))
     procs: list[subprocess.Popen] = []
     points: list[Point] = []
+    receiver = None
     try:
         backend_port, gw_port = free_port(), free_port()
         procs.append(start_fake(backend_port))
@@ -303,6 +320,17 @@ def main() -> int:
             "direct": Target(f"http://127.0.0.1:{backend_port}/v1/chat/completions", {}, backend_pid, MODEL),
             "vilms": Target(f"http://127.0.0.1:{gw_port}/v1/chat/completions", {}, gateway.pid),
         }
+        otel: Target | None = None
+        receiver = None if args.skip_otel else start_receiver()
+        if receiver is not None:
+            otel_port = free_port()
+            write_routes(work / "routes-otel.yaml", [f"http://127.0.0.1:{backend_port}"], otlp=receiver.url)
+            otel_proc = start_gateway(work / "routes-otel.yaml", otel_port, work / "gateway-otel.log")
+            procs.append(otel_proc)
+            otel = Target(f"http://127.0.0.1:{otel_port}/v1/chat/completions", {}, otel_proc.pid)
+            problem = check_answers(otel.url, otel.model, otel.headers)
+            if problem:
+                raise SystemExit(f"vilms+otel: wrong answer ({problem})")
         if args.skip_portkey:
             print("Portkey skipped (--skip-portkey)")
         else:
@@ -350,12 +378,68 @@ def main() -> int:
                     print(f"{name:8s} stream={int(stream)} c={concurrency:<3d} {rps:9.0f} req/s  "
                           f"p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  errors {errors}  "
                           f"backend CPU {backend_cpu:4.0f} us/req{proxy}", flush=True)
+        if otel is not None:
+            points += otel_ab(work, targets["vilms"], otel, backend_pid, levels, seconds, max(2, args.otel_rounds))
         rss, peak = rss_mb(gateway.pid)
         resilience = resilience_run(work, seconds)
     finally:
         for proc in reversed(procs):
-            stop(proc)
-    return report(points, rss, peak, resilience, args.json)
+            stop(proc)  # SIGTERM: the vilms+otel gateway sends its final export
+        if receiver is not None:
+            receiver.__exit__()
+    exports = None if receiver is None else len(receiver.received)
+    if exports is not None:
+        print(f"OTLP receiver: {exports} metric exports from the vilms+otel gateway")
+    return report(points, rss, peak, resilience, args.json, exports)
+
+
+OTEL_OFF, OTEL_ON = "vilms (otel off)", "vilms+otel"
+
+
+def otel_ab(work: Path, off: Target, on: Target, backend_pid: int, levels: list[int], seconds: float,
+            rounds: int) -> list[Point]:
+    """OTLP metrics export off vs on, in alternating rounds (ABBA) of ``seconds / 2`` each, per point."""
+    out: list[Point] = []
+    slice_s = max(1.0, seconds / 2)
+    for stream in (False, True):
+        scripts = {name: wrk_script(work, stream, t.headers, name.replace(" ", "_"), t.model)
+                   for name, t in ((OTEL_OFF, off), (OTEL_ON, on))}
+        for name, target in ((OTEL_OFF, off), (OTEL_ON, on)):
+            run_wrk(target.url, scripts[name], 4, 1.0, target.timeout_s)  # warm-up
+        for concurrency in levels:
+            acc = {OTEL_OFF: [0.0, 0.0, 0, 0, [], [], []], OTEL_ON: [0.0, 0.0, 0, 0, [], [], []]}
+            for r in range(rounds):
+                order = ((OTEL_OFF, off), (OTEL_ON, on)) if r % 4 in (0, 3) else ((OTEL_ON, on), (OTEL_OFF, off))
+                for name, target in order:
+                    cpu0, backend0 = cpu_seconds(target.pid), cpu_seconds(backend_pid)
+                    rps, p50, p99, total, errors = run_wrk(target.url, scripts[name], concurrency, slice_s,
+                                                           target.timeout_s)
+                    a = acc[name]
+                    a[0] += cpu_seconds(target.pid) - cpu0
+                    a[1] += cpu_seconds(backend_pid) - backend0
+                    a[2] += total
+                    a[3] += errors
+                    a[4].append(rps)
+                    a[5].append(p50)
+                    a[6].append(p99)
+            for name, (cpu, backend, total, errors, rps, p50, p99) in acc.items():
+                point = Point(name, stream, concurrency, sum(rps) / len(rps), sorted(p50)[len(p50) // 2], max(p99),
+                              total, errors, cpu / max(total, 1) * 1e6, backend / max(total, 1) * 1e6)
+                out.append(point)
+                print(f"{name:16s} stream={int(stream)} c={concurrency:<3d} {point.rps:9.0f} req/s  "
+                      f"{rounds} rounds  errors {errors}  proxy CPU {point.cpu_us_per_req:6.0f} us/req", flush=True)
+    return out
+
+
+def start_receiver():  # type: ignore[no-untyped-def]
+    """The tests' OTLP/HTTP metrics receiver on 127.0.0.1, in a thread; None without the otel extra."""
+    sys.path.insert(0, str(REPO / "tests" / "runtime"))
+    try:
+        from otlp_receiver import Receiver
+    except ImportError as exc:
+        print(f"vilms+otel skipped: the otel extra is not installed ({exc})")
+        return None
+    return Receiver().__enter__()
 
 
 def _litellm_pid(launcher: int) -> int:
@@ -393,7 +477,8 @@ def resilience_run(work: Path, seconds: float) -> dict[str, float]:
     return {"requests": total, "failed": errors, "rps": rps, "seconds": duration}
 
 
-def report(points: list[Point], rss: float, peak: float, resilience: dict[str, float], out: Path | None) -> int:
+def report(points: list[Point], rss: float, peak: float, resilience: dict[str, float], out: Path | None,
+           otel_exports: int | None = None) -> int:
     def find(target: str, stream: bool, c: int) -> Point | None:
         return next((p for p in points if p.target == target and p.stream == stream and p.concurrency == c), None)
 
@@ -449,8 +534,9 @@ def report(points: list[Point], rss: float, peak: float, resilience: dict[str, f
     checks.append(("p99 at c=64 within 5 ms of direct",
                    f"+{v64.p99_ms - d64.p99_ms:.2f} ms" if d64 and v64 else "c=64 not measured",
                    v64.p99_ms - d64.p99_ms <= 5.0 if d64 and v64 else None))
-    failed = sum(p.errors for p in points if p.target == "vilms")
+    failed = sum(p.errors for p in points if p.target in ("vilms", OTEL_OFF, OTEL_ON))
     checks.append(("0 failed requests through ViLMS", f"{failed} failed", failed == 0))
+    checks.append(otel_check(points, otel_exports))
     checks.append(("RSS <= 100 MB", f"{peak:.1f} MB peak", peak <= 100))
     checks.append(("0 failed requests, one of two replicas killed", f"{int(resilience['failed'])} failed",
                    resilience["failed"] == 0))
@@ -462,6 +548,25 @@ def report(points: list[Point], rss: float, peak: float, resilience: dict[str, f
                                    "resilience": resilience,
                                    "targets": [{"name": n, "value": v, "ok": ok} for n, v, ok in checks]}, indent=2))
     return 0 if all(ok is not False for _, _, ok in checks) else 1
+
+
+def otel_check(points: list[Point], exports: int | None) -> tuple[str, str, bool | None]:
+    """OTel metrics on vs off, same run: the worst ratio of CPU per request over every point."""
+    name = f"OTel metrics on: CPU/req <= {OTEL_CPU_RATIO:.2f}x off"
+    pairs = [(off, on) for off in points if off.target == OTEL_OFF
+             for on in points if on.target == OTEL_ON and (on.stream, on.concurrency) == (off.stream, off.concurrency)]
+    if not pairs:
+        return name, "vilms+otel not measured", None
+    if not exports:
+        return name, "no export reached the receiver", False
+    ratios = [(on.cpu_us_per_req / max(off.cpu_us_per_req, 1e-9), off) for off, on in pairs]
+    print("\n=== OTel metrics export on vs off (CPU per request of the gateway) ===")
+    for (off, on), (ratio, _) in zip(pairs, ratios, strict=True):
+        print(f"stream={int(off.stream)} c={off.concurrency:<3d} off {_us(off.cpu_us_per_req)}  on {_us(on.cpu_us_per_req)}"
+              f"  ratio {ratio:.3f}")
+    worst, at = max(ratios, key=lambda r: r[0])
+    return name, f"worst {worst:.3f}x (stream={int(at.stream)} c={at.concurrency}), {exports} exports", \
+        worst <= OTEL_CPU_RATIO
 
 
 def _us(value: float) -> str:

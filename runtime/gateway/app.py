@@ -62,6 +62,7 @@ class App:
                 raise ApiError(503, "The gateway is shutting down.", code="shutting_down")
             caller = table.keys.check(request.headers.get("authorization"))
             if state.inflight >= table.settings.max_queue:
+                state.metrics.queue_rejections.inc(ex.alias, ex.backend, ex.engine)  # not read yet: "-"
                 raise ApiError(429, f"The gateway is at its limit of {table.settings.max_queue} requests in flight; "
                                     "retry shortly.", code="queue_full", headers={"Retry-After": "1"})
             state.inflight += 1

@@ -26,10 +26,14 @@ class Endpoint:
     cooldown_until: float = 0.0
     failures: int = 0  # consecutive
     label: str = ""  # the URL without credentials or query, for logs and metrics
+    address: str = ""  # host (server.address of the GenAI metrics)
+    port: str = ""  # port, explicit or the scheme's (server.port)
 
     def __post_init__(self) -> None:
         if not self.label:
             self.label = _label(self.url)
+        if not self.address:
+            self.address, self.port = _address(self.url)
 
     def cooling(self, now: float) -> bool:
         return self.cooldown_until > now
@@ -45,6 +49,15 @@ def _label(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "") + parts.path
+
+
+def _address(url: str) -> tuple[str, str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        return parts.hostname or "", str(port) if port else ""
+    except ValueError:
+        return "", ""
 
 
 @dataclass(slots=True)

@@ -1,45 +1,91 @@
-"""Prometheus metrics, written in the text exposition format by hand (no dependency).
+"""The gateway's metrics: plain dicts updated per request, read by ``/metrics`` and the OTLP export.
 
-Counters and histograms are plain dicts keyed by label tuples; an update is a dict
-lookup and an addition, so metrics cost next to nothing per request. Every series of a
-backend carries its ``engine`` (ollama, vllm, llamacpp, ray; "-" when no backend was
-chosen), so that backends of different engines can be told apart.
+Every instrument comes from the one table, :data:`vilms.compiler.facts.telemetry.GATEWAY`
+(OpenTelemetry name, kind, unit, attributes); the Prometheus names and labels of ``/metrics``
+are derived from it (:func:`~vilms.compiler.facts.telemetry.prometheus_name`), and
+:mod:`.metrics_export` sends the same series over OTLP.
+
+Counters and histograms are dicts keyed by attribute-value tuples (in the table's attribute
+order); an update is a dict lookup and an addition, so metrics cost next to nothing per
+request, and no OpenTelemetry code runs on a request's path. An attribute whose value is
+``""`` is absent (OTLP leaves it out; Prometheus treats an empty label as no label).
+
+Every series of a backend carries its ``engine`` (ollama, vllm, llamacpp, ray; "-" when no
+backend was chosen). A ``vilms.gateway.*`` series of a Ray backend is also reported under
+``llm.ray.*`` (:func:`~vilms.compiler.facts.telemetry.ray_name`), derived when read
+(:meth:`GatewayMetrics.families`), never on the request path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
+from vilms.compiler.facts import ray as ray_facts
+from vilms.compiler.facts import telemetry as facts
+
 from .balancer import Endpoint
 
+Key = tuple[str, ...]
+Reader = Callable[[], Iterable[tuple[Key, float]]]
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+BUCKETS = {  # histogram bucket upper bounds, by instrument (GenAI: the conventions' recommended ones)
+    "gen_ai.client.operation.duration": facts.DURATION_BUCKETS,
+    "gen_ai.client.operation.time_to_first_chunk": facts.DURATION_BUCKETS,
+    "gen_ai.client.token.usage": facts.TOKEN_BUCKETS,
+    "vilms.gateway.request.duration": LATENCY_BUCKETS,
+    "vilms.gateway.overhead": OVERHEAD_BUCKETS,
+}
+RESPONSE_MODEL_CHARS = 128  # gen_ai.response.model is cut to this length
+RESPONSE_MODELS_PER_BACKEND = 16  # distinct response models kept per backend; later ones are reported as asked
 
 
 class Counter:
-    __slots__ = ("name", "help", "labels", "values")
+    __slots__ = ("name", "help", "labels", "values", "instrument")
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...]) -> None:
         self.name, self.help, self.labels = name, help, labels
-        self.values: dict[tuple[str, ...], float] = {}
+        self.values: dict[Key, float] = {}
+        self.instrument: facts.Instrument | None = None
+
+    @classmethod
+    def of(cls, instrument: facts.Instrument) -> "Counter":
+        metric = cls(facts.prometheus_name(instrument), instrument.description, _labels_of(instrument))
+        metric.instrument = instrument
+        return metric
 
     def inc(self, *label_values: str, amount: float = 1.0) -> None:
         self.values[label_values] = self.values.get(label_values, 0.0) + amount
 
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} counter"
-        for key in sorted(self.values):
-            yield f"{self.name}{_labels(self.labels, key)} {_num(self.values[key])}"
+    def items(self) -> list[tuple[Key, float]]:
+        return list(self.values.items())
+
+    def render(self, items: Iterable[tuple[Key, float]] | None = None, name: str | None = None) -> Iterable[str]:
+        name = name or self.name
+        yield f"# HELP {name} {self.help}"
+        yield f"# TYPE {name} counter"
+        for key, value in sorted(self.values.items() if items is None else items):
+            yield f"{name}{_labels(self.labels, key)} {_num(value)}"
 
 
 class Histogram:
-    __slots__ = ("name", "help", "labels", "buckets", "series")
+    __slots__ = ("name", "help", "labels", "buckets", "series", "instrument")
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.name, self.help, self.labels, self.buckets = name, help, labels, buckets
-        self.series: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts + [sum, count]
+        self.series: dict[Key, list[float]] = {}  # per-bucket counts (value <= bound) + [sum, count]
+        self.instrument: facts.Instrument | None = None
+
+    @classmethod
+    def of(cls, instrument: facts.Instrument) -> "Histogram":
+        metric = cls(facts.prometheus_name(instrument), instrument.description, _labels_of(instrument),
+                     BUCKETS[instrument.name])
+        metric.instrument = instrument
+        return metric
 
     def observe(self, value: float, *label_values: str) -> None:
         row = self.series.get(label_values)
@@ -51,111 +97,169 @@ class Histogram:
         row[-2] += value
         row[-1] += 1
 
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} histogram"
-        for key in sorted(self.series):
-            row = self.series[key]
+    def items(self) -> list[tuple[Key, list[float]]]:
+        """A copy of every series (taken on the event loop: consistent rows)."""
+        return [(key, row[:]) for key, row in self.series.items()]
+
+    def render(self, items: Iterable[tuple[Key, list[float]]] | None = None, name: str | None = None) -> Iterable[str]:
+        name = name or self.name
+        yield f"# HELP {name} {self.help}"
+        yield f"# TYPE {name} histogram"
+        for key, row in sorted(self.series.items() if items is None else items):
             cumulative = 0.0
             for bound, count in zip(self.buckets, row, strict=False):
                 cumulative += count
-                yield f"{self.name}_bucket{_labels(self.labels + ('le',), key + (_num(bound),))} {_num(cumulative)}"
-            yield f"{self.name}_bucket{_labels(self.labels + ('le',), key + ('+Inf',))} {_num(row[-1])}"
-            yield f"{self.name}_sum{_labels(self.labels, key)} {repr(row[-2])}"
-            yield f"{self.name}_count{_labels(self.labels, key)} {_num(row[-1])}"
+                yield f"{name}_bucket{_labels(self.labels + ('le',), key + (_num(bound),))} {_num(cumulative)}"
+            yield f"{name}_bucket{_labels(self.labels + ('le',), key + ('+Inf',))} {_num(row[-1])}"
+            yield f"{name}_sum{_labels(self.labels, key)} {repr(row[-2])}"
+            yield f"{name}_count{_labels(self.labels, key)} {_num(row[-1])}"
 
 
 class Gauge:
-    __slots__ = ("name", "help", "labels", "read")
+    __slots__ = ("name", "help", "labels", "read", "instrument")
 
-    def __init__(self, name: str, help: str, labels: tuple[str, ...],
-                 read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
         self.name, self.help, self.labels, self.read = name, help, labels, read
+        self.instrument: facts.Instrument | None = None
 
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
-        for key, value in sorted(self.read()):
-            yield f"{self.name}{_labels(self.labels, key)} {_num(value)}"
+    @classmethod
+    def of(cls, instrument: facts.Instrument, read: Reader) -> "Gauge":
+        metric = cls(facts.prometheus_name(instrument), instrument.description, _labels_of(instrument), read)
+        metric.instrument = instrument
+        return metric
+
+    def items(self) -> list[tuple[Key, float]]:
+        return list(self.read())
+
+    def render(self, items: Iterable[tuple[Key, float]] | None = None, name: str | None = None) -> Iterable[str]:
+        name = name or self.name
+        yield f"# HELP {name} {self.help}"
+        yield f"# TYPE {name} gauge"
+        for key, value in sorted(self.read() if items is None else items):
+            yield f"{name}{_labels(self.labels, key)} {_num(value)}"
+
+
+Metric = Counter | Histogram | Gauge
 
 
 class GatewayMetrics:
-    """Every series the gateway exports."""
+    """Every series the gateway exports: one metric per instrument of ``facts.GATEWAY``."""
 
-    def __init__(self, in_flight: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-                 endpoints: Callable[[], Iterable[Endpoint]],
-                 backend_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list,
-                 adapter_endpoints: Callable[[], Iterable[tuple[tuple[str, ...], float]]] = list) -> None:
-        self.requests = Counter("vilms_gateway_requests_total", "Requests answered, by alias, backend and HTTP status.",
-                                ("alias", "backend", "engine", "status"))
-        self.latency = Histogram("vilms_gateway_request_duration_seconds",
-                                 "Time from request received to response finished.", ("alias", "backend", "engine"))
-        self.overhead = Histogram("vilms_gateway_overhead_seconds",
-                                  "Time the gateway itself spent on a request (excludes upstream wait).",
-                                  ("alias", "backend", "engine"),
-                                  buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
-        self.upstream_errors = Counter("vilms_gateway_upstream_errors_total",
-                                       "Failed upstream attempts, by kind (connect, timeout, status_5xx, ...).",
-                                       ("alias", "backend", "engine", "kind"))
-        self.retries = Counter("vilms_gateway_retries_total", "Upstream attempts beyond the first.",
-                               ("alias", "backend", "engine"))
-        self.fallbacks = Counter("vilms_gateway_fallbacks_total", "Requests answered by a fallback alias.",
-                                 ("alias", "fallback"))
-        self.trimmed = Counter("vilms_gateway_trimmed_total", "Requests changed to fit the hardware profile.",
-                               ("alias", "what"))
-        self.reloads = Counter("vilms_gateway_reloads_total", "Routing-table reloads, by result.", ("result",))
+    def __init__(self, in_flight: Reader, endpoints: Callable[[], Iterable[Endpoint]],
+                 backend_endpoints: Reader = list, adapter_endpoints: Reader = list) -> None:
+        self.started_ns = time.time_ns()  # start of every cumulative series
+        readers: dict[str, Reader] = {
+            "vilms.gateway.in_flight": in_flight,
+            "vilms.gateway.backend.endpoints": backend_endpoints,
+            "vilms.gateway.adapter.endpoints": adapter_endpoints,
+            "vilms.gateway.endpoint.in_flight": lambda: [((e.label,), float(e.inflight)) for e in endpoints()],
+            "vilms.gateway.endpoint.up": lambda: _up(endpoints()),
+            "vilms.gateway.endpoint.consecutive_failures": lambda: [((e.label,), float(e.failures)) for e in endpoints()],
+        }
+        self.all: tuple[Metric, ...] = tuple(_make(i, readers) for i in facts.GATEWAY)
+        by = {m.instrument.name: m for m in self.all if m.instrument is not None}
+        # GenAI semantic conventions: one operation per upstream attempt
+        self.operation_duration: Histogram = by["gen_ai.client.operation.duration"]  # type: ignore[assignment]
+        self.token_usage: Histogram = by["gen_ai.client.token.usage"]  # type: ignore[assignment]
+        self.time_to_first_chunk: Histogram = by["gen_ai.client.operation.time_to_first_chunk"]  # type: ignore[assignment]
+        # ViLMS's own
+        self.requests: Counter = by["vilms.gateway.requests"]  # type: ignore[assignment]
+        self.latency: Histogram = by["vilms.gateway.request.duration"]  # type: ignore[assignment]
+        self.overhead: Histogram = by["vilms.gateway.overhead"]  # type: ignore[assignment]
+        self.upstream_errors: Counter = by["vilms.gateway.upstream.errors"]  # type: ignore[assignment]
+        self.retries: Counter = by["vilms.gateway.retries"]  # type: ignore[assignment]
+        self.rotations: Counter = by["vilms.gateway.endpoint.rotations"]  # type: ignore[assignment]
+        self.ejections: Counter = by["vilms.gateway.endpoint.ejections"]  # type: ignore[assignment]
+        self.fallbacks: Counter = by["vilms.gateway.fallbacks"]  # type: ignore[assignment]
+        self.queue_rejections: Counter = by["vilms.gateway.queue.rejections"]  # type: ignore[assignment]
+        self.trimmed: Counter = by["vilms.gateway.trimmed"]  # type: ignore[assignment]
+        self.reloads: Counter = by["vilms.gateway.reloads"]  # type: ignore[assignment]
         # API keys appear by name ("-": none or not valid, "_api_keys": gateway.api_keys), never by value.
-        self.key_requests = Counter("vilms_gateway_key_requests_total",
-                                    "Inference requests by API key name, alias and HTTP status.", ("key", "alias", "status"))
-        self.key_rejections = Counter("vilms_gateway_key_rejections_total",
-                                      "Requests refused because of their key, by reason "
-                                      "(missing_key, invalid_key, model_not_allowed, rpm, tpm).", ("key", "reason"))
-        self.key_tokens = Counter("vilms_gateway_key_tokens_total",
-                                  "Tokens charged to each key from the engines' usage, by kind (prompt, completion).",
-                                  ("key", "kind"))
-        self.write_timeouts = Counter("vilms_gateway_client_write_timeouts_total",
-                                      "Streams given up because the client read nothing for write_timeout_s.",
-                                      ("alias", "backend", "engine"))
-        self.discovery_lookups = Counter("vilms_gateway_discovery_lookups_total",
-                                         "DNS lookups of a backend's discovery name, by result (ok, error).",
-                                         ("backend", "engine", "result"))
-        self.adapter_ops = Counter("vilms_gateway_adapter_operations_total",
-                                   "Runtime adapter loads and unloads on engines, by result (ok, error).",
-                                   ("backend", "engine", "op", "result"))
-        self._gauges = (
-            Gauge("vilms_gateway_in_flight", "Requests currently in flight.", (), in_flight),
-            Gauge("vilms_gateway_backend_endpoints", "Endpoints of each backend (static, or found by DNS).",
-                  ("backend", "engine"), backend_endpoints),
-            Gauge("vilms_gateway_adapter_endpoints", "Endpoints that confirmed holding each runtime adapter.",
-                  ("backend", "engine", "adapter"), adapter_endpoints),
-            Gauge("vilms_gateway_endpoint_in_flight", "Upstream requests in flight per endpoint.",
-                  ("endpoint",), lambda: [((e.label,), float(e.inflight)) for e in endpoints()]),
-            Gauge("vilms_gateway_endpoint_up", "1 while an endpoint takes traffic, 0 while it is ejected (cooling down).",
-                  ("endpoint",), lambda: _up(endpoints())),
-            Gauge("vilms_gateway_endpoint_consecutive_failures",
-                  "Failed attempts in a row per endpoint (ejected at eject_after).",
-                  ("endpoint",), lambda: [((e.label,), float(e.failures)) for e in endpoints()]),
-        )
+        self.key_requests: Counter = by["vilms.gateway.key.requests"]  # type: ignore[assignment]
+        self.key_rejections: Counter = by["vilms.gateway.key.rejections"]  # type: ignore[assignment]
+        self.key_tokens: Counter = by["vilms.gateway.key.tokens"]  # type: ignore[assignment]
+        self.write_timeouts: Counter = by["vilms.gateway.client.write_timeouts"]  # type: ignore[assignment]
+        self.discovery_lookups: Counter = by["vilms.gateway.discovery.lookups"]  # type: ignore[assignment]
+        self.adapter_ops: Counter = by["vilms.gateway.adapter.operations"]  # type: ignore[assignment]
+        self._response_models: dict[str, set[str]] = {}
+
+    def response_model(self, backend: str, answered: object, asked: str) -> str:
+        """The ``gen_ai.response.model`` value: the engine's ``model`` (printable, at most
+        :data:`RESPONSE_MODEL_CHARS`), ``asked`` when the engine named none; a backend keeps at
+        most :data:`RESPONSE_MODELS_PER_BACKEND` distinct values (then ``asked``), so an engine
+        cannot grow the series without bound."""
+        if type(answered) is not str or not answered or answered == asked:
+            return asked
+        value = answered[:RESPONSE_MODEL_CHARS]
+        if not value.isprintable():
+            return asked
+        seen = self._response_models.setdefault(backend, set())
+        if value in seen:
+            return value
+        if len(seen) >= RESPONSE_MODELS_PER_BACKEND:
+            return asked
+        seen.add(value)
+        return value
+
+    def families(self) -> list[tuple[facts.Instrument, Metric, list[tuple[Key, object]]]]:
+        """Every instrument with a copy of its series, in the table's order, each followed by its
+        ``llm.ray.*`` twin when a Ray backend has series in it. Read on the event loop."""
+        out: list[tuple[facts.Instrument, Metric, list[tuple[Key, object]]]] = []
+        for metric in self.all:
+            instrument = metric.instrument
+            assert instrument is not None
+            items: list[tuple[Key, object]] = metric.items()  # type: ignore[assignment]
+            out.append((instrument, metric, items))
+            twin = _ray_twin(instrument)
+            if twin is not None:
+                at = instrument.attributes.index("engine")
+                ray_items = [(k, v) for k, v in items if k[at] == ray_facts.ENGINE]
+                if ray_items:
+                    out.append((twin, metric, ray_items))
+        return out
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in (self.requests, self.latency, self.overhead, self.upstream_errors, self.retries,
-                       self.fallbacks, self.trimmed, self.reloads, self.write_timeouts, self.key_requests,
-                       self.key_rejections, self.key_tokens, self.discovery_lookups, self.adapter_ops, *self._gauges):
-            lines.extend(metric.render())
+        for instrument, metric, items in self.families():
+            name = metric.name if instrument is metric.instrument else facts.prometheus_name(instrument)
+            lines.extend(metric.render(items, name))  # type: ignore[arg-type]
         return "\n".join(lines) + "\n"
 
 
-def _up(endpoints: Iterable[Endpoint]) -> list[tuple[tuple[str, ...], float]]:
+_TWINS: dict[str, facts.Instrument | None] = {}
+
+
+def _ray_twin(instrument: facts.Instrument) -> facts.Instrument | None:
+    """The ``llm.ray.*`` instrument of a ``vilms.gateway.*`` one with an ``engine`` attribute."""
+    if instrument.name not in _TWINS:
+        name = facts.ray_name(instrument)
+        _TWINS[instrument.name] = dataclasses.replace(instrument, name=name) \
+            if name is not None and "engine" in instrument.attributes else None
+    return _TWINS[instrument.name]
+
+
+def _make(instrument: facts.Instrument, readers: dict[str, Reader]) -> Metric:
+    if instrument.kind == "counter":
+        return Counter.of(instrument)
+    if instrument.kind == "histogram":
+        return Histogram.of(instrument)
+    return Gauge.of(instrument, readers[instrument.name])
+
+
+def _labels_of(instrument: facts.Instrument) -> tuple[str, ...]:
+    return tuple(facts.prometheus_label(a) for a in instrument.attributes)
+
+
+def _up(endpoints: Iterable[Endpoint]) -> list[tuple[Key, float]]:
     now = time.monotonic()
     return [((e.label,), 0.0 if e.cooling(now) else 1.0) for e in endpoints]
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
+    pairs = [(n, v) for n, v in zip(names, values, strict=False) if v != "" or n == "le"]
+    if not pairs:
         return ""
-    body = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=False))
-    return "{" + body + "}"
+    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in pairs) + "}"
 
 
 def _escape(value: str) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -73,6 +74,8 @@ log = logging.getLogger("vilms.gateway")
 BACKOFF_S = 0.05
 ERROR_BODY_LIMIT = 64 * 1024  # an engine's error answer is read up to this much
 _SAME_ENDPOINT_OK = frozenset((429, 502, 503, 504))  # statuses that say "busy or unreachable", not "your request"
+OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}  # gen_ai.operation.name
+_STREAM_ERRORS = frozenset(("midstream", "request_timeout", "shutdown"))  # a committed stream that broke
 
 
 @dataclass(slots=True)
@@ -95,7 +98,7 @@ class Exchange:
     """
 
     __slots__ = ("t0", "alias", "backend", "engine", "notes", "waited", "status", "retries", "fallback_from", "stream",
-                 "prompt_tokens", "completion_tokens", "ratelimit", "stream_end")
+                 "prompt_tokens", "completion_tokens", "ratelimit", "stream_end", "first_chunk")
 
     def __init__(self) -> None:
         self.t0 = perf_counter()
@@ -112,6 +115,7 @@ class Exchange:
         self.completion_tokens: int | None = None
         self.ratelimit: dict[str, str] | None = None  # the key's x-ratelimit-* headers
         self.stream_end: str | None = None  # why a committed stream ended early: midstream, write_timeout, ...
+        self.first_chunk: float | None = None  # this attempt: seconds from sending to the engine's first chunk
 
     def headers(self) -> dict[str, str]:
         overhead_ms = (perf_counter() - self.t0 - self.waited) * 1000.0
@@ -229,6 +233,8 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                 endpoint = last
             ex.retries += 1
             metrics.retries.inc(alias.name, alias.backend, engine)
+            if endpoint is not last:
+                metrics.rotations.inc(alias.name, alias.backend, engine)
             if endpoint.url in tried:
                 pause = min(BACKOFF_S * (2 ** (attempt - 1)), deadline - loop.time())
                 if pause > 0:
@@ -242,10 +248,13 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
             return _deadline_failure(settings)
         tried.add(endpoint.url)
         endpoint.inflight += 1
+        started = perf_counter()
         try:
             result = await _attempt(request, pool, settings, kind, route, endpoint, call, data, ex, deadline)
         finally:
             endpoint.inflight -= 1
+        _observe(metrics, kind, alias, engine, endpoint, call, ex, result, perf_counter() - started,
+                 members is not None or on_demand)
         if members is not None and type(result) is Response and result.status == 404:
             members.lost(endpoint, alias.model)  # the engine no longer holds the adapter: it restarted
             metrics.upstream_errors.inc(alias.name, alias.backend, engine, "adapter_missing")
@@ -271,7 +280,7 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                 return result
             failure, last = result, endpoint
             metrics.upstream_errors.inc(alias.name, alias.backend, engine, result.kind)
-            ejected = Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
+            ejected = _failed(metrics, endpoint, route, settings)
             if not result.same_endpoint_ok:
                 barred.add(endpoint.url)
             log.warning("upstream attempt failed: alias=%s backend=%s engine=%s endpoint=%s kind=%s status=%d bytes=%d%s",
@@ -286,12 +295,45 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                 metrics.write_timeouts.inc(alias.name, alias.backend, engine)
         elif end == "midstream":
             metrics.upstream_errors.inc(alias.name, alias.backend, engine, end)
-            Balancer.failed(endpoint, settings.cooldown_s, eject_after=settings.eject_after)
+            _failed(metrics, endpoint, route, settings)
         elif end == "request_timeout":
             metrics.upstream_errors.inc(alias.name, alias.backend, engine, end)
         return result
     assert failure is not None
     return failure
+
+
+def _failed(metrics: GatewayMetrics, endpoint: Endpoint, route: BackendRoute, settings: GatewaySettings) -> bool:
+    """Count a failed attempt against ``endpoint``; count an ejection when it starts cooling down."""
+    now = time.monotonic()
+    was_cooling = endpoint.cooling(now)
+    ejected = Balancer.failed(endpoint, settings.cooldown_s, now, eject_after=settings.eject_after)
+    if ejected and not was_cooling:
+        metrics.ejections.inc(route.backend.id, route.backend.engine, endpoint.label)
+    return ejected
+
+
+def _observe(metrics: GatewayMetrics, kind: str, alias: Route, engine: str, endpoint: Endpoint, call: UpstreamCall,
+             ex: Exchange, result: Response | StreamResponse | Failure, elapsed: float, adapter_404: bool) -> None:
+    """The GenAI client metrics of one upstream attempt (its duration, tokens, time to first chunk)."""
+    if type(result) is Failure:
+        error = result.kind
+    elif type(result) is Response and result.status >= 400:
+        error = "adapter_missing" if adapter_404 and result.status == 404 else str(result.status)
+    elif ex.stream_end in _STREAM_ERRORS:
+        error = ex.stream_end or ""
+    else:
+        error = ""
+    model = "" if error else metrics.response_model(alias.backend, call.response_model, alias.model)
+    key = (OPERATIONS[kind], alias.name, model, endpoint.address, endpoint.port, alias.backend, engine)
+    metrics.operation_duration.observe(elapsed, *key, error)
+    if ex.first_chunk is not None:
+        metrics.time_to_first_chunk.observe(ex.first_chunk, *key)
+    if not error:
+        if call.prompt_tokens is not None:
+            metrics.token_usage.observe(call.prompt_tokens, *key, "input")
+        if call.completion_tokens is not None and kind != "embeddings":
+            metrics.token_usage.observe(call.completion_tokens, *key, "output")
 
 
 def _adapter_loading(alias: Route) -> Failure:
@@ -309,7 +351,7 @@ async def _attempt(request: Request, pool: Pool, settings: GatewaySettings, kind
                    ex: Exchange, deadline: float) -> Response | StreamResponse | Failure:
     backend = route.backend.id
     started = perf_counter()
-    call.prompt_tokens = call.completion_tokens = None
+    call.prompt_tokens = call.completion_tokens = call.response_model = ex.first_chunk = None
     try:
         async with pool.post(endpoint.url + call.path, data, route.headers, settings.connect_timeout_s,
                              settings.read_timeout_s, settings.first_byte_timeout_s, deadline) as upstream:
@@ -380,6 +422,8 @@ async def _stream(request: Request, upstream: UpstreamResponse, route: BackendRo
     try:
         while not first:  # before the first byte goes out, any failure is retryable
             chunk = await upstream.readany()
+            if ex.first_chunk is None and chunk:
+                ex.first_chunk = perf_counter() - started
             if not chunk:
                 first = translator.finish()
                 if not first:

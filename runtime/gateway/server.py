@@ -20,6 +20,7 @@ from vilms.runtime.logs import log_to_stderr
 
 from .app import App
 from .httpserver import Server
+from .metrics_export import MetricsExport
 from .state import GatewayState
 from .telemetry import Telemetry
 
@@ -57,6 +58,9 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
                           hint="pick another --port, or stop what is using this one") from None
     installed = _install_signals(loop, stop, state) if install_signals else []
     background = state.start(watch_interval_s)  # routes watcher, DNS discovery, adapter reconciler
+    export = MetricsExport.from_settings(state.table.settings.telemetry, state.metrics, state.environ)
+    if export is not None:
+        background.append(asyncio.create_task(export.run()))
     table = state.table
     log.info("vilms gateway serving deployment %s on http://%s:%d (%d aliases, auth %s)",
              table.routes.deployment, host, port, len(table.aliases), "on" if table.keys.enabled else "off")
@@ -70,6 +74,8 @@ async def serve(state: GatewayState, host: str, port: int, *, ready: asyncio.Eve
             task.cancel()
         log.info("draining: waiting up to %.0f s for %d in-flight requests", SHUTDOWN_GRACE_S, state.inflight)
         await _drain(server, app)
+        if export is not None:
+            await export.close()  # the final export: what the drained requests added
         app.close()
         state.close()
         for sig in installed:

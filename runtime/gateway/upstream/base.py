@@ -47,6 +47,7 @@ class UpstreamCall:
     base64_embeddings: bool = False  # encoding_format=base64, for engines that build embeddings
     prompt_tokens: int | None = None  # the engine's usage, set by translate() or the stream translator
     completion_tokens: int | None = None
+    response_model: object = None  # the ``model`` the engine answered with, as sent (checked by the metrics)
 
 
 class StreamTranslator(Protocol):

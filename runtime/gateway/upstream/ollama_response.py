@@ -67,8 +67,9 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _note_usage(call: UpstreamCall, usage: dict[str, int]) -> None:
+def _note_usage(call: UpstreamCall, usage: dict[str, int], model: object = None) -> None:
     call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+    call.response_model = model
 
 
 def chat_completion(raw: bytes, call: UpstreamCall) -> bytes:
@@ -83,7 +84,7 @@ def chat_completion(raw: bytes, call: UpstreamCall) -> bytes:
             item.pop("index")
         out_message["tool_calls"] = calls
     usage = _usage(data)
-    _note_usage(call, usage)
+    _note_usage(call, usage, data.get("model"))
     return _DUMPS({
         "id": _new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
         "model": data.get("model", ""),
@@ -96,7 +97,7 @@ def chat_completion(raw: bytes, call: UpstreamCall) -> bytes:
 def text_completion(raw: bytes, call: UpstreamCall) -> bytes:
     data = _parse(raw)
     usage = _usage(data)
-    _note_usage(call, usage)
+    _note_usage(call, usage, data.get("model"))
     return _DUMPS({
         "id": _new_id("cmpl-"), "object": "text_completion", "created": int(time.time()),
         "model": data.get("model", ""),
@@ -116,7 +117,7 @@ def embeddings(raw: bytes, call: UpstreamCall) -> bytes:
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         items.append({"object": "embedding", "embedding": value, "index": index})
     prompt = _count(data.get("prompt_eval_count"))
-    _note_usage(call, {"prompt_tokens": prompt, "completion_tokens": 0})
+    _note_usage(call, {"prompt_tokens": prompt, "completion_tokens": 0}, data.get("model"))
     return _DUMPS({"object": "list", "data": items, "model": data.get("model", ""),
                    "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}).encode()
 
@@ -164,7 +165,7 @@ class NDJSONToSSE:
         if data.get("done"):
             self._done = True
             usage = _usage(data)
-            _note_usage(self.call, usage)
+            _note_usage(self.call, usage, self._model)
             if self.call.include_usage:
                 out += self._event([], usage=usage)
             out += b"data: [DONE]\n\n"

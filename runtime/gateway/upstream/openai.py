@@ -65,6 +65,7 @@ class OpenAIEngine:
         if type(data) is not dict or "error" in data:
             raise BadResponse("the engine's answer is not a result object")
         call.prompt_tokens, call.completion_tokens = tokens(data.get("usage"))
+        call.response_model = data.get("model")
         return raw
 
     def stream_translator(self, kind: str, call: UpstreamCall) -> SSECheck:
@@ -161,6 +162,7 @@ class SSECheck:
         if type(data) is not dict or "usage" not in data:
             return False
         prompt, completion = tokens(data["usage"])
+        self.call.response_model = data.get("model")
         if prompt is not None or completion is not None:
             self.call.prompt_tokens, self.call.completion_tokens = prompt, completion
         return not self.call.include_usage and not data.get("choices")
