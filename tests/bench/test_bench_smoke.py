@@ -40,17 +40,22 @@ def test_gateway_bench_smoke(tmp_path):
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path / "gateway.json"
     proc = run_bench(["bench/gateway.py", "--seconds", "1", "--concurrency", "16", "--skip-portkey", "--skip-litellm",
-                      "--json", str(out)], timeout=180)
+                      "--otel-rounds", "2", "--json", str(out)], timeout=240)
     assert "Portkey skipped (--skip-portkey)" in proc.stdout
     assert "=== targets ===" in proc.stdout
     data = json.loads(out.read_text())
     points = {(p["target"], p["stream"]): p for p in data["points"]}
-    assert set(points) == {("direct", False), ("vilms", False), ("direct", True), ("vilms", True)}
+    otel = {(t, s) for t in ("vilms (otel off)", "vilms+otel") for s in (False, True)}
+    assert set(points) == {("direct", False), ("vilms", False), ("direct", True), ("vilms", True)} | otel
     assert all(p["requests"] > 0 and p["cpu_us_per_req"] > 0 for p in points.values())
-    assert points[("vilms", False)]["errors"] == 0 and points[("vilms", True)]["errors"] == 0
+    assert all(points[k]["errors"] == 0 for k in otel | {("vilms", False), ("vilms", True)})
     assert data["resilience"]["requests"] > 0
-    names = {t["name"] for t in data["targets"]}
-    assert {"ahead of Portkey: more req/s, every point", "CPU per request <= 84 us (c=16)"} <= names
+    targets = {t["name"]: t for t in data["targets"]}
+    assert {"ahead of Portkey: more req/s, every point", "CPU per request <= 84 us (c=16)"} <= set(targets)
+    # the on/off comparison ran, and the exports reached the receiver (the value names their count)
+    otel_target = targets["OTel metrics on: CPU/req <= 1.10x off"]
+    assert otel_target["ok"] is not None and "exports" in otel_target["value"], otel_target
+    assert "OTLP receiver: " in proc.stdout
 
 
 def test_gateway_bench_portkey_plumbing(tmp_path, monkeypatch, capsys):
