@@ -261,3 +261,40 @@ def test_an_unset_endpoint_variable_means_no_export_and_one_warning(tmp_path, ca
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if "OTLP_BASE, which is unset or empty: no metrics export" in m]
     assert SECRET not in caplog.text
+
+
+class RenamingVLLM(FakeVLLM):
+    """A vLLM whose answers name the model differently from the request (as a served-model alias does)."""
+
+    answer_as = "Qwen/Qwen2.5-1.5B-Instruct"
+
+    async def _enter(self, request):  # type: ignore[no-untyped-def]
+        body = await super()._enter(request)
+        body["model"] = self.answer_as
+        return body
+
+
+def test_shutdown_sends_the_final_export_gzip_and_the_engines_model_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")  # the SDK's own setting: the receiver gunzips
+
+    async def scenario(url: str):  # type: ignore[no-untyped-def]
+        fake = await RenamingVLLM(models=(RenamingVLLM.answer_as,)).start()
+        doc = routes_doc({"vllm": {"engine": "vllm", "endpoints": [fake.url]}}, {"chat": {"backend": "vllm", "model": MODEL}},
+                         telemetry=_otlp(interval_s=3600.0))
+        try:
+            async with gateway(tmp_path, doc, environ={"OTLP_BASE": url}) as gw:
+                for stream in (False, True, False):
+                    status, _, _ = await gw.post("/v1/chat/completions", _chat("chat", stream=stream))
+                    assert status == 200
+        finally:
+            await fake.stop()
+
+    with Receiver() as receiver:
+        run(scenario(receiver.url))
+    (only,) = receiver.received  # no periodic export within the hour: the one sent on shutdown
+    assert only.headers.get("content-encoding") == "gzip"
+    assert "x-collector-token" not in only.headers  # its variable is unset: the header is left out
+    assert _one(points(only.request, "vilms.gateway.requests"), status="200").value == 3
+    (duration,) = points(only.request, "gen_ai.client.operation.duration")
+    assert duration.count == 3 and duration.attributes["gen_ai.response.model"] == RenamingVLLM.answer_as
+    assert duration.attributes["gen_ai.request.model"] == "chat"
