@@ -97,6 +97,8 @@ class Membership:
         self.pool = pool
         self.current: dict[str, BackendMembers] = {}
         self.on_lost: Callable[[], None] = _nothing  # set by the adapter reconciler: wake it up
+        # set by the gateway state: drop the metric series of endpoints no backend has any more
+        self.on_retained: Callable[[list[Endpoint]], None] = lambda endpoints: None
 
     def members_for(self, backend: Backend) -> BackendMembers:
         """The current members when the backend's endpoints and discovery are unchanged, else new ones."""
@@ -115,6 +117,7 @@ class Membership:
 
     def retain(self) -> None:
         self.pool.retain(e for members in self.current.values() for e in members.all.endpoints)
+        self.on_retained(self.pool.all())
 
 
 def _nothing() -> None:

@@ -201,6 +201,22 @@ class GatewayMetrics:
         seen.add(value)
         return value
 
+    def forget_endpoints(self, live: Iterable[Endpoint]) -> None:
+        """Drop the per-endpoint series (GenAI ``server.address``/``server.port``, ejections) of
+        endpoints that left (pods found by DNS come and go): series stay bounded by the endpoints
+        the backends have now, not by every address seen since start."""
+        live = list(live)
+        addresses = {(e.address, e.port) for e in live}
+        labels = {e.label for e in live}
+        for histogram in (self.operation_duration, self.token_usage, self.time_to_first_chunk):
+            names = histogram.instrument.attributes  # type: ignore[union-attr]
+            a, p = names.index("server.address"), names.index("server.port")
+            for key in [k for k in histogram.series if (k[a], k[p]) not in addresses]:
+                del histogram.series[key]
+        at = self.ejections.instrument.attributes.index("endpoint")  # type: ignore[union-attr]
+        for key in [k for k in self.ejections.values if k[at] not in labels]:
+            del self.ejections.values[key]
+
     def families(self) -> list[tuple[facts.Instrument, Metric, list[tuple[Key, object]]]]:
         """Every instrument with a copy of its series, in the table's order, each followed by its
         ``llm.ray.*`` twin when a Ray backend has series in it. Read on the event loop."""

@@ -44,6 +44,7 @@ class GatewayState:
             adapter_endpoints=lambda: [((bid, r.backend.engine, name), float(len(b.endpoints)))
                                        for bid, r in self.table.backends.items() for name, b in r.lora.items()],
         )
+        self.membership.on_retained = self.metrics.forget_endpoints
         self._stamp = self._file_stamp()
         # Raises VilmsError for a bad file or missing keys: the gateway never starts broken.
         self.table: RoutingTable = build_table(load_routes(self.routes_file), self.pool, environ,

@@ -148,3 +148,28 @@ def test_queue_rejections_are_counted(tmp_path):
     statuses, text = run(scenario())
     assert statuses == [429, 429]
     assert 'vilms_gateway_queue_rejections_total{alias="-",backend="-",engine="-"} 2' in text
+
+
+def test_series_of_endpoints_that_left_are_dropped(tmp_path):
+    """A reload (or DNS) that removes an endpoint drops its per-endpoint series: bounded by the endpoints now."""
+    from gateway_harness import write_routes
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        a, b = await FakeVLLM(fault="500").start(), await FakeVLLM().start()
+        alias = {"chat": {"backend": "vllm", "model": "qwen2.5-1.5b"}}
+        doc = routes_doc({"vllm": {"engine": "vllm", "endpoints": [a.url, b.url]}}, alias, eject_after=1)
+        chat = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
+        async with gateway(tmp_path, doc) as gw:
+            assert (await gw.post("/v1/chat/completions", chat))[0] == 200  # a fails (ejected), b answers
+            _, _, before = await gw.get("/metrics")
+            write_routes(gw.routes_file, routes_doc({"vllm": {"engine": "vllm", "endpoints": [b.url]}}, alias))
+            assert gw.state.reload()
+            _, _, after = await gw.get("/metrics")
+        for fake in (a, b):
+            await fake.stop()
+        return a.port, b.port, before, after
+
+    a_port, b_port, before, after = run(scenario())
+    assert f'server_port="{a_port}"' in before and 'endpoint_ejections_total{backend="vllm"' in before
+    assert f'server_port="{a_port}"' not in after and "vilms_gateway_endpoint_ejections_total{" not in after
+    assert f'server_port="{b_port}"' in after
