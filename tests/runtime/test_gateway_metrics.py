@@ -173,3 +173,30 @@ def test_series_of_endpoints_that_left_are_dropped(tmp_path):
     assert f'server_port="{a_port}"' in before and 'endpoint_ejections_total{backend="vllm"' in before
     assert f'server_port="{a_port}"' not in after and "vilms_gateway_endpoint_ejections_total{" not in after
     assert f'server_port="{b_port}"' in after
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=40), st.text(max_size=40), st.integers(1, 5)), max_size=8))
+def test_metrics_text_round_trips_any_label_value(rows):
+    """Key names and aliases are operator-chosen text: whatever they hold, /metrics stays parseable
+    and gives back the same values (an empty value is the same as no label)."""
+    metrics = _metrics()
+    expected: dict[tuple[str, str], float] = {}
+    for key, alias, amount in rows:
+        metrics.key_requests.inc(key, alias, "200", amount=amount)
+        expected[(key, alias)] = expected.get((key, alias), 0) + amount
+    found = {(s.labels.get("key", ""), s.labels.get("alias", "")): s.value
+             for f in text_string_to_metric_families(metrics.render()) for s in f.samples
+             if s.name == "vilms_gateway_key_requests_total"}
+    assert found == expected
+
+
+def test_the_gateway_without_telemetry_never_imports_opentelemetry():
+    """The request path (app, proxy, metrics) needs no OpenTelemetry: the SDK loads only for export."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vilms.runtime.gateway.server, vilms.runtime.gateway.app, vilms.runtime.gateway.proxy; "
+            "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"
