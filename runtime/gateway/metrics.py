@@ -88,9 +88,13 @@ class Histogram:
         return metric
 
     def observe(self, value: float, *label_values: str) -> None:
-        row = self.series.get(label_values)
+        self.add(label_values, value)
+
+    def add(self, key: Key, value: float) -> None:
+        """:meth:`observe` with the attribute values already in a tuple (the per-attempt path)."""
+        row = self.series.get(key)
         if row is None:
-            row = self.series[label_values] = [0.0] * (len(self.buckets) + 2)
+            row = self.series[key] = [0.0] * (len(self.buckets) + 2)
         index = bisect_left(self.buckets, value)
         if index < len(self.buckets):
             row[index] += 1

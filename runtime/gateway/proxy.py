@@ -324,16 +324,19 @@ def _observe(metrics: GatewayMetrics, kind: str, alias: Route, engine: str, endp
         error = ex.stream_end or ""
     else:
         error = ""
-    model = "" if error else metrics.response_model(alias.backend, call.response_model, alias.model)
-    key = (OPERATIONS[kind], alias.name, model, endpoint.address, endpoint.port, alias.backend, engine)
-    metrics.operation_duration.observe(elapsed, *key, error)
+    answered = call.response_model
+    model = "" if error else alias.model if answered == alias.model else \
+        metrics.response_model(alias.backend, answered, alias.model)
+    op, name, address, port, backend = OPERATIONS[kind], alias.name, endpoint.address, endpoint.port, alias.backend
+    metrics.operation_duration.add((op, name, model, address, port, backend, engine, error), elapsed)
     if ex.first_chunk is not None:
-        metrics.time_to_first_chunk.observe(ex.first_chunk, *key)
+        metrics.time_to_first_chunk.add((op, name, model, address, port, backend, engine), ex.first_chunk)
     if not error:
+        tokens = metrics.token_usage
         if call.prompt_tokens is not None:
-            metrics.token_usage.observe(call.prompt_tokens, *key, "input")
+            tokens.add((op, name, model, address, port, backend, engine, "input"), call.prompt_tokens)
         if call.completion_tokens is not None and kind != "embeddings":
-            metrics.token_usage.observe(call.completion_tokens, *key, "output")
+            tokens.add((op, name, model, address, port, backend, engine, "output"), call.completion_tokens)
 
 
 def _adapter_loading(alias: Route) -> Failure:
