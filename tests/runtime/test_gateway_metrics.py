@@ -200,3 +200,22 @@ def test_the_gateway_without_telemetry_never_imports_opentelemetry():
             "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_without_the_otel_extra_the_export_is_off_with_one_warning(monkeypatch, caplog):
+    import sys
+
+    from vilms.compiler.contracts.telemetry import OtlpSpec
+    from vilms.runtime.gateway.metrics_export import MetricsExport
+
+    for name in ("opentelemetry.sdk.metrics.export", "opentelemetry.exporter.otlp.proto.http.metric_exporter"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError, as when not installed
+    spec = OtlpSpec(endpoint="http://127.0.0.1:4318", endpoint_env=None, headers_env={}, interval_s=15.0,
+                    metrics=True, traces=False)
+    assert MetricsExport.from_settings(spec, _metrics(), {}) is None
+    assert [r.getMessage() for r in caplog.records if r.name == "vilms.gateway"] == [
+        "OpenTelemetry metrics export is configured but opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http "
+        "are not installed: no metrics export"]
+    off = OtlpSpec(endpoint="http://127.0.0.1:4318", endpoint_env=None, headers_env={}, interval_s=15.0,
+                   metrics=False, traces=True)
+    assert MetricsExport.from_settings(off, _metrics(), {}) is None  # metrics: false
