@@ -73,9 +73,10 @@ def ray_name(instrument: Instrument) -> str | None:
     return RAY_PREFIX + instrument.name[len(GATEWAY_PREFIX):]
 
 
-# Attributes of an upstream attempt under the GenAI conventions
-_GENAI = ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model", "server.address", "server.port",
-          "backend", "engine")
+# Attributes of an upstream attempt under the GenAI conventions (gen_ai.provider.name is required there:
+# no well-known value names a self-hosted engine, so it is the engine, as the conventions allow)
+_GENAI = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
+          "server.address", "server.port", "backend", "engine")
 _ROUTE = ("alias", "backend", "engine")
 
 GATEWAY: tuple[Instrument, ...] = (

@@ -328,15 +328,15 @@ def _observe(metrics: GatewayMetrics, kind: str, alias: Route, engine: str, endp
     model = "" if error else alias.model if answered == alias.model else \
         metrics.response_model(alias.backend, answered, alias.model)
     op, name, address, port, backend = OPERATIONS[kind], alias.name, endpoint.address, endpoint.port, alias.backend
-    metrics.operation_duration.add((op, name, model, address, port, backend, engine, error), elapsed)
+    metrics.operation_duration.add((op, engine, name, model, address, port, backend, engine, error), elapsed)
     if ex.first_chunk is not None:
-        metrics.time_to_first_chunk.add((op, name, model, address, port, backend, engine), ex.first_chunk)
+        metrics.time_to_first_chunk.add((op, engine, name, model, address, port, backend, engine), ex.first_chunk)
     if not error:
         tokens = metrics.token_usage
         if call.prompt_tokens is not None:
-            tokens.add((op, name, model, address, port, backend, engine, "input"), call.prompt_tokens)
+            tokens.add((op, engine, name, model, address, port, backend, engine, "input"), call.prompt_tokens)
         if call.completion_tokens is not None and kind != "embeddings":
-            tokens.add((op, name, model, address, port, backend, engine, "output"), call.completion_tokens)
+            tokens.add((op, engine, name, model, address, port, backend, engine, "output"), call.completion_tokens)
 
 
 def _adapter_loading(alias: Route) -> Failure:

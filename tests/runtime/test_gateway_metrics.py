@@ -53,13 +53,15 @@ def test_every_instrument_of_the_table_is_on_metrics_under_its_derived_name():
 
 def test_labels_follow_the_table_and_empty_values_are_left_out():
     metrics = _metrics()
-    metrics.operation_duration.observe(0.2, "chat", "chat", "m", "10.0.0.1", "8000", "vllm", "vllm", "")
-    metrics.operation_duration.observe(0.3, "chat", "chat", "", "10.0.0.1", "8000", "vllm", "vllm", "status_500")
+    metrics.operation_duration.observe(0.2, "chat", "vllm", "chat", "m", "10.0.0.1", "8000", "vllm", "vllm", "")
+    metrics.operation_duration.observe(0.3, "chat", "vllm", "chat", "", "10.0.0.1", "8000", "vllm", "vllm", "status_500")
     text = metrics.render()
-    assert ('gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_request_model="chat",'
+    assert ('gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="vllm",'
+            'gen_ai_request_model="chat",'
             'gen_ai_response_model="m",server_address="10.0.0.1",server_port="8000",backend="vllm",engine="vllm"} 1'
             ) in text
-    assert ('gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_request_model="chat",'
+    assert ('gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="vllm",'
+            'gen_ai_request_model="chat",'
             'server_address="10.0.0.1",server_port="8000",backend="vllm",engine="vllm",error_type="status_500"} 1'
             ) in text
 
@@ -107,7 +109,7 @@ def test_otlp_data_points_carry_the_same_numbers():
 
     metrics = _metrics([Endpoint("http://10.0.0.1:8000")])
     for value in (0.005, 0.05, 100.0):  # the last above every bound
-        metrics.operation_duration.observe(value, "chat", "chat", "m", "10.0.0.1", "8000", "ray", "ray", "")
+        metrics.operation_duration.observe(value, "chat", "ray", "chat", "m", "10.0.0.1", "8000", "ray", "ray", "")
     metrics.requests.inc("chat", "ray", "ray", "200", amount=2)
     export = MetricsExport(metrics, None, 1.0, _Sdk())
     request = encode_metrics(export._data(metrics.families(), 2_000_000_000_000_000_000))

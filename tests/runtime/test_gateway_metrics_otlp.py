@@ -143,7 +143,7 @@ def test_retry_rotation_ejection_fallback_and_ray_counters_reach_the_receiver(tm
     ok = _one(duration, **{"gen_ai.request.model": "chat", "server.port": good_port})
     assert ok.count == 2 and ok.kind == "histogram" and ok.bounds == facts.DURATION_BUCKETS
     assert sum(ok.buckets) == ok.count and len(ok.buckets) == len(ok.bounds) + 1
-    assert ok.attributes == {"gen_ai.operation.name": "chat", "gen_ai.request.model": "chat",
+    assert ok.attributes == {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "vllm", "gen_ai.request.model": "chat",
                              "gen_ai.response.model": MODEL, "server.address": "127.0.0.1", "server.port": good_port,
                              "backend": "vllm", "engine": "vllm"}
     assert _one(duration, **{"gen_ai.request.model": "flaky", "error.type": "connect"}).count == 3
