@@ -301,3 +301,34 @@ def test_shutdown_sends_the_final_export_gzip_and_the_engines_model_name(tmp_pat
     (duration,) = points(only.request, "gen_ai.client.operation.duration")
     assert duration.count == 3 and duration.attributes["gen_ai.response.model"] == RenamingVLLM.answer_as
     assert duration.attributes["gen_ai.request.model"] == "chat"
+
+
+def test_an_outage_is_logged_once_and_its_end_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vilms.gateway")
+
+    async def scenario(receiver: Receiver):  # type: ignore[no-untyped-def]
+        fake = await FakeVLLM().start()
+        doc = routes_doc({"vllm": {"engine": "vllm", "endpoints": [fake.url]}}, {"chat": {"backend": "vllm", "model": MODEL}},
+                         telemetry=_otlp())
+        try:
+            async with gateway(tmp_path, doc, environ={"OTLP_BASE": receiver.url}) as gw:
+                assert (await gw.post("/v1/chat/completions", _chat("chat")))[0] == 200
+                for _ in range(100):  # two refused exports (interval 1 s)
+                    if len(receiver.received) >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                receiver.mode = "ok"
+                seen = len(receiver.received)
+                for _ in range(100):  # one accepted
+                    if len(receiver.received) > seen:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
+        finally:
+            await fake.stop()
+
+    with Receiver("status:400") as receiver:
+        run(scenario(receiver))
+    messages = [r.getMessage() for r in caplog.records if r.name == "vilms.gateway"]
+    assert len([m for m in messages if m.startswith("OTLP metrics export failing")]) == 1, messages
+    assert len([m for m in messages if m.startswith("OTLP metrics export recovered")]) == 1, messages
