@@ -79,9 +79,15 @@ class MetricsExport:
 
     async def run(self) -> None:
         """Export every ``interval_s`` until cancelled."""
+        logged = False
         while True:
             await asyncio.sleep(self.interval_s)
-            self.start_export()
+            try:
+                self.start_export()
+            except Exception:  # a snapshot that failed must not end the exports for good
+                if not logged:
+                    log.exception("OTLP metrics export: taking the snapshot failed")
+                    logged = True
 
     def start_export(self) -> Future[bool] | None:
         """Snapshot now (on the loop) and export in the worker thread; None when one is still running."""
