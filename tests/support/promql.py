@@ -199,7 +199,7 @@ def parse(expr: str) -> Query:
     for k, t in enumerate(tokens):
         if t.text == "{" and (k == 0 or tokens[k - 1].kind != "ident"):
             raise PromQLError(f"a selector without a metric name at {t.pos}")
-    resolved = [(labels, [s.metric for s, w in zip(selectors, where) if lo <= w <= hi]) for labels, (lo, hi) in groupings]
+    resolved = [(labels, [s.metric for s, w in zip(selectors, where, strict=True) if lo <= w <= hi]) for labels, (lo, hi) in groupings]
     return Query(selectors, resolved, functions)
 
 
