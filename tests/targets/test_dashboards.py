@@ -21,7 +21,6 @@ from vilms.compiler.facts import vllm as vllm_facts
 from vilms.compiler.render import helm
 
 DASHBOARDS_DIR = Path(helm.__file__).resolve().parents[2] / "templates" / "helm" / "chart" / helm.DASHBOARDS_DIR
-GRAFANA_SCHEMA_VERSION = 41  # Grafana 12's dashboard JSON (what a dashboard exported from Grafana 12.x carries)
 GRID_COLUMNS = 24
 TARGET_LABELS = {"namespace", "pod", "job", "instance"}  # added by Prometheus (the chart's monitors) to every series
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "__interval_ms"}
@@ -170,7 +169,7 @@ def test_every_query_reads_series_and_labels_that_are_emitted(name):
 @pytest.mark.parametrize("name", helm.DASHBOARDS)
 def test_layout_is_a_grafana_dashboard(name):
     board = _boards()[name]
-    assert board["schemaVersion"] == GRAFANA_SCHEMA_VERSION
+    assert board["schemaVersion"] == _grafana_schema_version()
     assert board["uid"] == f"vilms-{name}" and board["title"]
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
     cells: dict[tuple[int, int], str] = {}
@@ -187,6 +186,50 @@ def test_layout_is_a_grafana_dashboard(name):
     # deterministic: the file is its own canonical dump (sorted keys, two spaces), as exported and normalised
     path = DASHBOARDS_DIR / f"{name}.json"
     assert path.read_text(encoding="utf-8") == json.dumps(board, indent=2, sort_keys=True) + "\n"
+
+
+def _grafana_schema_version() -> int:
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    return Dashboard().schema_version  # the schema's own default: what the Grafana it was generated from writes
+
+
+def grafana_round_trip(board: dict) -> dict:
+    """The dashboard through Grafana's own types (grafana-foundation-sdk, generated from Grafana's schemas:
+    the dashboard, the timeseries and stat panels' options and field config, Prometheus queries) and back."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+    return json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+
+
+def lost(before: object, after: object, path: str = "") -> list[str]:
+    """Keys Grafana's types do not know (dropped on the way through) and values they changed."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [p for k, v in before.items()
+                for p in ([f"{path}/{k} unknown to Grafana"] if k not in after else lost(v, after[k], f"{path}/{k}"))]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [p for i, (x, y) in enumerate(zip(before, after, strict=True)) for p in lost(x, y, f"{path}[{i}]")]
+    return [] if before == after else [f"{path}: {before!r} became {after!r}"]
+
+
+@pytest.mark.parametrize("name", helm.DASHBOARDS)
+def test_grafanas_own_types_keep_every_key_and_value(name):
+    board = _boards()[name]
+    assert lost(board, grafana_round_trip(board)) == []
+
+
+@pytest.mark.parametrize(("where", "key"), [((), "refersh"), (("panels", 1), "gridpos"), (("panels", 1, "options", "legend"), "displayMod"),
+                                            (("panels", 1, "targets", 0), "legendFromat"), (("templating", "list", 0), "lable")])
+def test_a_misspelled_key_is_unknown_to_grafana(where, key):
+    board = _boards()["gateway"]
+    node = board
+    for step in where:
+        node = node[step]
+    node[key] = "x"
+    assert f"/{key} unknown to Grafana" in " ".join(lost(board, grafana_round_trip(board)))
 
 
 def test_the_gateway_dashboard_shows_what_the_issue_asks_for():
