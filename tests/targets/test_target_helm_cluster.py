@@ -173,6 +173,19 @@ def test_dashboards_follow_their_toggles(generated_tree):
     assert not [c for c in _by_kind(docs, "ConfigMap").values() if c["metadata"]["labels"].get("grafana_dashboard")]
 
 
+@pytest.mark.parametrize("dashboards", [{"gateway": True, "training": True, "vllm": True, "grafana": True},
+                                        {"gateway": "yes", "training": True, "vllm": True}])
+def test_values_schema_refuses_unknown_dashboards_and_non_boolean_toggles(dashboards, generated_tree):
+    """A dashboard the chart does not ship, a toggle that is not a boolean (toggles left out keep the
+    chart's values.yaml defaults: Helm merges maps)."""
+    import helm_python
+
+    values = _values(*CLUSTER)
+    values["monitoring"]["dashboards"] = dashboards
+    with pytest.raises(helm_python.HelmError):
+        helm_render(generated_tree(CLUSTER[0]) / CLUSTER[1], values)
+
+
 def test_a_model_spanning_nodes_is_a_leaderworkerset(cluster):
     lws = _by_kind(cluster, "LeaderWorkerSet")["prod-vllm-llama3-1-70b"]["spec"]
     serving = _source("fx-helm-cluster")["deployments"]["prod"]["serving"]["llama3.1-70b"]
