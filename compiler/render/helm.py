@@ -202,7 +202,7 @@ def _dashboards(plan: Plan, dep: Deployment, on: bool) -> dict[str, bool]:
 
 
 def _monitoring(plan: Plan, dep: Deployment) -> dict[str, Any]:
-    """Prometheus Operator monitors, the dashboard ConfigMap and the Prometheus KEDA queries."""
+    """Prometheus Operator monitors, the dashboard ConfigMaps and the Prometheus KEDA queries."""
     spec = dep.monitoring
     out: dict[str, Any] = {
         "enabled": spec is not None,
