@@ -321,6 +321,27 @@ def test_any_one_character_change_to_a_queried_series_is_caught(data):
     assert query_problems(broken, series, legend), broken
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_one_character_change_to_a_label_is_caught(data):
+    """The same for label names, in a matcher or a by (...) clause."""
+    series = emitted_series()
+    candidates = [(e, leg) for e, leg in _all_targets() if re.search(r"\b(by \(|[a-z_]+=~?\")", e)]
+    expr, legend = data.draw(st.sampled_from(candidates))
+    query = parse(expr)
+    labels = sorted({lab for s in query.selectors for lab in s.labels} | {lab for group, _ in query.groupings for lab in group})
+    label = data.draw(st.sampled_from(labels))
+    pos = data.draw(st.integers(0, len(label) - 1))
+    char = data.draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz_"))
+    typo = label[:pos] + char + label[pos + 1:]
+    metrics = [s.metric for s in query.selectors]
+    if typo == label or any(typo in series[m] for m in metrics) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", typo):
+        return  # unchanged, or another label these series really carry
+    broken = re.sub(rf"(?<=[(, {{]){re.escape(label)}(?=[,)=!]|\s*[=!])", typo, expr)
+    assert broken != expr, (label, expr)
+    assert query_problems(broken, series, legend), broken
+
+
 @pytest.mark.parametrize("expr", ['sum(rate(x[5m]', 'rate(x{a="b"[5m])', 'rate(x{a=}[5m])', "sum by alias (x)",
                                   "rate(x[five])", 'x{a="b" c="d"}', "x # y",
                                   "rate(x[5m]", "x)", "histogram_quantile(0.5, sum by (le) (rate(x[5m])))"])
