@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,47 @@ def test_a_misspelled_key_is_unknown_to_grafana(where, key):
         node = node[step]
     node[key] = "x"
     assert f"/{key} unknown to Grafana" in " ".join(lost(board, grafana_round_trip(board)))
+
+
+def test_every_series_a_running_gateway_exposes_is_in_the_table_the_dashboards_are_checked_against(tmp_path):
+    """The other direction, on the real exporter: a gateway in front of a fake vLLM (a request answered, a
+    fallback from a closed port, a key) is scraped, and every sample's name and labels must be in
+    emitted_series(); otherwise a dashboard checked against the table could query what /metrics does not say."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from gateway_fakes import FakeVLLM
+    from gateway_harness import gateway, routes_doc, run
+
+    async def body() -> str:
+        fake = await FakeVLLM().start()
+        doc = routes_doc({"v": {"engine": "vllm", "endpoints": [fake.url]}, "gone": {"engine": "vllm", "endpoints": ["http://127.0.0.1:9"]}},
+                         {"chat": {"backend": "v", "model": "qwen2.5-1.5b"},
+                          "big": {"backend": "gone", "model": "qwen2.5-1.5b", "fallbacks": ["chat"]}},
+                         keys={"web": {"env": "WEB_KEY", "aliases": None, "rpm": None, "tpm": None}}, retries=1)
+        try:
+            async with gateway(tmp_path, doc, environ={"WEB_KEY": "sk-web-dashboards-test"}) as gw:
+                auth = {"Authorization": "Bearer sk-web-dashboards-test"}
+                for model in ("chat", "big"):
+                    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+                    assert (await gw.post("/v1/chat/completions", body, headers=auth))[0] == 200
+                assert (await gw.post("/v1/chat/completions", {"model": "chat", "messages": []}))[0] == 401
+                _, _, text = await gw.get("/metrics")
+        finally:
+            await fake.stop()
+        return text
+
+    series = emitted_series()
+    samples = [line for line in run(body()).splitlines() if line and not line.startswith("#")]
+    seen = set()
+    for line in samples:
+        name, _, rest = line.partition("{")
+        name = name.split(" ")[0]
+        labels = set(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="', rest)) if rest else set()
+        assert name in series, f"/metrics exposes {name}, which compiler/facts/telemetry.py does not declare"
+        assert labels <= series[name], f"{name} carries {sorted(labels - series[name])}, not declared"
+        seen.add(name)
+    for wanted in ("vilms_gateway_requests_total", "vilms_gateway_fallbacks_total", "vilms_gateway_key_tokens_total",
+                   "vilms_gateway_request_duration_seconds_bucket", "vilms_gateway_endpoint_up"):
+        assert wanted in seen, wanted
 
 
 def test_the_gateway_dashboard_shows_what_the_issue_asks_for():
