@@ -51,7 +51,6 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
         elif dep.target == "helm":
             for rel, data in helm.chart_files().items():
                 out.put(f"{layout.helm_dir(base)}/{rel}", data)
-            out.put(f"{layout.helm_dir(base)}/{helm.DASHBOARD_FILE}", helm.dashboard_json())
             # the chart mounts routes.yaml byte for byte: Helm's toYaml would re-serialize it and lose
             # characters (U+0085, U+2028, U+2029, C1 controls) that this serializer escapes
             put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs, serve_config))

@@ -7,7 +7,6 @@ values so Argo CD or Flux can sync the folder straight from git.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from importlib import resources
 from typing import Any
@@ -24,7 +23,10 @@ from vilms.compiler.resolve import AUTOSCALE_QUEUE_DEFAULT
 
 CHART_PACKAGE_DIR = ("helm", "chart")
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-DASHBOARD_FILE = "dashboards/vilms.json"  # in the chart folder; the dashboard ConfigMap reads it with .Files.Get
+# Grafana dashboards: static JSON in the chart (templates/helm/chart/dashboards/<name>.json, edited in Grafana and
+# exported), each shipped in its own ConfigMap (monitoring.dashboards.<name>; the template reads it with .Files.Get)
+DASHBOARDS_DIR = "dashboards"
+DASHBOARDS = ("gateway", "training", "vllm")
 
 # Seconds from a pod's deletion until no gateway sends it new requests, beyond one discovery interval:
 # the pod leaves its EndpointSlice, and CoreDNS's cache of the headless Service (kubernetes plugin TTL 5 s)
@@ -193,14 +195,20 @@ def _models(plan: Plan, dep: Deployment, vllm_configs: dict[str, dict[str, Any]]
     return models
 
 
+def _dashboards(plan: Plan, dep: Deployment, on: bool) -> dict[str, bool]:
+    """Which dashboards the chart ships: the gateway's always, vLLM's for vLLM engines, training's when adapters train."""
+    wanted = {"gateway": True, "training": bool(plan.adapters), "vllm": dep.engine == "vllm"}
+    return {name: on and wanted[name] for name in DASHBOARDS}
+
+
 def _monitoring(plan: Plan, dep: Deployment) -> dict[str, Any]:
-    """Prometheus Operator monitors, the dashboard ConfigMap and the Prometheus KEDA queries."""
+    """Prometheus Operator monitors, the dashboard ConfigMaps and the Prometheus KEDA queries."""
     spec = dep.monitoring
     out: dict[str, Any] = {
         "enabled": spec is not None,
         "prometheusUrl": (spec or {}).get("prometheus_url", ""),
-        "dashboard": bool(spec and spec["dashboard"]),
-        "dashboardFile": DASHBOARD_FILE,
+        "dashboardsDir": DASHBOARDS_DIR,
+        "dashboards": _dashboards(plan, dep, bool(spec and spec["dashboard"])),
         "labels": {},  # extra labels on monitors, e.g. the `release:` a Prometheus selects them by
         "vllmMetricsPath": vllm.METRICS_PATH,
         "gatewayMetricsPath": gateway.METRICS_PATH,
@@ -304,54 +312,3 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
                      "trainJob": trainjob_runtime(),
                      "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }
-
-
-def _panel(title: str, unit: str, targets: list[tuple[str, str]], x: int, y: int) -> dict[str, Any]:
-    return {
-        "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
-                    for i, (expr, legend) in enumerate(targets)],
-    }
-
-
-def dashboard() -> dict[str, Any]:
-    """The Grafana dashboard (gateway + vLLM) the chart ships in a ``grafana_dashboard`` ConfigMap."""
-    ns = 'namespace="$namespace"'
-    g, v = gateway, vllm
-
-    def quantile(q: float, metric: str, by: str) -> str:
-        return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{ns}}}[5m])))"
-
-    panels = [
-        ("Gateway requests/s by alias", "reqps", [(f"sum by (alias) (rate({g.METRIC_REQUESTS}{{{ns}}}[5m]))", "{{alias}}")]),
-        ("Gateway latency p50 / p95", "s", [(quantile(0.5, g.METRIC_DURATION, "alias"), "p50 {{alias}}"),
-                                             (quantile(0.95, g.METRIC_DURATION, "alias"), "p95 {{alias}}")]),
-        ("Gateway errors/s", "reqps", [(f'sum by (status) (rate({g.METRIC_REQUESTS}{{{ns},status=~"5.."}}[5m]))', "{{status}}"),
-                                       (f"sum by (kind) (rate({g.METRIC_UPSTREAM_ERRORS}{{{ns}}}[5m]))", "upstream {{kind}}")]),
-        ("Gateway requests in flight", "short", [(f"sum by (pod) ({g.METRIC_IN_FLIGHT}{{{ns}}})", "{{pod}}")]),
-        ("vLLM queue: waiting / running", "short", [(f"sum by (model_name) ({v.METRIC_WAITING}{{{ns}}})", "waiting {{model_name}}"),
-                                                    (f"sum by (model_name) ({v.METRIC_RUNNING}{{{ns}}})", "running {{model_name}}")]),
-        ("vLLM KV-cache use", "percentunit", [(f"avg by (model_name) ({v.METRIC_KV_CACHE}{{{ns}}})", "{{model_name}}")]),
-        ("vLLM tokens/s", "short", [(f"sum by (model_name) (rate({v.METRIC_GENERATION_TOKENS}{{{ns}}}[5m]))", "generated {{model_name}}"),
-                                    (f"sum by (model_name) (rate({v.METRIC_PROMPT_TOKENS}{{{ns}}}[5m]))", "prompt {{model_name}}")]),
-        ("vLLM latency p95: first token / whole request", "s", [(quantile(0.95, v.METRIC_TTFT, "model_name"), "TTFT {{model_name}}"),
-                                                                 (quantile(0.95, v.METRIC_E2E_LATENCY, "model_name"), "e2e {{model_name}}")]),
-    ]
-    return {
-        "title": "ViLMS", "uid": "vilms", "schemaVersion": 39, "editable": True, "refresh": "30s",
-        "time": {"from": "now-6h", "to": "now"}, "tags": ["vilms", "vllm"],
-        "templating": {"list": [
-            {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"},
-            {"name": "namespace", "label": "Namespace", "type": "query", "refresh": 2,
-             "datasource": {"type": "prometheus", "uid": "${datasource}"},
-             "query": f"label_values({g.METRIC_IN_FLIGHT}, namespace)"},
-        ]},
-        "panels": [{"id": i + 1, **_panel(title, unit, targets, 12 * (i % 2), 8 * (i // 2))}
-                   for i, (title, unit, targets) in enumerate(panels)],
-    }
-
-
-def dashboard_json() -> bytes:
-    return (json.dumps(dashboard(), indent=2, sort_keys=True) + "\n").encode("utf-8")

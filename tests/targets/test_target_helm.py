@@ -63,7 +63,7 @@ def _everything_on(values: dict) -> dict:
                                       "revision": "0123abcd", "numNodes": 2, "numProcPerNode": 4, "maxRestarts": 3,
                                       "shmSize": "2Gi", "resources": {"limits": {"nvidia.com/gpu": 4}}})
     v["gateway"]["autoscaling"]["inFlightPerPod"] = 32
-    v["monitoring"].update(enabled=True, dashboard=True, prometheusUrl="http://prometheus.monitoring.svc:9090",
+    v["monitoring"].update(enabled=True, dashboards={"gateway": True, "training": True, "vllm": True}, prometheusUrl="http://prometheus.monitoring.svc:9090",
                            labels={"release": "kube-prometheus-stack"},
                            gatewayAuth={"secretName": f"{v['project']}-secrets", "secretKey": "OPS_KEY"})
     for model in v["vllm"]["models"]:

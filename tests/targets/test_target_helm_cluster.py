@@ -17,7 +17,7 @@ from vilms.compiler.facts import vllm as vllm_facts
 from vilms.compiler.memory.placement import placements
 from vilms.compiler.naming import dns_label
 from vilms.compiler.pipeline import compile_plan
-from vilms.runtime.gateway.metrics import GatewayMetrics
+from vilms.compiler.render import helm
 
 CLUSTER = ("fx-helm-cluster", "prod/helm")
 
@@ -150,23 +150,40 @@ def test_gateway_hpa_scales_on_in_flight_requests(cluster):
     assert any(m["type"] == "Resource" for m in hpa["metrics"])
 
 
-def test_dashboard_configmap_queries_series_that_exist(cluster):
-    dashboards = [c for c in _by_kind(cluster, "ConfigMap").values() if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
-    assert len(dashboards) == 1
-    (text,) = dashboards[0]["data"].values()
-    board = json.loads(text)
-    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
-    assert len(board["panels"]) >= 8
-    exported = set(re.findall(r"^# TYPE (\S+) (\S+)", GatewayMetrics(lambda: [], lambda: []).render(), re.M))
-    gateway_series = {name for name, _ in exported} | {f"{name}_bucket" for name, kind in exported if kind == "histogram"}
-    vllm_series = {getattr(vllm_facts, n) for n in dir(vllm_facts) if n.startswith("METRIC_")}
-    vllm_series |= {f"{s}_bucket" for s in vllm_series}
-    for expr in exprs + [board["templating"]["list"][1]["query"]]:
-        for series in re.findall(r"\b(vilms_gateway_\w+|vllm:\w+)", expr):
-            assert series in gateway_series | vllm_series, (series, expr)
-    titles = " ".join(p["title"].lower() for p in board["panels"])
-    for topic in ("requests/s", "latency", "errors", "in flight", "queue", "kv-cache", "tokens/s"):
-        assert topic in titles, topic
+def test_each_dashboard_is_its_own_configmap_with_the_charts_json(cluster):
+    """Grafana's sidecar picks up every ConfigMap labelled grafana_dashboard; each carries one dashboard
+    file of the chart byte for byte (the queries are checked in tests/targets/test_dashboards.py)."""
+    dashboards = {c["metadata"]["name"]: c["data"] for c in _by_kind(cluster, "ConfigMap").values()
+                  if c["metadata"]["labels"].get("grafana_dashboard") == "1"}
+    chart = helm.chart_files()
+    expected = {"gateway", "training", "vllm"}  # the cluster fixture trains adapters and serves with vLLM
+    assert dashboards == {f"prod-dashboard-{name}": {f"vilms-{name}.json": chart[f"{helm.DASHBOARDS_DIR}/{name}.json"].decode()}
+                          for name in expected}
+
+
+def test_dashboards_follow_their_toggles(generated_tree):
+    project, chart = CLUSTER
+    values = _values(project, chart)
+    values["monitoring"]["dashboards"].update(vllm=False, training=False)
+    docs = _render(project, chart, generated_tree, values)
+    names = {c["metadata"]["name"] for c in _by_kind(docs, "ConfigMap").values() if c["metadata"]["labels"].get("grafana_dashboard")}
+    assert names == {"prod-dashboard-gateway"}
+    values["monitoring"]["dashboards"]["gateway"] = False
+    docs = _render(project, chart, generated_tree, values)
+    assert not [c for c in _by_kind(docs, "ConfigMap").values() if c["metadata"]["labels"].get("grafana_dashboard")]
+
+
+@pytest.mark.parametrize("dashboards", [{"gateway": True, "training": True, "vllm": True, "grafana": True},
+                                        {"gateway": "yes", "training": True, "vllm": True}])
+def test_values_schema_refuses_unknown_dashboards_and_non_boolean_toggles(dashboards, generated_tree):
+    """A dashboard the chart does not ship, a toggle that is not a boolean (toggles left out keep the
+    chart's values.yaml defaults: Helm merges maps)."""
+    import helm_python
+
+    values = _values(*CLUSTER)
+    values["monitoring"]["dashboards"] = dashboards
+    with pytest.raises(helm_python.HelmError):
+        helm_render(generated_tree(CLUSTER[0]) / CLUSTER[1], values)
 
 
 def test_a_model_spanning_nodes_is_a_leaderworkerset(cluster):

@@ -63,7 +63,7 @@ def test_manifests_take_ports_and_paths_from_values(project, chart, generated_tr
         name, kind = doc["metadata"]["name"], doc["kind"]
         if kind == "Service":
             assert doc["spec"]["ports"][0]["port"] == (values["gateway"]["port"] if name.endswith("-gateway") else v["port"])
-        elif kind == "ConfigMap" and not name.endswith("-dashboard"):
+        elif kind == "ConfigMap" and "-dashboard-" not in name:
             assert list(doc["data"]) == [g["routesFile"] if name.endswith("-gateway-routes") else v["configFile"]]
         elif kind == "Job":
             pod = doc["spec"]["template"]["spec"]
