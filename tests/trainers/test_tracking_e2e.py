@@ -1,0 +1,131 @@
+"""Training against a real MLflow tracking server (and an OTLP receiver): what a run logs, as it
+happens; a run stopped by SIGTERM is FAILED and its resume continues the same MLflow run; a
+server that is down does not stop, hang or lose the run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vilms.compiler.facts import telemetry as facts
+
+from .conftest import write_project
+from .mlflow_server import MlflowServer
+from .otlp_receiver import Receiver
+
+pytestmark = pytest.mark.heavy
+pytest.importorskip("mlflow.server", reason="the tests' tracking server is the full mlflow package (dev extra)")
+
+SECRET = "s3cr3t-token"
+URI_ENV = "VILMS_TEST_MLFLOW_URI"
+
+
+def _mlflow(experiment: str = "acme") -> dict[str, object]:
+    return {"tracking": {"mlflow": {"tracking_uri": None, "tracking_uri_env": URI_ENV, "experiment": experiment,
+                                    "registered_model": "tiny-v1", "registry_alias": "production"}}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    assert srv.started_in_s < 45, f"mlflow server took {srv.started_in_s:.1f} s to start"
+    yield srv
+    srv.stop()
+
+
+def _secret_uri(srv: MlflowServer) -> str:
+    return f"http://vilms:{SECRET}@127.0.0.1:{srv.port}"
+
+
+def _only_run(root: Path) -> Path:
+    (run,) = [p for p in (root / "artifacts").iterdir() if p.is_dir()]
+    return run
+
+
+def _mlflow_run(srv: MlflowServer, run_dir: Path):  # noqa: ANN202
+    saved = json.loads((run_dir / "mlflow-run.json").read_text())
+    return srv.client().get_run(saved["run_id"])
+
+
+def _history(srv: MlflowServer, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in srv.client().get_metric_history(run_id, key))
+
+
+def test_a_run_is_tracked_live_on_a_server_and_over_otlp(server: MlflowServer, tiny_model: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    from vilms.trainers.trainer import train_adapter
+
+    with Receiver() as receiver:
+        telemetry = {"telemetry": {"endpoint": receiver.endpoint, "endpoint_env": None,
+                                   "headers_env": {"authorization": "VILMS_TEST_OTLP_TOKEN"}, "interval_s": 1,
+                                   "metrics": True, "traces": False}}
+        project = write_project(tmp_path / "proj", tiny_model, {**_mlflow(), **telemetry})
+        monkeypatch.setenv(URI_ENV, _secret_uri(server))
+        monkeypatch.setenv("VILMS_TEST_OTLP_TOKEN", "Bearer " + SECRET)
+        run_id = train_adapter(project, "tiny-v1", show_progress=False)
+        points = receiver.points()
+        headers = [h for _, h, _ in receiver.requests]
+    run_dir = _only_run(project.parent)
+    run = _mlflow_run(server, run_dir)
+    client = server.client()
+
+    assert run.info.status == "FINISHED" and run.info.run_name == run_id
+    tags = run.data.tags
+    assert tags[facts.MLFLOW_RUN_TAG] == run_id and tags["vilms.adapter"] == "tiny-v1"
+    assert tags["vilms.base_model"] == "tiny" and tags["vilms.gate"] == "passed" and tags["vilms.status"] == "completed"
+    params = run.data.params
+    assert params["training.max_steps"] == "40" and params["lora.r"] == "8" and params["adapter"] == "tiny-v1"
+    assert params["dataset.path"] == "data/support.jsonl" and params["tracking.mlflow.tracking_uri"] == "null"
+    # the dataset as an input: digest from its sha256, source its path
+    record = json.loads((run_dir / "run.json").read_text())
+    (inp,) = run.inputs.dataset_inputs
+    sha = record["dataset"]["sha256"]
+    assert inp.dataset.name == "support" and inp.dataset.digest == sha[:36]
+    assert json.loads(inp.dataset.source) == {"uri": "data/support.jsonl", "sha256": sha}
+    assert json.loads(inp.dataset.profile)["rows"] == 64
+    # step metrics: every logging_steps (5) of 40 steps, in order
+    loss = _history(server, run.info.run_id, "train_loss")
+    assert [s for s, _ in loss] == list(range(5, 41, 5))
+    local = dict(json.loads((run_dir / "metrics.json").read_text())["train_loss"]["history"])
+    assert all(math.isclose(v, local[s], rel_tol=1e-6) for s, v in loss)
+    for key in ("learning_rate", "grad_norm", "tokens_per_second", "peak_rss_bytes"):
+        values = _history(server, run.info.run_id, key)
+        assert [s for s, _ in values] == list(range(5, 41, 5)), key
+        assert all(v > 0 for _, v in values[:-1]) and values[-1][1] >= 0, key  # cosine schedule: lr 0 at the end
+    assert [s for s, _ in _history(server, run.info.run_id, "eval_loss")] == [20, 40]
+    ((_, ppl),) = _history(server, run.info.run_id, "eval_perplexity")[-1:]
+    assert math.isclose(ppl, record["gate"]["perplexity"], rel_tol=1e-6)
+    assert _history(server, run.info.run_id, "gate_passed") == [(40, 1.0)]
+    # artifacts: the adapter folder, metrics.json, run.json, the loss plot
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert top == {"adapter", "metrics.json", "run.json", "loss.png"}
+    assert "adapter/adapter_model.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+    # OTLP: the trainer's instruments, with the run's attributes and the configured header
+    names = {p.name for p in points}
+    assert {"vilms.train.loss", "vilms.train.learning_rate", "vilms.train.grad_norm", "vilms.train.throughput",
+            "vilms.train.peak_rss", "vilms.train.steps", "vilms.train.eval.loss", "vilms.train.eval.perplexity",
+            "vilms.train.gate"} <= names
+    loss_points = [p for p in points if p.name == "vilms.train.loss"]
+    assert loss_points[-1].attributes == {"adapter": "tiny-v1", "run_id": run_id, "base_model": "tiny"}
+    assert loss_points[-1].resource["service.name"] == facts.TRAINER_SERVICE
+    assert math.isclose(loss_points[-1].value, loss[-1][1], rel_tol=1e-6)
+    assert max(p.value for p in points if p.name == "vilms.train.steps") == 40
+    assert [p.attributes["status"] for p in points if p.name == "vilms.train.gate"][-1] == "passed"
+    assert {p.unit for p in points if p.name == "vilms.train.peak_rss"} == {"By"}
+    assert all(h.get("authorization") == "Bearer " + SECRET for h in headers)
+    # the secrets are in no output and no file of the run
+    out, err = capfd.readouterr()
+    assert SECRET not in out + err
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
