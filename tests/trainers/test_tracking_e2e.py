@@ -129,3 +129,108 @@ def test_a_run_is_tracked_live_on_a_server_and_over_otlp(server: MlflowServer, t
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+LONG = {"training": {"max_steps": 80, "save_steps": 5, "eval_steps": 40, "logging_steps": 5}}
+
+
+def _env(uri: str) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "VILMS_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1", URI_ENV: uri}
+
+
+def _train(project: Path, uri: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vilms", "train", "tiny-v1", "-f", str(project), "--no-progress", *extra],
+        env=_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(what: str, check, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited before {what}: {proc.stdout.read().decode() if proc.stdout else ''}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def _logged_steps(srv: MlflowServer, project: Path) -> list[int]:
+    runs = list((project.parent / "artifacts").glob("*/mlflow-run.json"))
+    if not runs:
+        return []
+    try:
+        return [s for s, _ in _history(srv, json.loads(runs[0].read_text())["run_id"], "train_loss")]
+    except Exception:  # noqa: BLE001 — the server is down or the run not yet there
+        return []
+
+
+def test_sigterm_fails_the_mlflow_run_and_resume_continues_it(server: MlflowServer, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", tiny_model, {**_mlflow("resume"), **LONG})
+    proc = _train(project, _secret_uri(server))
+    _wait_for("logged steps", lambda: len(_logged_steps(server, project)) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and b"SIGTERM" in out, out.decode()
+    run_dir = _only_run(project.parent)
+    first = _mlflow_run(server, run_dir)
+    assert first.info.status == "FAILED" and first.data.tags["vilms.status"] == "interrupted"
+    before = _history(server, first.info.run_id, "train_loss")
+    assert before and before[-1][0] < 80
+    assert not server.client().list_artifacts(first.info.run_id)  # an unfinished run uploads nothing
+
+    proc = _train(project, _secret_uri(server), "--resume")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out.decode()
+    assert SECRET.encode() not in out
+    again = _mlflow_run(server, run_dir)
+    assert again.info.run_id == first.info.run_id  # the same MLflow run
+    assert again.info.status == "FINISHED" and again.data.tags["vilms.status"] == "completed"
+    steps = [s for s, _ in _history(server, again.info.run_id, "train_loss")]
+    assert steps == sorted(set(steps)) and steps[: len(before)] == [s for s, _ in before] and steps[-1] == 80
+    assert len(server.client().search_runs([again.info.experiment_id])) == 1
+
+
+def test_a_server_killed_mid_run_gets_every_metric_once_it_is_back(tiny_model: Path, tmp_path: Path) -> None:
+    srv = MlflowServer(tmp_path / "mlflow").start()
+    try:
+        project = write_project(tmp_path / "proj", tiny_model, {**_mlflow("outage"), **LONG})
+        proc = _train(project, srv.uri)
+        _wait_for("logged steps", lambda: len(_logged_steps(srv, project)) >= 1, proc)
+        srv.stop()
+        time.sleep(2)  # the trainer keeps going without it
+        assert proc.poll() is None
+        srv.start()  # same port, same store
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()
+        text = out.decode()
+        assert text.count("is unreachable") <= 1  # warned once (or never, when no send fell in the gap)
+        run_dir = _only_run(project.parent)
+        run = _mlflow_run(srv, run_dir)
+        assert run.info.status == "FINISHED", text
+        assert [s for s, _ in _history(srv, run.info.run_id, "train_loss")] == list(range(5, 81, 5))
+        assert not (run_dir / "mlflow-unsent.jsonl").exists()
+    finally:
+        srv.stop()
+
+
+def test_a_server_that_never_answers_leaves_the_metrics_in_the_run_folder(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.support.s3_server import free_port
+    from vilms.trainers.trainer import train_adapter
+
+    project = write_project(tmp_path / "proj", tiny_model, _mlflow("down"))
+    monkeypatch.setenv(URI_ENV, f"http://vilms:{SECRET}@127.0.0.1:{free_port()}")  # nothing listens there
+    began = time.monotonic()
+    train_adapter(project, "tiny-v1", show_progress=False)
+    took = time.monotonic() - began
+    _, err = capfd.readouterr()
+    run_dir = _only_run(project.parent)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and took < 120
+    assert err.count("is unreachable") == 1 and "mlflow-unsent.jsonl" in err
+    assert SECRET not in err and f"MLflow at ${URI_ENV} is unreachable" in err  # named by its variable, never its value
+    kept = [json.loads(line) for line in (run_dir / "mlflow-unsent.jsonl").read_text().splitlines()]
+    assert [i["s"] for i in kept if i.get("k") == "train_loss"] == list(range(5, 41, 5))
+    assert {"tag": "vilms.status", "v": "completed"} in kept and {"tag": "vilms.gate", "v": "passed"} in kept

@@ -32,7 +32,8 @@ from .sender import Sender, read_spill
 RUN_FILE = "mlflow-run.json"  # in the run folder: the MLflow run this run logs to
 SPILL_FILE = "mlflow-unsent.jsonl"  # in the run folder: metrics and tags MLflow has not received yet
 HTTP_TIMEOUT_S = 10  # one MLflow request
-FINISH_TIMEOUT_S = 30.0  # at the end of a session: time to send what is still queued
+FINISH_TIMEOUT_S = 60.0  # at the end of a session: time to send what is still queued
+FINISH_DOWN_TIMEOUT_S = 20.0  # ... while the server is down: time for it to come back
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits
 MAX_DIGEST = 36  # MLflow's limit on a dataset digest
 
@@ -192,10 +193,11 @@ class MlflowRun:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.sender.submit([{"tag": k, "v": v} for k, v in tags.items()])
 
-    def finish(self, status: str, artifacts: Sequence[Path], timeout_s: float = FINISH_TIMEOUT_S) -> None:
+    def finish(self, status: str, artifacts: Sequence[Path], timeout_s: float = FINISH_TIMEOUT_S,
+               down_timeout_s: float = FINISH_DOWN_TIMEOUT_S) -> None:
         """Send what is queued, then the artifacts, then end the MLflow run with ``status`` (FINISHED,
         FAILED). What cannot be sent stays in the run folder, and the message says where."""
-        spilled = self.sender.close(timeout_s)
+        spilled = self.sender.close(timeout_s, grace_s=HTTP_TIMEOUT_S + 1, down_timeout_s=down_timeout_s)
         if spilled or self.run_id is None:
             print(f"{self._label}: MLflow at {self._shown} did not receive {spilled} metric(s) and tag(s): kept in "
                   f"{self.run_dir / SPILL_FILE}; the next session of this run (--resume) sends them", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 CAPACITY = 100_000  # items held in memory; beyond it they go to the spill file
-RETRY_S = (0.5, 1.0, 2.0, 5.0)  # pauses after the 1st, 2nd, ... failed delivery in a row (then the last)
+RETRY_S = (0.5, 1.0, 2.0)  # pauses after the 1st, 2nd, ... failed delivery in a row (then the last)
 
 
 class Sender:
@@ -65,14 +65,17 @@ class Sender:
         with self._cond:
             return len(self._items)
 
-    def close(self, timeout_s: float, grace_s: float = 15.0) -> int:
-        """Deliver what is queued within ``timeout_s`` (a delivery under way gets ``grace_s`` more to end);
-        spill the rest. Returns how many items were spilled in this sender's life (0: all delivered)."""
-        deadline = time.monotonic() + timeout_s
+    def close(self, timeout_s: float, grace_s: float = 15.0, down_timeout_s: float = 5.0) -> int:
+        """Deliver what is queued within ``timeout_s`` (``down_timeout_s`` while the receiver is down; a
+        delivery under way gets ``grace_s`` more to end); spill the rest. Returns how many items were
+        spilled in this sender's life (0: all delivered)."""
+        began = time.monotonic()
+        deadline = began + timeout_s
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            while self._items and time.monotonic() < deadline and self._thread.is_alive():
+            while (self._items and time.monotonic() < deadline and self._thread.is_alive()
+                   and not (self.down and time.monotonic() > began + down_timeout_s)):
                 self._cond.wait(timeout=max(min(deadline - time.monotonic(), 0.1), 0.0))
             self._stop = True
             self._cond.notify_all()
