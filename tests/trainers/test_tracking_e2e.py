@@ -37,7 +37,6 @@ def _mlflow(experiment: str = "acme") -> dict[str, object]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
-    assert srv.started_in_s < 45, f"mlflow server took {srv.started_in_s:.1f} s to start"
     yield srv
     srv.stop()
 
