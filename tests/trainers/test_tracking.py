@@ -266,3 +266,32 @@ def test_an_unset_otlp_endpoint_variable_turns_otlp_metrics_off(capsys: pytest.C
                     traces=True)
     assert OtelMetrics.from_spec(spec, {}, {}, "a") is None
     assert "OTLP_FOR_TEST, which is not set" in capsys.readouterr().err
+
+
+def test_an_approval_tags_the_runs_mlflow_run(mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from tests.support.runs import write_run
+    from vilms.compiler.contracts.training_config import TRAINING_CONFIG
+    from vilms.compiler.layout import RUN_CONFIG, Layout
+    from vilms.trainers.approval import approve
+    from vilms.trainers.tiny import tiny_training_config
+
+    monkeypatch.setenv("USER", "ana")
+    monkeypatch.setenv("MLFLOW_URI_FOR_TEST", mlflow_server.uri)
+    cfg = tiny_training_config()
+    cfg = replace(cfg, tracking=replace(cfg.tracking, mlflow=_spec(env="MLFLOW_URI_FOR_TEST", experiment="approvals")))
+    run_dir = write_run(tmp_path, "tiny-v1-20261201T060000Z-abc123", gate="needs_approval").parent
+    (run_dir / RUN_CONFIG).write_bytes(TRAINING_CONFIG.dump(cfg))
+    tracked = _open(mlflow_server.uri, run_dir, "approvals")
+    tracked.set_tags({"vilms.gate": "needs_approval"})
+    tracked.finish("FINISHED", [])
+    approve(Layout(tmp_path), "tiny-v1-20261201T060000Z-abc123", "read the answers")
+    run = mlflow_server.client().get_run(tracked.run_id)
+    assert run.data.tags["vilms.gate"] == "approved" and run.data.tags["vilms.approver"] == "ana"
+
+    monkeypatch.delenv("MLFLOW_URI_FOR_TEST")  # an approval still succeeds when MLflow cannot be told, and says so
+    write_run(tmp_path, "tiny-v1-20261201T060000Z-abc123", gate="needs_approval")
+    approve(Layout(tmp_path), "tiny-v1-20261201T060000Z-abc123", "again")
+    assert "could not be tagged" in capsys.readouterr().err

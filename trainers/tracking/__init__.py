@@ -100,21 +100,26 @@ def open_tracker(job: Any, run_id: str, run_dir: Path, dataset: Any, *, start_st
     return Tracker(mlflow, otlp)
 
 
-def tag_run(job: Any, run_dir: Path, tags: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> bool:
-    """Set ``tags`` on the MLflow run of an ended run (e.g. who approved it); False when it has none or
-    the server cannot be reached (the run record stays the source of truth)."""
-    spec = job.config.tracking.mlflow
+def tag_run(run_dir: Path, project_root: Path, tags: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> bool | None:
+    """Set ``tags`` on the MLflow run of an ended run (e.g. who approved it). None: the run is not tracked
+    in MLflow; False: the server could not be reached (the run record stays the source of truth)."""
+    from vilms.compiler.layout import RUN_CONFIG
+
+    try:
+        spec = TRAINING_CONFIG.load(run_dir / RUN_CONFIG).tracking.mlflow
+    except Exception:  # noqa: BLE001 — a run folder from an older ViLMS: nothing to mirror
+        return None
     run_id = mlflow_run.saved_run_id(run_dir)
     if spec is None or run_id is None:
-        return False
-    from mlflow import MlflowClient
-    from mlflow.entities import RunTag
-
-    uri = mlflow_run.tracking_uri(spec, job.root, environ)
-    mlflow_run.configure_client(uri)
+        return None
     try:
+        uri = mlflow_run.tracking_uri(spec, project_root, environ)
+        from mlflow import MlflowClient
+        from mlflow.entities import RunTag
+
+        mlflow_run.configure_client(uri)
         MlflowClient(tracking_uri=uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 — unset variable, no client, server down: said by the caller
         return False
     return True
 
