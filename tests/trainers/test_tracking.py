@@ -25,6 +25,23 @@ from vilms.trainers.tracking.sender import Sender, read_spill
 from .conftest import write_project
 
 
+@pytest.fixture(autouse=True)
+def _client_settings_stay_in_the_test() -> Iterator[None]:
+    """The trainer sets MLflow's client settings in its own process (mlflow_run.configure_client); here
+    that process is the test session's, so each test puts them back."""
+    import os
+
+    keys = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
+            "MLFLOW_ALLOW_FILE_STORE")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def _spec(uri: str | None = None, env: str | None = None, experiment: str = "acme") -> MlflowSpec:
     return MlflowSpec(tracking_uri=uri, tracking_uri_env=env, experiment=experiment, registered_model="tiny-v1",
                       registry_alias="production")
@@ -295,3 +312,21 @@ def test_an_approval_tags_the_runs_mlflow_run(mlflow_server: Any, tmp_path: Path
     write_run(tmp_path, "tiny-v1-20261201T060000Z-abc123", gate="needs_approval")
     approve(Layout(tmp_path), "tiny-v1-20261201T060000Z-abc123", "again")
     assert "could not be tagged" in capsys.readouterr().err
+
+
+def test_mlflow_true_keeps_the_projects_own_store(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = mlflow_run.tracking_uri(_spec(facts.MLFLOW_LOCAL_URI), tmp_path, {})
+    run_dir = tmp_path / "artifacts" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "adapter").mkdir()
+    (run_dir / "adapter" / "adapter_config.json").write_text("{}")
+    tracked = _open(uri, run_dir, "acme")
+    tracked.log_metrics(5, {"train_loss": 1.0})
+    tracked.finish("FINISHED", [run_dir / "adapter"])
+    run = MlflowClient(tracking_uri=uri).get_run(tracked.run_id)
+    assert (tmp_path / "mlruns").is_dir() and run.info.status == "FINISHED"
+    assert run.data.metrics == {"train_loss": 1.0}
+    assert [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id, "adapter")] == [
+        "adapter/adapter_config.json"]
