@@ -250,3 +250,15 @@ def test_a_server_that_never_answers_leaves_the_metrics_in_the_run_folder(
     kept = [json.loads(line) for line in (run_dir / "mlflow-unsent.jsonl").read_text().splitlines()]
     assert [i["s"] for i in kept if i.get("k") == "train_loss"] == list(range(5, 41, 5))
     assert {"tag": "vilms.status", "v": "completed"} in kept and {"tag": "vilms.gate", "v": "passed"} in kept
+
+
+def test_two_processes_log_once_from_rank_0(server: MlflowServer, tiny_model: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", tiny_model, {**_mlflow("ddp"), "training": {"max_steps": 20}})
+    proc = _train(project, _secret_uri(server), "--nproc-per-node", "2")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()
+    run = _mlflow_run(server, _only_run(project.parent))
+    assert run.info.status == "FINISHED"
+    assert [s for s, _ in _history(server, run.info.run_id, "train_loss")] == [5, 10, 15, 20]  # once per step
+    assert len(server.client().search_runs([run.info.experiment_id])) == 1
+    assert len(run.inputs.dataset_inputs) == 1
