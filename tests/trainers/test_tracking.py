@@ -330,3 +330,37 @@ def test_mlflow_true_keeps_the_projects_own_store(tmp_path: Path) -> None:
     assert run.data.metrics == {"train_loss": 1.0}
     assert [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id, "adapter")] == [
         "adapter/adapter_config.json"]
+
+
+def test_a_refused_batch_is_kept_and_does_not_block_the_next(tmp_path: Path) -> None:
+    from vilms.trainers.tracking.sender import Rejected
+
+    got: list[int] = []
+    refusals: list[Rejected] = []
+
+    def picky(items: Sequence[int]) -> None:
+        if any(i < 0 for i in items):
+            raise Rejected("HTTP 400 INVALID_PARAMETER_VALUE")
+        got.extend(items)
+
+    sender = Sender(picky, tmp_path / "unsent.jsonl", batch=1, on_rejected=refusals.append)
+    sender.submit([1, -2, 3, -4, 5])
+    assert sender.close(timeout_s=10) == 2
+    assert got == [1, 3, 5] and read_spill(tmp_path / "unsent.jsonl") == [-2, -4] and len(refusals) == 1
+
+
+def test_a_batch_the_server_refuses_is_kept_and_the_run_still_ends(mlflow_server: Any, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tracked = _open(mlflow_server.uri, run_dir, "refused")
+    tracked.log_metrics(1, {"bad key!": 1.0})  # MLflow refuses the name: HTTP 400
+    deadline = time.monotonic() + 30
+    while tracked.sender.pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tracked.log_metrics(2, {"train_loss": 0.5})
+    tracked.finish("FINISHED", [])
+    run = mlflow_server.client().get_run(tracked.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"train_loss": 0.5}
+    assert [i["k"] for i in read_spill(run_dir / mlflow_run.SPILL_FILE) if "k" in i] == ["bad key!"]
+    assert "refused the run's metrics (HTTP 400 INVALID_PARAMETER_VALUE)" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from vilms.compiler.facts import telemetry as facts
 from ..atomic import write_json
 from . import params as flat
 from .redact import redact, secrets_of_uri, shown_uri
-from .sender import Sender, read_spill
+from .sender import Rejected, Sender, read_spill
 
 RUN_FILE = "mlflow-run.json"  # in the run folder: the MLflow run this run logs to
 SPILL_FILE = "mlflow-unsent.jsonl"  # in the run folder: metrics and tags MLflow has not received yet
@@ -125,11 +125,22 @@ class MlflowRun:
         carried = read_spill(run_dir / SPILL_FILE)  # a previous session's undelivered items go first
         (run_dir / SPILL_FILE).unlink(missing_ok=True)
         self.sender = Sender(self._deliver, run_dir / SPILL_FILE, batch=MAX_METRICS,
-                             on_down=self._on_down, on_up=self._on_up)
+                             on_down=self._on_down, on_up=self._on_up, on_rejected=self._on_rejected)
         self.sender.submit([{"open": True}, *carried])
 
     # ------------------------------------------------------------ the sender's thread
     def _deliver(self, items: Sequence[Mapping[str, Any]]) -> None:
+        from mlflow.exceptions import RestException
+
+        try:
+            self._send(items)
+        except RestException as exc:
+            status = exc.get_http_status_code()
+            if 400 <= status < 500 and status not in (408, 429):  # refused, not unavailable: retrying cannot help
+                raise Rejected(f"HTTP {status} {exc.error_code}") from exc
+            raise
+
+    def _send(self, items: Sequence[Mapping[str, Any]]) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = self._ensure_run()
@@ -178,6 +189,10 @@ class MlflowRun:
         print(f"{self._label}: MLflow at {self._shown} is unreachable ({self._why(exc)}); training continues, "
               "metrics wait and are sent when it is back", file=sys.stderr)
 
+    def _on_rejected(self, exc: Rejected) -> None:
+        print(f"{self._label}: MLflow at {self._shown} refused the run's metrics ({self._why(exc)}); they are kept in "
+              f"{self.run_dir / SPILL_FILE}; training continues", file=sys.stderr)
+
     def _on_up(self, sent: int) -> None:
         print(f"{self._label}: MLflow at {self._shown} is reachable again; queued metrics sent", file=sys.stderr)
 
@@ -198,9 +213,10 @@ class MlflowRun:
         """Send what is queued, then the artifacts, then end the MLflow run with ``status`` (FINISHED,
         FAILED). What cannot be sent stays in the run folder, and the message says where."""
         spilled = self.sender.close(timeout_s, grace_s=HTTP_TIMEOUT_S + 1, down_timeout_s=down_timeout_s)
-        if spilled or self.run_id is None:
+        if spilled:
             print(f"{self._label}: MLflow at {self._shown} did not receive {spilled} metric(s) and tag(s): kept in "
                   f"{self.run_dir / SPILL_FILE}; the next session of this run (--resume) sends them", file=sys.stderr)
+        if self.run_id is None or self.sender.down:  # never reached, or down now: the run folder has everything
             return
         try:
             for path in artifacts:

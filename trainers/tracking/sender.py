@@ -2,7 +2,8 @@
 
 Items wait in a bounded buffer; one daemon thread delivers them in batches, in order. A failed
 delivery keeps the batch and tries again after a pause (the tracking server may come back);
-the first failure calls ``on_down`` once and the first success after it ``on_up``. What cannot
+the first failure calls ``on_down`` once and the first success after it ``on_up``. A batch the
+receiver refuses (:class:`Rejected`) is not retried: it is spilled and ``on_rejected`` called. What cannot
 be held (the buffer is full) or was never delivered (:meth:`Sender.close` ran out of time) is
 appended to ``spill`` as JSON lines, so nothing is lost.
 """
@@ -16,6 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class Rejected(Exception):
+    """The receiver answered and refused the batch (a 4xx): sending it again cannot help."""
+
 
 CAPACITY = 100_000  # items held in memory; beyond it they go to the spill file
 RETRY_S = (0.5, 1.0, 2.0)  # pauses after the 1st, 2nd, ... failed delivery in a row (then the last)
@@ -31,13 +37,15 @@ class Sender:
         capacity: int = CAPACITY,
         on_down: Callable[[BaseException], None] = lambda exc: None,
         on_up: Callable[[int], None] = lambda sent: None,
+        on_rejected: Callable[[Rejected], None] = lambda exc: None,
         retry_s: Sequence[float] = RETRY_S,
     ) -> None:
         self._deliver = deliver
         self.spill = spill
         self._batch = batch
         self._capacity = capacity
-        self._on_down, self._on_up = on_down, on_up
+        self._on_down, self._on_up, self._on_rejected = on_down, on_up, on_rejected
+        self.rejected = 0
         self._retry_s = tuple(retry_s)
         self._items: deque[Any] = deque()
         self._cond = threading.Condition()
@@ -98,6 +106,16 @@ class Sender:
                 batch = [self._items[i] for i in range(min(self._batch, len(self._items)))]
             try:
                 self._deliver(batch)
+            except Rejected as exc:
+                with self._cond:
+                    for _ in range(min(len(batch), len(self._items))):
+                        self._items.popleft()
+                    self._cond.notify_all()
+                self._write_spill(batch)
+                self.rejected += len(batch)
+                if self.rejected == len(batch):  # the first refusal only
+                    self._on_rejected(exc)
+                continue
             except Exception as exc:  # noqa: BLE001 — any failure: keep the batch, try again later
                 self._failures += 1
                 if not self.down:
