@@ -364,3 +364,16 @@ def test_a_batch_the_server_refuses_is_kept_and_the_run_still_ends(mlflow_server
     assert run.info.status == "FINISHED" and run.data.metrics == {"train_loss": 0.5}
     assert [i["k"] for i in read_spill(run_dir / mlflow_run.SPILL_FILE) if "k" in i] == ["bad key!"]
     assert "refused the run's metrics (HTTP 400 INVALID_PARAMETER_VALUE)" in capsys.readouterr().err
+
+
+def test_the_tracking_bench_runs() -> None:
+    """bench/tracking.py end to end for a few steps, so it cannot rot (not its figures)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mlflow.server", reason="the bench's tracking server is the full mlflow package (dev extra)")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "bench/tracking.py", "--steps", "50", "--repeats", "1"], cwd=repo,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "mlflow on (server up)" in proc.stdout and ("PASS" in proc.stdout or "FAIL" in proc.stdout)
