@@ -262,3 +262,28 @@ def test_two_processes_log_once_from_rank_0(server: MlflowServer, tiny_model: Pa
     assert [s for s, _ in _history(server, run.info.run_id, "train_loss")] == [5, 10, 15, 20]  # once per step
     assert len(server.client().search_runs([run.info.experiment_id])) == 1
     assert len(run.inputs.dataset_inputs) == 1
+
+
+def test_a_run_that_crashes_is_failed_in_mlflow_with_what_it_logged(server: MlflowServer, tiny_model: Path,
+                                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vilms.trainers.recipe import LoraRecipe
+    from vilms.trainers.trainer import train_adapter
+
+    real_save = LoraRecipe._save_checkpoint
+
+    def save_then_break(self: LoraRecipe) -> None:
+        real_save(self)
+        if self.state.step >= 10:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(LoraRecipe, "_save_checkpoint", save_then_break)
+    monkeypatch.setenv(URI_ENV, server.uri)
+    project = write_project(tmp_path / "proj", tiny_model, _mlflow("crash"))
+    with pytest.raises(OSError, match="disk full"):
+        train_adapter(project, "tiny-v1", show_progress=False)
+    run_dir = _only_run(project.parent)
+    run = _mlflow_run(server, run_dir)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert run.info.status == "FAILED" and run.data.tags["vilms.status"] == "failed"
+    assert [s for s, _ in _history(server, run.info.run_id, "train_loss")] == [5]  # step 10 broke before its log
+    assert "vilms.gate" not in run.data.tags and not server.client().list_artifacts(run.info.run_id)
