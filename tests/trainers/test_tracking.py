@@ -209,7 +209,14 @@ def test_metrics_of_a_session_the_server_missed_reach_it_with_the_next_session(
     assert err.count("is unreachable") == 1 and "mlflow-unsent.jsonl" in err
     assert not (run_dir / mlflow_run.RUN_FILE).exists()
 
-    # the server is reachable again: the resumed session sends the first one's metrics first
+    # a session killed before it could send them (SIGKILL: no finish) leaves them on disk
+    dead = free_port()
+    killed = _open(f"http://127.0.0.1:{dead}", run_dir, "missed")
+    killed.log_metrics(12, {"train_loss": 2.0 / 12})
+    assert not (run_dir / mlflow_run.SPILL_FILE).exists()
+    assert [i["s"] for i in read_spill(run_dir / mlflow_run.SENDING_FILE) if "k" in i] == [5, 10]
+
+    # the server is reachable again: the resumed session sends the earlier sessions' metrics first
     second = _open(mlflow_server.uri, run_dir, "missed")
     second.log_metrics(15, {"train_loss": 0.1})
     (run_dir / "metrics.json").write_text("{}")
@@ -223,7 +230,7 @@ def test_metrics_of_a_session_the_server_missed_reach_it_with_the_next_session(
     (inp,) = run.inputs.dataset_inputs
     assert inp.dataset.digest == ("ab" * 32)[:36] and json.loads(inp.dataset.profile)["provenance"] == {"source": "crm export"}
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
-    assert not (run_dir / mlflow_run.SPILL_FILE).exists()
+    assert not (run_dir / mlflow_run.SPILL_FILE).exists() and not (run_dir / mlflow_run.SENDING_FILE).exists()
 
 
 def test_a_lost_run_file_finds_the_mlflow_run_by_its_tag(mlflow_server: Any, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from .sender import Rejected, Sender, read_spill
 
 RUN_FILE = "mlflow-run.json"  # in the run folder: the MLflow run this run logs to
 SPILL_FILE = "mlflow-unsent.jsonl"  # in the run folder: metrics and tags MLflow has not received yet
+SENDING_FILE = "mlflow-unsent.sending.jsonl"  # an earlier session's spill while this one sends it (kept until sent)
 HTTP_TIMEOUT_S = 10  # one MLflow request
 FINISH_TIMEOUT_S = 60.0  # at the end of a session: time to send what is still queued
 FINISH_DOWN_TIMEOUT_S = 20.0  # ... while the server is down: time for it to come back
@@ -122,8 +123,9 @@ class MlflowRun:
         self._lock = threading.Lock()
         self.run_id: str | None = saved_run_id(run_dir)
         self._reopened = False
-        carried = read_spill(run_dir / SPILL_FILE)  # a previous session's undelivered items go first
-        (run_dir / SPILL_FILE).unlink(missing_ok=True)
+        self._carried = self._carry_over(run_dir)  # earlier sessions' undelivered items go first
+        self._handled = 0  # items delivered (or refused and spilled) so far
+        carried = self._carried
         self.sender = Sender(self._deliver, run_dir / SPILL_FILE, batch=MAX_METRICS,
                              on_down=self._on_down, on_up=self._on_up, on_rejected=self._on_rejected)
         self.sender.submit([{"open": True}, *carried])
@@ -137,8 +139,27 @@ class MlflowRun:
         except RestException as exc:
             status = exc.get_http_status_code()
             if 400 <= status < 500 and status not in (408, 429):  # refused, not unavailable: retrying cannot help
+                self._handle(len(items))  # the sender spills them
                 raise Rejected(f"HTTP {status} {exc.error_code}") from exc
             raise
+        self._handle(len(items))
+
+    def _carry_over(self, run_dir: Path) -> list[Any]:
+        """Move what earlier sessions could not send aside (kept on disk until this session sent it)."""
+        sending, spill = run_dir / SENDING_FILE, run_dir / SPILL_FILE
+        items = read_spill(sending) + read_spill(spill)
+        if spill.exists() or sending.exists():
+            sending.with_suffix(".tmp").write_text("".join(json.dumps(i, sort_keys=True) + "\n" for i in items),
+                                                   encoding="utf-8")
+            sending.with_suffix(".tmp").replace(sending)
+            spill.unlink(missing_ok=True)
+        return items
+
+    def _handle(self, count: int) -> None:
+        before = self._handled
+        self._handled += count
+        if before < 1 + len(self._carried) <= self._handled:  # the open marker and every carried item are through
+            (self.run_dir / SENDING_FILE).unlink(missing_ok=True)
 
     def _send(self, items: Sequence[Mapping[str, Any]]) -> None:
         from mlflow.entities import Metric, RunTag
@@ -213,6 +234,7 @@ class MlflowRun:
         """Send what is queued, then the artifacts, then end the MLflow run with ``status`` (FINISHED,
         FAILED). What cannot be sent stays in the run folder, and the message says where."""
         spilled = self.sender.close(timeout_s, grace_s=HTTP_TIMEOUT_S + 1, down_timeout_s=down_timeout_s)
+        (self.run_dir / SENDING_FILE).unlink(missing_ok=True)  # sent, or spilled again with the rest
         if spilled:
             print(f"{self._label}: MLflow at {self._shown} did not receive {spilled} metric(s) and tag(s): kept in "
                   f"{self.run_dir / SPILL_FILE}; the next session of this run (--resume) sends them", file=sys.stderr)
