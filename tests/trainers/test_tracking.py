@@ -248,6 +248,19 @@ def test_a_lost_run_file_finds_the_mlflow_run_by_its_tag(mlflow_server: Any, tmp
     assert mlflow_server.client().get_run(created).info.status == "FINISHED"
 
 
+
+def test_a_run_a_dead_session_left_half_set_up_is_made_whole(mlflow_server: Any, tmp_path: Path) -> None:
+    client = mlflow_server.client()
+    experiment = client.create_experiment("half")
+    half = client.create_run(experiment, tags={facts.MLFLOW_RUN_TAG: "tiny-v1-1"})  # no params, no dataset
+    client.set_terminated(half.info.run_id, "FAILED")
+    tracked = _open(mlflow_server.uri, tmp_path, "half")
+    tracked.log_metrics(1, {"train_loss": 1.0})
+    tracked.finish("FINISHED", [])
+    run = client.get_run(half.info.run_id)
+    assert tracked.run_id == half.info.run_id and run.info.status == "FINISHED"
+    assert run.data.params == {"training.seed": "7"} and len(run.inputs.dataset_inputs) == 1
+
 # ------------------------------------------------------------------ OTLP
 def test_the_trainer_instruments_reach_an_otlp_receiver(tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the otel extra is not installed")

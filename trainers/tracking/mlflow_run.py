@@ -122,7 +122,7 @@ class MlflowRun:
         self._dataset = dataset
         self._lock = threading.Lock()
         self.run_id: str | None = saved_run_id(run_dir)
-        self._reopened = False
+        self._ready = False  # the run was made whole in this session
         self._carried = self._carry_over(run_dir)  # earlier sessions' undelivered items go first
         self._handled = 0  # items delivered (or refused and spilled) so far
         carried = self._carried
@@ -147,7 +147,7 @@ class MlflowRun:
     def _carry_over(self, run_dir: Path) -> list[Any]:
         """Move what earlier sessions could not send aside (kept on disk until this session sent it)."""
         sending, spill = run_dir / SENDING_FILE, run_dir / SPILL_FILE
-        items = read_spill(sending) + read_spill(spill)
+        items = [i for i in read_spill(sending) + read_spill(spill) if "open" not in i]
         if spill.exists() or sending.exists():
             sending.with_suffix(".tmp").write_text("".join(json.dumps(i, sort_keys=True) + "\n" for i in items),
                                                    encoding="utf-8")
@@ -175,15 +175,29 @@ class MlflowRun:
             self._client.log_batch(run_id, tags=tags[start:start + MAX_TAGS])
 
     def _ensure_run(self) -> str:
+        """The MLflow run, found or created, then made whole once per session: params and dataset input
+        (a session that died while setting it up left them out), status RUNNING (a resumed run was FAILED)."""
         with self._lock:
             if self.run_id is None:
-                self.run_id = self._find_run() or self._create_run()
+                self.run_id = self._find_run() or self._client.create_run(
+                    self._experiment_id(), run_name=self.vilms_run_id, tags=dict(self._tags)).info.run_id
                 write_json(self.run_dir / RUN_FILE, {"run_id": self.run_id})
-                self._reopened = True
-            if not self._reopened:  # a new session of a run whose last one ended (FAILED): running again
-                self._client.update_run(self.run_id, status="RUNNING")
-                self._reopened = True
+            if not self._ready:
+                self._make_whole(self._client.get_run(self.run_id))
+                self._ready = True
             return self.run_id
+
+    def _make_whole(self, run: Any) -> None:
+        from mlflow.entities import Param
+
+        if not run.data.params:
+            params = [Param(k, v) for k, v in flat.flatten(self._config).items()]
+            for start in range(0, len(params), MAX_PARAMS):
+                self._client.log_batch(run.info.run_id, params=params[start:start + MAX_PARAMS])
+        if self._dataset is not None and not run.inputs.dataset_inputs:
+            self._client.log_inputs(run.info.run_id, datasets=[self._dataset])
+        if run.info.status != "RUNNING":
+            self._client.update_run(run.info.run_id, status="RUNNING")
 
     def _experiment_id(self) -> str:
         found = self._client.get_experiment_by_name(self.spec.experiment)
@@ -193,18 +207,6 @@ class MlflowRun:
         runs = self._client.search_runs(
             [self._experiment_id()], f"tags.`{facts.MLFLOW_RUN_TAG}` = '{self.vilms_run_id}'", max_results=1)
         return runs[0].info.run_id if runs else None
-
-    def _create_run(self) -> str:
-        from mlflow.entities import Param
-
-        run = self._client.create_run(self._experiment_id(), run_name=self.vilms_run_id, tags=dict(self._tags))
-        run_id = run.info.run_id
-        params = [Param(k, v) for k, v in flat.flatten(self._config).items()]
-        for start in range(0, len(params), MAX_PARAMS):
-            self._client.log_batch(run_id, params=params[start:start + MAX_PARAMS])
-        if self._dataset is not None:
-            self._client.log_inputs(run_id, datasets=[self._dataset])
-        return run_id
 
     def _on_down(self, exc: BaseException) -> None:
         print(f"{self._label}: MLflow at {self._shown} is unreachable ({self._why(exc)}); training continues, "
