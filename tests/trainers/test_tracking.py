@@ -397,3 +397,14 @@ def test_the_tracking_bench_runs() -> None:
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "mlflow on (server up)" in proc.stdout and ("PASS" in proc.stdout or "FAIL" in proc.stdout)
+
+
+def test_a_client_that_cannot_start_leaves_training_on_and_quotes_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    from vilms.trainers.tracking import _guarded
+
+    def broken() -> None:
+        raise ValueError("bad scheme in https://vilms:s3cr3t@mlflow.example.com")
+
+    assert _guarded("tiny-v1", "MLflow tracking", broken) is None
+    err = capsys.readouterr().err
+    assert "tiny-v1: MLflow tracking is off for this session: ValueError" in err and "s3cr3t" not in err

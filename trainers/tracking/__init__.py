@@ -80,8 +80,8 @@ def open_tracker(job: Any, run_id: str, run_dir: Path, dataset: Any, *, start_st
     secrets = [v for v in (cfg.telemetry.headers(environ).values() if cfg.telemetry else ()) if v]
     mlflow = None
     if cfg.tracking.mlflow is not None:
-        uri = mlflow_run.tracking_uri(cfg.tracking.mlflow, job.root, environ)
-        mlflow = mlflow_run.MlflowRun(
+        uri = mlflow_run.tracking_uri(cfg.tracking.mlflow, job.root, environ)  # checked by require()
+        mlflow = _guarded(label, "MLflow tracking", lambda: mlflow_run.MlflowRun(
             cfg.tracking.mlflow, uri, run_dir, vilms_run_id=run_id, label=label, secrets=secrets,
             tags={"vilms.adapter": cfg.adapter, "vilms.base_model": cfg.base_model.name,
                   "vilms.method": cfg.method},
@@ -89,15 +89,21 @@ def open_tracker(job: Any, run_id: str, run_dir: Path, dataset: Any, *, start_st
             dataset=mlflow_run.dataset_input(
                 cfg.dataset.name, cfg.dataset.path, dataset.sha256, len(dataset.rows), dataset.size_bytes,
                 _provenance(dataset.path)),
-        )
-    otlp = None
-    try:
-        otlp = otel.OtelMetrics.from_spec(cfg.telemetry, environ, attributes, label)
-    except Exception as exc:  # noqa: BLE001 — a bad exporter setting must not stop training
-        print(f"{label}: OTLP metrics are off: {type(exc).__name__}", file=sys.stderr)
+        ))
+    otlp = _guarded(label, "OTLP metrics", lambda: otel.OtelMetrics.from_spec(cfg.telemetry, environ, attributes, label))
     if otlp is not None:
         otlp.start_at(start_step)
     return Tracker(mlflow, otlp)
+
+
+def _guarded(label: str, what: str, make: Any) -> Any:
+    """``make()``, or None with a one-line warning: a client that cannot start must not stop the training
+    (the message names the exception's type only: its text may quote the URI or a header)."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001
+        print(f"{label}: {what} is off for this session: {type(exc).__name__}", file=sys.stderr)
+        return None
 
 
 def tag_run(run_dir: Path, project_root: Path, tags: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> bool | None:
