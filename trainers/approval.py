@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from dataclasses import replace
 
 from vilms.compiler.clock import utc_now
@@ -45,4 +46,9 @@ def approve(layout: Layout, run_id: str, reason: str) -> Approval:
     decision = Approval(who=current_user(), reason=reason, at=utc_now(), from_status=status)
     runs.save_record(path, replace(record, gate=replace(record.gate, status="approved"),
                                    approvals=(*record.approvals, decision)))
+    from .tracking import tag_run
+
+    if tag_run(path, layout.root, {"vilms.gate": "approved", "vilms.approver": decision.who}) is False:
+        print(f"run {run_id}: approved; its MLflow run could not be tagged (server unreachable or its URI unset)",
+              file=sys.stderr)
     return decision

@@ -35,6 +35,7 @@ from .distributed import shard, wrap
 from .distributed.world import World
 from .encode import Example, encode_rows
 from .job import TrainingJob
+from .tracking import Tracker
 
 
 @dataclass
@@ -71,8 +72,11 @@ class LoraRecipe:
         show_progress: bool = True,
         world: World | None = None,
         stop_requested: Callable[[], int | None] | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
         self.world = world or World()
+        self.tracker = tracker or Tracker()  # live metrics (rank 0's; the others' is a no-op)
+        self._grad_norm: Any = None  # of the last optimizer step, a tensor until logged
         self.stop_requested = stop_requested  # polled by rank 0 before each step: a signal number asks to stop
         self.job = job
         self.cfg = job.config
@@ -185,6 +189,7 @@ class LoraRecipe:
                 state.train_history.append([state.step, loss, self.scheduler.get_last_lr()[0]])
                 if state.step % t.eval_steps == 0 and state.step < self.total_steps and self.eval_examples:
                     state.eval_history.append([state.step, self.evaluate()])
+                    self.tracker.evaluated(state.step, state.eval_history[-1][1])
                 stopping = stop_signal is not None
                 if (state.step % t.save_steps == 0 and state.step < self.total_steps) or stopping:
                     state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
@@ -199,9 +204,9 @@ class LoraRecipe:
                 bar.update(1)
                 if state.step % t.logging_steps == 0 or state.step == self.total_steps:
                     state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
-                    bar.set_postfix(
-                        loss=f"{loss:.4f}", tok_s=f"{window_tokens / max(window_seconds, 1e-9):.0f}", refresh=False
-                    )
+                    tokens_per_second = window_tokens / max(window_seconds, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:.0f}", refresh=False)
+                    self.tracker.step(state.step, self._logged_values(loss, tokens_per_second))
                     window_tokens, window_seconds = 0, 0.0
                 if stopping:
                     name = signal.Signals(stop_signal).name if stop_signal else "a signal on another rank"
@@ -214,6 +219,22 @@ class LoraRecipe:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
         state.peak_rss_bytes = max(state.peak_rss_bytes, report.peak_rss_bytes())
+
+    def _logged_values(self, loss: float, tokens_per_second: float) -> dict[str, float]:
+        """A logged step's metrics by their MLflow keys (facts.telemetry.TRAINER)."""
+        import torch
+
+        norm = self._grad_norm
+        values = {
+            "train_loss": loss,
+            "learning_rate": self.state.train_history[-1][2],
+            "grad_norm": float(norm) if norm is not None else None,
+            "tokens_per_second": tokens_per_second,
+            "peak_rss_bytes": float(self.state.peak_rss_bytes),
+        }
+        if getattr(self.device, "type", "cpu") == "cuda":
+            values["gpu_peak_memory_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
+        return {k: v for k, v in values.items() if v is not None}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
@@ -245,7 +266,8 @@ class LoraRecipe:
                 total_loss += float((loss / n_micro).detach())
                 tokens += int(batch["attention_mask"].sum())
         state.micro_index += n_micro
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self._grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: on every rank
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -325,5 +347,6 @@ class LoraRecipe:
         self.setup()
         self.train()
         eval_loss, result = self.run_gate()
+        self.tracker.evaluated(self.state.step, eval_loss)
         self.save_adapter()
         return RecipeResult(state=self.state, eval_loss=eval_loss, gate=result, total_steps=self.total_steps)

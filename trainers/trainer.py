@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def preflight(job: TrainingJob) -> Dataset:
                 )
             ]
         )
-    tracking.require_mlflow(cfg.tracking.mlflow)
+    tracking.require(job)
     return dataset
 
 
@@ -135,17 +135,36 @@ def train(
 
     from .recipe import Interrupted, LoraRecipe
 
-    recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress)
+    tracker = open_tracking(job, run_id, run_dir, dataset)
+    recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress, tracker=tracker)
     try:
         result = recipe.run()
     except Interrupted:
         runs.save_record(run_dir, record.ended(current, "interrupted"))
+        end_tracking(tracker, "interrupted", recipe)
         raise
     except BaseException:
         runs.save_record(run_dir, record.ended(current, "failed"))
+        end_tracking(tracker, "failed", recipe)
         raise
-    finish(layout, job, run_dir, current, recipe, result)
+    finish(layout, job, run_dir, current, recipe, result, tracker)
     return Started(run_id)
+
+
+def open_tracking(job: TrainingJob, run_id: str, run_dir: Path, dataset: Dataset) -> tracking.Tracker:
+    """Rank 0's live metrics of ``run_id`` (MLflow, OTLP); a resumed run continues its MLflow run."""
+    latest = checkpoint.latest_checkpoint(run_dir)
+    return tracking.open_tracker(job, run_id, run_dir, dataset,
+                                 start_step=int(latest.name.split("-")[1]) if latest else 0)
+
+
+def end_tracking(tracker: tracking.Tracker, status: str, recipe: Any) -> None:
+    """End a session that did not complete (FAILED in MLflow, with what it logged); never masks why."""
+    state = getattr(recipe, "state", None)
+    try:
+        tracker.finish(status, step=state.step if state is not None else 0)
+    except Exception as exc:  # noqa: BLE001 — the training's own error is the one to report
+        print(f"{recipe.cfg.adapter}: could not end the tracking run: {type(exc).__name__}", file=sys.stderr)
 
 
 def open_run(
@@ -184,7 +203,8 @@ def open_run(
     return run_id, run_dir, current, previous is not None
 
 
-def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, recipe: Any, result: Any) -> None:
+def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, recipe: Any, result: Any,
+           tracker: tracking.Tracker) -> None:
     """The run's outputs once it trained (rank 0): metrics, loss curve, the completed record, MLflow."""
     cfg = job.config
     metrics = report.build_metrics(result.state, result.eval_loss, result.gate.perplexity, result.total_steps)
@@ -193,14 +213,8 @@ def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, 
     report.write_metrics(run_dir, metrics)
     report.write_loss_curve(run_dir, result.state, f"{cfg.adapter} ({current.run_id})")
     runs.save_record(run_dir, record.completed(current, result.gate, metrics))
-    tracking.log_run(
-        cfg.tracking.mlflow,
-        layout.root,
-        current.run_id,
-        {"adapter": cfg.adapter, "method": cfg.method, "r": cfg.lora.r, **asdict(cfg.training)},
-        metrics,
-        [run_dir / "metrics.json", run_dir / RUN_RECORD, run_dir / "loss.png"],
-    )
+    tracker.finish("completed", step=result.state.step, gate_status=result.gate.status,
+                   artifacts=[run_dir / "adapter", run_dir / "metrics.json", run_dir / RUN_RECORD, run_dir / "loss.png"])
     shutil.rmtree(run_dir / heartbeat.FOLDER, ignore_errors=True)
 
 
@@ -322,19 +336,22 @@ def train_in_world(
         world.heartbeat = heartbeat.Heartbeat(run_dir, world.rank, heartbeat.interval_for(
             cfg.distributed.collective_timeout_s))
         resuming = checkpoint.latest_checkpoint(run_dir) is not None
+        tracker = open_tracking(job, run_id, run_dir, dataset) if world.is_main else tracking.Tracker()
         recipe = LoraRecipe(job, dataset, run_dir, resume=resuming, show_progress=show_progress, world=world,
-                            stop_requested=stop_requested)
+                            stop_requested=stop_requested, tracker=tracker)
         try:
             result = recipe.run()
         except Interrupted:
             world.main_only(runs.save_record, run_dir, record.ended(current, "interrupted"))
+            end_tracking(tracker, "interrupted", recipe)
             raise
-        except RuntimeError as exc:
-            if world.size > 1 and _is_collective_error(exc):
+        except BaseException as exc:
+            end_tracking(tracker, "failed", recipe)
+            if isinstance(exc, RuntimeError) and world.size > 1 and _is_collective_error(exc):
                 raise heartbeat.collective_failed(
                     exc, run_dir, world.rank, world.size, cfg.distributed.collective_timeout_s) from None
             raise
-        world.main_only(finish, layout, job, run_dir, current, recipe, result)
+        world.main_only(finish, layout, job, run_dir, current, recipe, result, tracker)
         return run_id
     except ActionError as exc:
         if world.size > 1 and exc.hint and not isinstance(exc, Interrupted):  # torchrun's error file keeps str(exc)

@@ -131,6 +131,9 @@ def training_job(plan: Plan, adapter: Adapter, hw: Hardware) -> dict[str, Any]:
         "revision": hashlib.sha256(TRAINING_CONFIG.dump(config)).hexdigest()[:8],
         "enabled": False,
     }
+    env = training_secret_env(plan, adapter)
+    if env:
+        entry["secretEnv"] = env
     if dist.engine == "ray":  # Ray Train on a RayJob's own Ray cluster: nnodes worker pods × their GPUs
         return {**entry, "kind": "RayJob", "numNodes": dist.nnodes, "numProcPerNode": dist.nproc_per_node,
                 "resources": node_resources(hw, dist.nproc_per_node), "shmSize": SHM_SIZE, "rayJob": rayjob_facts()}
@@ -244,6 +247,15 @@ def _ray(plan: Plan, dep: Deployment, serve_config: str | None) -> dict[str, Any
         "shmSize": SHM_SIZE,
         "terminationGracePeriodSeconds": termination_grace_seconds(plan),
     }
+
+
+def training_secret_env(plan: Plan, adapter: Adapter) -> list[dict[str, str]]:
+    """The variables a training job reads from the project's Secret: the MLflow server's URI
+    (``tracking.mlflow.uri: env:NAME``) and the OTLP endpoint and headers (``telemetry.otlp``, metrics on)."""
+    names = set(plan.telemetry.env_names) if plan.telemetry is not None and plan.telemetry.metrics else set()
+    if adapter.mlflow is not None and adapter.mlflow.tracking_uri_env:
+        names.add(adapter.mlflow.tracking_uri_env)
+    return [{"name": n, "secretName": f"{plan.project}-secrets", "secretKey": n} for n in sorted(names)]
 
 
 def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dict[str, Any]],
