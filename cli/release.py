@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import click
 from vilms.compiler.errors import UsageError, VilmsError
 from vilms.compiler.layout import Layout
 
-from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
+from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES
 
 
 @click.command()
@@ -23,15 +24,21 @@ from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
 @APPLY
 @YES
 @OLLAMA_URL
-def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+@SKIP_REGISTRY
+def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None,
+            skip_registry: bool) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/.
 
     When a Ray deployment serves ADAPTER, RUN_ID is first pushed to the artifact store and
-    verified; if that fails, nothing is changed."""
+    verified; if that fails, nothing is changed. When ADAPTER has tracking.mlflow, RUN_ID's
+    version in the MLflow Model Registry is found or registered first, and the alias moved to
+    it after vilms.yaml is written. Rolling out the run already released only does the latter."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    _released(run_rollout(file, adapter, run_id, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
+    registry = _RegistryStep(file, adapter, skip=skip_registry)
+    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
+    _released(change, file, apply_, yes, ollama_url, registry)
 
 
 @click.command()
@@ -40,15 +47,20 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
 @APPLY
 @YES
 @OLLAMA_URL
-def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+@SKIP_REGISTRY
+def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None, skip_registry: bool) -> None:
     """Set ADAPTER's release: back to the run before the current rollout, and rebuild.
 
     When a Ray deployment serves ADAPTER, that run must be in the artifact store: it is pushed
-    again from artifacts/ if the store lost it, and verified; if that fails, nothing is changed."""
+    again from artifacts/ if the store lost it, and verified; if that fails, nothing is changed.
+    When ADAPTER has tracking.mlflow, the registry's alias moves back to that run's version
+    (registered if it never was)."""
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    _released(run_rollback(file, adapter, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
+    registry = _RegistryStep(file, adapter, skip=skip_registry)
+    change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
+    _released(change, file, apply_, yes, ollama_url, registry)
 
 
 @click.command()
@@ -90,12 +102,18 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
-def _publisher(file: Path, adapter: str) -> Callable[[Any, str], None]:
+def _publisher(file: Path, adapter: str, registry: _RegistryStep) -> Callable[[Any, str], None]:
     """What rollout and rollback run before they write anything: when a Ray deployment serves
     ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
-    then verified), because Ray Serve LLM loads it from there on the next request."""
+    then verified), because Ray Serve LLM loads it from there on the next request. Before that
+    (a few quick calls, where a push may take minutes), with tracking.mlflow, the run's version
+    in the Model Registry is found or registered."""
 
     def publish(plan: Any, run_id: str) -> None:
+        registry.prepare(plan, run_id)
+        _publish_to_store(plan, run_id)
+
+    def _publish_to_store(plan: Any, run_id: str) -> None:
         from vilms.runtime.artifact_store import open_store, ray_deployments
         from vilms.runtime.artifact_store import publish as publish_run
 
@@ -113,6 +131,104 @@ def _publisher(file: Path, adapter: str) -> Callable[[Any, str], None]:
     return publish
 
 
+class _RegistryStep:
+    """The MLflow Model Registry's part of a release (``runtime/model_registry.py``).
+
+    Before anything is written (:meth:`prepare`, from the publish callback): the run's version is
+    found or registered and tagged; a failure there changes nothing. After vilms.yaml and
+    generated/ are written (:meth:`follow`): the alias moves. vilms.yaml is the truth: should the
+    move fail, the error says the files changed and which command brings the registry in line
+    (rolling out the run vilms.yaml releases only moves the alias)."""
+
+    def __init__(self, file: Path, adapter: str, *, skip: bool) -> None:
+        self.file, self.adapter, self.skip = file, adapter, skip
+        self.spec: Any = None
+        self.registry: Any = None
+        self.version: Any = None
+        self.prepared = False
+
+    def prepare(self, plan: Any, run_id: str) -> None:
+        self.prepared = True
+        self.spec = self._spec(plan)
+        if self.spec is None or self.skip:
+            return
+        try:
+            self._open()
+            self.version = self.registry.prepare(run_id, self._tags(run_id))
+        except VilmsError as exc:
+            error = self._located(exc)
+            error.message += f"\nnot released: {self.file} and generated/ were not changed"
+            raise error from None
+        done = "registered as" if self.version.created else "already"
+        click.echo(f"MLflow registry: {run_id} {done} version {self.version.version} of {self.version.model}")
+
+    def follow(self, change: Any) -> None:
+        if not self.prepared:  # nothing was published: the release is unchanged, or becomes null
+            self.spec = self._spec(self._plan())
+        if self.spec is None:
+            return
+        target = f"{self.spec.registered_model}@{self.spec.registry_alias}"
+        if self.skip:
+            click.echo(f"warning: --skip-registry: the MLflow Model Registry was not changed; {target} may not be on "
+                       f"{change.after or 'nothing'} yet. {self._resync(change)}", err=True)
+            return
+        try:
+            if self.registry is None:
+                self._open()
+            if change.after is not None and self.version is None:
+                self.version = self.registry.prepare(change.after, self._tags(change.after))
+                click.echo(f"MLflow registry: {change.after} is version {self.version.version} of {self.version.model}")
+            pointed = self.registry.point(self.version if change.after is not None else None)
+        except VilmsError as exc:
+            error = self._located(exc)
+            if change.changed:
+                error.message += (f"\n{self.file} and generated/ now release {change.after or 'null'}, "
+                                  f"but {target} was not moved. {self._resync(change)}")
+            raise error from None
+        click.echo(pointed.summary())
+
+    def _resync(self, change: Any) -> str:
+        if change.after is not None:
+            return f"To bring it in line, run `vilms rollout {self.adapter} {change.after} -f {self.file}` once the server answers."
+        return (f"To bring it in line, remove the alias once the server answers: "
+                f"MlflowClient().delete_registered_model_alias({self.spec.registered_model!r}, {self.spec.registry_alias!r}).")
+
+    def _located(self, exc: VilmsError) -> VilmsError:
+        """A problem of a tracking.mlflow setting, as a diagnostic at its place in vilms.yaml."""
+        from vilms.compiler.document import dotted
+        from vilms.compiler.errors import Diagnostic, InvalidInputError
+        from vilms.compiler.load import load
+        from vilms.compiler.pipeline import display_name
+        from vilms.runtime.model_registry import SettingError
+
+        if not isinstance(exc, SettingError):
+            return exc
+        doc = load(self.file, display_name(self.file))
+        path = ("adapters", self.adapter, "tracking", "mlflow", exc.key)
+        line, column = doc.locate(path)
+        return InvalidInputError([Diagnostic(doc.display_name, line, column, dotted(path), exc.message, exc.hint)])
+
+    def _spec(self, plan: Any) -> Any:
+        found = plan.adapters.get(self.adapter)
+        return None if found is None else found.mlflow
+
+    def _plan(self) -> Any:
+        from vilms.compiler.load import load
+        from vilms.compiler.pipeline import display_name, plan_document
+
+        return plan_document(load(self.file, display_name(self.file)), fit=False)
+
+    def _open(self) -> None:
+        from vilms.runtime.model_registry import open_registry
+
+        self.registry = open_registry(self.adapter, self.spec, Layout.of(self.file).root, os.environ)
+
+    def _tags(self, run_id: str) -> dict[str, str]:
+        from vilms.runtime.model_registry import release_tags
+
+        return release_tags(Layout.of(self.file), run_id)
+
+
 def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
     """Refuse before changing anything when a confirmation could not be asked for."""
     if apply_ and not yes and not sys.stdin.isatty():
@@ -120,12 +236,13 @@ def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
                          hint="review with `vilms apply --dry-run`, then pass --yes")
 
 
-def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None, registry: _RegistryStep) -> None:
     from vilms.compiler.rollout import describe
 
     for warning in change.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(describe(change))
+    registry.follow(change)
     if apply_:
         deployments = sorted({dep for _alias, deps in change.serving for dep in deps})
         if not deployments:
