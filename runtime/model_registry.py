@@ -86,7 +86,11 @@ class Pointed:
 def where(adapter: str, spec: MlflowSpec) -> str:
     """How messages name the tracking server: where its URI is written, never the URI."""
     key = f"adapters.{adapter}.tracking.mlflow"
-    return f"the MLflow server in ${spec.tracking_uri_env} ({key}.uri)" if spec.tracking_uri_env else f"the MLflow store of {key}"
+    if spec.tracking_uri_env:
+        return f"the MLflow server in ${spec.tracking_uri_env} ({key}.uri)"
+    if spec.tracking_uri and not spec.tracking_uri.startswith("file:"):
+        return f"the MLflow server of {key}.uri"
+    return f"the MLflow store of {key} (mlruns/ beside vilms.yaml)"
 
 
 def tracking_uri(adapter: str, spec: MlflowSpec, project_root: Path, environ: Mapping[str, str]) -> str:
@@ -141,6 +145,7 @@ class Registry:
         self.spec = spec
         self.client = client
         self.where = where
+        self._file_store = uri.startswith("file:")
         netloc = uri.split("://", 1)[-1].split("/", 1)[0]
         userinfo = netloc.rpartition("@")[0]
         # longest first: the URI, its host part, its user:password
@@ -191,7 +196,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            with _bounded():
+            with _bounded(self._file_store):
                 return str(self.client.get_model_version_by_alias(self.model, self.alias).version)
         except MlflowException as exc:
             if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
@@ -244,7 +249,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            with _bounded():
+            with _bounded(self._file_store):
                 yield
         except MlflowException as exc:
             raise self._error(exc, what) from None
@@ -273,10 +278,14 @@ def _quoted(value: str) -> str:
 
 
 @contextmanager
-def _bounded() -> Iterator[None]:
-    """MLflow's HTTP client with bounded waits and quiet loggers, for the duration of a call."""
+def _bounded(file_store: bool = False) -> Iterator[None]:
+    """MLflow's HTTP client with bounded waits and quiet loggers, for the duration of a call.
+    ``file_store``: the project's own ``mlruns/`` (``mlflow: true``), which MLflow 3 opens only
+    when asked to (its file backend is in maintenance mode); the trainer writes it the same way."""
     settings = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(MAX_RETRIES),
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(BACKOFF_FACTOR)}
+    if file_store:
+        settings["MLFLOW_ALLOW_FILE_STORE"] = "true"
     saved = {name: os.environ.get(name) for name in settings}
     logger = logging.getLogger("mlflow")
     level = logger.level

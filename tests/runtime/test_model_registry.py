@@ -98,7 +98,7 @@ def alias(server, model: str, name: str = "production") -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return server.client().get_model_version_by_alias(model, name).version
+        return str(server.client().get_model_version_by_alias(model, name).version)
     except MlflowException:
         return None
 
@@ -191,6 +191,29 @@ def test_a_server_that_is_down_refuses_the_rollout_and_changes_nothing(env, proj
     assert versions(env, project.adapter) == {}
 
 
+def test_a_server_that_never_answers_is_given_up_within_the_timeout(env, project, capsys, monkeypatch):
+    """Every call is bounded: a server that accepts and then says nothing costs REQUEST_TIMEOUT_S
+    per attempt (1 s here; 10 s in production), not MLflow's 120 s times 8 attempts."""
+    import socket
+
+    r1 = project.runs[0]
+    trained(env, project, r1)
+    before = tree(project.root)
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # the kernel accepts; nobody reads or answers
+    try:
+        monkeypatch.setattr(model_registry, "REQUEST_TIMEOUT_S", 1)
+        monkeypatch.setenv(URI_ENV, f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"cannot reach the MLflow server in ${URI_ENV}" in result.err and "(timed out)" in result.err
+    assert took < 15, took  # (1 + MAX_RETRIES) attempts of 1 s, a 1 s backoff, and the compile
+    assert tree(project.root) == before
+
+
 def test_skip_registry_releases_through_an_outage_and_says_how_to_resync(env, project, capsys, monkeypatch):
     r1 = project.runs[0]
     trained(env, project, r1)
@@ -279,6 +302,25 @@ def test_mlflow_missing_names_the_track_extra(tmp_path, monkeypatch):
         open_registry("support-v1", spec, tmp_path, {})
     assert "needs mlflow, which is not installed" in caught.value.message
     assert "pip install 'vilms[track]'" in caught.value.hint
+
+
+def test_mlflow_true_follows_in_the_projects_own_store(project, capsys, monkeypatch):
+    """`tracking: {mlflow: true}`: no server; the registry of mlruns/ beside vilms.yaml follows the release."""
+    from mlflow import MlflowClient
+
+    text = project.file.read_text()
+    project.file.write_text(text.replace(f"{{mlflow: {{uri: env:{URI_ENV}, experiment: {project.experiment}}}}}",
+                                         f"{{mlflow: true, experiment: {project.experiment}}}"))
+    uri = (project.root / "mlruns").resolve().as_uri()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the trainer opens it
+    local = SimpleNamespace(client=lambda: MlflowClient(tracking_uri=uri, registry_uri=uri))
+    r1 = project.runs[0]
+    trained(local, project, r1)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+    assert result.code == 0, result.err
+    assert alias(local, project.adapter) == "1"
+    assert f"{project.adapter}@production → version 1 (was unset)" in result.out
 
 
 def test_a_local_store_resolves_beside_vilms_yaml(tmp_path):

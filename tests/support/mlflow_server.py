@@ -21,6 +21,8 @@ from tests.support.s3_server import free_port
 
 START_TIMEOUT_S = 90.0  # a cold start imports MLflow's server and migrates the SQLite schema: ~10 s on a busy machine
 STOP_TIMEOUT_S = 10.0
+# no background job runner (7 huey consumers: GenAI evaluation jobs the tests never use, CPU they need)
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_TRACKING_URI": ""}
 
 
 def _in_own_group_dying_with_the_tests() -> None:
@@ -79,7 +81,7 @@ def start(root: Path) -> MlflowServer:
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with (root / "server.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+                                   env={**os.environ, **SERVER_ENV},
                                    preexec_fn=_in_own_group_dying_with_the_tests)
     server = MlflowServer(f"http://127.0.0.1:{port}", root, process)
     deadline = time.monotonic() + START_TIMEOUT_S
