@@ -36,7 +36,7 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    registry = _RegistryStep(file, adapter, skip=skip_registry)
+    registry = _RegistryStep(file, adapter, skip=skip_registry, apply_=apply_)
     change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
     _released(change, file, apply_, yes, ollama_url, registry)
 
@@ -58,7 +58,7 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    registry = _RegistryStep(file, adapter, skip=skip_registry)
+    registry = _RegistryStep(file, adapter, skip=skip_registry, apply_=apply_)
     change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
     _released(change, file, apply_, yes, ollama_url, registry)
 
@@ -140,8 +140,8 @@ class _RegistryStep:
     move fail, the error says the files changed and which command brings the registry in line
     (rolling out the run vilms.yaml releases only moves the alias)."""
 
-    def __init__(self, file: Path, adapter: str, *, skip: bool) -> None:
-        self.file, self.adapter, self.skip = file, adapter, skip
+    def __init__(self, file: Path, adapter: str, *, skip: bool, apply_: bool) -> None:
+        self.file, self.adapter, self.skip, self.apply_ = file, adapter, skip, apply_
         self.spec: Any = None
         self.registry: Any = None
         self.version: Any = None
@@ -189,7 +189,9 @@ class _RegistryStep:
 
     def _resync(self, change: Any) -> str:
         if change.after is not None:
-            return f"To bring it in line, run `vilms rollout {self.adapter} {change.after} -f {self.file}` once the server answers."
+            command = f"vilms rollout {self.adapter} {change.after} -f {self.file}" + (" --apply" if self.apply_ else "")
+            deploy = " (nothing was deployed; that command deploys too)" if self.apply_ and not self.skip else ""
+            return f"To bring it in line, run `{command}` once the server answers{deploy}."
         return (f"To bring it in line, remove the alias once the server answers: "
                 f"MlflowClient().delete_registered_model_alias({self.spec.registered_model!r}, {self.spec.registry_alias!r}).")
 

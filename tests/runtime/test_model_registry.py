@@ -80,6 +80,7 @@ def trained(server, project, run_id: str, *, gate: str = "passed", adapter_files
 
 
 def vilms(capsys, *args: str) -> SimpleNamespace:
+    capsys.readouterr()  # only what the command prints (MLflow's client prints links when the test ends a run)
     code = run(list(args))
     out = capsys.readouterr()
     return SimpleNamespace(code=code, out=out.out, err=out.err)
@@ -103,11 +104,14 @@ def alias(server, model: str, name: str = "production") -> str | None:
         return None
 
 
-def test_rollout_registers_the_run_and_moves_the_alias(env, project, capsys):
+def test_rollout_registers_the_run_and_moves_the_alias(env, project, capsys, monkeypatch):
     r1 = project.runs[0]
     mlflow_run = trained(env, project, r1)
+    netloc = env.url.split("://")[1]
+    monkeypatch.setenv(URI_ENV, f"http://vilms:s3cret-token@{netloc}")  # credentials in the URI: sent, never shown
     result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
     assert result.code == 0, result.err
+    assert "s3cret" not in result.out + result.err and netloc not in result.out + result.err
     found = versions(env, project.adapter)
     assert list(found) == ["1"]
     version = found["1"]
@@ -243,10 +247,12 @@ def test_an_alias_move_that_fails_after_the_edit_says_how_to_resync(env, project
         return point(self, version)
 
     monkeypatch.setattr(Registry, "point", server_gone)
-    result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+    result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file), "--apply", "--yes")
     assert result.code == 1 and "Traceback" not in result.err
     assert f"now release {r1}, but {project.adapter}@production was not moved" in result.err
-    assert f"run `vilms rollout {project.adapter} {r1} -f {project.file}`" in result.err
+    assert f"run `vilms rollout {project.adapter} {r1} -f {project.file} --apply` once the server answers " \
+           "(nothing was deployed; that command deploys too)" in result.err
+    assert "applied" not in result.out
     assert f"release: {r1}" in project.file.read_text()
     assert alias(env, project.adapter) is None
     monkeypatch.setattr(Registry, "point", point)
