@@ -41,6 +41,7 @@ TAG_RUN = facts.MLFLOW_RUN_TAG
 TAG_GATE = "vilms.gate"  # the gate status of the run (passed, approved, ...); "unchecked" when the run is not here
 TAG_APPROVER = "vilms.approver"  # who approved it (`vilms approve`), when a human did
 UNCHECKED = "unchecked"
+MAX_QUOTED = 300  # characters of an MLflow error quoted in a message (a proxy's HTML error page is not)
 
 _USERINFO = re.compile(r"(?<=//)[^/@\s]+@")  # user:password@ in any URL a message quotes
 
@@ -257,10 +258,24 @@ class Registry:
     def _error(self, exc: Any, what: str) -> ActionError:
         code = getattr(exc, "error_code", None) or ""
         text = self._scrub(str(getattr(exc, "message", exc)))
-        if code in ("", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") and "API request to" in text:
-            reason = "timed out" if "timed out" in text.lower() or "timeout" in text.lower() else "no answer"
-            if "refused" in text.lower():
+        if len(text) > MAX_QUOTED:
+            text = text[:MAX_QUOTED] + "…"
+        lowered = text.lower()
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or " 401 " in text or " 403 " in text:
+            return ActionError(f"{self.where} refused {what}: not authorized ({code or 'HTTP 401/403'})",
+                               hint="check the credentials MLflow's client sends: MLFLOW_TRACKING_USERNAME and "
+                                    "MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN, or user:password@ in the URI")
+        if "API request to" in text and code in ("", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ENDPOINT_NOT_FOUND"):
+            if "timed out" in lowered or "timeout" in lowered:
+                reason = "timed out"
+            elif "refused" in lowered:
                 reason = "connection refused"
+            elif "error responses" in lowered or "error code 5" in lowered:
+                reason = "it answered with server errors (HTTP 5xx)"
+            elif "error code 404" in lowered:
+                reason = "HTTP 404: is the URI the tracking server's base URL?"
+            else:
+                reason = "no answer"
             return ActionError(f"cannot reach {self.where} while {what} ({reason})",
                                hint="start the tracking server or fix its URI; or pass --skip-registry "
                                     "to release without the Model Registry")

@@ -218,6 +218,46 @@ def test_a_server_that_never_answers_is_given_up_within_the_timeout(env, project
     assert tree(project.root) == before
 
 
+@pytest.mark.parametrize("status, said", [
+    (401, "refused finding the MLflow run of {run}: not authorized (UNAUTHENTICATED)"),
+    (403, "refused finding the MLflow run of {run}: not authorized (PERMISSION_DENIED)"),
+    (503, "while finding the MLflow run of {run} (it answered with server errors (HTTP 5xx))"),
+    (404, "while finding the MLflow run of {run} (HTTP 404: is the URI the tracking server's base URL?)"),
+])
+def test_a_proxy_in_front_of_the_server_answering_errors(env, project, capsys, monkeypatch, status, said):
+    """An HTML error page from a proxy (auth, gateway down, wrong path): one line, the page not quoted."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _answer(self):
+            body = b"<html><body>" + b"x" * 5000 + b"</body></html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    r1 = project.runs[0]
+    write_run(project.root, r1)
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv(URI_ENV, f"http://127.0.0.1:{proxy.server_address[1]}")
+        result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert result.code == 1 and "Traceback" not in result.err
+    assert said.format(run=r1) in result.err
+    assert "xxxxxxxxxx" not in result.err and len(result.err) < 1500
+
+
 def test_skip_registry_releases_through_an_outage_and_says_how_to_resync(env, project, capsys, monkeypatch):
     r1 = project.runs[0]
     trained(env, project, r1)
