@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -36,7 +35,7 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    registry = _RegistryStep(file, adapter, skip=skip_registry, apply_=apply_)
+    registry = _registry(file, adapter, skip_registry, apply_)
     change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
     _released(change, file, apply_, yes, ollama_url, registry)
 
@@ -58,7 +57,7 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    registry = _RegistryStep(file, adapter, skip=skip_registry, apply_=apply_)
+    registry = _registry(file, adapter, skip_registry, apply_)
     change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
     _released(change, file, apply_, yes, ollama_url, registry)
 
@@ -102,7 +101,7 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
-def _publisher(file: Path, adapter: str, registry: _RegistryStep) -> Callable[[Any, str], None]:
+def _publisher(file: Path, adapter: str, registry: Any) -> Callable[[Any, str], None]:
     """What rollout and rollback run before they write anything: when a Ray deployment serves
     ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
     then verified), because Ray Serve LLM loads it from there on the next request. Before that
@@ -131,104 +130,11 @@ def _publisher(file: Path, adapter: str, registry: _RegistryStep) -> Callable[[A
     return publish
 
 
-class _RegistryStep:
-    """The MLflow Model Registry's part of a release (``runtime/model_registry.py``).
+def _registry(file: Path, adapter: str, skip: bool, apply_: bool) -> Any:
+    """The MLflow Model Registry's part of the release (``runtime/model_registry/``)."""
+    from vilms.runtime.model_registry import FollowRelease
 
-    Before anything is written (:meth:`prepare`, from the publish callback): the run's version is
-    found or registered and tagged; a failure there changes nothing. After vilms.yaml and
-    generated/ are written (:meth:`follow`): the alias moves. vilms.yaml is the truth: should the
-    move fail, the error says the files changed and which command brings the registry in line
-    (rolling out the run vilms.yaml releases only moves the alias)."""
-
-    def __init__(self, file: Path, adapter: str, *, skip: bool, apply_: bool) -> None:
-        self.file, self.adapter, self.skip, self.apply_ = file, adapter, skip, apply_
-        self.spec: Any = None
-        self.registry: Any = None
-        self.version: Any = None
-        self.prepared = False
-
-    def prepare(self, plan: Any, run_id: str) -> None:
-        self.prepared = True
-        self.spec = self._spec(plan)
-        if self.spec is None or self.skip:
-            return
-        try:
-            self._open()
-            self.version = self.registry.prepare(run_id, self._tags(run_id))
-        except VilmsError as exc:
-            error = self._located(exc)
-            error.message += f"\nnot released: {self.file} and generated/ were not changed"
-            raise error from None
-        done = "registered as" if self.version.created else "already"
-        click.echo(f"MLflow registry: {run_id} {done} version {self.version.version} of {self.version.model}")
-
-    def follow(self, change: Any) -> None:
-        if not self.prepared:  # nothing was published: the release is unchanged, or becomes null
-            self.spec = self._spec(self._plan())
-        if self.spec is None:
-            return
-        target = f"{self.spec.registered_model}@{self.spec.registry_alias}"
-        if self.skip:
-            click.echo(f"warning: --skip-registry: the MLflow Model Registry was not changed; {target} may not be on "
-                       f"{change.after or 'nothing'} yet. {self._resync(change)}", err=True)
-            return
-        try:
-            if self.registry is None:
-                self._open()
-            if change.after is not None and self.version is None:
-                self.version = self.registry.prepare(change.after, self._tags(change.after))
-                click.echo(f"MLflow registry: {change.after} is version {self.version.version} of {self.version.model}")
-            pointed = self.registry.point(self.version if change.after is not None else None)
-        except VilmsError as exc:
-            error = self._located(exc)
-            if change.changed:
-                error.message += (f"\n{self.file} and generated/ now release {change.after or 'null'}, "
-                                  f"but {target} was not moved. {self._resync(change)}")
-            raise error from None
-        click.echo(pointed.summary())
-
-    def _resync(self, change: Any) -> str:
-        if change.after is not None:
-            command = f"vilms rollout {self.adapter} {change.after} -f {self.file}" + (" --apply" if self.apply_ else "")
-            deploy = " (nothing was deployed; that command deploys too)" if self.apply_ and not self.skip else ""
-            return f"To bring it in line, run `{command}` once the server answers{deploy}."
-        return (f"To bring it in line, remove the alias once the server answers: "
-                f"MlflowClient().delete_registered_model_alias({self.spec.registered_model!r}, {self.spec.registry_alias!r}).")
-
-    def _located(self, exc: VilmsError) -> VilmsError:
-        """A problem of a tracking.mlflow setting, as a diagnostic at its place in vilms.yaml."""
-        from vilms.compiler.document import dotted
-        from vilms.compiler.errors import Diagnostic, InvalidInputError
-        from vilms.compiler.load import load
-        from vilms.compiler.pipeline import display_name
-        from vilms.runtime.model_registry import SettingError
-
-        if not isinstance(exc, SettingError):
-            return exc
-        doc = load(self.file, display_name(self.file))
-        path = ("adapters", self.adapter, "tracking", "mlflow", exc.key)
-        line, column = doc.locate(path)
-        return InvalidInputError([Diagnostic(doc.display_name, line, column, dotted(path), exc.message, exc.hint)])
-
-    def _spec(self, plan: Any) -> Any:
-        found = plan.adapters.get(self.adapter)
-        return None if found is None else found.mlflow
-
-    def _plan(self) -> Any:
-        from vilms.compiler.load import load
-        from vilms.compiler.pipeline import display_name, plan_document
-
-        return plan_document(load(self.file, display_name(self.file)), fit=False)
-
-    def _open(self) -> None:
-        from vilms.runtime.model_registry import open_registry
-
-        self.registry = open_registry(self.adapter, self.spec, Layout.of(self.file).root, os.environ)
-
-    def _tags(self, run_id: str) -> dict[str, str]:
-        from vilms.runtime.model_registry import release_tags
-
-        return release_tags(Layout.of(self.file), run_id)
+    return FollowRelease(file, adapter, skip=skip, apply_=apply_, echo=click.echo)
 
 
 def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
@@ -238,7 +144,7 @@ def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
                          hint="review with `vilms apply --dry-run`, then pass --yes")
 
 
-def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None, registry: _RegistryStep) -> None:
+def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None, registry: Any) -> None:
     from vilms.compiler.rollout import describe
 
     for warning in change.warnings:

@@ -30,6 +30,7 @@ from vilms.compiler.errors import ActionError
 from vilms.compiler.layout import Layout
 from vilms.runtime import model_registry
 from vilms.runtime.model_registry import Registry, open_registry
+from vilms.runtime.model_registry import client as registry_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -205,7 +206,7 @@ def test_a_server_that_never_answers_is_given_up_within_the_timeout(env, project
     before = tree(project.root)
     silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # the kernel accepts; nobody reads or answers
     try:
-        monkeypatch.setattr(model_registry, "REQUEST_TIMEOUT_S", 1)
+        monkeypatch.setattr(registry_client, "REQUEST_TIMEOUT_S", 1)
         monkeypatch.setenv(URI_ENV, f"http://127.0.0.1:{silent.getsockname()[1]}")
         started = time.monotonic()
         result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))

@@ -1,5 +1,5 @@
-"""The MLflow Model Registry follows releases: `vilms rollout` and `vilms rollback` keep the
-alias of an adapter's registered model (``production`` by default) on the version of the run
+"""MLflow's client of one adapter's registered model, which `vilms rollout` and `vilms rollback`
+keep in line with vilms.yaml: its alias (``production`` by default) on the version of the run
 vilms.yaml releases.
 
 A run's version is ``runs:/<mlflow run>/adapter`` (the trainer logs the adapter folder there and
@@ -7,7 +7,7 @@ tags its MLflow run :data:`~vilms.compiler.facts.telemetry.MLFLOW_RUN_TAG` = the
 registered under the adapter's name. :meth:`Registry.prepare` finds or registers that version
 (never twice for one run) and tags it; :meth:`Registry.point` moves the alias (or removes it
 when the release becomes null). The commands call ``prepare`` before they write anything and
-``point`` after vilms.yaml is written (``cli/release.py``; docs/releases.md).
+``point`` after vilms.yaml is written (:mod:`.release`; docs/releases.md).
 
 Every call is bounded: MLflow's HTTP client gets :data:`REQUEST_TIMEOUT_S` per request and at
 most :data:`MAX_RETRIES` retry, instead of its default of 7 retries with backoff (minutes). The
@@ -257,15 +257,14 @@ class Registry:
 
     def _error(self, exc: Any, what: str) -> ActionError:
         code = getattr(exc, "error_code", None) or ""
-        text = self._scrub(str(getattr(exc, "message", exc)))
-        if len(text) > MAX_QUOTED:
-            text = text[:MAX_QUOTED] + "…"
-        lowered = text.lower()
-        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or " 401 " in text or " 403 " in text:
+        full = self._scrub(str(getattr(exc, "message", exc)))
+        lowered = full.lower()  # classified on all of it, quoted in part
+        text = full if len(full) <= MAX_QUOTED else full[:MAX_QUOTED] + "…"
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or " 401 " in full or " 403 " in full:
             return ActionError(f"{self.where} refused {what}: not authorized ({code or 'HTTP 401/403'})",
                                hint="check the credentials MLflow's client sends: MLFLOW_TRACKING_USERNAME and "
                                     "MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN, or user:password@ in the URI")
-        if "API request to" in text and code in ("", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ENDPOINT_NOT_FOUND"):
+        if "API request to" in full and code in ("", "INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "ENDPOINT_NOT_FOUND"):
             if "timed out" in lowered or "timeout" in lowered:
                 reason = "timed out"
             elif "refused" in lowered:
