@@ -58,6 +58,7 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
 
     _can_confirm(apply_, yes)
     registry = _registry(file, adapter, skip_registry, apply_)
+    registry.check()
     change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
     _released(change, file, apply_, yes, ollama_url, registry)
 

@@ -45,6 +45,20 @@ class FollowRelease:
         self.version: Version | None = None
         self.prepared = False
 
+    def check(self) -> None:
+        """Before a rollback (whose target may be null, where nothing is registered first): the
+        registry must answer, so an outage refuses the rollback instead of failing after the edit."""
+        self.spec = self._spec(self._plan())
+        if self.spec is None or self.skip:
+            return
+        try:
+            self._open()
+            self.registry.current()
+        except VilmsError as exc:
+            error = self._located(exc)
+            error.message += f"\nnot rolled back: {self.file} and generated/ were not changed"
+            raise error from None
+
     def prepare(self, plan: Plan, run_id: str) -> None:
         """Before anything is written: the version of ``run_id`` (found or registered, tagged)."""
         self.prepared = True
@@ -63,7 +77,7 @@ class FollowRelease:
 
     def follow(self, change: ReleaseChange) -> None:
         """After vilms.yaml is written (or left as it was): move the alias to the release."""
-        if not self.prepared:  # nothing was published: the release is unchanged, or becomes null
+        if not self.prepared and self.spec is None:  # nothing was published: the release is unchanged, or null
             self.spec = self._spec(self._plan())
         if self.spec is None:
             return

@@ -259,6 +259,27 @@ def test_a_proxy_in_front_of_the_server_answering_errors(env, project, capsys, m
     assert "xxxxxxxxxx" not in result.err and len(result.err) < 1500
 
 
+def test_a_server_that_is_down_refuses_the_rollback_and_changes_nothing(env, project, capsys, monkeypatch):
+    """Also a rollback to null, where no version is registered first: the registry must answer before the edit."""
+    r1, r2 = project.runs[:2]
+    trained(env, project, r1)
+    trained(env, project, r2)
+    for run_id in (r1, r2):
+        assert vilms(capsys, "rollout", project.adapter, run_id, "-f", str(project.file)).code == 0
+    monkeypatch.setenv(URI_ENV, f"http://127.0.0.1:{free_port()}")
+    for _ in range(2):  # to r1, then (after the registry is back) to null
+        before = tree(project.root)
+        result = vilms(capsys, "rollback", project.adapter, "-f", str(project.file))
+        assert result.code == 1 and "Traceback" not in result.err
+        assert f"cannot reach the MLflow server in ${URI_ENV}" in result.err and "not rolled back: " in result.err
+        assert tree(project.root) == before
+        monkeypatch.setenv(URI_ENV, env.url)
+        assert vilms(capsys, "rollback", project.adapter, "-f", str(project.file)).code == 0
+        monkeypatch.setenv(URI_ENV, f"http://127.0.0.1:{free_port()}")
+    assert "release: null" in project.file.read_text()
+    assert alias(env, project.adapter) is None
+
+
 def test_skip_registry_releases_through_an_outage_and_says_how_to_resync(env, project, capsys, monkeypatch):
     r1 = project.runs[0]
     trained(env, project, r1)
