@@ -44,6 +44,8 @@ UNCHECKED = "unchecked"
 MAX_QUOTED = 300  # characters of an MLflow error quoted in a message (a proxy's HTML error page is not)
 
 _USERINFO = re.compile(r"(?<=//)[^/@\s]+@")  # user:password@ in any URL a message quotes
+# what an env:NAME may hold: the schema's URL (http(s), host, port, path), plus user:password@
+SERVER_URL = re.compile(r"^https?://([^/@\s]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
 
 
 class SettingError(ActionError):
@@ -103,6 +105,10 @@ def tracking_uri(adapter: str, spec: MlflowSpec, project_root: Path, environ: Ma
                                "this release", key="uri",
                                hint=f"export {spec.tracking_uri_env}=<the tracking server's URL>, "
                                     "or pass --skip-registry to release without the Model Registry")
+        if not SERVER_URL.match(uri):
+            raise SettingError(f"${spec.tracking_uri_env} does not hold a tracking server URL (http(s)://host[:port][/path]); "
+                               "its value is not shown", key="uri",
+                               hint=f"set {spec.tracking_uri_env} to the server's URL, e.g. https://mlflow.example.com")
         return uri.rstrip("/")
     uri = spec.tracking_uri or facts.MLFLOW_LOCAL_URI
     if uri.startswith("file:") and not uri.startswith("file:/"):

@@ -362,6 +362,18 @@ def test_an_unset_uri_variable_is_a_located_error(server, project, capsys, monke
     assert tree(project.root) == before
 
 
+@pytest.mark.parametrize("value", ["not-a-url", "ftp://u:s3cret@host/x", "https://u:s3cret@[::1", "sqlite:////tmp/x.db",
+                                   "http://", "databricks"])
+def test_a_uri_variable_holding_no_server_url_is_refused_unquoted(project, capsys, monkeypatch, value):
+    monkeypatch.setenv(URI_ENV, value)
+    r1 = project.runs[0]
+    write_run(project.root, r1)
+    result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"adapters.{project.adapter}.tracking.mlflow.uri: ${URI_ENV} does not hold a tracking server URL" in result.err
+    assert value not in result.err and "s3cret" not in result.err
+
+
 def test_mlflow_missing_names_the_track_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
     spec = MlflowSpec(tracking_uri="http://127.0.0.1:5000", tracking_uri_env=None, experiment="e",
