@@ -10,13 +10,14 @@ as artifact path adapter/.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.compiler.minimal import MINIMAL
@@ -52,6 +53,10 @@ def env(server, monkeypatch):
 
 @pytest.fixture
 def project(tmp_path) -> SimpleNamespace:
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> SimpleNamespace:
     """A project whose adapter (a fresh name) tracks to $MLFLOW_TRACKING_SERVER, experiment of its own."""
     tag = uuid.uuid4().hex[:8]
     adapter, experiment = f"sup-{tag}", f"exp-{tag}"
@@ -177,6 +182,31 @@ def test_rollback_registers_a_run_that_never_was(env, project, capsys, monkeypat
     assert back.code == 0, back.err
     assert f"MLflow registry: {r1} registered as version 2 of {project.adapter}" in back.out
     assert alias(env, project.adapter) == "2" and versions(env, project.adapter)["2"].tags["vilms.run_id"] == r1
+
+
+_OPS = st.lists(st.one_of(st.tuples(st.just("rollout"), st.integers(0, 2)), st.just(("rollback", 0))), min_size=1, max_size=6)
+
+
+@given(ops=_OPS)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_alias_always_follows_what_vilms_yaml_releases(env, capsys, ops):
+    """Any sequence of rollouts and rollbacks: after each command the alias is on the version of
+    the run vilms.yaml releases (unset at null), and each run has exactly one version."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        project = make_project(Path(folder))
+        for run_id in project.runs[:3]:
+            trained(env, project, run_id)
+        for op, which in ops:
+            args = ["rollout", project.adapter, project.runs[which]] if op == "rollout" else ["rollback", project.adapter]
+            result = vilms(capsys, *args, "-f", str(project.file))
+            assert result.code == 0 or "nothing to roll back to" in result.err, result.err
+            release = yaml.safe_load(project.file.read_text())["adapters"][project.adapter].get("release")
+            found = versions(env, project.adapter)
+            by_run = {v.tags["vilms.run_id"]: number for number, v in found.items()}
+            assert len(by_run) == len(found)  # one version per run
+            assert alias(env, project.adapter) == (None if release is None else by_run[release])
 
 
 def test_a_server_that_is_down_refuses_the_rollout_and_changes_nothing(env, project, capsys, monkeypatch):
