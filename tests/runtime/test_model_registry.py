@@ -372,6 +372,21 @@ def test_a_run_the_server_does_not_know_is_a_located_error(env, project, capsys)
     assert tree(project.root) == before
 
 
+def test_of_several_mlflow_runs_tagged_with_the_run_the_finished_one_is_registered(env, project, capsys):
+    """A crashed attempt left a FAILED MLflow run without the adapter, and a later one is still RUNNING
+    (say, a stray resume): the FINISHED run that holds the adapter is the version."""
+    r1 = project.runs[0]
+    finished = trained(env, project, r1)
+    client = env.client()
+    experiment = client.get_experiment_by_name(project.experiment).experiment_id
+    crashed = client.create_run(experiment, run_name=r1, tags={"vilms.run_id": r1}).info.run_id
+    client.set_terminated(crashed, status="FAILED")
+    client.create_run(experiment, run_name=r1, tags={"vilms.run_id": r1})  # newest, RUNNING
+    result = vilms(capsys, "rollout", project.adapter, r1, "-f", str(project.file))
+    assert result.code == 0, result.err
+    assert versions(env, project.adapter)["1"].run_id == finished
+
+
 def test_a_run_without_its_adapter_artifacts_is_refused(env, project, capsys):
     r1 = project.runs[0]
     mlflow_run = trained(env, project, r1, adapter_files=False)
