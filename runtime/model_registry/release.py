@@ -48,7 +48,10 @@ class FollowRelease:
     def check(self) -> None:
         """Before a rollback (whose target may be null, where nothing is registered first): the
         registry must answer, so an outage refuses the rollback instead of failing after the edit."""
-        self.spec = self._spec(self._plan())
+        try:
+            self.spec = self._spec(self._plan())
+        except InvalidInputError:
+            return  # the rollback itself reports what is wrong with vilms.yaml, located
         if self.spec is None or self.skip:
             return
         try:

@@ -419,6 +419,14 @@ def test_a_uri_variable_holding_no_server_url_is_refused_unquoted(project, capsy
     assert value not in result.err and "s3cret" not in result.err
 
 
+def test_rollback_of_an_invalid_vilms_yaml_is_reported_by_the_rollback(project, capsys):
+    """The registry's check before a rollback leaves an invalid file to the rollback's own located report."""
+    project.file.write_text(project.file.read_text().replace("lora: {r: 16}", "lora: {r: -1}"))
+    result = vilms(capsys, "rollback", project.adapter, "-f", str(project.file))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"nothing to roll back to: no release history for {project.adapter}" in result.err
+
+
 def test_mlflow_missing_names_the_track_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
     spec = MlflowSpec(tracking_uri="http://127.0.0.1:5000", tracking_uri_env=None, experiment="e",
