@@ -395,7 +395,7 @@ def test_a_run_without_its_adapter_artifacts_is_refused(env, project, capsys):
     assert versions(env, project.adapter) == {}
 
 
-def test_an_unset_uri_variable_is_a_located_error(server, project, capsys, monkeypatch):
+def test_an_unset_uri_variable_is_a_located_error(project, capsys, monkeypatch):
     monkeypatch.delenv(URI_ENV, raising=False)
     r1 = project.runs[0]
     write_run(project.root, r1)
