@@ -23,6 +23,11 @@ OLLAMA_URL = click.option(
     help="The Ollama server whose derived models apply creates (compose + ollama; default: the port "
          "`docker compose port` reports).",
 )
+SKIP_REGISTRY = click.option(
+    "--skip-registry", is_flag=True,
+    help="Leave the MLflow Model Registry as it is (the tracking server is down): the release changes "
+         "vilms.yaml only, and the command says how to bring the registry's alias in line later.",
+)
 APPLY = click.option("--apply", "apply_", is_flag=True,
                      help="Then deploy every deployment that serves the adapter (as `vilms apply`).")
 

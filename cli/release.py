@@ -13,7 +13,7 @@ import click
 from vilms.compiler.errors import UsageError, VilmsError
 from vilms.compiler.layout import Layout
 
-from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
+from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES
 
 
 @click.command()
@@ -23,15 +23,21 @@ from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, YES
 @APPLY
 @YES
 @OLLAMA_URL
-def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+@SKIP_REGISTRY
+def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None,
+            skip_registry: bool) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/.
 
     When a Ray deployment serves ADAPTER, RUN_ID is first pushed to the artifact store and
-    verified; if that fails, nothing is changed."""
+    verified; if that fails, nothing is changed. When ADAPTER has tracking.mlflow, RUN_ID's
+    version in the MLflow Model Registry is found or registered first, and the alias moved to
+    it after vilms.yaml is written. Rolling out the run already released only does the latter."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
-    _released(run_rollout(file, adapter, run_id, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
+    registry = _registry(file, adapter, skip_registry, apply_)
+    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
+    _released(change, file, apply_, yes, ollama_url, registry)
 
 
 @click.command()
@@ -40,15 +46,21 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
 @APPLY
 @YES
 @OLLAMA_URL
-def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+@SKIP_REGISTRY
+def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None, skip_registry: bool) -> None:
     """Set ADAPTER's release: back to the run before the current rollout, and rebuild.
 
     When a Ray deployment serves ADAPTER, that run must be in the artifact store: it is pushed
-    again from artifacts/ if the store lost it, and verified; if that fails, nothing is changed."""
+    again from artifacts/ if the store lost it, and verified; if that fails, nothing is changed.
+    When ADAPTER has tracking.mlflow, the registry's alias moves back to that run's version
+    (registered if it never was)."""
     from vilms.compiler.rollout import rollback as run_rollback
 
     _can_confirm(apply_, yes)
-    _released(run_rollback(file, adapter, publish=_publisher(file, adapter)), file, apply_, yes, ollama_url)
+    registry = _registry(file, adapter, skip_registry, apply_)
+    registry.check()
+    change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
+    _released(change, file, apply_, yes, ollama_url, registry)
 
 
 @click.command()
@@ -90,12 +102,18 @@ def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run:
     click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
 
 
-def _publisher(file: Path, adapter: str) -> Callable[[Any, str], None]:
+def _publisher(file: Path, adapter: str, registry: Any) -> Callable[[Any, str], None]:
     """What rollout and rollback run before they write anything: when a Ray deployment serves
     ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
-    then verified), because Ray Serve LLM loads it from there on the next request."""
+    then verified), because Ray Serve LLM loads it from there on the next request. Before that
+    (a few quick calls, where a push may take minutes), with tracking.mlflow, the run's version
+    in the Model Registry is found or registered."""
 
     def publish(plan: Any, run_id: str) -> None:
+        registry.prepare(plan, run_id)
+        _publish_to_store(plan, run_id)
+
+    def _publish_to_store(plan: Any, run_id: str) -> None:
         from vilms.runtime.artifact_store import open_store, ray_deployments
         from vilms.runtime.artifact_store import publish as publish_run
 
@@ -113,6 +131,13 @@ def _publisher(file: Path, adapter: str) -> Callable[[Any, str], None]:
     return publish
 
 
+def _registry(file: Path, adapter: str, skip: bool, apply_: bool) -> Any:
+    """The MLflow Model Registry's part of the release (``runtime/model_registry/``)."""
+    from vilms.runtime.model_registry import FollowRelease
+
+    return FollowRelease(file, adapter, skip=skip, apply_=apply_, echo=click.echo)
+
+
 def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
     """Refuse before changing anything when a confirmation could not be asked for."""
     if apply_ and not yes and not sys.stdin.isatty():
@@ -120,12 +145,13 @@ def _can_confirm(apply_: bool, yes: bool, what: str = "--apply") -> None:
                          hint="review with `vilms apply --dry-run`, then pass --yes")
 
 
-def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None) -> None:
+def _released(change: Any, file: Path, apply_: bool, yes: bool, ollama_url: str | None, registry: Any) -> None:
     from vilms.compiler.rollout import describe
 
     for warning in change.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(describe(change))
+    registry.follow(change)
     if apply_:
         deployments = sorted({dep for _alias, deps in change.serving for dep in deps})
         if not deployments:
