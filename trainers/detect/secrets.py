@@ -1,0 +1,103 @@
+"""Credentials: detect-secrets' token patterns plus the forms it does not cover.
+
+detect-secrets' regex plugins (AWS, GitHub, GitLab, Slack, Stripe, Twilio, SendGrid, npm,
+PyPI, ... tokens) are used for their patterns only — its line-oriented scanner reports values,
+not positions. Private-key blocks, JWTs, newer OpenAI keys, credentials in URLs,
+``password=``-style assignments and high-entropy strings are ViLMS's own patterns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+
+from .base import Candidate, RegexDetector
+
+_B = r"(?<![A-Za-z0-9_])"  # a word boundary that treats _ as a word character
+_E = r"(?![A-Za-z0-9_])"
+
+# detect-secrets plugins whose job another detector does with a precise span
+_SKIPPED = {
+    "BasicAuthDetector",  # → url_credentials
+    "IPPublicDetector",  # → ipv4
+    "JwtTokenDetector",  # → jwt (its pattern is validated by decoding, which the plugin does per line)
+    "PrivateKeyDetector",  # → private_key (it matches the BEGIN line only)
+}
+_KIND = {  # detect-secrets' secret_type → the kind in the audit (names ViLMS used before)
+    "AWS Access Key": "aws_access_key",
+    "GitHub Token": "github_token",
+    "Slack Token": "slack_token",
+    "OpenAI Token": "openai_key",
+}
+
+
+def shannon_entropy(text: str) -> float:
+    counts: dict[str, int] = {}
+    for char in text:
+        counts[char] = counts.get(char, 0) + 1
+    return -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
+
+
+def _high_entropy(text: str) -> bool:
+    if re.fullmatch(r"[0-9a-fA-F-]+", text):  # hex ids / hashes / UUIDs are not secrets by themselves
+        return False
+    classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
+    return classes >= 3 and shannon_entropy(text) >= 4.0
+
+
+def _keyword_secret(text: str) -> bool:
+    return len(text) >= 8 and bool(re.search(r"\d", text)) and bool(re.search(r"[A-Za-z]", text))
+
+
+def _slug(secret_type: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", secret_type.lower()).strip("_")
+
+
+class _UrlCredentials:
+    """``scheme://user:password@host``: the user and password are redacted, the host is kept."""
+
+    pattern = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://([^\s:/?#@\[\]\"']+):([^\s/?#@\[\]\"']+)@")
+
+    def __call__(self, text: str) -> Iterator[Candidate]:
+        for match in self.pattern.finditer(text):
+            yield Candidate(85, match.start(1), match.end(2), "url_credentials")
+
+
+def detect_secrets_layers() -> tuple[RegexDetector, ...]:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    layers = []
+    for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+        if not issubclass(cls, RegexBasedDetector) or cls.__name__ in _SKIPPED:
+            continue
+        kind = _KIND.get(secret_type, _slug(secret_type))
+        for pattern in cls.denylist:
+            layers.append(RegexDetector(kind, pattern, priority=90))
+    return tuple(layers)
+
+
+OWN = (
+    RegexDetector(
+        "private_key",
+        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.S),
+        priority=100,
+    ),
+    RegexDetector("jwt", re.compile(_B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), priority=95),
+    RegexDetector(
+        "github_token",
+        re.compile(_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})" + _E),
+        priority=95,
+    ),
+    RegexDetector("openai_key", re.compile(_B + r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}" + _E), priority=90),
+    _UrlCredentials(),
+    RegexDetector(
+        "secret",
+        re.compile(r"(?i:api[_-]?key|secret|token|passwd|password|pwd)[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"),
+        accept=_keyword_secret,
+        group=1,
+        priority=70,
+    ),
+    RegexDetector("high_entropy_secret", re.compile(_B + r"[A-Za-z0-9+/_=-]{24,}" + _E), accept=_high_entropy, priority=10),
+)
