@@ -186,3 +186,75 @@ def test_cli_sanitize(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 redactions (email 1)" in result.output
     assert json.loads((tmp_path / "o.jsonl").read_text()) == {"text": "reach me at [REDACTED:email]"}
+
+
+@pytest.mark.parametrize("number", ["+49 30 12345678", "+91 98765 43210", "030 1234567", "+44 20 7946 0958"])
+def test_phones_the_regex_missed(number: str) -> None:
+    text = f"call {number} today"
+    assert [(f.kind, text[f.start : f.end]) for f in find(text)] == [("phone", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ORD-2024-0001-7788", "invoice INV-2024-000123", "v10.0.19041.1234", "at 2024-01-15 10:30", "ISBN 978-3-16-148410-0"],
+)
+def test_order_ids_and_versions_are_not_phones(text: str) -> None:
+    assert find(text) == []
+
+
+def test_national_numbers_follow_the_region() -> None:
+    assert find("call 030 1234567", regions=("US",)) == []
+    assert [f.kind for f in find("call 030 1234567", regions=("DE",))] == ["phone"]
+    with pytest.raises(UsageError, match="not a region"):
+        find("x", regions=("XX",))
+
+
+def test_cli_region_and_bad_region(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "ring 030 1234567"}\n', encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    ok = CliRunner().invoke(data, ["sanitize", str(source), "--output", str(out), "--region", "de"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(out.read_text()) == {"text": "ring [REDACTED:phone]"}
+    bad = CliRunner().invoke(data, ["sanitize", str(source), "--output", str(out), "--region", "Germany"])
+    assert bad.exit_code != 0 and "not a region" in str(bad.exception or bad.output)
+
+
+def test_keys_are_scanned_and_collisions_keep_both(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    row = {"text": "hi", "meta": {"jane@example.com": "a", "bob@example.org": {"note": "call +1 415 555 0132"}}}
+    source.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    out, audit = tmp_path / "o.jsonl", tmp_path / "a.jsonl"
+    sanitize_file(source, out, audit)
+    assert json.loads(out.read_text()) == {
+        "text": "hi",
+        "meta": {"[REDACTED:email]": "a", "[REDACTED:email]~2": {"note": "call [REDACTED:phone]"}},
+    }
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["path"], e["kind"], e.get("key", False)) for e in entries] == [
+        ("meta.[REDACTED:email]", "email", True),
+        ("meta.[REDACTED:email]~2", "email", True),
+        ("meta.[REDACTED:email]~2.note", "phone", False),
+    ]
+    assert "example" not in audit.read_text()
+
+
+def test_ner_adapter_on_a_spacy_pipeline() -> None:
+    """The NER path on a real spaCy pipeline (blank English + an entity ruler: no model download)."""
+    import spacy
+
+    from vilms.trainers.detect.people import SpacyNer
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Grace Hopper"}])
+    text = "The compiler was written by Grace Hopper in 1952."
+    found = [(c.kind, text[c.start : c.end]) for c in SpacyNer(nlp)(text)]
+    assert found == [("person", "Grace Hopper")]
+
+
+def test_no_ner_model_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vilms.trainers.detect.people import ner_layer
+
+    monkeypatch.setenv("VILMS_SANITIZE_SPACY_MODEL", "no_such_model_installed")
+    monkeypatch.delenv("VILMS_SANITIZE_GLINER_MODEL", raising=False)
+    assert ner_layer() is None
