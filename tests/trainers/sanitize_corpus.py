@@ -94,6 +94,13 @@ def _phone(rng: random.Random) -> str:
         lambda: f"{rng.choice(['617', '312'])}-{_digits(rng, 3, '23456789')}-{_digits(rng, 4)}",
         lambda: f"+33 1 {_group(_digits(rng, 8), 2)}",
         lambda: f"06 {_group(_digits(rng, 8), 2)}",
+        lambda: f"+1-{rng.choice(['212', '646'])}-{_digits(rng, 3, '23456789')}-{_digits(rng, 4)}",
+        lambda: f"(030) {_digits(rng, 7, '23456789')}",
+        lambda: f"+44 (0)20 7946 0{_digits(rng, 3)}",
+        lambda: f"0049 30 {_digits(rng, 7, '23456789')}",
+        lambda: f"{rng.choice(['212', '415'])}.{_digits(rng, 3, '23456789')}.{_digits(rng, 4)}",
+        lambda: f"+91-{_digits(rng, 5, '6789')}-{_digits(rng, 5)}",
+        lambda: f"+33 6 {_group(_digits(rng, 8), 2)}",
     ])()
 
 
@@ -116,6 +123,31 @@ def _btc(rng: random.Random) -> str:
         n, r = divmod(n, 58)
         out = _B58[r] + out
     return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
+
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _bech32_polymod(values: list[int]) -> int:
+    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if (top >> i) & 1 else 0
+    return chk
+
+
+def _bech32(rng: random.Random) -> str:
+    """A segwit v0 address (BIP 173): witness version 0 + 20-byte program, with its checksum."""
+    program = rng.randbytes(20)
+    bits = int.from_bytes(program, "big")
+    data = [0] + [(bits >> (5 * i)) & 31 for i in reversed(range(32))]
+    hrp = [ord(c) >> 5 for c in "bc"] + [0] + [ord(c) & 31 for c in "bc"]
+    polymod = _bech32_polymod(hrp + data + [0] * 6) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return "bc1" + "".join(_BECH32[d] for d in data + checksum)
 
 
 def _national_id(rng: random.Random) -> str:
@@ -172,7 +204,8 @@ KINDS: dict[str, tuple[Callable[[random.Random], str], list[str]]] = {
     "ipv6": (lambda r: ":".join(f"{r.randint(0, 65535):x}" for _ in range(8)) if r.random() < 0.5
              else f"2001:db8::{r.randint(1, 65535):x}",
              ["Client address {v} was rate limited.", "ipv6={v}"]),
-    "credit_card": (lambda r: (lambda c: r.choice([c, _group(c), _group(c, 4, "-")]))(
+    "credit_card": (lambda r: (lambda c: r.choice([c, _group(c), _group(c, 4, "-")]) if len(c) == 16
+                               else r.choice([c, f"{c[:4]} {c[4:10]} {c[10:]}"]))(
         r.choice([luhn_complete("4", 16, r), luhn_complete(r.choice(["51", "53", "55"]), 16, r),
                   luhn_complete(r.choice(["34", "37"]), 15, r), luhn_complete("6011", 16, r)])),
         ["Charge my card {v} please.", "card number {v}, exp 09/27"]),
@@ -182,7 +215,7 @@ KINDS: dict[str, tuple[Callable[[random.Random], str], list[str]]] = {
                                       f"{r.randint(10, 99)}AB{_digits(r, 5)}"]),
                  ["passport number {v}", "Passport: {v}", "Reisepass-Nr. {v}", "my passport no. {v} expires soon"]),
     "national_id": (_national_id, ["ID {v} on file.", "national id: {v}", "Documento {v}"]),
-    "crypto_wallet": (_btc, ["Send the BTC to {v}.", "wallet {v}"]),
+    "crypto_wallet": (lambda r: _bech32(r) if r.random() < 0.4 else _btc(r), ["Send the BTC to {v}.", "wallet {v}"]),
     "url_credentials": (lambda r: f"{r.choice(['alice', 'svc_app', 'admin'])}:{_token(r, 12)}",
                         ["Connect with postgres://{v}@db.internal:5432/main", "curl https://{v}@api.example.com/v1"]),
     "aws_access_key": (lambda r: "AKIA" + _token(r, 16, string.ascii_uppercase + string.digits),
@@ -270,6 +303,14 @@ CLEAN_TEMPLATES: list[Callable[[random.Random], str]] = [
     lambda r: f"Case {r.randint(100000, 999999)} was escalated to tier {r.randint(1, 3)} on {r.randint(1, 28)} March.",
     lambda r: f"Color #{r.randbytes(3).hex()} on a {r.randint(100, 1920)}x{r.randint(100, 1080)} canvas.",
     lambda r: f"Latency p50 {r.randint(1, 900)} ms, p99 {r.randint(1000, 9000)} ms over {r.randint(10000, 99999)} requests.",
+    lambda r: f"Firmware {r.randint(1, 9)}.{r.randint(0, 20)}.{r.randint(0, 9)}.{r.randint(0, 99)} is out; v{r.randint(1, 9)}.{r.randint(0, 9)}.{r.randint(0, 9)}.{r.randint(0, 9)} was pulled.",
+    lambda r: f"Logo: data:image/png;base64,{base64.b64encode(r.randbytes(60)).decode()}",
+    lambda r: f"The event at epoch {r.randint(1_600_000_000, 1_800_000_000)} took {r.randint(1, 999)} ms.",
+    lambda r: f"Role arn:aws:iam::{_digits(r, 12)}:role/deploy-{r.randint(1, 9)} can read the bucket.",
+    lambda r: f"Pull image@sha256:{r.randbytes(32).hex()} before the rollout.",
+    lambda r: f"{r.choice(['Good morning', 'Hello', 'Hi'])} {r.choice(['team', 'everyone', 'all', 'folks'])}, the build is green.",
+    lambda r: f"We trained on {r.randint(1, 99)} {r.randint(100, 999)} {r.randint(100, 999)} tokens ({r.randint(1, 9)} 000 000 words).",
+    lambda r: f"See {r.choice(STREETS)} {r.choice(['Street', 'Avenue'])} on the map for the {r.choice(['parade', 'market'])}.",
 ]
 
 

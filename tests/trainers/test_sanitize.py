@@ -258,3 +258,21 @@ def test_no_ner_model_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("VILMS_SANITIZE_SPACY_MODEL", "no_such_model_installed")
     monkeypatch.delenv("VILMS_SANITIZE_GLINER_MODEL", raising=False)
     assert ner_layer() is None
+
+
+def test_short_strings_are_skipped_unless_a_user_pattern_could_match() -> None:
+    assert find("a@b.c") == []  # shorter than any built-in finding
+    assert [f.kind for f in find("X1", extra=parse_user_patterns([r"code=X\d"]))] == ["code"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "firmware 2.1.0.5 is out",
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "epoch 1600605935 ms",
+        "EAN 4006381333931 on the box",
+    ],
+)
+def test_more_look_alikes_are_clean(text: str) -> None:
+    assert find(text) == []

@@ -2,10 +2,11 @@
 
 A candidate is a run of digits and separators that does not touch a letter, digit, ``-``,
 ``/`` or ``.`` on either side (so ``ORD-2024-0001-7788`` and version numbers are not
-candidates). ``+CC …`` numbers must be valid for their country; national numbers must be
-valid for one of the dataset's regions and — where that region dials a trunk prefix ``0``
-— start with it, unless they are a full-length mobile number (India writes ``98765 43210``).
-Dates, times and IPv4-like runs are never phones.
+candidates). ``+CC …`` numbers must be possible for their country (the right length: a
+number in a range not yet allocated is still a phone); national numbers must be valid for
+one of the dataset's regions and — where that region dials a trunk prefix ``0`` — start
+with it, except for mobiles written in groups where the custom is to drop it (India:
+``98765 43210``). Dates, times and IPv4-like runs are never phones.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _CANDIDATE = re.compile(
     r"(?:\+|00)?\(?\d{1,5}\)?(?:[ .\-/]{0,2}\(?\d{1,6}\)?){1,7}"
     r"(?![\w\-/]|\.\d|:\d)"
 )
+_MOBILE_WITHOUT_TRUNK = {"IN"}  # regions whose mobiles are written without the trunk 0
 _NOT_A_PHONE = re.compile(
     r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|(?:\d{1,3}\.){3}\d{1,3}"
 )
@@ -46,11 +48,17 @@ class PhoneLayer:
                 number = pn.parse(text, region)
             except pn.NumberParseException:
                 continue
+            if international:  # "+CC" and the right length for that country: a phone, allocated or not
+                return pn.is_possible_number(number) and pn.region_code_for_country_code(number.country_code) != "ZZ"
             if not pn.is_valid_number(number):
                 continue
-            if international or trunk != "0" or digits.startswith("0"):
+            if trunk != "0" or digits.startswith("0"):
                 return True
-            if len(digits) >= 10 and pn.number_type(number) == pn.PhoneNumberType.MOBILE:
+            if (
+                region in _MOBILE_WITHOUT_TRUNK
+                and not text.isdigit()  # written in groups: a bare 10-digit run may be an epoch or an id
+                and pn.number_type(number) == pn.PhoneNumberType.MOBILE
+            ):
                 return True
         return False
 

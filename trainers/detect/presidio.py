@@ -95,5 +95,5 @@ def layers() -> tuple[PresidioLayer, ...]:
         PresidioLayer(CreditCardRecognizer(), "credit_card", 60, r"\d(?:[ -]?\d){12}", accept=_card, not_after="+"),
         PresidioLayer(IbanRecognizer(), "iban", 65, r"[A-Za-z]{2}\d{2}", accept=iban.is_valid),
         PresidioLayer(UsSsnRecognizer(), "us_ssn", 58, r"\d{3}[- .]\d{2}[- .]\d{4}"),
-        PresidioLayer(CryptoRecognizer(), "crypto_wallet", 62, r"(?:bc1|[13])[a-km-zA-HJ-NP-Z1-9]{25}"),
+        PresidioLayer(CryptoRecognizer(), "crypto_wallet", 62, r"(?:bc1|[13])[a-zA-HJ-NP-Z0-9]{25}"),
     )

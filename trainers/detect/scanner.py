@@ -15,6 +15,9 @@ from .base import Candidate, Finding, resolve
 # ones the corpus covers. A dataset from elsewhere should name its own.
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "IN")
 _DIGIT = re.compile(r"\d")
+MIN_LENGTH = 6  # the shortest finding: an email a@b.co or a greeting "Hi Al,"
+_MEMO_LENGTH = 40  # short strings repeat (keys, roles, stock replies): their findings are memoised
+_MEMO_SIZE = 4096
 
 
 def check_regions(regions: Iterable[str]) -> tuple[str, ...]:
@@ -41,12 +44,27 @@ class Scanner:
         layers: Iterable[Callable[[str], Iterator[Candidate]]],
         digit_layers: Iterable[Callable[[str], Iterator[Candidate]]],
         ner: str | None,
+        min_length: int = MIN_LENGTH,
     ) -> None:
         self.layers = tuple(layers)
         self.digit_layers = tuple(digit_layers)  # run only on strings that contain a digit
         self.ner = ner  # the NER model in use, for the report
+        self.min_length = min_length  # 1 with user patterns or an NER model: they may match less
+        self._memo: dict[str, list[Finding]] = {}
 
     def find(self, text: str) -> list[Finding]:
+        if len(text) < self.min_length:
+            return []
+        if len(text) > _MEMO_LENGTH:
+            return self._scan(text)
+        found = self._memo.get(text)
+        if found is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[text] = self._scan(text)
+        return list(found)
+
+    def _scan(self, text: str) -> list[Finding]:
         candidates: list[Candidate] = []
         for layer in self.layers:
             candidates.extend(layer(text))
@@ -72,4 +90,5 @@ def _library_layers(regions: tuple[str, ...]) -> tuple[tuple, tuple, str | None]
 def build_scanner(extra: Iterable[Callable[[str], Iterator[Candidate]]] = (), regions: Iterable[str] = DEFAULT_REGIONS) -> Scanner:
     """The full scanner; ``extra`` (user patterns) run first and win every overlap."""
     layers, digit_layers, ner = _library_layers(check_regions(regions))
-    return Scanner((*extra, *layers), digit_layers, ner)
+    extra = tuple(extra)
+    return Scanner((*extra, *layers), digit_layers, ner, min_length=1 if extra or ner else MIN_LENGTH)

@@ -120,5 +120,10 @@ OWN = (
         group=1,
         priority=70,
     ),
-    RegexDetector("high_entropy_secret", re.compile(_B + r"[A-Za-z0-9+/_=-]{24,}" + _E), accept=_high_entropy, priority=10),
+    RegexDetector(  # not a base64 data: URI (an inlined image is not a credential)
+        "high_entropy_secret",
+        re.compile(r"(?<![A-Za-z0-9_+/=])(?<!base64,)[A-Za-z0-9+/_=-]{24,}" + _E),
+        accept=_high_entropy,
+        priority=10,
+    ),
 )
