@@ -68,6 +68,29 @@ def quality(run, corpus: ModuleType, folder: Path) -> tuple[dict[str, str], int]
     return {k: f"{h}/{t}" for k, (h, t) in per_kind.items()}, fp
 
 
+HOSTILE = {  # one string each, 60,000 characters: lines an attacker would send
+    "digits": "1" * 60000,
+    "digit groups": "1 " * 30000,
+    "sk- repeated": "sk-" * 20000,
+    "scheme://": "a://" * 15000,
+    "dotted": "a@" + "a." * 30000,
+    "base64-ish": "Ab1+" * 15000,
+    "parentheses": "(1) " * 15000,
+    "order ids": "ORD-2024-0001-7788 " * 3158,
+}
+
+
+def hostile(find_old, find_new) -> None:  # type: ignore[no-untyped-def]
+    print("hostile strings (seconds for one find over the string):")
+    for name, text in HOSTILE.items():
+        t0 = time.perf_counter()
+        find_old(text)
+        t1 = time.perf_counter()
+        find_new(text)
+        t2 = time.perf_counter()
+        print(f"  {name:14s} {len(text):6d} chars  before {t1 - t0:6.2f} s  after {t2 - t1:6.2f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -112,6 +135,8 @@ def main() -> int:
               f"{base_start if name == 'before' else new_start:.2f} s  found {found}/{len(corpus.planted())}  "
               f"false-positive rows {fp}/{len(corpus.clean())}")
         print("        recall: " + ", ".join(f"{k} {v}" for k, v in recall.items()))
+    scanner = build_scanner()
+    hostile(baseline.find, scanner.find)
     return 0
 
 

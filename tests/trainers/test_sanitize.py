@@ -276,3 +276,13 @@ def test_short_strings_are_skipped_unless_a_user_pattern_could_match() -> None:
 )
 def test_more_look_alikes_are_clean(text: str) -> None:
     assert find(text) == []
+
+
+def test_detect_secrets_patterns_are_bounded() -> None:
+    """Unbounded repeats in third-party patterns get a bound (hostile lines stay linear)."""
+    from vilms.trainers.detect.secrets import bounded
+
+    assert bounded(r"sk-[A-Za-z0-9-_]*[A-Za-z0-9]{20}T3BlbkFJ") == r"sk-[A-Za-z0-9-_]{0,256}[A-Za-z0-9]{20}T3BlbkFJ"
+    assert bounded(r"\/\/.+\/:_authToken=") == r"\/\/.{1,256}\/:_authToken="
+    assert bounded(r"[+*]+a\++b*?c{2,}") == r"[+*]{1,256}a\+{1,256}b{0,256}?c{2,}"
+    assert bounded(r"AccountKey=[a-zA-Z0-9+\/=]{88}") == r"AccountKey=[a-zA-Z0-9+\/=]{88}"

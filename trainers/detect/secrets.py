@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from .base import Candidate, RegexDetector
 
-_B = r"(?<![A-Za-z0-9_])"  # a word boundary that treats _ as a word character
+_B = r"(?<![A-Za-z0-9_-])"  # a token start: no match begins inside "sk-sk-sk-…" (linear time)
 _E = r"(?![A-Za-z0-9_])"
 
 # detect-secrets plugins whose job another detector does with a precise span
@@ -57,11 +57,43 @@ def _slug(secret_type: str) -> str:
 class _UrlCredentials:
     """``scheme://user:password@host``: the user and password are redacted, the host is kept."""
 
-    pattern = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://([^\s:/?#@\[\]\"']+):([^\s/?#@\[\]\"']+)@")
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://([^\s:/?#@\[\]\"']{1,256}):([^\s/?#@\[\]\"']{1,256})@"
+    )
 
     def __call__(self, text: str) -> Iterator[Candidate]:
         for match in self.pattern.finditer(text):
             yield Candidate(85, match.start(1), match.end(2), "url_credentials")
+
+
+_MAX_REPEAT = 256
+
+
+def bounded(pattern: str) -> str:
+    """``pattern`` with every unbounded ``*``/``+`` made ``{0,256}``/``{1,256}``.
+
+    Some detect-secrets patterns (``sk-[…]*…``, ``//.+/:_authToken=``) take quadratic time on
+    hostile lines such as ``sk-`` repeated; with a bound each start costs at most 256 steps.
+    """
+    out = []
+    escaped = in_class = quantified = False  # quantified: the previous token was a quantifier
+    for index, char in enumerate(pattern):
+        was_quantified, quantified = quantified, False
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]" or pattern[index - 1] == "["
+        elif char == "[":
+            in_class = True
+        elif char in "*+?}":
+            quantified = True
+            if char in "*+" and not was_quantified:  # not the lazy/possessive mark of a quantifier
+                out.append("{0,%d}" % _MAX_REPEAT if char == "*" else "{1,%d}" % _MAX_REPEAT)
+                continue
+        out.append(char)
+    return "".join(out)
 
 
 class _Combined:
@@ -71,7 +103,7 @@ class _Combined:
         parts = []
         self.kinds = {}
         for index, (kind, pattern) in enumerate(patterns):
-            body = pattern.pattern
+            body = bounded(pattern.pattern)
             if pattern.flags & re.IGNORECASE:
                 body = f"(?i:{body})"
             parts.append(f"(?P<p{index}>{body})")
@@ -122,7 +154,7 @@ OWN = (
     ),
     RegexDetector(  # not a base64 data: URI (an inlined image is not a credential)
         "high_entropy_secret",
-        re.compile(r"(?<![A-Za-z0-9_+/=])(?<!base64,)[A-Za-z0-9+/_=-]{24,}" + _E),
+        re.compile(r"(?<![A-Za-z0-9_+/=-])(?<!base64,)[A-Za-z0-9+/_=-]{24,}" + _E),
         accept=_high_entropy,
         priority=10,
     ),
