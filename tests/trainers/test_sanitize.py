@@ -255,9 +255,26 @@ def test_ner_adapter_on_a_spacy_pipeline() -> None:
 def test_no_ner_model_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     from vilms.trainers.detect.people import ner_layer
 
-    monkeypatch.setenv("VILMS_SANITIZE_SPACY_MODEL", "no_such_model_installed")
-    monkeypatch.delenv("VILMS_SANITIZE_GLINER_MODEL", raising=False)
-    assert ner_layer() is None
+    assert ner_layer("no_such_model_installed") is None
+
+
+def test_an_installed_spacy_pipeline_finds_names_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end with a spaCy pipeline from a folder (an entity ruler stands in for a trained NER)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Grace Hopper"}])
+    nlp.to_disk(tmp_path / "pipeline")
+    text = "Yesterday I spoke to Grace Hopper about the compiler."
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    assert find(text) == []  # the pattern layer alone: not a greeting
+    monkeypatch.setenv("VILMS_SANITIZE_SPACY_MODEL", str(tmp_path / "pipeline"))
+    report = sanitize_file(source, tmp_path / "out.jsonl")
+    assert report.ner == f"spaCy {tmp_path / 'pipeline'}" and report.findings == {"person": 1}
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == {
+        "text": "Yesterday I spoke to [REDACTED:person] about the compiler."
+    }
 
 
 def test_short_strings_are_skipped_unless_a_user_pattern_could_match() -> None:
@@ -286,3 +303,19 @@ def test_detect_secrets_patterns_are_bounded() -> None:
     assert bounded(r"\/\/.+\/:_authToken=") == r"\/\/.{1,256}\/:_authToken="
     assert bounded(r"[+*]+a\++b*?c{2,}") == r"[+*]{1,256}a\+{1,256}b{0,256}?c{2,}"
     assert bounded(r"AccountKey=[a-zA-Z0-9+\/=]{88}") == r"AccountKey=[a-zA-Z0-9+\/=]{88}"
+
+
+def test_missing_sanitize_extra_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from vilms.cli.main import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "x"}\n', encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "phonenumbers", None)  # as if the extra were not installed
+    with pytest.raises(SystemExit) as info:
+        main(["data", "sanitize", str(source), "--output", str(tmp_path / "o.jsonl"), "--region", "de"])
+    assert info.value.code == 1
+    assert "pip install 'vilms[sanitize]'" in capsys.readouterr().err

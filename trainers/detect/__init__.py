@@ -3,7 +3,7 @@
 Each layer yields :class:`Candidate` spans; :class:`Scanner` keeps the non-overlapping ones
 (higher priority, then longer, wins). The libraries (Presidio's pattern recognizers,
 phonenumbers, python-stdnum, detect-secrets) belong to the ``sanitize`` extra and are imported
-only here, when a scanner is built; an NER model (spaCy or GLiNER) is used only when installed.
+only here, when a scanner is built; a spaCy NER pipeline is used only when installed.
 """
 
 from .base import Candidate, Finding, Layer, RegexDetector

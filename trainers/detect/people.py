@@ -3,10 +3,9 @@
 Without a model, names are found only in greetings and sign-offs ("Hi Anna,", "Dear Mr. Smith",
 "Regards, John Doe") and addresses only as a house number plus a street word ("221B Baker
 Street", "1600 Pennsylvania Avenue NW", "Hauptstraße 5", "12 rue de la Paix"). A name
-elsewhere in a sentence is not found. When spaCy with a trained pipeline that has an ``ner``
-component (``VILMS_SANITIZE_SPACY_MODEL``, default ``en_core_web_sm``) or GLiNER with a local
-model (``VILMS_SANITIZE_GLINER_MODEL``, a folder) is installed, its person entities (and GLiNER's
-street addresses) are added; nothing is downloaded.
+elsewhere in a sentence is not found. When a spaCy pipeline with an ``ner`` (or
+``entity_ruler``) component is installed — ``VILMS_SANITIZE_SPACY_MODEL``, a package name or a
+folder, default ``en_core_web_sm`` — its PERSON entities are added; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -73,38 +72,27 @@ class SpacyNer:
                 yield Candidate(25, ent.start_char, ent.end_char, kind)
 
 
-class GlinerNer:
-    LABELS = {"person": "person", "street address": "street_address"}
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def __call__(self, text: str) -> Iterator[Candidate]:
-        for ent in self.model.predict_entities(text, list(self.LABELS), threshold=0.5):
-            yield Candidate(25, ent["start"], ent["end"], self.LABELS[ent["label"]])
+SPACY_MODEL_ENV = "VILMS_SANITIZE_SPACY_MODEL"
+DEFAULT_SPACY_MODEL = "en_core_web_sm"
 
 
-def ner_layer() -> tuple[str, Callable[[str], Iterator[Candidate]]] | None:
-    """The installed NER model as (description, layer), or None; never raises, never downloads."""
-    name = os.environ.get("VILMS_SANITIZE_SPACY_MODEL", "en_core_web_sm")
+def ner_layer(model: str) -> tuple[str, Callable[[str], Iterator[Candidate]]] | None:
+    """The spaCy pipeline ``model`` (an installed package or a folder) as (description, layer).
+
+    None when spaCy or the pipeline is not installed, or the pipeline finds no entities; a
+    pipeline is never downloaded.
+    """
     try:
         import spacy
 
-        if spacy.util.is_package(name):
-            nlp = spacy.load(name, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler"])
-            if "ner" in nlp.pipe_names or "entity_ruler" in nlp.pipe_names:
-                return f"spaCy {name}", SpacyNer(nlp)
+        if not (spacy.util.is_package(model) or os.path.isdir(model)):
+            return None
+        nlp = spacy.load(model, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler"])
     except (ImportError, OSError, ValueError):  # a broken optional model must not stop sanitising
-        pass
-    folder = os.environ.get("VILMS_SANITIZE_GLINER_MODEL")
-    if folder and os.path.isdir(folder):
-        try:
-            from gliner import GLiNER
-
-            return f"GLiNER {folder}", GlinerNer(GLiNER.from_pretrained(folder, local_files_only=True))
-        except (ImportError, OSError, ValueError):
-            pass
-    return None
+        return None
+    if not {"ner", "entity_ruler"} & set(nlp.pipe_names):
+        return None
+    return f"spaCy {model}", SpacyNer(nlp)
 
 
 LAYERS = (_greeting_names, STREET_ADDRESS)

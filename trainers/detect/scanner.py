@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
@@ -75,11 +76,11 @@ class Scanner:
 
 
 @lru_cache(maxsize=8)
-def _library_layers(regions: tuple[str, ...]) -> tuple[tuple, tuple, str | None]:
+def _library_layers(regions: tuple[str, ...], spacy_model: str) -> tuple[tuple, tuple, str | None]:
     from . import identifiers, presidio
     from .phones import PhoneLayer
 
-    ner = people.ner_layer()
+    ner = people.ner_layer(spacy_model)
     layers = (*secrets.OWN, *secrets.detect_secrets_layers(), network.EMAIL, network.IPV6, *people.LAYERS)
     if ner is not None:
         layers = (*layers, ner[1])
@@ -89,6 +90,7 @@ def _library_layers(regions: tuple[str, ...]) -> tuple[tuple, tuple, str | None]
 
 def build_scanner(extra: Iterable[Callable[[str], Iterator[Candidate]]] = (), regions: Iterable[str] = DEFAULT_REGIONS) -> Scanner:
     """The full scanner; ``extra`` (user patterns) run first and win every overlap."""
-    layers, digit_layers, ner = _library_layers(check_regions(regions))
+    spacy_model = os.environ.get(people.SPACY_MODEL_ENV) or people.DEFAULT_SPACY_MODEL
+    layers, digit_layers, ner = _library_layers(check_regions(regions), spacy_model)
     extra = tuple(extra)
     return Scanner((*extra, *layers), digit_layers, ner, min_length=1 if extra or ner else MIN_LENGTH)
