@@ -311,6 +311,9 @@ CLEAN_TEMPLATES: list[Callable[[random.Random], str]] = [
     lambda r: f"{r.choice(['Good morning', 'Hello', 'Hi'])} {r.choice(['team', 'everyone', 'all', 'folks'])}, the build is green.",
     lambda r: f"We trained on {r.randint(1, 99)} {r.randint(100, 999)} {r.randint(100, 999)} tokens ({r.randint(1, 9)} 000 000 words).",
     lambda r: f"See {r.choice(STREETS)} {r.choice(['Street', 'Avenue'])} on the map for the {r.choice(['parade', 'market'])}.",
+    lambda r: r.choice([f"Best Practices, part {r.randint(2, 9)}: pin your versions.", "Dear Sirs, please find the report attached.",
+                        f"Write a Hello World program in {r.choice(['Go', 'Rust', 'C'])}.", "Cheers Mate! The deploy worked.",
+                        "Best Regards, Support", f"Hey Siri, set a timer for {r.randint(2, 30)} minutes."]),
 ]
 
 

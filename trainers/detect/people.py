@@ -19,18 +19,23 @@ from .base import Candidate, RegexDetector
 
 _NAME = r"[A-ZÄÖÜÉ][a-zäöüßéèáíóúñç]+(?:['-][A-Z][a-z]+)?"
 _TITLE = r"(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof|Herr|Frau|Mme|Mlle|M|Sr|Sra)\.?\s+)"
-_GREETING = (
-    r"(?:Hi|Hello|Hey|Dear|Good\s+(?:morning|afternoon|evening)|Thanks|Thank\s+you|Cheers|Regards|Best(?:\s+regards)?"
-    r"|Kind\s+regards|Sincerely|Yours|Hallo|Liebe[rs]?|Sehr\s+geehrte[rs]?|Bonjour|Hola|Ciao)"
+_SALUTATION = (  # directly before a name: "Hi Anna", "Dear Mr. Smith", "Thanks Anna!"
+    r"(?:Hi|Hello|Hey|Dear|Good\s+(?:morning|afternoon|evening)|Thanks|Thank\s+you|Hallo|Liebe[rs]?"
+    r"|Sehr\s+geehrte[rs]?|Bonjour|Hola|Ciao)[,!]?\s+"
+)
+_SIGN_OFF = (  # before a name only after a comma or a line break: "Best,\nAnna", "Kind regards, Jo Lee"
+    r"(?:Best(?:\s+[Rr]egards|\s+[Ww]ishes)?|Kind\s+[Rr]egards|Warm\s+[Rr]egards|Regards|Cheers|Sincerely"
+    r"|Yours(?:\s+sincerely|\s+truly)?|Thanks|Many\s+thanks|Viele\s+Grüße|Cordialement)(?:,\s*|\s*\n\s*)"
 )
 _NOT_NAMES = {
-    "there", "all", "everyone", "everybody", "team", "folks", "guys", "world", "friend", "friends", "sir", "madam",
-    "customer", "customers", "user", "users", "support", "admin", "again", "so", "very", "a", "the", "you", "for",
-    "and", "in", "from", "both", "again.", "colleagues", "kollegen", "damen", "herren", "tout", "le",
-    "monde", "hiring", "manager", "reviewer", "reviewers", "developer", "developers", "assistant", "bot", "again!",
+    "there", "all", "everyone", "everybody", "team", "folks", "guys", "world", "friend", "friends", "sir", "sirs",
+    "madam", "madams", "customer", "customers", "user", "users", "support", "admin", "again", "so", "very", "a",
+    "the", "you", "for", "and", "in", "from", "both", "colleagues", "kollegen", "damen", "herren", "tout", "le",
+    "monde", "hiring", "manager", "reviewer", "reviewers", "developer", "developers", "assistant", "bot", "mate",
+    "siri", "alexa", "cortana", "kitty", "python", "regards", "wishes", "ladies", "gentlemen", "dad", "mom", "mum",
 }
 _GREETING_NAME = re.compile(
-    rf"\b{_GREETING}[,!]?\s+({_TITLE}?{_NAME}(?:\s+{_NAME}){{0,2}})(?=\s*(?:[,!.:;\n]|$))"
+    rf"\b(?:{_SALUTATION}|{_SIGN_OFF})({_TITLE}?{_NAME}(?:\s+{_NAME}){{0,2}})(?=\s*(?:[,!.:;\n]|$))"
 )
 _STREET_WORDS = (
     r"(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Way|Place|Pl\.?"
