@@ -75,7 +75,8 @@ def _iban(rng: random.Random) -> str:
     ])
     numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
     value = f"{country}{98 - int(numeric) % 97:02d}{bban}"
-    return _group(value) if rng.random() < 0.6 else value
+    value = _group(value) if rng.random() < 0.6 else value
+    return value.lower() if rng.random() < 0.15 else value
 
 
 def _phone(rng: random.Random) -> str:

@@ -202,6 +202,23 @@ def test_order_ids_and_versions_are_not_phones(text: str) -> None:
     assert find(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
+        ("iban de89 3704 0044 0532 0130 00", "iban"),
+        ("SSN 219-09-9999", "us_ssn"),
+        ("passport number X12345678", "passport"),
+        ("wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "crypto_wallet"),
+        ("Hi Anna, thanks", "person"),
+        ("ship to 221B Baker Street", "street_address"),
+        ("postgres://app:hunter2pass@db:5432/x", "url_credentials"),
+    ],
+)
+def test_kinds_the_regex_missed(text: str, kind: str) -> None:
+    assert [f.kind for f in find(text)] == [kind]
+
+
 def test_national_numbers_follow_the_region() -> None:
     assert find("call 030 1234567", regions=("US",)) == []
     assert [f.kind for f in find("call 030 1234567", regions=("DE",))] == ["phone"]

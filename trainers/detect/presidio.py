@@ -31,6 +31,7 @@ class PresidioLayer:
         gate: str,
         accept: Callable[[str], bool] | None = None,
         not_after: str = "",
+        upper: bool = False,
     ) -> None:
         self.recognizer = recognizer
         self.entities = list(recognizer.supported_entities)
@@ -39,10 +40,13 @@ class PresidioLayer:
         self.gate = re.compile(gate)
         self.accept = accept
         self.not_after = not_after  # characters that may not precede a match (+ before a phone)
+        self.upper = upper  # also match the upper-cased text (IBANs are case-insensitive)
 
     def __call__(self, text: str) -> Iterator[Candidate]:
         if not self.gate.search(text):
             return
+        if self.upper and text.isascii() and not text.isupper():
+            text = text.upper()  # same length for ASCII, so the spans hold
         for result in self.recognizer.analyze(text, self.entities, None):
             if result.score < MIN_SCORE:
                 continue
@@ -93,7 +97,7 @@ def layers() -> tuple[PresidioLayer, ...]:
 
     return (
         PresidioLayer(CreditCardRecognizer(), "credit_card", 60, r"\d(?:[ -]?\d){12}", accept=_card, not_after="+"),
-        PresidioLayer(IbanRecognizer(), "iban", 65, r"[A-Za-z]{2}\d{2}", accept=iban.is_valid),
+        PresidioLayer(IbanRecognizer(), "iban", 65, r"[A-Za-z]{2}\d{2}", accept=iban.is_valid, upper=True),
         PresidioLayer(UsSsnRecognizer(), "us_ssn", 58, r"\d{3}[- .]\d{2}[- .]\d{4}"),
         PresidioLayer(CryptoRecognizer(), "crypto_wallet", 62, r"(?:bc1|[13])[a-zA-HJ-NP-Z0-9]{25}"),
     )
