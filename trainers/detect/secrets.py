@@ -96,39 +96,20 @@ def bounded(pattern: str) -> str:
     return "".join(out)
 
 
-class _Combined:
-    """Several patterns as one alternation (one pass over the text); the group name gives the kind."""
-
-    def __init__(self, patterns: list[tuple[str, re.Pattern[str]]], priority: int) -> None:
-        parts = []
-        self.kinds = {}
-        for index, (kind, pattern) in enumerate(patterns):
-            body = bounded(pattern.pattern)
-            if pattern.flags & re.IGNORECASE:
-                body = f"(?i:{body})"
-            parts.append(f"(?P<p{index}>{body})")
-            self.kinds[f"p{index}"] = kind
-        self.pattern = re.compile("|".join(parts))
-        self.priority = priority
-
-    def __call__(self, text: str) -> Iterator[Candidate]:
-        for match in self.pattern.finditer(text):
-            start, end = match.span()
-            if end > start and match.lastgroup is not None:
-                yield Candidate(self.priority, start, end, self.kinds[match.lastgroup])
-
-
-def detect_secrets_layers() -> tuple[_Combined, ...]:
+def detect_secrets_layers() -> tuple[RegexDetector, ...]:
+    """One detector per detect-secrets pattern (separate patterns keep their literal-prefix
+    search: 3x faster here than one alternation of all of them)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.plugins.base import RegexBasedDetector
 
-    patterns = []
+    layers = []
     for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
         if not issubclass(cls, RegexBasedDetector) or cls.__name__ in _SKIPPED:
             continue
         kind = _KIND.get(secret_type, _slug(secret_type))
-        patterns.extend((kind, pattern) for pattern in cls.denylist)
-    return (_Combined(patterns, priority=90),)
+        for pattern in cls.denylist:
+            layers.append(RegexDetector(kind, re.compile(bounded(pattern.pattern), pattern.flags), priority=90))
+    return tuple(layers)
 
 
 OWN = (
