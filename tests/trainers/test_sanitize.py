@@ -336,3 +336,12 @@ def test_missing_sanitize_extra_is_named(
         main(["data", "sanitize", str(source), "--output", str(tmp_path / "o.jsonl"), "--region", "de"])
     assert info.value.code == 1
     assert "pip install 'vilms[sanitize]'" in capsys.readouterr().err
+
+
+def test_presidio_logs_never_carry_values(caplog: pytest.LogCaptureFixture) -> None:
+    from vilms.trainers.detect.presidio import PRESIDIO_LOGGER
+
+    with caplog.at_level("ERROR", logger=PRESIDIO_LOGGER.name):
+        PRESIDIO_LOGGER.error("Failed to validate text %s", "DE89 3704 0044 0532 0130 00")  # what iban_recognizer logs
+    assert caplog.messages == ["Failed to validate text …"]
+    assert "3704" not in caplog.text

@@ -9,6 +9,7 @@ and Bech32 for Bitcoin addresses, the SSA's rules for US SSNs). A result below
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,26 @@ from typing import Any
 from .base import Candidate
 
 MIN_SCORE = 0.5
+_PLACEHOLDER = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdifrx]")
+
+
+class WithoutValues(logging.Filter):
+    """Keeps a log message's template and drops its arguments.
+
+    Presidio logs some candidates' text (``Failed to validate text %s`` for an IBAN it could not
+    check); a dataset's values must never reach a log, so its logger prints ``…`` instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = _PLACEHOLDER.sub("…", str(record.msg))
+            record.args = ()
+        return True
+
+
+PRESIDIO_LOGGER = logging.getLogger("presidio-analyzer")
+if not any(isinstance(f, WithoutValues) for f in PRESIDIO_LOGGER.filters):
+    PRESIDIO_LOGGER.addFilter(WithoutValues())
 
 
 class PresidioLayer:
