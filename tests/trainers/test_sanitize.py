@@ -207,6 +207,7 @@ def test_order_ids_and_versions_are_not_phones(text: str) -> None:
     [
         ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
         ("iban de89 3704 0044 0532 0130 00", "iban"),
+        ("AT48 2415 8683 4497 8690 AAAA", "iban"),  # hypothesis found it: a word after the groups
         ("SSN 219-09-9999", "us_ssn"),
         ("passport number X12345678", "passport"),
         ("wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "crypto_wallet"),

@@ -1,6 +1,6 @@
 """National identifiers (python-stdnum checksums), passports and dates of birth.
 
-National IDs are found by their shape and kept only when python-stdnum validates them:
+IBANs and national IDs are found by their shape and kept only when python-stdnum validates them:
 Spanish DNI/NIE (check letter), Italian codice fiscale (check character), French NIR (mod 97),
 Indian Aadhaar (Verhoeff; written in groups of four with spaces), Swedish personnummer (Luhn), German Steuer-IdNr (ISO 7064, only
 after a keyword), UK National Insurance numbers (Presidio's pattern; no checksum exists).
@@ -42,6 +42,33 @@ DATE_OF_BIRTH = RegexDetector(
 )
 
 
+class _Iban:
+    """IBANs by python-stdnum (country format + mod 97), any case, grouped or not.
+
+    A candidate runs over every following group of letters and digits; the longest prefix that
+    ends at a group boundary and validates is the IBAN, so "AT48 2415 8683 4497 8690 Bank" gives
+    the account and keeps the word.
+    """
+
+    pattern = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,36}")
+
+    def __init__(self) -> None:
+        from stdnum import iban
+
+        self.is_valid = iban.is_valid
+
+    def __call__(self, text: str) -> Iterator[Candidate]:
+        for match in self.pattern.finditer(text):
+            value, start = match.group(), match.start()
+            glued = match.end() < len(text) and text[match.end()].isalnum()
+            cuts = [] if glued else [len(value)]
+            cuts += [i for i in range(len(value) - 1, 14, -1) if value[i] == " "]
+            for cut in cuts:
+                if self.is_valid(value[:cut]):
+                    yield Candidate(65, start, start + cut, "iban")
+                    break
+
+
 def _checked(kind: str, regex: str, *validators: Callable[[str], bool], priority: int = 55) -> RegexDetector:
     return RegexDetector(kind, re.compile(regex), accept=lambda s: any(v(s) for v in validators), priority=priority)
 
@@ -57,6 +84,7 @@ def layers() -> tuple[Callable[[str], Iterator[Candidate]], ...]:
     from .presidio import PresidioLayer, recognizers
 
     return (
+        _Iban(),
         PASSPORT,
         DATE_OF_BIRTH,
         _checked("national_id", r"(?<![\w-])(?:\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z])(?![\w-])", dni.is_valid, nie.is_valid),

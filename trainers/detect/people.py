@@ -10,6 +10,7 @@ folder, default ``en_core_web_sm`` — its PERSON entities are added; nothing is
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -87,11 +88,11 @@ def ner_layer(model: str) -> tuple[str, Callable[[str], Iterator[Candidate]]] | 
     None when spaCy or the pipeline is not installed, or the pipeline finds no entities; a
     pipeline is never downloaded.
     """
-    try:
+    try:  # look for the pipeline before importing spaCy (which would import torch through thinc)
+        if not os.path.isdir(model) and (not model.isidentifier() or importlib.util.find_spec(model) is None):
+            return None
         import spacy
 
-        if not (spacy.util.is_package(model) or os.path.isdir(model)):
-            return None
         nlp = spacy.load(model, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler"])
     except (ImportError, OSError, ValueError):  # a broken optional model must not stop sanitising
         return None

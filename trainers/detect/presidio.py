@@ -2,7 +2,7 @@
 
 Presidio's ``AnalyzerEngine`` wants a spaCy model for its NLP artefacts; the pattern
 recognizers do not need one: ``analyze(text, entities, nlp_artifacts=None)`` runs their
-regular expressions and checksum validation (Luhn for cards, mod-97 for IBANs, Base58Check
+regular expressions and checksum validation (Luhn for cards, Base58Check
 and Bech32 for Bitcoin addresses, the SSA's rules for US SSNs). A result below
 ``MIN_SCORE`` (Presidio's "weak" patterns, such as any 9 digits for an SSN) is dropped.
 """
@@ -52,7 +52,6 @@ class PresidioLayer:
         gate: str,
         accept: Callable[[str], bool] | None = None,
         not_after: str = "",
-        upper: bool = False,
     ) -> None:
         self.recognizer = recognizer
         self.entities = list(recognizer.supported_entities)
@@ -61,13 +60,10 @@ class PresidioLayer:
         self.gate = re.compile(gate)
         self.accept = accept
         self.not_after = not_after  # characters that may not precede a match (+ before a phone)
-        self.upper = upper  # also match the upper-cased text (IBANs are case-insensitive)
 
     def __call__(self, text: str) -> Iterator[Candidate]:
         if not self.gate.search(text):
             return
-        if self.upper and text.isascii() and not text.isupper():
-            text = text.upper()  # same length for ASCII, so the spans hold
         for result in self.recognizer.analyze(text, self.entities, None):
             if result.score < MIN_SCORE:
                 continue
@@ -110,15 +106,12 @@ def _card(text: str) -> bool:
 
 
 def layers() -> tuple[PresidioLayer, ...]:
-    from stdnum import iban
-
     r = recognizers()
     CreditCardRecognizer, CryptoRecognizer = r.CreditCardRecognizer, r.CryptoRecognizer  # noqa: N806
-    IbanRecognizer, UsSsnRecognizer = r.IbanRecognizer, r.UsSsnRecognizer  # noqa: N806
+    UsSsnRecognizer = r.UsSsnRecognizer  # noqa: N806
 
     return (
         PresidioLayer(CreditCardRecognizer(), "credit_card", 60, r"\d(?:[ -]?\d){12}", accept=_card, not_after="+"),
-        PresidioLayer(IbanRecognizer(), "iban", 65, r"[A-Za-z]{2}\d{2}", accept=iban.is_valid, upper=True),
         PresidioLayer(UsSsnRecognizer(), "us_ssn", 58, r"\d{3}[- .]\d{2}[- .]\d{4}"),
         PresidioLayer(CryptoRecognizer(), "crypto_wallet", 62, r"(?:bc1|[13])[a-zA-HJ-NP-Z0-9]{25}"),
     )

@@ -80,11 +80,11 @@ def _library_layers(regions: tuple[str, ...], spacy_model: str) -> tuple[tuple, 
     from . import identifiers, presidio
     from .phones import PhoneLayer
 
-    ner = people.ner_layer(spacy_model)
+    digit_layers = (*presidio.layers(), *identifiers.layers(), network.IPV4, PhoneLayer(regions))
+    ner = people.ner_layer(spacy_model)  # after Presidio, which imports spaCy without torch
     layers = (*secrets.OWN, *secrets.detect_secrets_layers(), network.EMAIL, network.IPV6, *people.LAYERS)
     if ner is not None:
         layers = (*layers, ner[1])
-    digit_layers = (*presidio.layers(), *identifiers.layers(), network.IPV4, PhoneLayer(regions))
     return layers, digit_layers, ner[0] if ner else None
 
 
