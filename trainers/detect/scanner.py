@@ -44,11 +44,13 @@ class Scanner:
         self,
         layers: Iterable[Callable[[str], Iterator[Candidate]]],
         digit_layers: Iterable[Callable[[str], Iterator[Candidate]]],
+        token_layers: Iterable[Callable[[str], Iterator[Candidate]]],
         ner: str | None,
         min_length: int = MIN_LENGTH,
     ) -> None:
         self.layers = tuple(layers)
         self.digit_layers = tuple(digit_layers)  # run only on strings that contain a digit
+        self.token_layers = tuple(token_layers)  # only on strings with a token-shaped run (TOKEN_GATE)
         self.ner = ner  # the NER model in use, for the report
         self.min_length = min_length  # 1 with user patterns or an NER model: they may match less
         self._memo: dict[str, list[Finding]] = {}
@@ -72,25 +74,29 @@ class Scanner:
         if _DIGIT.search(text):
             for layer in self.digit_layers:
                 candidates.extend(layer(text))
+        if secrets.TOKEN_GATE.search(text):
+            for layer in self.token_layers:
+                candidates.extend(layer(text))
         return resolve(candidates) if candidates else []
 
 
 @lru_cache(maxsize=8)
-def _library_layers(regions: tuple[str, ...], spacy_model: str) -> tuple[tuple, tuple, str | None]:
+def _library_layers(regions: tuple[str, ...], spacy_model: str) -> tuple[tuple, tuple, tuple, str | None]:
     from . import identifiers, presidio
     from .phones import PhoneLayer
 
     digit_layers = (*presidio.layers(), *identifiers.layers(), network.IPV4, PhoneLayer(regions))
     ner = people.ner_layer(spacy_model)  # after Presidio, which imports spaCy without torch
-    layers = (*secrets.OWN, *secrets.detect_secrets_layers(), network.EMAIL, network.IPV6, *people.LAYERS)
+    layers = (*secrets.OWN, network.EMAIL, network.IPV6, *people.LAYERS)
     if ner is not None:
         layers = (*layers, ner[1])
-    return layers, digit_layers, ner[0] if ner else None
+    token_layers = (*secrets.TOKENS, *secrets.detect_secrets_layers())
+    return layers, digit_layers, token_layers, ner[0] if ner else None
 
 
 def build_scanner(extra: Iterable[Callable[[str], Iterator[Candidate]]] = (), regions: Iterable[str] = DEFAULT_REGIONS) -> Scanner:
     """The full scanner; ``extra`` (user patterns) run first and win every overlap."""
     spacy_model = os.environ.get(people.SPACY_MODEL_ENV) or people.DEFAULT_SPACY_MODEL
-    layers, digit_layers, ner = _library_layers(check_regions(regions), spacy_model)
+    layers, digit_layers, token_layers, ner = _library_layers(check_regions(regions), spacy_model)
     extra = tuple(extra)
-    return Scanner((*extra, *layers), digit_layers, ner, min_length=1 if extra or ner else MIN_LENGTH)
+    return Scanner((*extra, *layers), digit_layers, token_layers, ner, min_length=1 if extra or ner else MIN_LENGTH)

@@ -112,12 +112,9 @@ def detect_secrets_layers() -> tuple[RegexDetector, ...]:
     return tuple(layers)
 
 
-OWN = (
-    RegexDetector(
-        "private_key",
-        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.S),
-        priority=100,
-    ),
+# token-shaped credentials: each contains a run of 11+ of [A-Za-z0-9_-+/=] (TOKEN_GATE)
+TOKEN_GATE = re.compile(r"[A-Za-z0-9_\-+/=]{11,}")
+TOKENS = (
     RegexDetector("jwt", re.compile(_B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), priority=95),
     RegexDetector(
         "github_token",
@@ -125,6 +122,19 @@ OWN = (
         priority=95,
     ),
     RegexDetector("openai_key", re.compile(_B + r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}" + _E), priority=90),
+    RegexDetector(  # not a base64 data: URI (an inlined image is not a credential)
+        "high_entropy_secret",
+        re.compile(r"(?<![A-Za-z0-9_+/=-])(?<!base64,)[A-Za-z0-9+/_=-]{24,}" + _E),
+        accept=_high_entropy,
+        priority=10,
+    ),
+)
+OWN = (
+    RegexDetector(
+        "private_key",
+        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.S),
+        priority=100,
+    ),
     _UrlCredentials(),
     RegexDetector(
         "secret",
@@ -132,11 +142,5 @@ OWN = (
         accept=_keyword_secret,
         group=1,
         priority=70,
-    ),
-    RegexDetector(  # not a base64 data: URI (an inlined image is not a credential)
-        "high_entropy_secret",
-        re.compile(r"(?<![A-Za-z0-9_+/=-])(?<!base64,)[A-Za-z0-9+/_=-]{24,}" + _E),
-        accept=_high_entropy,
-        priority=10,
     ),
 )
