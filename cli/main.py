@@ -26,6 +26,7 @@ EXTRA_OF = {
     "llama_cpp": "serve",
     "httpx": "serve",
     **dict.fromkeys(("boto3", "botocore", "s3transfer"), "store"),
+    **dict.fromkeys(("presidio_analyzer", "phonenumbers", "stdnum", "detect_secrets"), "sanitize"),
 }
 
 

@@ -14,6 +14,7 @@ import click
 
 from vilms.compiler.errors import ActionError, UsageError
 from vilms.compiler.layout import Layout, run_path
+from vilms.trainers.detect.scanner import DEFAULT_REGIONS  # a constant; the detectors load when a command runs
 
 from .options import FILE, dataset_format
 
@@ -196,13 +197,28 @@ def data() -> None:
     help="write a JSONL audit log of every redaction (never the values)",
 )
 @click.option("--pattern", "patterns", multiple=True, metavar="NAME=REGEX", help="an extra pattern to redact")
-def sanitize(input_path: Path, output: Path, audit: Path | None, patterns: tuple[str, ...]) -> None:
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    metavar="CC",
+    help="country (ISO 3166 alpha-2) whose national phone formats the data uses; repeatable "
+    f"(default: {' '.join(DEFAULT_REGIONS)})",
+)
+def sanitize(
+    input_path: Path, output: Path, audit: Path | None, patterns: tuple[str, ...], regions: tuple[str, ...]
+) -> None:
     """Redact PII and secrets from INPUT into OUTPUT (written atomically)."""
     from vilms.trainers.sanitize import parse_user_patterns, sanitize_file
 
-    report = sanitize_file(input_path, output, audit, parse_user_patterns(patterns), display=str(input_path))
+    report = sanitize_file(
+        input_path, output, audit, parse_user_patterns(patterns), display=str(input_path),
+        regions=regions or DEFAULT_REGIONS,
+    )
     kinds = ", ".join(f"{k} {v}" for k, v in report.findings.items()) or "nothing found"
     click.echo(f"{input_path}: {report.rows} rows, {report.rows_changed} changed, {report.total} redactions ({kinds})")
+    if report.ner is None:
+        click.echo("names: greetings and sign-offs only (no NER model installed; see docs/training.md)")
 
 
 @data.command("check")

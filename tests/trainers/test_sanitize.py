@@ -186,3 +186,163 @@ def test_cli_sanitize(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 redactions (email 1)" in result.output
     assert json.loads((tmp_path / "o.jsonl").read_text()) == {"text": "reach me at [REDACTED:email]"}
+
+
+@pytest.mark.parametrize("number", ["+49 30 12345678", "+91 98765 43210", "030 1234567", "+44 20 7946 0958"])
+def test_phones_the_regex_missed(number: str) -> None:
+    text = f"call {number} today"
+    assert [(f.kind, text[f.start : f.end]) for f in find(text)] == [("phone", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ORD-2024-0001-7788", "invoice INV-2024-000123", "v10.0.19041.1234", "at 2024-01-15 10:30", "ISBN 978-3-16-148410-0"],
+)
+def test_order_ids_and_versions_are_not_phones(text: str) -> None:
+    assert find(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
+        ("iban de89 3704 0044 0532 0130 00", "iban"),
+        ("AT48 2415 8683 4497 8690 AAAA", "iban"),  # hypothesis found it: a word after the groups
+        ("SSN 219-09-9999", "us_ssn"),
+        ("passport number X12345678", "passport"),
+        ("wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "crypto_wallet"),
+        ("Hi Anna, thanks", "person"),
+        ("ship to 221B Baker Street", "street_address"),
+        ("postgres://app:hunter2pass@db:5432/x", "url_credentials"),
+    ],
+)
+def test_kinds_the_regex_missed(text: str, kind: str) -> None:
+    assert [f.kind for f in find(text)] == [kind]
+
+
+def test_national_numbers_follow_the_region() -> None:
+    assert find("call 030 1234567", regions=("US",)) == []
+    assert [f.kind for f in find("call 030 1234567", regions=("DE",))] == ["phone"]
+    with pytest.raises(UsageError, match="not a region"):
+        find("x", regions=("XX",))
+
+
+def test_cli_region_and_bad_region(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "ring 030 1234567"}\n', encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    ok = CliRunner().invoke(data, ["sanitize", str(source), "--output", str(out), "--region", "de"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(out.read_text()) == {"text": "ring [REDACTED:phone]"}
+    bad = CliRunner().invoke(data, ["sanitize", str(source), "--output", str(out), "--region", "Germany"])
+    assert bad.exit_code != 0 and "not a region" in str(bad.exception or bad.output)
+
+
+def test_keys_are_scanned_and_collisions_keep_both(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    row = {"text": "hi", "meta": {"jane@example.com": "a", "bob@example.org": {"note": "call +1 415 555 0132"}}}
+    source.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    out, audit = tmp_path / "o.jsonl", tmp_path / "a.jsonl"
+    sanitize_file(source, out, audit)
+    assert json.loads(out.read_text()) == {
+        "text": "hi",
+        "meta": {"[REDACTED:email]": "a", "[REDACTED:email]~2": {"note": "call [REDACTED:phone]"}},
+    }
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["path"], e["kind"], e.get("key", False)) for e in entries] == [
+        ("meta.[REDACTED:email]", "email", True),
+        ("meta.[REDACTED:email]~2", "email", True),
+        ("meta.[REDACTED:email]~2.note", "phone", False),
+    ]
+    assert "example" not in audit.read_text()
+
+
+def test_ner_adapter_on_a_spacy_pipeline() -> None:
+    """The NER path on a real spaCy pipeline (blank English + an entity ruler: no model download)."""
+    import spacy
+
+    from vilms.trainers.detect.people import SpacyNer
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Grace Hopper"}])
+    text = "The compiler was written by Grace Hopper in 1952."
+    found = [(c.kind, text[c.start : c.end]) for c in SpacyNer(nlp)(text)]
+    assert found == [("person", "Grace Hopper")]
+
+
+def test_no_ner_model_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vilms.trainers.detect.people import ner_layer
+
+    assert ner_layer("no_such_model_installed") is None
+
+
+def test_an_installed_spacy_pipeline_finds_names_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end with a spaCy pipeline from a folder (an entity ruler stands in for a trained NER)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Grace Hopper"}])
+    nlp.to_disk(tmp_path / "pipeline")
+    text = "Yesterday I spoke to Grace Hopper about the compiler."
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    assert find(text) == []  # the pattern layer alone: not a greeting
+    monkeypatch.setenv("VILMS_SANITIZE_SPACY_MODEL", str(tmp_path / "pipeline"))
+    report = sanitize_file(source, tmp_path / "out.jsonl")
+    assert report.ner == f"spaCy {tmp_path / 'pipeline'}" and report.findings == {"person": 1}
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == {
+        "text": "Yesterday I spoke to [REDACTED:person] about the compiler."
+    }
+
+
+def test_short_strings_are_skipped_unless_a_user_pattern_could_match() -> None:
+    assert find("a@b.c") == []  # shorter than any built-in finding
+    assert [f.kind for f in find("X1", extra=parse_user_patterns([r"code=X\d"]))] == ["code"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "firmware 2.1.0.5 is out",
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "epoch 1600605935 ms",
+        "EAN 4006381333931 on the box",
+    ],
+)
+def test_more_look_alikes_are_clean(text: str) -> None:
+    assert find(text) == []
+
+
+def test_detect_secrets_patterns_are_bounded() -> None:
+    """Unbounded repeats in third-party patterns get a bound (hostile lines stay linear)."""
+    from vilms.trainers.detect.secrets import bounded
+
+    assert bounded(r"sk-[A-Za-z0-9-_]*[A-Za-z0-9]{20}T3BlbkFJ") == r"sk-[A-Za-z0-9-_]{0,256}[A-Za-z0-9]{20}T3BlbkFJ"
+    assert bounded(r"\/\/.+\/:_authToken=") == r"\/\/.{1,256}\/:_authToken="
+    assert bounded(r"[+*]+a\++b*?c{2,}") == r"[+*]{1,256}a\+{1,256}b{0,256}?c{2,}"
+    assert bounded(r"AccountKey=[a-zA-Z0-9+\/=]{88}") == r"AccountKey=[a-zA-Z0-9+\/=]{88}"
+
+
+def test_missing_sanitize_extra_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from vilms.cli.main import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "x"}\n', encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "phonenumbers", None)  # as if the extra were not installed
+    with pytest.raises(SystemExit) as info:
+        main(["data", "sanitize", str(source), "--output", str(tmp_path / "o.jsonl"), "--region", "de"])
+    assert info.value.code == 1
+    assert "pip install 'vilms[sanitize]'" in capsys.readouterr().err
+
+
+def test_presidio_logs_never_carry_values(caplog: pytest.LogCaptureFixture) -> None:
+    from vilms.trainers.detect.presidio import PRESIDIO_LOGGER
+
+    with caplog.at_level("ERROR", logger=PRESIDIO_LOGGER.name):
+        PRESIDIO_LOGGER.error("Failed to validate text %s", "DE89 3704 0044 0532 0130 00")  # what iban_recognizer logs
+    assert caplog.messages == ["Failed to validate text …"]
+    assert "3704" not in caplog.text
