@@ -17,6 +17,8 @@ GENERATED = "generated"
 ARTIFACTS = "artifacts"
 STATE = ".vilms"
 RELEASES = f"{STATE}/releases"
+APPROVALS = f"{STATE}/approvals"  # <adapter>.jsonl: every `vilms approve`, committed beside the release history
+RUN_LOCKS = f"{ARTIFACTS}/.locks"  # flock files: a run's trainer holds <run_id>.run.lock while it trains
 RUNNER = f"{STATE}/run"
 PROJECT_LOCK = f"{STATE}/project.lock"  # held by a command writing the project (build); never committed
 STATE_GITIGNORE = f"{STATE}/.gitignore"  # names PROJECT_LOCK, so the lock stays out of git
@@ -131,6 +133,20 @@ class Layout:
 
     def history(self, adapter: str) -> Path:
         return self.releases / f"{adapter}.jsonl"
+
+    @property
+    def approvals(self) -> Path:
+        return self.root / APPROVALS
+
+    def approval_log(self, adapter: str) -> Path:
+        return self.approvals / f"{adapter}.jsonl"
+
+    def run_lock(self, run_id: str) -> Path:
+        return self.root / RUN_LOCKS / f"{run_id}.run.lock"
+
+    def adapter_lock(self, adapter: str) -> Path:
+        """Held for a moment while a trainer picks (resumes or creates) a run of ``adapter``."""
+        return self.root / RUN_LOCKS / f"{adapter}.adapter.lock"
 
     @property
     def project_lock(self) -> Path:

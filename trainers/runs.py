@@ -8,6 +8,7 @@ a writer builds a new record (``dataclasses.replace``) and saves it.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from vilms.compiler.contracts.finite import non_finite
@@ -61,16 +62,47 @@ def save_record(path: Path, record: RunRecord) -> None:
     write_bytes(path / RECORD_FILE, RUN_RECORD.dump(record))
 
 
-def find_resumable(layout: Layout, adapter: str) -> RunRecord | None:
-    """The newest run of ``adapter`` that has not completed, if any."""
+UNFINISHED = ("running", "interrupted", "failed")  # statuses a run may be resumed from
+
+
+def records_of(layout: Layout, adapter: str | None = None) -> list[RunRecord]:
+    """Every run record under artifacts/ (of ``adapter``, when given), newest first."""
     if not layout.artifacts.is_dir():
-        return None
-    candidates = []
+        return []
+    found = []
     for path in layout.artifacts.iterdir():
-        if adapter_of(path.name) == adapter and (path / RECORD_FILE).is_file():
+        owner = adapter_of(path.name)
+        if owner is not None and (adapter is None or owner == adapter) and (path / RECORD_FILE).is_file():
             record = load_record(path)
-            if record.adapter == adapter and record.status != "completed":
-                candidates.append(record)
-    return max(candidates, key=lambda r: (r.created_at, r.run_id), default=None)
+            if adapter is None or record.adapter == adapter:
+                found.append(record)
+    return sorted(found, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
 
+def unfinished(layout: Layout, adapter: str) -> list[RunRecord]:
+    """The runs of ``adapter`` that did not complete and were not abandoned, newest first."""
+    return [r for r in records_of(layout, adapter) if r.status in UNFINISHED]
+
+
+def leftovers(run_dir: Path) -> list[Path]:
+    """Temp files and folders of writes that never finished in ``run_dir`` (:mod:`.atomic` names them
+    ``.tmp-*``, ``.old-*`` and ``.*.tmp``; export's writers ``.*.tmp``)."""
+    found = []
+    for path in run_dir.rglob(".*"):
+        name = path.name
+        if name.startswith((".tmp-", ".old-")) or (name.endswith(".tmp") and len(name) > 5):
+            found.append(path)
+    return sorted(found)
+
+
+def remove_leftovers(run_dir: Path) -> int:
+    """Remove :func:`leftovers` of ``run_dir``: only call it while holding the run's lock
+    (:mod:`.run_locks`), so no writer of this run can be alive. Returns how many were removed."""
+    removed = 0
+    for path in leftovers(run_dir):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += not path.exists()
+    return removed
