@@ -8,6 +8,7 @@ trainer appends the lines (:mod:`vilms.trainers.approval`).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 from vilms.compiler.contracts.approval_log import APPROVAL_LOG, ApprovalEntry
@@ -52,9 +53,17 @@ def read_line(line: bytes, display: str, number: int) -> ApprovalEntry:
         raise moved from None
 
 
+# characters JSON may hold raw but the loader (a YAML parser) refuses or reads as line breaks: DEL,
+# the C1 controls (NEL included), U+2028/U+2029 and the non-characters U+FFFE/U+FFFF; written as
+# \u escapes, which read back as the same text
+_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
 def line_of(entry: ApprovalEntry) -> bytes:
-    """``entry`` as one line of the log (newline included)."""
-    return json.dumps(APPROVAL_LOG.data(entry), ensure_ascii=False).encode("utf-8") + b"\n"
+    """``entry`` as one line of the log (newline included): UTF-8, readable names, every character the
+    loader would refuse escaped (a reason is free text)."""
+    text = json.dumps(APPROVAL_LOG.data(entry), ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8") + b"\n"
 
 
 def _invalid(*diagnostics: Diagnostic) -> InvalidInputError:

@@ -1,4 +1,4 @@
-"""Which runs are being trained right now: a kernel lock per run, ``artifacts/.locks/<run_id>.run.lock``.
+"""Which runs are being trained right now: a kernel lock per run, ``.vilms/locks/<run_id>.run.lock``.
 
 The trainer that trains a run holds an exclusive ``flock`` on its lock file from the moment
 it picks the run until it ends (torchrun's workers and Ray Train's workers train under the
@@ -7,7 +7,8 @@ process that holds it). The kernel drops the lock with its holder however the ho
 killed: it may be resumed, or marked abandoned, and its temp leftovers removed. A run whose
 lock is held is never touched. Picking a run happens under a second, short-lived lock per
 adapter, so two trainers started at once on one adapter cannot pick the same run.
-Where there is no ``flock`` (Windows) nothing is locked and every run looks free.
+Where there is no ``flock`` (Windows) nothing is locked and every run looks free. The folder
+holds a ``.gitignore`` of ``*``: lock files never land in git.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ _held: dict[Path, int] = {}  # run lock file → its descriptor, while this proc
 def _open(path: Path) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        ignore = path.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# locks of running trainers; never committed\n*\n", encoding="utf-8")
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise ActionError(f"cannot create the lock {path}: {exc.strerror or exc}",
-                          hint="artifacts/ beside vilms.yaml must be writable") from None
+                          hint=".vilms/ beside vilms.yaml must be a writable folder") from None
 
 
 def _try_lock(fd: int) -> bool:
