@@ -9,11 +9,13 @@ a writer builds a new record (``dataclasses.replace``) and saves it.
 from __future__ import annotations
 
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vilms.compiler.contracts.finite import non_finite
 from vilms.compiler.contracts.run_record import RUN_RECORD, RunRecord
-from vilms.compiler.errors import ActionError
+from vilms.compiler.errors import ActionError, VilmsError
 from vilms.compiler.layout import RUN_RECORD as RECORD_FILE
 from vilms.compiler.layout import Layout
 from vilms.compiler.run_ids import EXAMPLE, RUN_ID, adapter_of, new_run_id
@@ -65,23 +67,38 @@ def save_record(path: Path, record: RunRecord) -> None:
 UNFINISHED = ("running", "interrupted", "failed")  # statuses a run may be resumed from
 
 
-def records_of(layout: Layout, adapter: str | None = None) -> list[RunRecord]:
-    """Every run record under artifacts/ (of ``adapter``, when given), newest first."""
+def records_of(layout: Layout, adapter: str | None = None,
+               unreadable: Callable[[str, VilmsError], None] | None = None) -> list[RunRecord]:
+    """Every run record under artifacts/ (of ``adapter``, when given), newest first. A record that
+    cannot be read raises, or, with ``unreadable``, is reported to it (run id, error) and left out."""
     if not layout.artifacts.is_dir():
         return []
     found = []
     for path in layout.artifacts.iterdir():
         owner = adapter_of(path.name)
         if owner is not None and (adapter is None or owner == adapter) and (path / RECORD_FILE).is_file():
-            record = load_record(path)
+            try:
+                record = load_record(path)
+            except VilmsError as exc:
+                if unreadable is None:
+                    raise
+                unreadable(path.name, exc)
+                continue
             if adapter is None or record.adapter == adapter:
                 found.append(record)
     return sorted(found, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
 
 def unfinished(layout: Layout, adapter: str) -> list[RunRecord]:
-    """The runs of ``adapter`` that did not complete and were not abandoned, newest first."""
-    return [r for r in records_of(layout, adapter) if r.status in UNFINISHED]
+    """The runs of ``adapter`` that did not complete and were not abandoned, newest first. A run whose
+    record cannot be read (edited by hand, another ViLMS version) is never resumed and never blocks a
+    start: it is named on stderr and left as it is."""
+
+    def skip(run_id: str, exc: VilmsError) -> None:
+        first = exc.render().splitlines()[0]
+        print(f"{adapter}: run {run_id} is left alone: its record cannot be read ({first})", file=sys.stderr)
+
+    return [r for r in records_of(layout, adapter, skip) if r.status in UNFINISHED]
 
 
 def leftovers(run_dir: Path) -> list[Path]:

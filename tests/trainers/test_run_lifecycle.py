@@ -246,3 +246,18 @@ def test_a_killed_lock_holder_frees_the_run(tmp_path: Path) -> None:
     child.wait(timeout=10)
     assert not run_locks.is_live(layout, OLD) and run_locks.hold(layout, OLD)
     run_locks.release(layout, OLD)
+
+
+def test_an_unreadable_record_never_blocks_a_start_and_is_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layout, job = _project(tmp_path)
+    _unfinished(layout, job, OLD, "interrupted")
+    broken = layout.run_record(MID)
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"apiVersion": "contracts.vilms.dev/v1", "kind": "RunRecord"}')  # edited by hand
+    assert _open(layout, job) == (OLD, True)
+    err = capsys.readouterr().err
+    assert f"run {MID} is left alone: its record cannot be read" in err and "Traceback" not in err
+    assert broken.read_text() == '{"apiVersion": "contracts.vilms.dev/v1", "kind": "RunRecord"}'
+    assert main(["runs", ADAPTER, "-f", str(layout.root / "vilms.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split() == [MID, "unreadable", "-", "-", "-", "-"]
