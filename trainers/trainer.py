@@ -168,9 +168,10 @@ def open_run(
     abandoned: nothing would ever resume it (this is what lets a Job always pass ``--resume``)."""
     adapter = job.config.adapter
     with run_locks.picking(layout, adapter):
-        free = [r for r in runs.unfinished(layout, adapter) if run_locks.hold(layout, r.run_id)]
+        candidates = runs.unfinished(layout, adapter)
+        free = [r for r in candidates if run_locks.hold(layout, r.run_id)]
         try:
-            previous = _resumable(layout, job, dataset, used, free) if resume else None
+            previous = _resumable(layout, job, dataset, used, candidates, free) if resume else None
         except BaseException:
             for other in free:
                 run_locks.release(layout, other.run_id)
@@ -202,12 +203,12 @@ def open_run(
 
 
 def _resumable(layout: Layout, job: TrainingJob, dataset: Dataset, used: DistributedUsed,
-               free: list[RunRecord]) -> RunRecord | None:
-    """The newest unfinished run of ``job``'s config and dataset that no process trains (``free``, newest
-    first, all locked by this process); refuses when that run is being trained elsewhere."""
+               candidates: list[RunRecord], free: list[RunRecord]) -> RunRecord | None:
+    """The newest unfinished run of ``job``'s config and dataset (of ``candidates``, newest first) that no
+    other process trains (``free``: locked by this one); refuses when that run is being trained elsewhere."""
     adapter = job.config.adapter
     ours = {r.run_id for r in free}
-    busy = [r for r in runs.unfinished(layout, adapter)
+    busy = [r for r in candidates
             if r.run_id not in ours and r.config_sha256 == job.sha256 and r.dataset.sha256 == dataset.sha256]
     same = [r for r in free if r.config_sha256 == job.sha256 and r.dataset.sha256 == dataset.sha256]
     if busy and (not same or (busy[0].created_at, busy[0].run_id) > (same[0].created_at, same[0].run_id)):
