@@ -99,6 +99,28 @@ def test_train_all_prints_each_failing_adapters_located_error(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("codes", "exit_code"), [((3, 3), 3), ((3, 1), 1), ((0, 3), 3), ((0, 0), 0)])
+def test_train_all_exits_3_only_when_every_failure_is_a_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], codes: tuple[int, int],
+    exit_code: int,
+) -> None:
+    from vilms.trainers import parallel
+
+    results = [parallel.AdapterResult(name, code == 0, "some log\nlast line\n", code,
+                                      f"{name}: the whole error\n  hint: what to do" if code else "")
+               for name, code in zip(("alpha", "beta"), codes, strict=True)]
+    monkeypatch.setattr(parallel, "train_all", lambda *a, **k: results)
+    (tmp_path / "vilms.yaml").write_text("project: x\n")
+    assert main(["train", "--all", "-f", str(tmp_path / "vilms.yaml")]) == exit_code
+    out, err = capsys.readouterr()
+    for name, code in zip(("alpha", "beta"), codes, strict=True):
+        shown = {0: "ok — last line", 3: "gate not passed", 1: "FAILED"}[code]
+        assert f"{name}: {shown}" in out
+        assert (f"{name}: the whole error\n  hint: what to do" in err) is (code != 0)
+    # without the error file (a child that crashed), the output's last lines stand in for it
+    assert parallel.AdapterResult("x", False, "a\nb\n", 1, "").error == "a\nb"
+
+
 # --- item 6: approvals in git
 
 
