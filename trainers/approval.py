@@ -20,7 +20,7 @@ from vilms.compiler.contracts.run_record import Approval
 from vilms.compiler.errors import ActionError
 from vilms.compiler.layout import Layout
 
-from . import runs
+from . import run_locks, runs
 
 try:
     import fcntl
@@ -29,6 +29,7 @@ except ImportError:  # Windows: appends of one small write are not interleaved t
 
 APPROVER_ENV = "VILMS_APPROVER"
 GIT_TIMEOUT_S = 5.0
+LOCK_TIMEOUT_S = 30.0  # a trainer writing the run's last record, or another approval, ends well within it
 
 
 def current_user() -> str:
@@ -94,6 +95,11 @@ def approve(layout: Layout, run_id: str, reason: str) -> tuple[Approval, Approva
     if not reason.strip():
         raise ActionError("--reason must not be empty")
     path = runs.run_dir(layout, run_id)
+    with run_locks.holding(layout, run_id, LOCK_TIMEOUT_S):  # two approvals at once: the second sees the first
+        return _approve(layout, path, run_id, reason)
+
+
+def _approve(layout: Layout, path: Path, run_id: str, reason: str) -> tuple[Approval, ApprovalEntry]:
     record = runs.load_record(path)
     if record.gate is None:
         raise ActionError(f"run {run_id} has not finished its evaluation (status {record.status})")

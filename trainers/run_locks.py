@@ -85,6 +85,24 @@ def hold(layout: Layout, run_id: str) -> bool:
     return True
 
 
+@contextmanager
+def holding(layout: Layout, run_id: str, timeout_s: float) -> Iterator[None]:
+    """Hold ``run_id``'s lock for the block, waiting up to ``timeout_s`` for its holder (a trainer
+    finishing, another `vilms approve`): one read-modify-write of the run's record at a time."""
+    deadline = time.monotonic() + timeout_s
+    while not hold(layout, run_id):
+        if time.monotonic() > deadline:
+            pid = holder(layout, run_id)
+            raise ActionError(f"run {run_id} is held by another process" + (f" (pid {pid})" if pid else "")
+                              + f" for more than {timeout_s:.0f} s",
+                              hint="try again when it ends (`vilms runs` shows which runs a trainer holds)")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        release(layout, run_id)
+
+
 def release(layout: Layout, run_id: str) -> None:
     """Give ``run_id``'s lock up (a no-op when this process does not hold it)."""
     fd = _held.pop(layout.run_lock(run_id), None)

@@ -166,6 +166,31 @@ def _entry(i: int, reason: str = "ok") -> ApprovalEntry:
                          config_sha256="c" * 64)
 
 
+def test_two_approvals_of_one_run_at_once_record_one_decision(tmp_path: Path) -> None:
+    """Each approval reads, decides and writes the run's record under the run's lock: of four racing
+    `vilms approve` of one run, exactly one approves it; the others see it already approved; the log
+    and the record agree."""
+    (tmp_path / "vilms.yaml").write_text("project: x\n")
+    write_run(tmp_path, RUN, gate="needs_approval")
+    code = """
+import sys, time
+from pathlib import Path
+from vilms.cli.main import run
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+sys.exit(run(["approve", sys.argv[3], "--reason", "race " + sys.argv[4], "-f", sys.argv[1]]))
+"""
+    start = __import__("time").time() + 2.0
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "vilms.yaml"), str(start), RUN, str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, approval.APPROVER_ENV: f"approver {i}"}) for i in range(4)]
+    results = [(p.wait(timeout=120), p.communicate(timeout=10)) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1, 1, 1], results
+    assert all("is already approved" in err for code, (_, err) in results if code == 1)
+    (entry,) = read_approvals(Layout(tmp_path), "sup")
+    record = RUN_RECORD.load(Layout(tmp_path).run_record(RUN))
+    assert [(a.who, a.reason) for a in record.approvals] == [(entry.who, entry.reason)]
+
+
 def test_concurrent_approvals_never_lose_or_tear_a_line(tmp_path: Path) -> None:
     code = """
 import sys
