@@ -2,8 +2,8 @@
 
 Every error a user can cause is a :class:`~vilms.compiler.errors.VilmsError`; this is the
 only place that catches errors and picks exit codes (:class:`~vilms.compiler.errors.ExitCode`:
-0 success, 1 invalid input or failed action, 2 usage, 130 interrupted). A missing optional
-dependency names the extra that installs it; anything else is a bug in ViLMS and is reported
+0 success, 1 invalid input or failed action, 2 usage, 3 a trained run's gate did not pass,
+130 interrupted). A missing optional dependency names the extra that installs it; anything else is a bug in ViLMS and is reported
 as one line (with the traceback under ``VILMS_DEBUG=1``).
 """
 
@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from vilms.compiler.errors import ExitCode, VilmsError
+from vilms.compiler.errors import ERROR_FILE_ENV, ExitCode, VilmsError
 
 # optional dependency → the extra that installs it
 EXTRA_OF = {
@@ -48,6 +48,7 @@ COMMANDS = {
     "down": ("serving", "Stop a local deployment (the gateway first: it drains)."),
     "supervise": ("serving", ""),  # hidden: the supervisor `vilms up` starts
     "train": ("training", "Train a LoRA/QLoRA adapter from generated/training/."),
+    "runs": ("training", "List the training runs: status, gate, released, started, config hash."),
     "approve": ("training", "Record a human decision on a run's evaluation gate."),
     "export": ("training", "Merge a run and export safetensors, GGUF and a Modelfile."),
     "data": ("training", "Check, sanitize and fingerprint datasets."),
@@ -78,6 +79,16 @@ def cli() -> None:
     """Compile vilms.yaml into everything needed to fine-tune and serve LLMs."""
 
 
+def _keep_error(text: str) -> None:
+    target = os.environ.get(ERROR_FILE_ENV)
+    if target:
+        try:
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            pass  # the error was printed; the copy is a convenience
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run `vilms` with ``argv`` (default: the process's arguments) and exit with its code."""
     sys.exit(run(argv))
@@ -97,6 +108,7 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except VilmsError as exc:
         click.echo(exc.render(), err=True)
+        _keep_error(exc.render())
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

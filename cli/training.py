@@ -1,4 +1,4 @@
-"""Training commands: train, approve, export, and data (check, sanitize, manifest).
+"""Training commands: train, runs, approve, export, and data (check, sanitize, manifest).
 
 torch, transformers and peft are imported inside the command bodies (through the trainer
 modules that need them), never at import time.
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.errors import ActionError, GateError, UsageError
 from vilms.compiler.layout import Layout, run_path
 from vilms.trainers.detect.scanner import DEFAULT_REGIONS  # a constant; the detectors load when a command runs
 
@@ -77,10 +77,13 @@ def train(
         for result in results:
             click.echo(result.summary())
         failed = [r for r in results if not r.ok]
+        for result in failed:  # each adapter's whole error, as `vilms train ADAPTER` would print it
+            click.echo(f"\n{result.adapter}: {result.error}", err=True)
         if failed:
-            raise ActionError(
-                f"{len(failed)} of {len(results)} adapters failed: " + ", ".join(r.adapter for r in failed)
-            )
+            names = ", ".join(r.adapter for r in failed)
+            if all(r.gate_refused for r in failed):
+                raise GateError(f"{len(failed)} of {len(results)} adapters trained but did not pass their gate: {names}")
+            raise ActionError(f"{len(failed)} of {len(results)} adapters failed: {names}")
         return
     from vilms.trainers import runs
     from vilms.trainers import trainer as trainers
@@ -105,6 +108,18 @@ def train(
         return
     record = runs.read_record(Layout.of(file), started.run_id)
     click.echo(f"{adapter}: run {started.run_id} completed; gate {record.gate_status}")
+    _refuse_unreleasable(record)
+
+
+def _refuse_unreleasable(record: Any) -> None:
+    """Exit with ExitCode.GATE when the run completed but its gate failed or needs approval."""
+    from vilms.compiler.runs import release_hint
+
+    if record.releasable:
+        return
+    reasons = "; ".join(record.gate.reasons) if record.gate and record.gate.reasons else "no reason recorded"
+    raise GateError(f"{record.adapter}: run {record.run_id} did not pass its gate ({record.gate_status}): {reasons}",
+                    hint=release_hint(record.run_id, record.status, record.gate_status))
 
 
 @click.command("approve")
@@ -115,8 +130,12 @@ def approve(run_id: str, reason: str, file: Path) -> None:
     """Record a human approval of RUN_ID (a run whose gate needs approval)."""
     from vilms.trainers.approval import approve as approve_run
 
-    decision = approve_run(Layout.of(file), run_id, reason)
-    click.echo(f"approved {run_id} by {decision.who} at {decision.at}")
+    layout = Layout.of(file)
+    decision, entry = approve_run(layout, run_id, reason)
+    from vilms.compiler.approvals import shown
+
+    click.echo(f"approved {run_id} by {decision.who} (from {entry.identity}) at {decision.at}; "
+               f"recorded in {shown(layout, entry.adapter)}: commit it")
 
 
 @click.command("export")
@@ -281,4 +300,23 @@ def manifest(
     click.echo(f"wrote {target}; pin the content with sha256: {dataset.sha256} under datasets: in vilms.yaml")
 
 
-COMMANDS = (train, approve, export, data)
+@click.command("runs")
+@click.argument("adapter", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@FILE
+def runs_command(adapter: str | None, fmt: str, file: Path) -> None:
+    """List the runs under artifacts/ (of ADAPTER): status, gate, released, started, config hash."""
+    import json
+
+    from vilms.trainers.run_list import list_runs, table
+
+    rows = list_runs(file, adapter)
+    if fmt == "json":
+        click.echo(json.dumps([r.data() for r in rows], indent=2))
+    elif rows:
+        click.echo(table(rows))
+    else:
+        click.echo("no runs" + (f" of {adapter}" if adapter else "") + " under artifacts/")
+
+
+COMMANDS = (train, approve, export, data, runs_command)

@@ -18,7 +18,15 @@ class ExitCode(IntEnum):
     FAILED = 1  # invalid input, or an action that could not be carried out
     USAGE = 2  # the command line itself is wrong
     CHANGES = 2  # `vilms diff --exit-code`: something would change (terraform's convention)
+    # `vilms train`: the run completed but its gate failed or needs a human approval; retrying
+    # cannot change that (the Helm training Job's podFailurePolicy fails the Job on it)
+    GATE = 3
     INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2)
+
+
+# a command that fails also writes the error it printed to the file this names (when set):
+# `vilms train --all` runs each adapter as `vilms train ADAPTER` and shows each one's error
+ERROR_FILE_ENV = "VILMS_ERROR_FILE"
 
 
 @dataclass(frozen=True, order=True)
@@ -85,6 +93,12 @@ class VilmsError(Exception):
         control or bidi characters: they are shown escaped, as in diagnostics."""
         message = printable(self.message, lines=True)
         return message + (f"\n  hint: {printable(self.hint, lines=True)}" if self.hint else "")
+
+
+class GateError(VilmsError):
+    """A run trained to the end and its evaluation gate did not pass (exit code 3)."""
+
+    exit_code = ExitCode.GATE
 
 
 class UsageError(VilmsError):

@@ -2,7 +2,8 @@
 
 A project is the folder of its ``vilms.yaml``. ``generated/`` holds what ``vilms build``
 writes (committed), ``artifacts/`` what training and export write (not committed), and
-``.vilms/`` the release history (committed) and the local runner's state (not committed).
+``.vilms/`` the release history and the approvals (committed), the local runner's state and the
+trainers' run locks (not committed).
 
 Paths inside ``generated/`` are given relative to it (what the renderers return);
 :class:`Layout` turns them into absolute paths for the readers.
@@ -17,6 +18,8 @@ GENERATED = "generated"
 ARTIFACTS = "artifacts"
 STATE = ".vilms"
 RELEASES = f"{STATE}/releases"
+APPROVALS = f"{STATE}/approvals"  # <adapter>.jsonl: every `vilms approve`, committed beside the release history
+RUN_LOCKS = f"{STATE}/locks"  # flock files: a run's trainer holds <run_id>.run.lock while it trains; never committed
 RUNNER = f"{STATE}/run"
 PROJECT_LOCK = f"{STATE}/project.lock"  # held by a command writing the project (build); never committed
 STATE_GITIGNORE = f"{STATE}/.gitignore"  # names PROJECT_LOCK, so the lock stays out of git
@@ -131,6 +134,24 @@ class Layout:
 
     def history(self, adapter: str) -> Path:
         return self.releases / f"{adapter}.jsonl"
+
+    @property
+    def approvals(self) -> Path:
+        return self.root / APPROVALS
+
+    def approval_log(self, adapter: str) -> Path:
+        return self.approvals / f"{adapter}.jsonl"
+
+    @property
+    def run_locks(self) -> Path:
+        return self.root / RUN_LOCKS
+
+    def run_lock(self, run_id: str) -> Path:
+        return self.run_locks / f"{run_id}.run.lock"
+
+    def adapter_lock(self, adapter: str) -> Path:
+        """Held for a moment while a trainer picks (resumes or creates) a run of ``adapter``."""
+        return self.run_locks / f"{adapter}.adapter.lock"
 
     @property
     def project_lock(self) -> Path:

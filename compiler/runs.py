@@ -19,7 +19,7 @@ from vilms.compiler.run_ids import EXAMPLE, RUN_ID
 class ReleaseStatus:
     run_id: str
     adapter: str
-    status: str  # running | interrupted | failed | completed
+    status: str  # running | interrupted | failed | abandoned | completed
     gate_status: str | None  # passed | failed | needs_approval | approved; None: not evaluated yet
     releasable: bool  # completed, and the gate passed or a human approved it
 
@@ -46,3 +46,18 @@ def release_status(project: Layout | Path, run_id: str) -> ReleaseStatus:
                           hint="a run folder was renamed or copied; release the run by the id its record holds")
     return ReleaseStatus(run_id=run_id, adapter=record.adapter, status=record.status,
                          gate_status=record.gate_status, releasable=record.releasable)
+
+
+def release_hint(run_id: str, status: str, gate_status: str | None) -> str:
+    """What a user can do about a run that may not be released: the one wording of
+    `vilms train` (gate exit), `vilms validate` and `vilms rollout`. A gate that failed
+    with on_fail reject cannot be approved, so its hint never names `vilms approve`."""
+    if status != "completed":
+        return "release a completed run whose gate passed (`vilms runs` lists them)"
+    if gate_status == "needs_approval":
+        return (f"review the run (metrics.json, the gate's reasons), then record a decision with "
+                f"`vilms approve {run_id} --reason ...`, or release a run whose gate passed")
+    if gate_status == "failed":
+        return ("the gate's on_fail is reject, so no approval can release this run: improve the data or the "
+                "training settings and train again, or release a run whose gate passed")
+    return "release a run whose gate passed"

@@ -98,6 +98,11 @@ def resumed(record: RunRecord) -> RunRecord:
     return replace(record, status="running", sessions=(*record.sessions, session(resumed=True)))
 
 
+def abandoned(record: RunRecord) -> RunRecord:
+    """An unfinished run that will never be resumed: a newer run of its adapter was started or resumed."""
+    return replace(record, status="abandoned")
+
+
 def ended(record: RunRecord, status: str) -> RunRecord:
     """An unfinished run stopped: ``interrupted`` (a signal; resumable) or ``failed``."""
     return replace(record, status=status)

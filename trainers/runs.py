@@ -8,11 +8,14 @@ a writer builds a new record (``dataclasses.replace``) and saves it.
 
 from __future__ import annotations
 
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vilms.compiler.contracts.finite import non_finite
 from vilms.compiler.contracts.run_record import RUN_RECORD, RunRecord
-from vilms.compiler.errors import ActionError
+from vilms.compiler.errors import ActionError, VilmsError
 from vilms.compiler.layout import RUN_RECORD as RECORD_FILE
 from vilms.compiler.layout import Layout
 from vilms.compiler.run_ids import EXAMPLE, RUN_ID, adapter_of, new_run_id
@@ -61,16 +64,62 @@ def save_record(path: Path, record: RunRecord) -> None:
     write_bytes(path / RECORD_FILE, RUN_RECORD.dump(record))
 
 
-def find_resumable(layout: Layout, adapter: str) -> RunRecord | None:
-    """The newest run of ``adapter`` that has not completed, if any."""
+UNFINISHED = ("running", "interrupted", "failed")  # statuses a run may be resumed from
+
+
+def records_of(layout: Layout, adapter: str | None = None,
+               unreadable: Callable[[str, VilmsError], None] | None = None) -> list[RunRecord]:
+    """Every run record under artifacts/ (of ``adapter``, when given), newest first. A record that
+    cannot be read raises, or, with ``unreadable``, is reported to it (run id, error) and left out."""
     if not layout.artifacts.is_dir():
-        return None
-    candidates = []
+        return []
+    found = []
     for path in layout.artifacts.iterdir():
-        if adapter_of(path.name) == adapter and (path / RECORD_FILE).is_file():
-            record = load_record(path)
-            if record.adapter == adapter and record.status != "completed":
-                candidates.append(record)
-    return max(candidates, key=lambda r: (r.created_at, r.run_id), default=None)
+        owner = adapter_of(path.name)
+        if owner is not None and (adapter is None or owner == adapter) and (path / RECORD_FILE).is_file():
+            try:
+                record = load_record(path)
+            except VilmsError as exc:
+                if unreadable is None:
+                    raise
+                unreadable(path.name, exc)
+                continue
+            if adapter is None or record.adapter == adapter:
+                found.append(record)
+    return sorted(found, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
 
+def unfinished(layout: Layout, adapter: str) -> list[RunRecord]:
+    """The runs of ``adapter`` that did not complete and were not abandoned, newest first. A run whose
+    record cannot be read (edited by hand, another ViLMS version) is never resumed and never blocks a
+    start: it is named on stderr and left as it is."""
+
+    def skip(run_id: str, exc: VilmsError) -> None:
+        first = exc.render().splitlines()[0]
+        print(f"{adapter}: run {run_id} is left alone: its record cannot be read ({first})", file=sys.stderr)
+
+    return [r for r in records_of(layout, adapter, skip) if r.status in UNFINISHED]
+
+
+def leftovers(run_dir: Path) -> list[Path]:
+    """Temp files and folders of writes that never finished in ``run_dir`` (:mod:`.atomic` names them
+    ``.tmp-*``, ``.old-*`` and ``.*.tmp``; export's writers ``.*.tmp``)."""
+    found = []
+    for path in run_dir.rglob(".*"):
+        name = path.name
+        if name.startswith((".tmp-", ".old-")) or (name.endswith(".tmp") and len(name) > 5):
+            found.append(path)
+    return sorted(found)
+
+
+def remove_leftovers(run_dir: Path) -> int:
+    """Remove :func:`leftovers` of ``run_dir``: only call it while holding the run's lock
+    (:mod:`.run_locks`), so no writer of this run can be alive. Returns how many were removed."""
+    removed = 0
+    for path in leftovers(run_dir):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += not path.exists()
+    return removed

@@ -29,7 +29,7 @@ from vilms.compiler.layout import RUN_CONFIG, RUN_RECORD, Layout
 from vilms.compiler.memory.estimate import gib
 from vilms.compiler.resolve import DEFAULT_OS_RESERVE
 
-from . import checkpoint, record, report, runs, tracking
+from . import checkpoint, record, report, run_locks, runs, tracking
 from .datasets.validate import Dataset, load_dataset
 from .distributed import heartbeat, launch
 from .distributed.world import World
@@ -123,6 +123,17 @@ def train(
     backend = "none" if nodes * nproc == 1 else _host_backend()
     used = record.distributed_used(job, nnodes=nodes, nproc_per_node=nproc, backend=backend)
     run_id, run_dir, current, resuming = open_run(layout, job, dataset, resume, used)
+    try:
+        return _train_here(project_file, layout, job, dataset, run_id, run_dir, current, resuming, used, nodes=nodes,
+                           nproc=nproc, rdzv_endpoint=rdzv_endpoint, show_progress=show_progress)
+    finally:
+        close_run(layout, run_id)
+
+
+def _train_here(project_file: Path, layout: Layout, job: TrainingJob, dataset: Dataset, run_id: str, run_dir: Path,
+                current: RunRecord, resuming: bool, used: DistributedUsed, *, nodes: int, nproc: int,
+                rdzv_endpoint: str | None, show_progress: bool) -> Started:
+    adapter = job.config.adapter
     print(f"{adapter}: run {run_id}: global batch {used.equation}"
           + (f" ({used.strategy}, {used.backend})" if used.world_size > 1 else ""), file=sys.stderr)
     if nodes > 1:
@@ -170,37 +181,79 @@ def end_tracking(tracker: tracking.Tracker, status: str, recipe: Any) -> None:
 def open_run(
     layout: Layout, job: TrainingJob, dataset: Dataset, resume: bool, used: DistributedUsed
 ) -> tuple[str, Path, RunRecord, bool]:
-    """The run to train: the newest unfinished one (``resume``) or a new one; its record is saved as running."""
+    """The run to train, its record saved as running, its lock held by this process (:mod:`.run_locks`;
+    :func:`close_run` gives it up). ``resume``: the newest unfinished run of this config and dataset,
+    else a new run. Every other unfinished run of the adapter that no process trains is marked
+    abandoned: nothing would ever resume it (this is what lets a Job always pass ``--resume``)."""
     adapter = job.config.adapter
-    previous = runs.find_resumable(layout, adapter) if resume else None
-    if previous is not None:
-        if previous.config_sha256 != job.sha256:
-            raise ActionError(
-                f"the training config changed since run {previous.run_id} started", hint="start a new run without --resume"
-            )
-        if previous.dataset.sha256 != dataset.sha256:
-            raise ActionError(
-                f"the dataset changed since run {previous.run_id} started", hint="start a new run without --resume"
-            )
-        before = previous.distributed.world_size if previous.distributed else 1
-        if before != used.world_size:
-            raise ActionError(
-                f"run {previous.run_id} trained on {before} process{'es' if before > 1 else ''}; resuming it on "
-                f"{used.world_size} is not supported (its checkpoints hold {before} ranks' data order and RNG)",
-                hint=f"resume with --nproc-per-node {before}"
-                + (f" (× {previous.distributed.nnodes} nodes)" if previous.distributed and previous.distributed.nnodes > 1 else "")
-                + ", or start a new run without --resume",
-            )
-        run_id, run_dir = previous.run_id, layout.run(previous.run_id)
-        current = record.resumed(previous)
-    else:
-        if resume:  # e.g. the first start of a Kubernetes Job that always passes --resume
-            print(f"{adapter}: no unfinished run to resume; starting a new run", file=sys.stderr)
-        run_id, run_dir = runs.create_run(layout, adapter)
-        shutil.copyfile(job.file, run_dir / RUN_CONFIG)
-        current = record.started(job, run_id, dataset, used)
-    runs.save_record(run_dir, current)
+    with run_locks.picking(layout, adapter):
+        candidates = runs.unfinished(layout, adapter)
+        free = [r for r in candidates if run_locks.hold(layout, r.run_id)]
+        try:
+            previous = _resumable(layout, job, dataset, used, candidates, free) if resume else None
+        except BaseException:
+            for other in free:
+                run_locks.release(layout, other.run_id)
+            raise
+        if previous is not None:
+            run_id, run_dir = previous.run_id, layout.run(previous.run_id)
+            removed = runs.remove_leftovers(run_dir)
+            if removed:
+                print(f"{adapter}: run {run_id}: removed {removed} unfinished write(s) of the killed session",
+                      file=sys.stderr)
+            current = record.resumed(previous)
+        else:
+            if resume:  # e.g. the first start of a Kubernetes Job that always passes --resume
+                print(f"{adapter}: no unfinished run of this config to resume; starting a new run", file=sys.stderr)
+            run_id, run_dir = runs.create_run(layout, adapter)
+            run_locks.hold(layout, run_id)
+            shutil.copyfile(job.file, run_dir / RUN_CONFIG)
+            current = record.started(job, run_id, dataset, used)
+        runs.save_record(run_dir, current)
+        for other in free:
+            if other.run_id != run_id:
+                other_dir = layout.run(other.run_id)
+                runs.save_record(other_dir, record.abandoned(other))
+                runs.remove_leftovers(other_dir)
+                run_locks.release(layout, other.run_id)
+                print(f"{adapter}: run {other.run_id} ({other.status}) marked abandoned: run {run_id} supersedes it",
+                      file=sys.stderr)
     return run_id, run_dir, current, previous is not None
+
+
+def _resumable(layout: Layout, job: TrainingJob, dataset: Dataset, used: DistributedUsed,
+               candidates: list[RunRecord], free: list[RunRecord]) -> RunRecord | None:
+    """The newest unfinished run of ``job``'s config and dataset (of ``candidates``, newest first) that no
+    other process trains (``free``: locked by this one); refuses when that run is being trained elsewhere."""
+    adapter = job.config.adapter
+    ours = {r.run_id for r in free}
+    busy = [r for r in candidates
+            if r.run_id not in ours and r.config_sha256 == job.sha256 and r.dataset.sha256 == dataset.sha256]
+    same = [r for r in free if r.config_sha256 == job.sha256 and r.dataset.sha256 == dataset.sha256]
+    if busy and (not same or (busy[0].created_at, busy[0].run_id) > (same[0].created_at, same[0].run_id)):
+        pid = run_locks.holder(layout, busy[0].run_id)
+        raise ActionError(f"run {busy[0].run_id} of {adapter} is being trained by another process"
+                          + (f" (pid {pid})" if pid else ""),
+                          hint="wait for it to end, or stop it; a second trainer of one run would corrupt it")
+    if not same:
+        return None
+    previous = same[0]
+    before = previous.distributed.world_size if previous.distributed else 1
+    if before != used.world_size:
+        raise ActionError(
+            f"run {previous.run_id} trained on {before} process{'es' if before > 1 else ''}; resuming it on "
+            f"{used.world_size} is not supported (its checkpoints hold {before} ranks' data order and RNG)",
+            hint=f"resume with --nproc-per-node {before}"
+            + (f" (× {previous.distributed.nnodes} nodes)" if previous.distributed and previous.distributed.nnodes > 1 else "")
+            + ", or start a new run without --resume",
+        )
+    return previous
+
+
+def close_run(layout: Layout, run_id: str | None) -> None:
+    """This process no longer trains ``run_id``: give its lock up."""
+    if run_id is not None:
+        run_locks.release(layout, run_id)
 
 
 def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, recipe: Any, result: Any,
@@ -273,6 +326,16 @@ def _train_on_ray(project_file: Path, layout: Layout, job: TrainingJob, address:
     run_id, run_dir, _, _ = open_run(layout, job, dataset, resume, used)
     print(f"{cfg.adapter}: run {run_id}: global batch {used.equation} ({used.strategy}, {used.backend}) "
           f"on Ray Train at {address}", file=sys.stderr)
+    try:
+        return _fit_on_ray(project_file, layout, job, run_id, run_dir, nnodes=nnodes, nproc=nproc, use_gpu=use_gpu)
+    finally:
+        close_run(layout, run_id)
+
+
+def _fit_on_ray(project_file: Path, layout: Layout, job: TrainingJob, run_id: str, run_dir: Path, *, nnodes: int,
+                nproc: int, use_gpu: bool) -> Started:
+    from .distributed import ray_train
+
     try:
         outcome = ray_train.fit(project_file, job, run_id, run_dir, layout.artifacts / ray_train.STORAGE_DIR,
                                 nnodes=nnodes, nproc_per_node=nproc, use_gpu=use_gpu)
@@ -358,6 +421,7 @@ def train_in_world(
             raise ActionError(exc.render()) from None
         raise
     finally:
+        close_run(layout, run_id)  # rank 0 of a group that picked its run itself held its lock
         worlds.leave(world)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from .approval_log import APPROVAL_LOG
 from .build_manifest import BUILD_MANIFEST
 from .contract import Contract
 from .local_plan import LOCAL_PLAN
@@ -38,4 +39,4 @@ def contract_for(relative_path: str) -> Contract[Any] | None:
 
 def all_contracts() -> tuple[Contract[Any], ...]:
     """Every contract ViLMS has (for the schema and dataclass agreement tests)."""
-    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, TRAINING_CONFIG, RUN_RECORD, RUNNER_STATE, RELEASE_HISTORY)
+    return (BUILD_MANIFEST, ROUTES, LOCAL_PLAN, TRAINING_CONFIG, RUN_RECORD, RUNNER_STATE, RELEASE_HISTORY, APPROVAL_LOG)

@@ -161,7 +161,9 @@ class RunRecord:
     run_id: str
     project: str
     adapter: str
-    status: str  # running | interrupted | failed | completed
+    # running | interrupted | failed | completed, or abandoned: unfinished and never to be resumed
+    # (a newer run of the adapter started or was resumed; `vilms train --resume` marks it)
+    status: str
     created_at: str
     finished_at: str | None  # set when the run completed
     config: str  # the run's copy of its training config, relative to the run folder

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG, DistributedSpec
+from vilms.compiler.errors import ExitCode
 from vilms.compiler.facts import gateway, kubeflow, ray, trainer, vllm
 from vilms.compiler.images import GATEWAY_IMAGE, RAY_LLM_IMAGE, TRAINER_IMAGE, engine_image
 from vilms.compiler.memory.placement import placements
@@ -321,6 +322,8 @@ def values(plan: Plan, dep: Deployment, routes: str, vllm_configs: dict[str, dic
         "modelCache": {"size": "200Gi"},
         "artifacts": artifacts,
         "training": {"workspaceClaim": f"{plan.project}-workspace", "workspaceDir": trainer.WORKSPACE, "jobs": jobs,
+                     # `vilms train`'s exit code for a gate that did not pass: the Job fails at once, no retry
+                     "gateExitCode": int(ExitCode.GATE),
                      "trainJob": trainjob_runtime(),
                      "nodeSelector": {"nvidia.com/gpu.product": hw.gpu_type} if hw.gpu_type else {}},
     }

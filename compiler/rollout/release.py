@@ -26,7 +26,7 @@ from vilms.compiler.pipeline import display_name, plan_document, render_files
 from vilms.compiler.plan import Plan
 from vilms.compiler.project_lock import project_lock
 from vilms.compiler.run_ids import RUN_ID, adapter_of, example_for
-from vilms.compiler.runs import release_status
+from vilms.compiler.runs import release_hint, release_status
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.write import write_tree
 
@@ -142,7 +142,7 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
             raise _refused(doc, path, f"run {run_id!r} cannot be read: {exc.message}", exc.hint) from None
         if not run.releasable:
             raise _refused(doc, path, f"run {run_id!r} cannot be released: status {run.status}, gate {run.gate_status or 'not evaluated'}",
-                           f"release a run whose gate passed, or record a decision with `vilms approve {run_id} --reason ...`")
+                           release_hint(run_id, run.status, run.gate_status))
         return []
     runs = project.artifacts
     local = sorted(p.name for p in runs.glob(f"{adapter}-*") if RUN_ID.match(p.name)) if runs.is_dir() else []

@@ -32,7 +32,7 @@ def check(doc: Document, report: Reporter) -> None:
 
 
 def _check_local_run(doc: Document, report: Reporter, path: tuple, run_id: str) -> None:
-    from vilms.compiler.runs import release_status
+    from vilms.compiler.runs import release_hint, release_status
 
     try:
         run = release_status(doc.root, run_id)
@@ -42,4 +42,4 @@ def _check_local_run(doc: Document, report: Reporter, path: tuple, run_id: str) 
     if not run.releasable:
         gate = run.gate_status or "not evaluated"
         report.error(path, f"run {run_id!r} cannot be released: status {run.status}, gate {gate}",
-                     hint=f"release a run whose gate passed, or record a decision with `vilms approve {run_id} --reason ...`")
+                     hint=release_hint(run_id, run.status, run.gate_status))

@@ -199,7 +199,10 @@ def test_a_local_run_is_released_only_when_its_gate_allows(project, vilms, gate,
     assert (result.code == 0) is ok, result.err
     if not ok:
         assert f"run '{run_id}' cannot be released: status completed, gate {gate}" in result.err
-        assert f"vilms approve {run_id}" in result.err
+        # only a gate that asked for a human decision can be approved; reject means train again
+        assert (f"vilms approve {run_id}" in result.err) is (gate == "needs_approval")
+        if gate == "failed":
+            assert "on_fail is reject" in result.err
 
 
 def test_check_names_the_version_that_wrote_generated(project, vilms):

@@ -85,6 +85,26 @@ def test_two_gpu_example_adapters_become_trainjobs_and_no_job(generated_tree):
     assert crd_validate(trainjobs) == []
 
 
+def test_the_training_job_fails_at_once_when_the_gate_refuses_and_retries_crashes(generated_tree):
+    """`vilms train` exits ExitCode.GATE when the run's gate failed or needs approval: training again cannot
+    change that, so the Job's podFailurePolicy fails it on that code (and only for the trainer container);
+    a crash is retried (each attempt resumes) and an eviction does not count. Kubernetes' schema accepts it."""
+    from vilms.compiler.errors import ExitCode
+
+    docs = _render(*SMALL, generated_tree)
+    (job,) = _of_kind(docs, "Job")
+    policy = job["spec"]["podFailurePolicy"]
+    assert policy["rules"][0] == {"action": "FailJob", "onExitCodes": {
+        "containerName": "trainer", "operator": "In", "values": [int(ExitCode.GATE)]}}
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in policy["rules"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+    assert job["spec"]["backoffLimit"] >= 1 and ExitCode.GATE not in (ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE)
+    assert manifest_problems([job]) == []
+    broken = copy.deepcopy(job)
+    broken["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] = ["gate"]
+    assert manifest_problems([broken]) != []  # the schema does check the policy
+
+
 def test_one_gpu_adapter_keeps_its_job_and_renders_no_trainjob(generated_tree):
     for project, chart in (("shipped", "cluster/helm"), SMALL):
         (entry,) = _values(project, chart)["training"]["jobs"]

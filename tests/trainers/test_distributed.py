@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vilms.compiler.contracts.run_record import RUN_RECORD
-from vilms.compiler.errors import ActionError, UsageError
+from vilms.compiler.errors import ActionError, ExitCode, UsageError
 
 from .conftest import QLORA, write_project
 
@@ -28,6 +28,8 @@ SAME = {"training": {"max_steps": 6, "save_steps": 3, "eval_steps": 3}, "lora": 
 LONG = {"training": {"max_steps": 30, "save_steps": 5, "eval_steps": 10}, "lora": {"lora_dropout": 0.1}}
 GATE = {"max_eval_perplexity": 1.0e6, "on_fail": "approval",
         "regression": [{"prompt": "How do I reset my password?", "expect_substring": "zebra", "expect_exact": None}]}
+# a run with GATE trains to the end and its gate asks for approval: `vilms train` exits ExitCode.GATE
+GATE_EXIT = int(ExitCode.GATE)
 
 
 def _env() -> dict[str, str]:
@@ -112,7 +114,7 @@ def one_process(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> C
             changes = {**SAME, **METHODS[method], "training": {**SAME["training"], "gradient_accumulation_steps": 2},
                        "gate": GATE}
             project = write_project(tmp_path_factory.mktemp(method) / "proj", tiny_model, changes)
-            _finish(_train(project))
+            _finish(_train(project), GATE_EXIT)
             runs[method] = _only_run(project)
         return runs[method]
 
@@ -127,7 +129,7 @@ def test_two_processes_match_one_process(
     one_process_run = one_process(method)
     project = write_project(tmp_path / "proj", tiny_model,
                             {**SAME, **METHODS[method], "gate": GATE, "distributed": {"strategy": strategy}})
-    out = _finish(_train(project, "--nproc-per-node", "2"))
+    out = _finish(_train(project, "--nproc-per-node", "2"), GATE_EXIT)
     assert f"global batch 4 per device × 2 processes × 1 accumulation = 8 ({strategy}, gloo)" in out
     run = _only_run(project)
     # measured on torch 2.13 CPU/gloo: losses and weights equal to the last bit for DDP and FSDP2
@@ -263,7 +265,7 @@ def test_workers_started_like_a_trainjob_find_or_create_the_run(tiny_model: Path
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     run = _only_run(project)
-    assert "no unfinished run to resume; starting a new run" in proc.stderr
+    assert "no unfinished run of this config to resume; starting a new run" in proc.stderr
     record = RUN_RECORD.load(run / "run.json")
     assert record.status == "completed" and record.distributed is not None and record.distributed.world_size == 2
     _assert_clean(run)

@@ -22,7 +22,7 @@ from vilms.compiler.contracts.run_record import RUN_RECORD
 from vilms.compiler.errors import ActionError, UsageError
 
 from .conftest import write_project
-from .test_distributed import GATE, LONG, SAME, _assert_clean, _assert_close, _env, _finish, _rank_pid, _train
+from .test_distributed import GATE, GATE_EXIT, LONG, SAME, _assert_clean, _assert_close, _env, _finish, _rank_pid, _train
 
 pytestmark = pytest.mark.heavy
 
@@ -107,7 +107,7 @@ def torchrun_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The reference: 2 processes under torchrun (gloo), the same config."""
     pytest.importorskip("peft")
     project = write_project(tmp_path_factory.mktemp("torchrun") / "proj", tiny_model, {**SAME, "gate": GATE})
-    _finish(_train(project, "--nproc-per-node", "2"))
+    _finish(_train(project, "--nproc-per-node", "2"), GATE_EXIT)
     (run,) = _runs(project)
     return run
 
@@ -116,7 +116,7 @@ def test_ray_train_on_two_nodes_matches_torchrun(ray_cluster: str, torchrun_run:
                                                  tmp_path: Path) -> None:
     project = write_project(tmp_path / "proj", tiny_model, {**SAME, "gate": GATE})
     started = time.monotonic()
-    out = _finish(_train(project, "--ray", ray_cluster, "--nnodes", "2", "--nproc-per-node", "1"))
+    out = _finish(_train(project, "--ray", ray_cluster, "--nnodes", "2", "--nproc-per-node", "1"), GATE_EXIT)
     seconds = time.monotonic() - started
     assert f"on Ray Train at {ray_cluster}" in out and "completed" in out, out
     (run,) = _runs(project)

@@ -129,7 +129,7 @@ def test_resume_without_an_unfinished_run_starts_a_new_one(
 
     project = write_project(tmp_path / "proj", tiny_model, {"training": {"max_steps": 4}})
     run_id = train_adapter(project, "tiny-v1", resume=True, show_progress=False)
-    assert "no unfinished run to resume; starting a new run" in capsys.readouterr().err
+    assert "no unfinished run of this config to resume; starting a new run" in capsys.readouterr().err
     record = RUN_RECORD.load(tmp_path / "proj" / "artifacts" / run_id / "run.json")
     assert record.status == "completed" and [s.resumed for s in record.sessions] == [False]
     # a completed run is never resumed: the next --resume starts another run

@@ -198,7 +198,7 @@ def test_approve_replaces_the_record(tmp_path: Path) -> None:
     write_run(tmp_path, RUN, gate="needs_approval")
     with pytest.raises(ActionError, match="must not be empty"):
         approve(layout, RUN, "  ")
-    decision = approve(layout, RUN, "read every answer")
+    decision, _ = approve(layout, RUN, "read every answer")
     loaded = runs.read_record(layout, RUN)
     assert loaded.gate_status == "approved" and loaded.approvals == (decision,) and loaded.releasable
     assert decision.reason == "read every answer" and decision.from_status == "needs_approval" and decision.who
@@ -207,16 +207,17 @@ def test_approve_replaces_the_record(tmp_path: Path) -> None:
         approve(layout, RUN, "again")
 
 
-def test_resume_finds_the_newest_unfinished_run(tmp_path: Path) -> None:
+def test_unfinished_lists_the_runs_that_may_be_resumed_newest_first(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    assert runs.find_resumable(layout, "tiny-v1") is None
-    older, newer, done = (f"tiny-v1-2026112{i}T091500Z-{i}a2b3c" for i in (1, 2, 3))
+    assert runs.unfinished(layout, "tiny-v1") == []
+    older, newer, done, gone = (f"tiny-v1-2026112{i}T091500Z-{i}a2b3c" for i in (1, 2, 3, 4))
     write_run(tmp_path, older, status="interrupted", gate=None, created_at="2026-11-21T09:15:00Z")
     write_run(tmp_path, newer, status="failed", gate=None, created_at="2026-11-22T09:15:00Z")
     write_run(tmp_path, done, created_at="2026-11-23T09:15:00Z")
+    write_run(tmp_path, gone, status="abandoned", gate=None, created_at="2026-11-24T09:15:00Z")
     write_run(tmp_path, "tiny-v1-x-20261124T091500Z-4a2b3c", status="running", gate=None)  # another adapter
-    found = runs.find_resumable(layout, "tiny-v1")
-    assert found is not None and found.run_id == newer
+    assert [r.run_id for r in runs.unfinished(layout, "tiny-v1")] == [newer, older]
+    found = runs.unfinished(layout, "tiny-v1")[0]
     assert record.resumed(found).sessions[-1].resumed and record.resumed(found).status == "running"
 
 

@@ -132,7 +132,7 @@ def test_approve_releases_a_run(lora_run: tuple[Path, str], tmp_path: Path) -> N
     shutil.copytree(
         root / "artifacts" / run_id, copy / "artifacts" / run_id, ignore=shutil.ignore_patterns("merged", "gguf")
     )
-    decision = approve(Layout(copy), run_id, "reviewed the answers by hand")
+    decision, _ = approve(Layout(copy), run_id, "reviewed the answers by hand")
     assert decision.reason == "reviewed the answers by hand" and decision.who
     status = release_status(copy, run_id)
     assert status.gate_status == "approved" and status.releasable
