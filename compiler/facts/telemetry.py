@@ -37,7 +37,11 @@ MLFLOW_RUN_TAG = "vilms.run_id"  # tag that finds a ViLMS run's MLflow run (resu
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
-_UNIT_SUFFIX = {"s": "seconds", "By": "bytes"}  # "1" (dimensionless) and {annotations} add none
+# OpenTelemetry → Prometheus unit suffixes, as prometheus/otlptranslator (the Collector's Prometheus exporter,
+# Prometheus's own OTLP receiver) writes them: a gauge of unit "1" gets _ratio, "X/s" gets _per_second, {annotations}
+# add nothing. Units here are chosen so that trainer series read well after that translation.
+_UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
+_PER_SUFFIX = {"s": "second", "m": "minute", "h": "hour"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,19 @@ class Instrument:
 
 
 def prometheus_name(instrument: Instrument) -> str:
-    """``gen_ai.client.operation.duration`` (s) → ``gen_ai_client_operation_duration_seconds``."""
+    """``gen_ai.client.operation.duration`` (s) → ``gen_ai_client_operation_duration_seconds``;
+    ``vilms.train.throughput`` ({token}/s) → ``vilms_train_throughput_per_second``."""
     name = instrument.name.replace(".", "_")
-    suffix = "" if instrument.unit.startswith("{") else _UNIT_SUFFIX.get(instrument.unit, "")
+    main, _, per = instrument.unit.partition("/")
+    if main == "1" and instrument.kind == "gauge" and not per:
+        suffix = "ratio"
+    else:
+        suffix = "" if main.startswith("{") else _UNIT_SUFFIX.get(main, "")
     if suffix and not name.endswith("_" + suffix):
         name += "_" + suffix
+    per_suffix = "" if not per or per.startswith("{") else "per_" + _PER_SUFFIX.get(per, per)
+    if per_suffix and not name.endswith("_" + per_suffix):
+        name += "_" + per_suffix
     if instrument.kind == "counter":
         name += "_total"
     return name
@@ -137,9 +149,9 @@ GATEWAY: tuple[Instrument, ...] = (
 _RUN = ("adapter", "run_id", "base_model")
 
 TRAINER: tuple[Instrument, ...] = (
-    Instrument("vilms.train.loss", "gauge", "1", "Training loss of the last optimizer step.", _RUN, "train_loss"),
-    Instrument("vilms.train.learning_rate", "gauge", "1", "Learning rate of the last optimizer step.", _RUN, "learning_rate"),
-    Instrument("vilms.train.grad_norm", "gauge", "1", "Gradient norm before clipping, last optimizer step.", _RUN, "grad_norm"),
+    Instrument("vilms.train.loss", "gauge", "{nat}", "Training loss of the last optimizer step.", _RUN, "train_loss"),
+    Instrument("vilms.train.learning_rate", "gauge", "{lr}", "Learning rate of the last optimizer step.", _RUN, "learning_rate"),
+    Instrument("vilms.train.grad_norm", "gauge", "{norm}", "Gradient norm before clipping, last optimizer step.", _RUN, "grad_norm"),
     Instrument("vilms.train.throughput", "gauge", "{token}/s", "Training tokens per second over the last step.", _RUN,
                "tokens_per_second"),
     Instrument("vilms.train.steps", "counter", "{step}", "Optimizer steps taken.", _RUN),
@@ -147,9 +159,9 @@ TRAINER: tuple[Instrument, ...] = (
                "peak_rss_bytes"),
     Instrument("vilms.train.gpu.peak_memory", "gauge", "By", "Peak CUDA memory allocated so far (GPU runs only).", _RUN,
                "gpu_peak_memory_bytes"),
-    Instrument("vilms.train.eval.loss", "gauge", "1", "Mean held-out token loss at the last evaluation.", _RUN, "eval_loss"),
-    Instrument("vilms.train.eval.perplexity", "gauge", "1", "exp(eval loss) at the last evaluation.", _RUN, "eval_perplexity"),
-    Instrument("vilms.train.gate", "gauge", "1", "The gate's verdict: 1 passed or approved, 0 otherwise, by status.",
+    Instrument("vilms.train.eval.loss", "gauge", "{nat}", "Mean held-out token loss at the last evaluation.", _RUN, "eval_loss"),
+    Instrument("vilms.train.eval.perplexity", "gauge", "{perplexity}", "exp(eval loss) at the last evaluation.", _RUN, "eval_perplexity"),
+    Instrument("vilms.train.gate", "gauge", "{verdict}", "The gate's verdict: 1 passed or approved, 0 otherwise, by status.",
                _RUN + ("status",), "gate_passed"),
 )
 
