@@ -8,6 +8,7 @@ file (:mod:`vilms.compiler.contracts`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -103,6 +104,11 @@ def translate(error: ValidationError, report: Reporter) -> None:
         report.error(path, f"must be {error.validator_value!r}")
         return
     if kind == "pattern":
+        if isinstance(value, str) and _USERINFO.search(value):
+            report.error(path, f"{_short(value)!r}: a URL here takes no credentials",
+                         hint="pass them by reference: an env:NAME value (e.g. an authorization header) or the "
+                              "client's own variables; rotate the exposed password")
+            return
         named = [part for part in path if isinstance(part, str)]
         what = "value" if not named else (f"entry of {named[-1]}" if isinstance(path[-1], int) else named[-1])
         report.error(path, f"{_short(value)!r} is not a valid {what}", hint=sub.get("description"))
@@ -185,6 +191,10 @@ def _field_hint(sub: dict, key: str) -> str | None:
     return prop.get("description") if isinstance(prop, dict) else None
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # user:password@ in a URL
+
+
 def _short(value: Any) -> str:
-    text = str(value)
+    """The value as an error shows it: cut at 60 characters, credentials in a URL masked."""
+    text = _USERINFO.sub("***@", str(value))
     return text if len(text) <= 60 else text[:57] + "..."

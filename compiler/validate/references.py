@@ -30,6 +30,14 @@ def check(doc: Document, report: Reporter) -> None:
         ref(base + ("dataset",), adapter["dataset"], datasets, "dataset", "datasets")
         if "hardware" in adapter:
             ref(base + ("hardware",), adapter["hardware"], hardware, "hardware profile", "hardware")
+        tracking = adapter.get("tracking", {})
+        mlflow = tracking.get("mlflow")
+        if isinstance(mlflow, dict) and "experiment" in tracking:
+            report.error(base + ("tracking", "experiment"), "the experiment is given twice: here and in tracking.mlflow",
+                         hint="with a tracking server, write it once, as tracking.mlflow.experiment")
+        elif not mlflow and "experiment" in tracking:
+            report.error(base + ("tracking", "experiment"), "an experiment without MLflow tracking",
+                         hint="set tracking.mlflow: true (or a server), or remove the experiment")
 
     for name, raw in aliases.items():
         entry = alias_entry(raw)
