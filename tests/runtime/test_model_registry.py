@@ -40,7 +40,7 @@ URI_ENV = "MLFLOW_TRACKING_SERVER"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    started = mlflow_server.start(tmp_path_factory.mktemp("mlflow"))
+    started = mlflow_server.MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
     yield started
     started.stop()
 

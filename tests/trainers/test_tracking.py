@@ -178,7 +178,7 @@ def test_train_refuses_an_unset_uri_variable_and_creates_nothing(tmp_path: Path,
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("mlflow.server", reason="the tests' tracking server is the full mlflow package (dev extra)")
-    from .mlflow_server import MlflowServer
+    from tests.support.mlflow_server import MlflowServer
 
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
     yield srv
@@ -217,7 +217,7 @@ def test_metrics_of_a_session_the_server_missed_reach_it_with_the_next_session(
     assert [i["s"] for i in read_spill(run_dir / mlflow_run.SENDING_FILE) if "k" in i] == [5, 10]
 
     # the server is reachable again: the resumed session sends the earlier sessions' metrics first
-    second = _open(mlflow_server.uri, run_dir, "missed")
+    second = _open(mlflow_server.url, run_dir, "missed")
     second.log_metrics(15, {"train_loss": 0.1})
     (run_dir / "metrics.json").write_text("{}")
     second.finish("FINISHED", [run_dir / "metrics.json"])
@@ -236,12 +236,12 @@ def test_metrics_of_a_session_the_server_missed_reach_it_with_the_next_session(
 def test_a_lost_run_file_finds_the_mlflow_run_by_its_tag(mlflow_server: Any, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    first = _open(mlflow_server.uri, run_dir, "lost")
+    first = _open(mlflow_server.url, run_dir, "lost")
     first.log_metrics(1, {"train_loss": 1.0})
     first.finish("FAILED", [])
     created = json.loads((run_dir / mlflow_run.RUN_FILE).read_text())["run_id"]
     (run_dir / mlflow_run.RUN_FILE).unlink()
-    second = _open(mlflow_server.uri, run_dir, "lost")
+    second = _open(mlflow_server.url, run_dir, "lost")
     second.log_metrics(2, {"train_loss": 0.5})
     second.finish("FINISHED", [])
     assert json.loads((run_dir / mlflow_run.RUN_FILE).read_text())["run_id"] == created
@@ -254,7 +254,7 @@ def test_a_run_a_dead_session_left_half_set_up_is_made_whole(mlflow_server: Any,
     experiment = client.create_experiment("half")
     half = client.create_run(experiment, tags={facts.MLFLOW_RUN_TAG: "tiny-v1-1"})  # no params, no dataset
     client.set_terminated(half.info.run_id, "FAILED")
-    tracked = _open(mlflow_server.uri, tmp_path, "half")
+    tracked = _open(mlflow_server.url, tmp_path, "half")
     tracked.log_metrics(1, {"train_loss": 1.0})
     tracked.finish("FINISHED", [])
     run = client.get_run(half.info.run_id)
@@ -316,12 +316,12 @@ def test_an_approval_tags_the_runs_mlflow_run(mlflow_server: Any, tmp_path: Path
     from vilms.trainers.tiny import tiny_training_config
 
     monkeypatch.setenv("USER", "ana")
-    monkeypatch.setenv("MLFLOW_URI_FOR_TEST", mlflow_server.uri)
+    monkeypatch.setenv("MLFLOW_URI_FOR_TEST", mlflow_server.url)
     cfg = tiny_training_config()
     cfg = replace(cfg, tracking=replace(cfg.tracking, mlflow=_spec(env="MLFLOW_URI_FOR_TEST", experiment="approvals")))
     run_dir = write_run(tmp_path, "tiny-v1-20261201T060000Z-abc123", gate="needs_approval").parent
     (run_dir / RUN_CONFIG).write_bytes(TRAINING_CONFIG.dump(cfg))
-    tracked = _open(mlflow_server.uri, run_dir, "approvals")
+    tracked = _open(mlflow_server.url, run_dir, "approvals")
     tracked.set_tags({"vilms.gate": "needs_approval"})
     tracked.finish("FINISHED", [])
     approve(Layout(tmp_path), "tiny-v1-20261201T060000Z-abc123", "read the answers")
@@ -373,7 +373,7 @@ def test_a_batch_the_server_refuses_is_kept_and_the_run_still_ends(mlflow_server
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    tracked = _open(mlflow_server.uri, run_dir, "refused")
+    tracked = _open(mlflow_server.url, run_dir, "refused")
     tracked.log_metrics(1, {"bad key!": 1.0})  # MLflow refuses the name: HTTP 400
     deadline = time.monotonic() + 30
     while tracked.sender.pending and time.monotonic() < deadline:

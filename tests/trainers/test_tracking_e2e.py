@@ -19,7 +19,7 @@ import pytest
 from vilms.compiler.facts import telemetry as facts
 
 from .conftest import write_project
-from .mlflow_server import MlflowServer
+from tests.support.mlflow_server import MlflowServer
 from .otlp_receiver import Receiver
 
 pytestmark = pytest.mark.heavy
@@ -212,7 +212,7 @@ def test_a_server_killed_mid_run_gets_every_metric_once_it_is_back(tiny_model: P
     srv = MlflowServer(tmp_path / "mlflow").start()
     try:
         project = write_project(tmp_path / "proj", tiny_model, {**_mlflow("outage"), **LONG})
-        proc = _train(project, srv.uri)
+        proc = _train(project, srv.url)
         _wait_for("logged steps", lambda: len(_logged_steps(srv, project)) >= 1, proc)
         srv.stop()
         time.sleep(2)  # the trainer keeps going without it
@@ -277,7 +277,7 @@ def test_a_run_that_crashes_is_failed_in_mlflow_with_what_it_logged(server: Mlfl
             raise OSError("disk full")
 
     monkeypatch.setattr(LoraRecipe, "_save_checkpoint", save_then_break)
-    monkeypatch.setenv(URI_ENV, server.uri)
+    monkeypatch.setenv(URI_ENV, server.url)
     project = write_project(tmp_path / "proj", tiny_model, _mlflow("crash"))
     with pytest.raises(OSError, match="disk full"):
         train_adapter(project, "tiny-v1", show_progress=False)
