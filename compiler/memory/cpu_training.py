@@ -102,7 +102,7 @@ def cpu_activations(shape: Shape, lora: Mapping[str, Any], method: str, b: int, 
         how = f"fp32, no checkpointing: {keep.saved:g}·L·b·s·4·A + {keep.layer:g}·b·s·4·A"
     how += f" ({where})"
     how += f", A = {saved_per_token_layer(shape, lora):,.0f} per token-layer (SDPA)"
-    if method == "qlora":
-        total += qlora_layer_copies(shape, tokens)
+    copies = qlora_layer_copies(shape, tokens) if method == "qlora" else 0
+    if copies:
         how += " + one layer's bf16 dequantisation copies"
-    return int(total), how
+    return int(total) + copies, how
