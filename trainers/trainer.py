@@ -260,11 +260,13 @@ def finish(layout: Layout, job: TrainingJob, run_dir: Path, current: RunRecord, 
            tracker: tracking.Tracker) -> None:
     """The run's outputs once it trained (rank 0): metrics, loss curve, the completed record, MLflow."""
     cfg = job.config
+    report.write_loss_curve(run_dir, result.state, f"{cfg.adapter} ({current.run_id})")
+    # the process's peak so far: training, the gate, the adapter save and the loss curve (sampled last)
+    result.state.peak_rss_bytes = max(result.state.peak_rss_bytes, report.peak_rss_bytes())
     metrics = report.build_metrics(result.state, result.eval_loss, result.gate.perplexity, result.total_steps)
     metrics["train_examples"] = len(recipe.train_examples)
     metrics["eval_examples"] = len(recipe.eval_examples)
     report.write_metrics(run_dir, metrics)
-    report.write_loss_curve(run_dir, result.state, f"{cfg.adapter} ({current.run_id})")
     runs.save_record(run_dir, record.completed(current, result.gate, metrics))
     tracker.finish("completed", step=result.state.step, gate_status=result.gate.status,
                    artifacts=[run_dir / "adapter", run_dir / "metrics.json", run_dir / RUN_RECORD, run_dir / "loss.png"])

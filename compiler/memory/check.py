@@ -123,7 +123,7 @@ def _training_fixes(adapter: Adapter, hw: Hardware, chosen: Strategy) -> list[st
         fixes = [fsdp]
     else:
         fixes = [f"add GPUs or nodes to hardware {hw.name!r} for FSDP to shard over"] if gpu else []
-    if adapter.method == "lora" and hw.cuda:
+    if adapter.method == "lora":  # NF4 weights: 4× smaller than bf16 on a GPU, 8× than fp32 on a CPU
         fixes.append("use method: qlora")
     fixes.append("lower training.batch_size or training.seq_len")
     if not adapter.training.get("gradient_checkpointing", True):

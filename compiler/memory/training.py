@@ -7,7 +7,8 @@ Per adapter (PEFT + bitsandbytes + transformers' loss; reference/training.md §8
                   PEFT's prepare_model_for_kbit_training upcasts the 16-bit rest to fp32)
     lora        = 4 · N_lora,  N_lora = Σ_targets r·(d_in + d_out)·L   (fp32 adapters)
     optimizer   = 12 · N_lora  (fp32 grads + AdamW m, v)
-    activations = L·b·s·h·2 + b·s·h·34 (checkpointing) | L·b·s·h·34 (none)
+    activations = L·b·s·h·2 + b·s·h·34 (checkpointing) | L·b·s·h·34 (none)   (bf16, CUDA;
+                  on CPU fp32 and glibc's heap: :mod:`.cpu_training`)
     logits      = b·s·V·16     (bf16 logits, fp32 upcast, fp32 log-softmax, fp32 + bf16 grads)
     runtime     = 0.5 GiB CUDA context + 10 % fragmentation of the tensors above
 
@@ -31,6 +32,7 @@ Budget: one GPU's memory on a GPU profile, memory − OS reserve otherwise. The 
 
 from __future__ import annotations
 
+from vilms.compiler.memory.cpu_training import cpu_activations
 from vilms.compiler.memory.estimate import GIB, MIB, Estimate, gib, mib, params_text
 from vilms.compiler.memory.shapes import Shape, Sizing, sizing
 from vilms.compiler.plan import Adapter, Hardware, Plan
@@ -39,9 +41,11 @@ from vilms.compiler.record import record
 NF4_DOUBLE_QUANT_BITS = 4.127  # 4-bit NF4 + 0.127 bit/param constants with double quant (QLoRA paper)
 NF4_BITS = 4.5  # without double quant: fp32 absmax per 64 weights
 CUDA_CONTEXT = GIB // 2  # "CUDA context/allocator ≈ 0.5–1 GB" (reference §8)
-# resident size of the trainer process itself on a CPU (Python + torch + transformers + peft
-# imported): 413 MiB measured by bench/train.py on torch 2.13 CPU
-CPU_TRAINER_RUNTIME = 420 * MIB
+# peak RSS of a whole `vilms train` process on CPU when its tensors are negligible (tiny llama,
+# h64, 2 layers, b1 × s128: 495 MiB measured by bench/planner.py, cell 1; of it 437 MiB is Python +
+# torch 2.13 + transformers 5.24 + peft 0.21 + vilms imported, the rest tokenizer, data, gate and
+# the loss-curve PNG's matplotlib)
+CPU_TRAINER_RUNTIME = 490 * MIB
 FRAGMENTATION = 1.1  # "×1.1–1.2 fragmentation"
 ACT_SAVED_BYTES = 2  # per layer input kept by gradient checkpointing (bf16)
 ACT_LAYER_BYTES = 34  # Korthikanti et al. 2022 per-layer working set, s·b·h·34 (no score term with SDPA)
@@ -107,12 +111,12 @@ def _all_gather(method: str, size: Sizing, recipe: Recipe, fp32: bool, n_lora: i
     return root + layer + adapters, f"{how} + 2·{recipe.adapter_bytes}·N_lora/L (its LoRA weights and gradients), unsharded"
 
 
-def _activations(shape: Shape, b: int, s: int, checkpointing: bool, fp32: bool) -> tuple[int, str]:
+def _activations(shape: Shape, b: int, s: int, checkpointing: bool) -> tuple[int, str]:
+    """bf16 activations on a CUDA device (CPU: :mod:`.cpu_training`)."""
     L, h = shape.layers, shape.hidden
-    scale = 2 if fp32 else 1
     if checkpointing:
-        return (L * b * s * h * ACT_SAVED_BYTES + b * s * h * ACT_LAYER_BYTES) * scale, "checkpointing: L·b·s·h·2 + b·s·h·34"
-    return L * b * s * h * ACT_LAYER_BYTES * scale, "no checkpointing: L·b·s·h·34"
+        return L * b * s * h * ACT_SAVED_BYTES + b * s * h * ACT_LAYER_BYTES, "checkpointing: L·b·s·h·2 + b·s·h·34"
+    return L * b * s * h * ACT_LAYER_BYTES, "no checkpointing: L·b·s·h·34"
 
 
 def _trainable(adapter: Adapter, shape: Shape) -> int:
@@ -142,7 +146,11 @@ def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAIN
     trainable = _trainable(adapter, shape)
     lora_bytes = recipe.adapter_bytes * trainable
     optimizer = recipe.optimizer_bytes * trainable
-    activations, act_how = _activations(shape, b, s, t.get("gradient_checkpointing", True), fp32)
+    if cuda:
+        activations, act_how = _activations(shape, b, s, t.get("gradient_checkpointing", True))
+    else:
+        activations, act_how = cpu_activations(shape, adapter.lora, adapter.method, b, s,
+                                               t.get("gradient_checkpointing", True))
     logits = 0 if recipe.logit_bytes is None else b * s * shape.vocab * recipe.logit_bytes
     lora = adapter.lora
     details = {
@@ -160,7 +168,8 @@ def estimate_training(plan: Plan, adapter: Adapter, recipe: Recipe = VILMS_TRAIN
         if world > 1:
             for comp in ("weights", "lora", "optimizer"):
                 details[comp] += f", ÷ {world} (sharded)"
-    tensors = weights + lora_bytes + optimizer + activations + logits + all_gather
+    tensors = weights + lora_bytes + optimizer + logits + all_gather + (activations if cuda else 0)
+    # on CPU the heap's retention of activations is part of their estimate (.cpu_training)
     runtime = int(tensors * (recipe.fragmentation - 1)) + (recipe.cuda_context if cuda else recipe.cpu_runtime)
     details["runtime"] = (f"×{recipe.fragmentation:g} fragmentation"
                           + (f" + {gib(recipe.cuda_context)} CUDA context" if cuda else f" + {mib(recipe.cpu_runtime)} trainer process"))

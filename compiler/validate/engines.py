@@ -33,10 +33,6 @@ def check(doc: Document, report: Reporter) -> None:
     for name, adapter in adapters.items():
         base = ("adapters", name)
         hw = hardware.get(adapter.get("hardware", ""))
-        if adapter["method"] == "qlora" and (hw is None or hw["kind"] not in CUDA_KINDS):
-            where = base + (("hardware",) if "hardware" in adapter else ("method",))
-            report.error(where, "QLoRA training needs a CUDA device (bitsandbytes 4-bit)",
-                         hint="set hardware: to a gpu or jetson profile, or use method: lora")
         training = adapter.get("training", {})
         model = models.get(adapter["base"])
         if model and training.get("seq_len", 0) > model["context"]:
