@@ -23,7 +23,7 @@ counted). Targets are printed with PASS/FAIL.
 
 OpenTelemetry metrics: a second gateway (``vilms+otel``) with ``telemetry.otlp`` metrics on,
 exporting every second (the shortest interval) to an OTLP/HTTP receiver on 127.0.0.1 (in this
-process: tests/runtime/otlp_receiver.py), is measured against the plain gateway in alternating
+process: tests/support/otlp_receiver.py), is measured against the plain gateway in alternating
 rounds (``--otel-rounds``, ABBA order, so a neighbour's load hits both alike): ``vilms (otel off)``
 and ``vilms+otel``; the target is the on/off ratio of CPU per request, at most 1.10 at every
 point, taken as the median over the rounds of each round's ratio (a burst of load from
@@ -443,9 +443,9 @@ def otel_ab(work: Path, off: Target, on: Target, backend_pid: int, levels: list[
 
 def start_receiver():  # type: ignore[no-untyped-def]
     """The tests' OTLP/HTTP metrics receiver on 127.0.0.1, in a thread; None without the otel extra."""
-    sys.path.insert(0, str(REPO / "tests" / "runtime"))
+    sys.path.insert(0, str(REPO))
     try:
-        from otlp_receiver import Receiver
+        from tests.support.otlp_receiver import Receiver
     except ImportError as exc:
         print(f"vilms+otel skipped: the otel extra is not installed ({exc})")
         return None

@@ -45,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from tests.support.s3_server import free_port
-    from tests.trainers.mlflow_server import MlflowServer
+    from tests.support.mlflow_server import MlflowServer
     from vilms.compiler.contracts.training_config import MlflowSpec
     from vilms.trainers.tracking import Tracker, mlflow_run
 
@@ -64,7 +64,7 @@ def main() -> int:
                     if name.startswith("off"):
                         tracker = Tracker()
                     else:
-                        uri = server.uri if "up" in name else f"http://127.0.0.1:{free_port()}"
+                        uri = server.url if "up" in name else f"http://127.0.0.1:{free_port()}"
                         spec = MlflowSpec(tracking_uri=uri, tracking_uri_env=None, experiment="bench",
                                           registered_model="a", registry_alias="production")
                         tracker = Tracker(mlflow_run.MlflowRun(spec, uri, run_dir, vilms_run_id=run_dir.name, label="bench",

@@ -22,7 +22,7 @@ from vilms.compiler.facts import ray as ray_facts
 from vilms.compiler.facts import telemetry as facts
 
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the otel extra is not installed")
-from otlp_receiver import Receiver, metric_names, points  # noqa: E402 - needs the otel extra
+from tests.support.otlp_receiver import Receiver, metric_names, points  # noqa: E402 - needs the otel extra
 
 MODEL = "qwen2.5-1.5b"
 SECRET = "s3cret-collector-token"

@@ -264,14 +264,13 @@ def test_a_run_a_dead_session_left_half_set_up_is_made_whole(mlflow_server: Any,
 # ------------------------------------------------------------------ OTLP
 def test_the_trainer_instruments_reach_an_otlp_receiver(tmp_path: Path) -> None:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the otel extra is not installed")
+    from tests.support.otlp_receiver import Receiver
     from vilms.trainers.tracking.otel import OtelMetrics
-
-    from .otlp_receiver import Receiver
 
     with Receiver() as receiver:
         spec = OtlpSpec(endpoint=None, endpoint_env="OTLP_FOR_TEST", headers_env={"x-token": "OTLP_TOKEN_FOR_TEST"},
                         interval_s=60.0, metrics=True, traces=False)
-        env = {"OTLP_FOR_TEST": receiver.endpoint + "/", "OTLP_TOKEN_FOR_TEST": "t0ken"}
+        env = {"OTLP_FOR_TEST": receiver.url + "/", "OTLP_TOKEN_FOR_TEST": "t0ken"}
         attributes = {"adapter": "a", "run_id": "a-1", "base_model": "m"}
         metrics = OtelMetrics.from_spec(spec, env, attributes, "a")
         assert metrics is not None
@@ -280,9 +279,9 @@ def test_the_trainer_instruments_reach_an_otlp_receiver(tmp_path: Path) -> None:
         metrics.record(20, {"train_loss": 1.25, "eval_loss": 1.1})
         metrics.record(20, {"gate_passed": 1.0}, {"status": "passed"})
         metrics.close()
-        points = receiver.points()
-        (path, headers, _), *_ = receiver.requests
-    assert path == "/v1/metrics" and headers.get("x-token") == "t0ken"
+        points = receiver.samples()
+        first = receiver.received[0]
+    assert first.path == "/v1/metrics" and first.headers.get("x-token") == "t0ken"
     by_name = {p.name: p for p in points}
     assert by_name["vilms.train.loss"].value == 1.25 and by_name["vilms.train.loss"].attributes == attributes
     assert by_name["vilms.train.steps"].value == 10  # 20 − the 10 counted before
@@ -315,7 +314,7 @@ def test_an_approval_tags_the_runs_mlflow_run(mlflow_server: Any, tmp_path: Path
     from vilms.trainers.approval import approve
     from vilms.trainers.tiny import tiny_training_config
 
-    monkeypatch.setenv("USER", "ana")
+    monkeypatch.setenv("VILMS_APPROVER", "ana")
     monkeypatch.setenv("MLFLOW_URI_FOR_TEST", mlflow_server.url)
     cfg = tiny_training_config()
     cfg = replace(cfg, tracking=replace(cfg.tracking, mlflow=_spec(env="MLFLOW_URI_FOR_TEST", experiment="approvals")))

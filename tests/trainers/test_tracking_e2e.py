@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mlflow_server import MlflowServer
+from tests.support.otlp_receiver import Receiver
 from vilms.compiler.facts import telemetry as facts
 
 from .conftest import write_project
-from tests.support.mlflow_server import MlflowServer
-from .otlp_receiver import Receiver
 
 pytestmark = pytest.mark.heavy
 pytest.importorskip("mlflow.server", reason="the tests' tracking server is the full mlflow package (dev extra)")
@@ -82,15 +82,15 @@ def test_a_run_is_tracked_live_on_a_server_and_over_otlp(server: MlflowServer, t
     from vilms.trainers.trainer import train_adapter
 
     with Receiver() as receiver:
-        telemetry = {"telemetry": {"endpoint": receiver.endpoint, "endpoint_env": None,
+        telemetry = {"telemetry": {"endpoint": receiver.url, "endpoint_env": None,
                                    "headers_env": {"authorization": "VILMS_TEST_OTLP_TOKEN"}, "interval_s": 1,
                                    "metrics": True, "traces": False}}
         project = write_project(tmp_path / "proj", tiny_model, {**_mlflow(), **telemetry})
         monkeypatch.setenv(URI_ENV, _secret_uri(server))
         monkeypatch.setenv("VILMS_TEST_OTLP_TOKEN", "Bearer " + SECRET)
         run_id = train_adapter(project, "tiny-v1", show_progress=False)
-        points = receiver.points()
-        headers = [h for _, h, _ in receiver.requests]
+        points = receiver.samples()
+        headers = [r.headers for r in receiver.received]
     run_dir = _only_run(project.parent)
     run = _mlflow_run(server, run_dir)
     client = server.client()

@@ -3,6 +3,8 @@
 ``Receiver(mode)``: ``ok`` answers 200; ``status:<code>`` answers that code; ``hang`` holds each
 request until :meth:`release` (or its own 30 s bound). Each POST is kept as :class:`Received`
 (path, headers, the decoded ``ExportMetricsServiceRequest``), gzip or deflate bodies included.
+:func:`points` reads one metric of one export; :meth:`Receiver.samples` every gauge and sum point
+received, flattened with its metric's name, unit and resource.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ class Point:
     temporality: int = 0
 
 
+@dataclass
+class Sample:
+    """A gauge or sum data point of any export, with what identifies it."""
+
+    name: str
+    unit: str
+    attributes: dict[str, Any]
+    value: float
+    resource: dict[str, Any]
+
+
 class Receiver(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -65,6 +78,25 @@ class Receiver(http.server.ThreadingHTTPServer):
 
     def release(self) -> None:
         self.released.set()
+
+    def samples(self) -> list[Sample]:
+        """Every gauge and sum point received on /v1/metrics, in the order they arrived."""
+        with self.lock:
+            received = [r.request for r in self.received if r.path == "/v1/metrics"]
+        out: list[Sample] = []
+        for request in received:
+            for rm in request.resource_metrics:
+                resource = {a.key: _value(a.value) for a in rm.resource.attributes}
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        which = metric.WhichOneof("data")
+                        if which not in ("gauge", "sum"):
+                            continue
+                        for dp in getattr(metric, which).data_points:
+                            value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+                            out.append(Sample(metric.name, metric.unit, {a.key: _value(a.value) for a in dp.attributes},
+                                              value, resource))
+        return out
 
     def last(self) -> ExportMetricsServiceRequest:
         with self.lock:
