@@ -44,8 +44,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from tests.support.s3_server import free_port
     from tests.support.mlflow_server import MlflowServer
+    from tests.support.s3_server import free_port
     from vilms.compiler.contracts.training_config import MlflowSpec
     from vilms.trainers.tracking import Tracker, mlflow_run
 
