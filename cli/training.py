@@ -14,6 +14,7 @@ import click
 
 from vilms.compiler.errors import ActionError, GateError, UsageError
 from vilms.compiler.layout import Layout, run_path
+from vilms.compiler.suggest import did_you_mean
 from vilms.trainers.detect.scanner import DEFAULT_REGIONS  # a constant; the detectors load when a command runs
 
 from .options import FILE, dataset_format
@@ -207,8 +208,11 @@ def data() -> None:
 
 
 @data.command("sanitize")
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False), required=False)
 @click.option("--output", "output", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--dataset", "dataset", metavar="NAME",
+              help="a dataset of the vilms.yaml (-f): INPUT defaults to its path, --region to its region")
+@FILE
 @click.option(
     "--audit",
     "audit",
@@ -225,11 +229,24 @@ def data() -> None:
     f"(default: {' '.join(DEFAULT_REGIONS)})",
 )
 def sanitize(
-    input_path: Path, output: Path, audit: Path | None, patterns: tuple[str, ...], regions: tuple[str, ...]
+    input_path: Path | None, output: Path, dataset: str | None, file: Path, audit: Path | None, patterns: tuple[str, ...],
+    regions: tuple[str, ...]
 ) -> None:
-    """Redact PII and secrets from INPUT into OUTPUT (written atomically)."""
+    """Redact PII and secrets from INPUT (or --dataset's file) into OUTPUT (written atomically)."""
     from vilms.trainers.sanitize import parse_user_patterns, sanitize_file
 
+    if dataset is not None:
+        from vilms.compiler.pipeline import compile_plan
+
+        _, plan = compile_plan(file, fit=False)
+        if dataset not in plan.datasets:
+            raise UsageError(f"{file} has no dataset {dataset!r}" + did_you_mean(dataset, plan.datasets),
+                             hint=f"datasets: {', '.join(sorted(plan.datasets)) or 'none'}")
+        spec = plan.datasets[dataset]
+        input_path = input_path or file.parent / spec.path
+        regions = regions or ((spec.region,) if spec.region else ())
+    if input_path is None:
+        raise UsageError("give INPUT, or --dataset NAME to sanitise a dataset of the vilms.yaml")
     report = sanitize_file(
         input_path, output, audit, parse_user_patterns(patterns), display=str(input_path),
         regions=regions or DEFAULT_REGIONS,

@@ -97,6 +97,7 @@ class Dataset:
     eval_fraction: float
     provenance: Mapping[str, str]
     redact: tuple[str, ...]
+    region: str | None  # ISO 3166 alpha-2 of the data's national phone formats; None: the sanitiser's defaults
 
 
 @record

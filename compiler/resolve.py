@@ -178,6 +178,7 @@ def _dataset(name: str, d: dict[str, Any]) -> Dataset:
         name=name, path=d["path"], format=d["format"], sha256=d.get("sha256"),
         eval_fraction=d.get("eval_fraction", 0.1), provenance=frozen(d.get("provenance", {})),
         redact=tuple(d.get("redact", [])),
+        region=d.get("region"),
     )
 
 

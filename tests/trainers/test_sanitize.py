@@ -346,3 +346,25 @@ def test_presidio_logs_never_carry_values(caplog: pytest.LogCaptureFixture) -> N
         PRESIDIO_LOGGER.error("Failed to validate text %s", "DE89 3704 0044 0532 0130 00")  # what iban_recognizer logs
     assert caplog.messages == ["Failed to validate text …"]
     assert "3704" not in caplog.text
+
+
+def test_cli_takes_the_datasets_region_from_vilms_yaml(tmp_path: Path) -> None:
+    """datasets.<d>.region: a Viennese number in national format is found only with the data's region (AT)."""
+    from tests.compiler.minimal import MINIMAL
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "support.jsonl").write_text('{"text": "ring 01 5350000 now"}\n', encoding="utf-8")
+    project = tmp_path / "vilms.yaml"
+    out = tmp_path / "o.jsonl"
+    project.write_text(MINIMAL, encoding="utf-8")
+    plain = CliRunner().invoke(data, ["sanitize", "--dataset", "support", "-f", str(project), "--output", str(out)])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(out.read_text()) == {"text": "ring 01 5350000 now"}  # the default regions do not know it
+    project.write_text(MINIMAL.replace("format: chat}", "format: chat, region: AT}", 1), encoding="utf-8")
+    regional = CliRunner().invoke(data, ["sanitize", "--dataset", "support", "-f", str(project), "--output", str(out)])
+    assert regional.exit_code == 0, regional.output
+    assert json.loads(out.read_text()) == {"text": "ring [REDACTED:phone] now"}
+    unknown = CliRunner().invoke(data, ["sanitize", "--dataset", "suport", "-f", str(project), "--output", str(out)])
+    assert unknown.exit_code != 0 and "did you mean 'support'" in str(unknown.exception or unknown.output)
+    bare = CliRunner().invoke(data, ["sanitize", "--output", str(out)])
+    assert bare.exit_code != 0 and "--dataset" in str(bare.exception or bare.output)
