@@ -25,23 +25,6 @@ from vilms.trainers.tracking.sender import Sender, read_spill
 from .conftest import write_project
 
 
-@pytest.fixture(autouse=True)
-def _client_settings_stay_in_the_test() -> Iterator[None]:
-    """The trainer sets MLflow's client settings in its own process (mlflow_run.configure_client); here
-    that process is the test session's, so each test puts them back."""
-    import os
-
-    keys = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
-            "MLFLOW_ALLOW_FILE_STORE")
-    saved = {k: os.environ.get(k) for k in keys}
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 def _spec(uri: str | None = None, env: str | None = None, experiment: str = "acme") -> MlflowSpec:
     return MlflowSpec(tracking_uri=uri, tracking_uri_env=env, experiment=experiment, registered_model="tiny-v1",
                       registry_alias="production")
