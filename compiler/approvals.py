@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 
 from vilms.compiler.contracts.approval_log import APPROVAL_LOG, ApprovalEntry
-from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError
+from vilms.compiler.errors import InvalidInputError
+from vilms.compiler.jsonl_log import json_object, on_line, read_log
 from vilms.compiler.layout import Layout
 
 
@@ -23,34 +23,16 @@ def shown(layout: Layout, adapter: str) -> str:
 
 def read_approvals(layout: Layout, adapter: str) -> tuple[ApprovalEntry, ...]:
     """Every approval of ``adapter``'s runs, oldest first (none when there is no log)."""
-    path, display = layout.approval_log(adapter), shown(layout, adapter)
-    if not path.is_file():
-        return ()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ActionError(f"cannot read the approval log {display}: {exc.strerror or exc}") from None
-    return tuple(read_line(line.rstrip(b"\r"), display, number)
-                 for number, line in enumerate(raw.split(b"\n"), 1) if line.strip())
+    return read_log(layout.approval_log(adapter), shown(layout, adapter), "approval log", read_line)
 
 
 def read_line(line: bytes, display: str, number: int) -> ApprovalEntry:
     """Line ``number`` of an approval log, through the contract; problems located in the file."""
-    try:
-        data = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _invalid(Diagnostic(display, number, exc.start + 1, "", "not valid UTF-8")) from None
-    except ValueError as exc:
-        raise _invalid(Diagnostic(display, number, exc.colno, "", f"not valid JSON ({exc.msg})")) from None
-    if not isinstance(data, dict):
-        raise _invalid(Diagnostic(display, number, 1, "", "expected a JSON object ({...}), one per line"))
+    json_object(line, display, number, APPROVAL_LOG)
     try:
         return APPROVAL_LOG.parse(line, display)
     except InvalidInputError as exc:
-        moved = InvalidInputError([replace(d, line=d.line + number - 1 if d.line else number) for d in exc.diagnostics],
-                                  hint=exc.hint)
-        moved.message = exc.message
-        raise moved from None
+        raise on_line(exc, number) from None
 
 
 # characters JSON may hold raw but the loader (a YAML parser) refuses or reads as line breaks: DEL,
@@ -65,7 +47,3 @@ def line_of(entry: ApprovalEntry) -> bytes:
     text = json.dumps(APPROVAL_LOG.data(entry), ensure_ascii=False)
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8") + b"\n"
 
-
-def _invalid(*diagnostics: Diagnostic) -> InvalidInputError:
-    return InvalidInputError(list(diagnostics), what=f"invalid {APPROVAL_LOG.kind} file",
-                             hint=f"each line is one JSON object; {APPROVAL_LOG.remedy}")

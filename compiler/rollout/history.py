@@ -19,7 +19,8 @@ from typing import BinaryIO
 from vilms.compiler.clock import utc_now
 from vilms.compiler.contracts.contract import API_VERSION
 from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseHistoryEntry
-from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError
+from vilms.compiler.errors import ActionError, InvalidInputError
+from vilms.compiler.jsonl_log import invalid, json_object, on_line, read_log
 from vilms.compiler.layout import RELEASES, Layout
 from vilms.compiler.load import parse
 
@@ -34,36 +35,18 @@ def shown(layout: Layout, adapter: str) -> str:
 
 def read_history(layout: Layout, adapter: str) -> tuple[ReleaseHistoryEntry, ...]:
     """Every entry of the adapter's history, oldest first (none when there is no file)."""
-    path, display = layout.history(adapter), shown(layout, adapter)
-    if not path.is_file():
-        return ()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ActionError(f"cannot read the release history {display}: {exc.strerror or exc}") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    return tuple(read_line(line.rstrip(b"\r"), display, number)
-                 for number, line in enumerate(raw.split(b"\n"), 1) if line.strip())
+    return read_log(layout.history(adapter), shown(layout, adapter), "release history", read_line)
 
 
 def read_line(line: bytes, display: str, number: int) -> ReleaseHistoryEntry:
     """Line ``number`` of a history file, through the contract; problems located in the file."""
-    try:
-        data = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _invalid(Diagnostic(display, number, exc.start + 1, "", "not valid UTF-8")) from None
-    except ValueError as exc:
-        raise _invalid(Diagnostic(display, number, exc.colno, "", f"not valid JSON ({exc.msg})")) from None
-    if not isinstance(data, dict):
-        column = len(line) - len(line.lstrip()) + 1
-        raise _invalid(Diagnostic(display, number, column, "", "expected a JSON object ({...}), one per line"))
+    data = json_object(line, display, number, RELEASE_HISTORY)
     try:
         if "apiVersion" not in data and "kind" not in data:
             return read_legacy_line(line, display)
         return RELEASE_HISTORY.parse(line, display)
     except InvalidInputError as exc:
-        raise _on_line(exc, number) from None
+        raise on_line(exc, number) from None
 
 
 def read_legacy_line(line: bytes, display: str) -> ReleaseHistoryEntry:
@@ -78,22 +61,9 @@ def read_legacy_line(line: bytes, display: str) -> ReleaseHistoryEntry:
     try:
         doc = parse(line, file=Path(display), display_name=display)
     except InvalidInputError as exc:  # valid JSON but not valid here, e.g. a key given twice
-        raise _invalid(*(replace(d, hint=None) for d in exc.diagnostics)) from None
+        raise invalid(RELEASE_HISTORY, *(replace(d, hint=None) for d in exc.diagnostics)) from None
     current = {"apiVersion": API_VERSION, "kind": RELEASE_HISTORY.kind, **doc.data}
     return RELEASE_HISTORY.from_document(replace(doc, data=current))
-
-
-def _on_line(exc: InvalidInputError, number: int) -> InvalidInputError:
-    """``exc``, raised for one line parsed on its own, located at line ``number`` of the file."""
-    moved = InvalidInputError([replace(d, line=d.line + number - 1 if d.line else number) for d in exc.diagnostics],
-                              hint=exc.hint)
-    moved.message = exc.message
-    return moved
-
-
-def _invalid(*diagnostics: Diagnostic) -> InvalidInputError:
-    return InvalidInputError(list(diagnostics), what=f"invalid {RELEASE_HISTORY.kind} file",
-                             hint=f"each line is one JSON object; {RELEASE_HISTORY.remedy}")
 
 
 # --- writing
