@@ -410,6 +410,20 @@ def source_of(project: Project, workdir: Path) -> Path:
     return target
 
 
+def compiled_tree(root: Path, source: str) -> Path:
+    """``source`` written as ``root/vilms.yaml`` and compiled into ``root/generated/`` (returned)."""
+    from vilms.compiler.pipeline import compile_files
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vilms.yaml").write_text(source, encoding="utf-8")
+    _doc, _plan, files = compile_files(root / "vilms.yaml")
+    out = root / "generated"
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out
+
+
 @lru_cache(maxsize=None)
 def compiled_in_memory(name: str) -> dict[str, bytes]:
     """Files a project compiles to (no disk output), for test parametrization."""

@@ -12,10 +12,9 @@ import shlex
 
 import pytest
 
-from tests.support.projects import FIXTURES
+from tests.support.projects import FIXTURES, compiled_tree
 from tests.support.validators import crd_validate, helm_lint, helm_render, load_yaml, manifest_problems, manifests
 from vilms.compiler.facts import ray, trainer
-from vilms.compiler.pipeline import compile_files
 
 SOURCE = (FIXTURES["fx-helm-train"]
           .replace("training: {strategy: ddp, max_restarts: 5}", "training: {strategy: ddp, max_restarts: 5, engine: ray}")
@@ -26,14 +25,7 @@ RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rayjob")
-    (root / "vilms.yaml").write_text(SOURCE, encoding="utf-8")
-    _, _, files = compile_files(root / "vilms.yaml")
-    out = root / "generated"
-    for rel, data in files.items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-    return out
+    return compiled_tree(tmp_path_factory.mktemp("rayjob"), SOURCE)
 
 
 def _values(tree, chart: str, enabled: bool = True) -> dict:

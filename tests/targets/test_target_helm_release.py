@@ -6,21 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.projects import FIXTURES
+from tests.support.projects import FIXTURES, compiled_tree
 from tests.support.validators import helm_render, load_yaml, manifests
-from vilms.compiler.pipeline import compile_files
 
 RELEASED = "    release: legal-v1-20261104T091500Z-dddddd\n"
 
 
 def _rendered(tmp: Path, text: str) -> dict[tuple[str, str], dict]:
-    tmp.mkdir()
-    (tmp / "vilms.yaml").write_text(text, encoding="utf-8")
-    _doc, _plan, files = compile_files(tmp / "vilms.yaml")
-    for rel, data in files.items():
-        target = tmp / "generated" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    compiled_tree(tmp, text)
     chart = tmp / "generated" / "prod" / "helm"
     docs = manifests(helm_render(chart, load_yaml((chart / "values.yaml").read_text()), release="prod"))
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}

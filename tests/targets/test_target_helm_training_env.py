@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.projects import FIXTURES
+from tests.support.projects import FIXTURES, compiled_tree
 from tests.support.validators import crd_validate, helm_lint, helm_render, load_yaml, manifest_problems, manifests
-from vilms.compiler.pipeline import compile_files
 
 TRACKED = FIXTURES["fx-helm-train"].replace(
     "    hardware: h100x4x2\n", "    hardware: h100x4x2\n    tracking: {mlflow: {uri: env:MLFLOW_TRACKING_URI, experiment: support}}\n",
@@ -17,16 +16,6 @@ TRACKED = FIXTURES["fx-helm-train"].replace(
           "deployments:")
 RAY = TRACKED.replace("training: {strategy: ddp, max_restarts: 5}", "training: {strategy: ddp, max_restarts: 5, engine: ray}")
 WANT = {"MLFLOW_TRACKING_URI", "OTEL_ENDPOINT", "OTEL_TOKEN"}
-
-
-def _tree(root, source: str):
-    (root / "vilms.yaml").write_text(source, encoding="utf-8")
-    _, _, files = compile_files(root / "vilms.yaml")
-    out = root / "generated"
-    for rel, data in files.items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_bytes(data)
-    return out
 
 
 def _values(tree, chart: str) -> dict:
@@ -47,7 +36,7 @@ def _expected(names: set[str]) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize("source", [TRACKED, RAY], ids=["torchrun", "ray"])
 def test_training_jobs_read_the_mlflow_uri_and_otlp_settings_from_the_secret(source, tmp_path):
-    tree = _tree(tmp_path, source)
+    tree = compiled_tree(tmp_path, source)
     seen = []
     for chart in ("big/helm", "small/helm"):
         values = _values(tree, chart)
@@ -80,6 +69,6 @@ def test_training_jobs_read_the_mlflow_uri_and_otlp_settings_from_the_secret(sou
 
 
 def test_a_project_without_tracking_secrets_renders_no_training_env(tmp_path):
-    tree = _tree(tmp_path, FIXTURES["fx-helm-train"])
+    tree = compiled_tree(tmp_path, FIXTURES["fx-helm-train"])
     for chart in ("big/helm", "small/helm"):
         assert all("secretEnv" not in job for job in _values(tree, chart)["training"]["jobs"])
