@@ -13,6 +13,9 @@ the host it ran on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from vilms.compiler.record import record
 from vilms.compiler.reporter import Reporter
 
@@ -178,6 +181,16 @@ class MlflowSpec:
     experiment: str
     registered_model: str  # Model Registry model whose versions are the adapter's released runs (the adapter's name)
     registry_alias: str  # the alias `vilms rollout` moves to the released version, `vilms rollback` moves back
+
+    def uri(self, project_root: Path, environ: Mapping[str, str]) -> str | None:
+        """The tracking URI: from the file, or from its environment variable (None when that is unset
+        or empty); a ``file:`` path is resolved against the project."""
+        if self.tracking_uri_env:
+            return environ.get(self.tracking_uri_env, "").strip() or None
+        uri = str(self.tracking_uri)
+        if uri.startswith("file:") and not uri.startswith("file:/"):
+            return (project_root / uri[len("file:"):]).resolve().as_uri()
+        return uri
 
 
 @record

@@ -31,6 +31,7 @@ GATEWAY_PREFIX = "vilms.gateway."
 # --- MLflow (adapters.<a>.tracking.mlflow)
 MLFLOW_LOCAL_URI = "file:mlruns"  # `mlflow: true`: a store in the project, beside vilms.yaml
 MLFLOW_REGISTRY_ALIAS = "production"  # default alias `vilms rollout` moves to the released version
+MLFLOW_REQUEST_TIMEOUT_S = 10  # one HTTP request to a tracking server (trainer and registry alike)
 MLFLOW_RUN_TAG = "vilms.run_id"  # tag that finds a ViLMS run's MLflow run (resume, rollout)
 
 # GenAI semantic conventions' recommended bucket boundaries

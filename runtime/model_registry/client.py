@@ -32,7 +32,7 @@ from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.facts import telemetry as facts
 from vilms.compiler.layout import Layout
 
-REQUEST_TIMEOUT_S = 10  # one HTTP request to the tracking server
+REQUEST_TIMEOUT_S = facts.MLFLOW_REQUEST_TIMEOUT_S
 MAX_RETRIES = 1  # then give up: an outage is reported in seconds, not after minutes of backoff
 BACKOFF_FACTOR = 1
 ADAPTER_ARTIFACT = "adapter"  # the artifact path of the adapter folder in the trainer's MLflow run
@@ -98,9 +98,9 @@ def where(adapter: str, spec: MlflowSpec) -> str:
 
 def tracking_uri(adapter: str, spec: MlflowSpec, project_root: Path, environ: Mapping[str, str]) -> str:
     """The URI from vilms.yaml or its environment variable; ``file:`` relative to the project."""
+    uri = spec.uri(project_root, environ)
     if spec.tracking_uri_env:
-        uri = environ.get(spec.tracking_uri_env, "").strip()
-        if not uri:
+        if uri is None:
             raise SettingError(f"env:{spec.tracking_uri_env} is not set, so the MLflow Model Registry cannot follow "
                                "this release", key="uri",
                                hint=f"export {spec.tracking_uri_env}=<the tracking server's URL>, "
@@ -110,10 +110,7 @@ def tracking_uri(adapter: str, spec: MlflowSpec, project_root: Path, environ: Ma
                                "its value is not shown", key="uri",
                                hint=f"set {spec.tracking_uri_env} to the server's URL, e.g. https://mlflow.example.com")
         return uri.rstrip("/")
-    uri = spec.tracking_uri or facts.MLFLOW_LOCAL_URI
-    if uri.startswith("file:") and not uri.startswith("file:/"):
-        return (project_root / uri[len("file:"):]).resolve().as_uri()
-    return uri
+    return str(uri)
 
 
 def release_tags(layout: Layout, run_id: str) -> dict[str, str]:

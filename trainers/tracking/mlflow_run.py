@@ -32,7 +32,7 @@ from .sender import Rejected, Sender, read_spill
 RUN_FILE = "mlflow-run.json"  # in the run folder: the MLflow run this run logs to
 SPILL_FILE = "mlflow-unsent.jsonl"  # in the run folder: metrics and tags MLflow has not received yet
 SENDING_FILE = "mlflow-unsent.sending.jsonl"  # an earlier session's spill while this one sends it (kept until sent)
-HTTP_TIMEOUT_S = 10  # one MLflow request
+HTTP_TIMEOUT_S = facts.MLFLOW_REQUEST_TIMEOUT_S
 FINISH_TIMEOUT_S = 60.0  # at the end of a session: time to send what is still queued
 FINISH_DOWN_TIMEOUT_S = 20.0  # ... while the server is down: time for it to come back
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits
@@ -41,18 +41,13 @@ MAX_DIGEST = 36  # MLflow's limit on a dataset digest
 
 def tracking_uri(spec: MlflowSpec, project_root: Path, environ: Mapping[str, str]) -> str:
     """The tracking URI: from the file or the environment; ``file:`` paths are relative to the project."""
-    if spec.tracking_uri_env:
-        uri = environ.get(spec.tracking_uri_env, "").strip()
-        if not uri:
-            raise ActionError(
-                f"tracking.mlflow.uri is env:{spec.tracking_uri_env} but {spec.tracking_uri_env} is not set",
-                hint=f"export {spec.tracking_uri_env}=https://your-mlflow-server (or set tracking.mlflow: true for a "
-                     "store in the project)",
-            )
-    else:
-        uri = str(spec.tracking_uri)
-    if uri.startswith("file:") and not uri.startswith("file:/"):
-        uri = (project_root / uri[len("file:"):]).resolve().as_uri()
+    uri = spec.uri(project_root, environ)
+    if uri is None:
+        raise ActionError(
+            f"tracking.mlflow.uri is env:{spec.tracking_uri_env} but {spec.tracking_uri_env} is not set",
+            hint=f"export {spec.tracking_uri_env}=https://your-mlflow-server (or set tracking.mlflow: true for a "
+                 "store in the project)",
+        )
     return uri
 
 
