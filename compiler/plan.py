@@ -183,6 +183,10 @@ class Deployment:
     serving: Mapping[str, ModelServing]  # by base model, only those declared
     update: Mapping[str, int]  # rolling update of vLLM Deployments: max_surge, max_unavailable
     monitoring: Mapping[str, Any] | None  # None: no monitors, no dashboard
+    threads: int  # target local: CPU threads of all llama.cpp servers together
+    gpu_layers: int  # target local: layers each server offloads to a GPU; llamacpp.ALL_GPU_LAYERS: all
+    kube_context: str | None  # target helm: the kubeconfig context (None: the current one)
+    namespace: str | None  # target helm: the release's namespace (None: the context's)
 
     def serving_of(self, model: str) -> ModelServing:
         """What ``serving.<model>`` declares (all None when nothing)."""
@@ -249,6 +253,35 @@ class Gateway:
 
 
 @record
+class ArgoCd:
+    """``gitops.argocd`` with defaults applied."""
+
+    namespace: str
+    project: str
+    server: str
+
+
+@record
+class Flux:
+    """``gitops.flux`` with defaults applied."""
+
+    namespace: str
+    interval: str
+    secret: str | None  # the repository's credentials Secret (None: a public repository)
+
+
+@record
+class GitOps:
+    """Where the project lives in git, and which GitOps controllers deploy its helm deployments."""
+
+    repository: str
+    revision: str
+    path: str  # the folder of vilms.yaml in the repository, "" at its root
+    argocd: ArgoCd | None
+    flux: Flux | None
+
+
+@record
 class Plan:
     """The resolved project: what every renderer reads."""
 
@@ -264,3 +297,4 @@ class Plan:
     gateway: Gateway
     artifact_store: ArtifactStoreSpec | None  # None: no artifact_store; Ray deployments with adapters need one
     telemetry: OtlpSpec | None  # None: no telemetry.otlp; nothing exported over OTLP
+    gitops: GitOps | None  # None: no gitops:, no Argo CD or Flux objects

@@ -11,14 +11,17 @@ from typing import Any
 from vilms.compiler.contracts.telemetry import OtlpSpec
 from vilms.compiler.contracts.training_config import ArtifactStoreSpec, MlflowSpec
 from vilms.compiler.document import Document
-from vilms.compiler.facts import gateway, llamacpp, ray, telemetry
+from vilms.compiler.facts import gateway, gitops, llamacpp, ray, telemetry
 from vilms.compiler.plan import (
     Adapter,
     Alias,
     ApiKey,
+    ArgoCd,
     Dataset,
     Deployment,
+    Flux,
     Gateway,
+    GitOps,
     Hardware,
     Model,
     ModelServing,
@@ -79,6 +82,22 @@ def resolve(doc: Document) -> Plan:
         gateway=_gateway(data.get("gateway", {})),
         artifact_store=_artifact_store(data["artifact_store"]) if "artifact_store" in data else None,
         telemetry=_otlp(data["telemetry"]["otlp"]) if "otlp" in data.get("telemetry", {}) else None,
+        gitops=_gitops(data["gitops"]) if "gitops" in data else None,
+    )
+
+
+def _gitops(g: dict[str, Any]) -> GitOps:
+    argo, flux = g.get("argocd"), g.get("flux")
+    return GitOps(
+        repository=g["repository"],
+        revision=g["revision"],
+        path=g.get("path", ""),
+        argocd=None if argo is None else ArgoCd(namespace=argo.get("namespace", gitops.ARGOCD_NAMESPACE),
+                                                project=argo.get("project", gitops.ARGOCD_PROJECT),
+                                                server=argo.get("server", gitops.ARGOCD_IN_CLUSTER)),
+        flux=None if flux is None else Flux(namespace=flux.get("namespace", gitops.FLUX_NAMESPACE),
+                                            interval=flux.get("interval", gitops.FLUX_INTERVAL),
+                                            secret=flux.get("secret")),
     )
 
 
@@ -261,7 +280,17 @@ def _deployment(name: str, d: dict[str, Any], data: dict[str, Any], hw: Hardware
         serving=frozen({m: _serving(s) for m, s in d.get("serving", {}).items()}),
         update=frozen({**UPDATE_DEFAULTS, **d.get("update", {})}),
         monitoring=frozen({**MONITORING_DEFAULTS, **d["monitoring"]}) if "monitoring" in d else None,
+        threads=d.get("threads", hw.cpus or llamacpp.DEFAULT_THREADS),
+        gpu_layers=_gpu_layers(d.get("gpu_layers"), hw),
+        kube_context=d.get("kube_context"),
+        namespace=d.get("namespace"),
     )
+
+
+def _gpu_layers(given: int | str | None, hw: Hardware) -> int:
+    if given is None:
+        return 0 if hw.kind == "cpu" else llamacpp.ALL_GPU_LAYERS
+    return llamacpp.ALL_GPU_LAYERS if given == "all" else int(given)
 
 
 def _serving(s: dict[str, Any]) -> ModelServing:

@@ -51,7 +51,8 @@ class Server:
     model_alias: str  # the model name it answers to (the gateway's upstream model)
     model: Weights
     context: int
-    threads: int
+    threads: int  # this server's share of the deployment's threads
+    gpu_layers: int  # layers offloaded to a GPU; -1: all
     parallel: int
     lora: tuple[Lora, ...]  # in slot order (llama-server's --lora order)
     host: str

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 # a deployment's engine_port default: the first llama.cpp server; one port per server, counting up
 FIRST_PORT = 8101
-# n_threads of each server when the hardware profile declares no cpus
+# CPU threads of a deployment's servers together when neither the deployment's threads nor the
+# hardware profile's cpus are given; split evenly among the servers
 DEFAULT_THREADS = 4
+# a deployment's gpu_layers when not given: none on cpu hardware, all elsewhere (ALL_GPU_LAYERS)
+ALL_GPU_LAYERS = -1
 # quantisation a GGUF repository's file is picked by (`*q4_k_m*.gguf`) when a model sets no
 # quantization.llamacpp (llama.cpp's lower-case file naming)
 DEFAULT_QUANT = "q4_k_m"

@@ -33,7 +33,8 @@ def _lora(plan: Plan, adapter: str) -> Lora:
 
 
 def local_plan(plan: Plan, dep: Deployment) -> LocalPlan:
-    threads = dep.hardware.cpus or llamacpp.DEFAULT_THREADS
+    ports = llamacpp_ports(dep)
+    threads = max(1, dep.threads // max(1, len(ports)))  # the deployment's threads, split evenly
     servers = tuple(
         Server(
             name=f"{SERVER_KIND}-{model_name}",
@@ -41,12 +42,13 @@ def local_plan(plan: Plan, dep: Deployment) -> LocalPlan:
             model=model_weights(plan, model_name),
             context=dep.context_of(model_name),
             threads=threads,
+            gpu_layers=dep.gpu_layers,
             parallel=dep.slots,
             lora=tuple(_lora(plan, adapter) for adapter in llamacpp_adapters(dep, model_name)),
             host=HOST,
             port=port,
         )
-        for model_name, port in llamacpp_ports(dep).items()
+        for model_name, port in ports.items()
     )
     return LocalPlan(
         deployment=dep.name,

@@ -10,6 +10,10 @@ from vilms.compiler.reporter import Reporter
 
 
 def check(doc: Document, report: Reporter) -> None:
+    deployments = doc.data.get("deployments", {})
+    if "gitops" in doc.data and not any(dep.get("target") == "helm" for dep in deployments.values()):
+        report.error(("gitops",), "gitops writes Argo CD and Flux objects for helm deployments, and there is none",
+                     at_key=True, hint="add a deployment with target: helm, or remove gitops:")
     for name, dep in doc.data.get("deployments", {}).items():
         base = ("deployments", name)
         _trainjob_name(doc, name, dep, report)

@@ -80,6 +80,15 @@ def check(doc: Document, report: Reporter) -> None:
                                                   "keep engines on their own networks")
         if "ingress" in dep and target != "helm":
             report.error(base + ("ingress",), "ingress applies to target helm only")
+        for key in ("threads", "gpu_layers"):
+            if key in dep and target != "local":
+                report.error(base + (key,), f"{key} applies to target local only (the llama.cpp servers `vilms up` runs)")
+        for key in ("kube_context", "namespace"):
+            if key in dep and target != "helm":
+                report.error(base + (key,), f"{key} applies to target helm only")
+        if dep.get("gpu_layers", 0) not in (0, None) and hw is not None and hw["kind"] == "cpu":
+            report.error(base + ("gpu_layers",), f"hardware {dep['hardware']!r} is a cpu profile, which has no GPU to offload layers to",
+                         hint="remove gpu_layers, or use a gpu or jetson hardware profile")
         if hw is not None and hw["kind"] == "jetson" and engine in ("ollama", "vllm") and image_for(engine, "jetson", hw["jetpack"]) is None:
             supported = ", ".join(jetpacks_with_image(engine)) or "none"
             report.error(("hardware", dep["hardware"], "jetpack"),

@@ -34,6 +34,7 @@ from .state import RunDir
 GATEWAY = GATEWAY_PROCESS  # the gateway's process name and kind
 LLAMA_SERVER = "llama-server"  # the native llama.cpp server, looked up on PATH
 LLAMA_SERVER_ENV = "VILMS_LLAMA_SERVER"  # or its path, given explicitly
+GPU_LAYERS_ALL = 9999  # llama-server's --n-gpu-layers for "all"
 SWITCH_NOTE = ("{name}: no llama-server found, so llama-cpp-python's server runs it and reloads the model "
                f"whenever a request selects another adapter (slow for big models); install llama.cpp's "
                f"llama-server on PATH or set {LLAMA_SERVER_ENV}")
@@ -115,12 +116,12 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
         # local.yaml never holds a comma.
         argv = [str(llama_server), "--model", str(model), "--alias", spec.model_alias,
                 "--ctx-size", str(spec.context * spec.parallel), "--parallel", str(spec.parallel),
-                "--threads", str(spec.threads), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
+                "--threads", str(spec.threads), "--n-gpu-layers", str(_gpu_layers(spec.gpu_layers)), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
         if spec.lora:  # loaded, applied to nothing unless a request selects one
             argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
         return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH,
                       lora=tuple(lora.file for lora in spec.lora))
-    entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads}
+    entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads, "n_gpu_layers": spec.gpu_layers}
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
     config = config_dir / f"{spec.name}.json"
@@ -128,6 +129,12 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
     return Launch(spec.name, SERVER_KIND, (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)),
                   spec.host, spec.port, llamacpp.PYTHON_SERVER_HEALTH_PATH, files=((config, text.encode()),),
                   note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None)
+
+
+def _gpu_layers(layers: int) -> int:
+    """llama-server's --n-gpu-layers: a count larger than any model's means all layers, in
+    every llama.cpp version (newer ones also take `all`; -1 there means `auto`)."""
+    return GPU_LAYERS_ALL if layers == llamacpp.ALL_GPU_LAYERS else layers
 
 
 def _model_file(spec: Server, root: Path) -> Path:

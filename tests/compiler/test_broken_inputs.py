@@ -76,6 +76,17 @@ CASES: list[tuple[str, str | bytes, str, int | None]] = [
     ("engine-port-hits-gateway", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 8080}"), "gateway_port 8080 is also one of the llama.cpp ports 8080", 27),
     ("engine-port-past-65535", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 65535}").replace("  chat: qwen2.5-1.5b\n", "  chat: qwen2.5-1.5b\n  small: qwen0\n", 1).replace("models:\n", "models:\n  qwen0: {source: 'hf:Qwen/Qwen2.5-0.5B', gguf: 'hf:Qwen/Qwen2.5-0.5B-GGUF', family: qwen2, context: 4096}\n", 1), "need ports 65535-65536, past 65535", 29),
     ("engine-port-too-low", swap("engine: llamacpp}", "engine: llamacpp, engine_port: 80}"), "engine_port", 27),
+    # --- per-target deployment settings
+    ("threads-on-compose", swap("engine: vllm}", "engine: vllm, threads: 4}"), "threads applies to target local only", 28),
+    ("gpu-layers-on-cpu", swap("engine: llamacpp}", "engine: llamacpp, gpu_layers: 8}"), "has no GPU to offload layers to", 27),
+    ("gpu-layers-float", swap("engine: llamacpp}", "engine: llamacpp, gpu_layers: 1.5}"), "gpu_layers", 27),
+    ("threads-zero", swap("engine: llamacpp}", "engine: llamacpp, threads: 0}"), "threads", 27),
+    ("namespace-on-local", swap("engine: llamacpp}", "engine: llamacpp, namespace: llm}"), "namespace applies to target helm only", 27),
+    ("kube-context-on-compose", swap("engine: vllm}", "engine: vllm, kube_context: prod}"), "kube_context applies to target helm only", 28),
+    ("namespace-not-dns", swap("target: compose, engine: vllm}", "target: helm, engine: vllm, namespace: Prod_NS}"), "namespace", 28),
+    ("gitops-without-helm", M + "gitops: {repository: 'https://github.com/acme/llm.git', revision: main, argocd: {}}\n",
+     "gitops writes Argo CD and Flux objects for helm deployments, and there is none", 31),
+    ("gitops-without-controller", M + "gitops: {repository: 'https://github.com/acme/llm.git', revision: main}\n", "gitops", 31),
     # --- engine x hardware
     ("vllm-on-cpu", swap("  gpu: {hardware: gpu1, target: compose, engine: vllm}", "  gpu: {hardware: laptop, target: compose, engine: vllm}"), "vLLM needs a CUDA GPU or a Jetson", 28),
     # QLoRA trains on CPU; a 1.5B at batch 4 × 2048 (fp32 logits over a 152k vocabulary) does not fit 15 GiB

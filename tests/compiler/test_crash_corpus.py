@@ -158,7 +158,7 @@ CASES: list[tuple[str, str, str]] = [
      "2 problems found\n" + FIT),
     ("bidi-in-top-level-key", M + '"gate\\u202eway": {}\n',
      "vilms.yaml:31:1: gate\\u202eway: unknown key 'gate\\u202eway' (did you mean 'gateway'?)\n"
-     "  hint: allowed keys here: adapters, aliases, apiVersion, artifact_store, datasets, deployments, gateway, hardware, models, project, telemetry\n" + ONE + FIT),
+     "  hint: allowed keys here: adapters, aliases, apiVersion, artifact_store, datasets, deployments, gateway, gitops, hardware, models, project, telemetry\n" + ONE + FIT),
     # 5. aliases that multiply bytes: refused at the alias that crosses 16 MiB, before anything grows
     ("a-megabyte-referenced-3000-times",
      swap("  chat: qwen2.5-1.5b", "  chat: {model: qwen2.5-1.5b, params: {stop: [" + ", ".join(["*big"] * 3000) + "]}}",
@@ -238,6 +238,7 @@ INTEGER_CASES: list[tuple[str, str, str, str, str]] = [
     ("deployment.context", deployment("context: 4096.0"), "28:65", "deployments.gpu.context", "write 4096, not 4096.0"),
     ("deployment.gateway_port", deployment("gateway_port: 8080.0"), "28:70", "deployments.gpu.gateway_port", "write 8080, not 8080.0"),
     ("deployment.engine_port", deployment("engine_port: 8101.0", "dev"), "27:73", "deployments.dev.engine_port", "write 8101, not 8101.0"),
+    ("deployment.threads", deployment("threads: 4.0", "dev"), "27:69", "deployments.dev.threads", "write 4, not 4.0"),
     ("deployment.autoscale.min", deployment("autoscale: {min: 1.0}"), "28:73", "deployments.gpu.autoscale.min", "write 1, not 1.0"),
     ("deployment.autoscale.max", deployment("autoscale: {max: 3.0}"), "28:73", "deployments.gpu.autoscale.max", "write 3, not 3.0"),
     ("deployment.autoscale.cpu_percent", deployment("autoscale: {cpu_percent: 70.0}"), "28:81",

@@ -44,6 +44,7 @@ servers:
   model: {{file: models/tiny.gguf, hf: null}}
   context: 256
   threads: 2
+  gpu_layers: 0
   parallel: 1
   lora: []
   host: 127.0.0.1
@@ -55,6 +56,7 @@ servers:
     hf: {{repo: Qwen/Qwen2.5-1.5B-Instruct-GGUF, file_glob: '*q4_k_m*.gguf'}}
   context: 8192
   threads: 2
+  gpu_layers: 0
   parallel: 1
   lora: [{{adapter: support-v1, file: artifacts/support-v1-20261120T091500Z-5c4b3a/gguf/adapter.gguf}}, {{adapter: faq-v2, file: artifacts/faq-v2-20261121T080000Z-0a0b0c/gguf/adapter.gguf}}]
   host: 127.0.0.1
@@ -133,10 +135,10 @@ def test_a_plan_round_trips_through_its_contract():
 def test_an_adapter_name_is_used_once_per_server():
     text = PLAN.replace("adapter: faq-v2", "adapter: support-v1")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'support-v1' is already used by lora 0")
+        "generated/dev/local.yaml:28:113: servers[1].lora[1].adapter: name 'support-v1' is already used by lora 0")
     text = PLAN.replace("adapter: faq-v2", "adapter: qwen2.5-1.5b")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:26:113: servers[1].lora[1].adapter: name 'qwen2.5-1.5b' is already used by the model alias")
+        "generated/dev/local.yaml:28:113: servers[1].lora[1].adapter: name 'qwen2.5-1.5b' is already used by the model alias")
 
 
 def test_the_renderer_writes_the_release_path_from_the_layout(tmp_path):
@@ -197,7 +199,7 @@ aliases:
 def test_an_unknown_key_is_located():
     text = PLAN.replace("  parallel: 1\n  lora: []\n", "  parallel: 1\n  colour: red\n  lora: []\n")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:15:3: servers[0].colour: unknown key 'colour' (did you mean 'lora'?)")
+        "generated/dev/local.yaml:16:3: servers[0].colour: unknown key 'colour' (did you mean 'lora'?)")
 
 
 def test_a_wrong_type_is_located():
@@ -208,16 +210,16 @@ def test_a_wrong_type_is_located():
 def test_a_duplicate_port_is_located_at_the_second_use():
     text = PLAN.replace("port: 8102", "port: 8101")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:28:9: servers[1].port: port 8101 is already used by servers[0]")
+        "generated/dev/local.yaml:30:9: servers[1].port: port 8101 is already used by servers[0]")
     text = PLAN.replace("port: 8101", "port: 8080")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:17:9: servers[0].port: port 8080 is already used by gateway")
+        "generated/dev/local.yaml:18:9: servers[0].port: port 8080 is already used by gateway")
 
 
 def test_a_duplicate_process_name_is_located():
     text = PLAN.replace("name: llamacpp-qwen2.5-1.5b", "name: llamacpp-tiny")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:18:9: servers[1].name: process name 'llamacpp-tiny' is already used by servers[0]")
+        "generated/dev/local.yaml:19:9: servers[1].name: process name 'llamacpp-tiny' is already used by servers[0]")
     text = PLAN.replace("name: llamacpp-tiny", "name: gateway")
     assert plan_error(text).splitlines()[0] == (
         "generated/dev/local.yaml:9:9: servers[0].name: process name 'gateway' is already used by gateway")
@@ -226,7 +228,7 @@ def test_a_duplicate_process_name_is_located():
 def test_weights_are_a_file_or_a_repo_never_both():
     text = PLAN.replace("    file: null\n", "    file: models/other.gguf\n")
     assert plan_error(text).splitlines()[0] == (
-        "generated/dev/local.yaml:21:5: servers[1].model: give exactly one of file and hf; got both")
+        "generated/dev/local.yaml:22:5: servers[1].model: give exactly one of file and hf; got both")
     text = PLAN.replace("routes: dev/gateway/routes.yaml", "routes: ../../etc/passwd")
     assert plan_error(text).splitlines()[0] == "generated/dev/local.yaml:7:11: gateway.routes: '../../etc/passwd' is not a valid routes"
 
@@ -268,7 +270,7 @@ def test_the_supervisor_writes_a_state_file_its_readers_load(tmp_path):
                       "    def log_message(self, *a): pass\n"
                       "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n")
     launch = Launch("llamacpp-tiny", "llamacpp", (sys.executable, str(script), str(port)), "127.0.0.1", port, "/")
-    plan = LocalPlan("dev", (Server("llamacpp-tiny", "tiny", Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", port),),
+    plan = LocalPlan("dev", (Server("llamacpp-tiny", "tiny", Weights("m.gguf", None), 256, 1, 0, 1, (), "127.0.0.1", port),),
                      LocalGateway("127.0.0.1", _free_port(), "dev/gateway/routes.yaml"))
     run_dir = RunDir(tmp_path / ".vilms" / "run" / "dev")
     supervisor = Supervisor(plan, [launch], run_dir, tmp_path / "vilms.yaml", start_timeout_s=10)
@@ -311,7 +313,7 @@ def test_a_new_build_restarts_only_the_processes_whose_command_line_changed(tmp_
         return Launch(name, "llamacpp", (sys.executable, str(script), str(port), *extra), "127.0.0.1", port, "/")
 
     def plan_of(*names: str) -> LocalPlan:
-        return LocalPlan("dev", tuple(Server(n, n, Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", ports[n])
+        return LocalPlan("dev", tuple(Server(n, n, Weights("m.gguf", None), 256, 1, 0, 1, (), "127.0.0.1", ports[n])
                                       for n in names), LocalGateway("127.0.0.1", _free_port(), "dev/gateway/routes.yaml"))
 
     ports = {name: _free_port() for name in ("kept", "changed", "gone", "new")}

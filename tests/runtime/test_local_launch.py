@@ -23,7 +23,7 @@ def project(root: Path, *loras: str) -> LocalPlan:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(b"")
     server = Server(name="llamacpp-tiny", model_alias="tiny", model=Weights(file="models/tiny.gguf", hf=None),
-                    context=256, threads=2, parallel=3,
+                    context=256, threads=2, gpu_layers=0, parallel=3,
                     lora=tuple(Lora(adapter=Path(f).parts[1].split("-2026")[0], file=f) for f in loras),
                     host="127.0.0.1", port=8101)
     return LocalPlan(deployment="dev", servers=(server,),
@@ -35,7 +35,7 @@ def test_llama_server_loads_every_adapter_unapplied_with_a_context_per_slot(tmp_
     server, gateway = launches(project(tmp_path, RUN_A, RUN_B), Layout(tmp_path), tmp_path / "run", llama_server=binary)
     assert server.argv == (
         str(binary), "--model", str(tmp_path / "models/tiny.gguf"), "--alias", "tiny", "--ctx-size", "768",
-        "--parallel", "3", "--threads", "2", "--host", "127.0.0.1", "--port", "8101", "--no-webui",
+        "--parallel", "3", "--threads", "2", "--n-gpu-layers", "0", "--host", "127.0.0.1", "--port", "8101", "--no-webui",
         "--lora", f"{RUN_A},{RUN_B}", "--lora-init-without-apply")
     assert (server.health_url, server.files, server.note) == ("http://127.0.0.1:8101/health", (), None)
     assert server.lora == (RUN_A, RUN_B)  # what its GET /lora-adapters must report, in slot order
@@ -51,7 +51,7 @@ def test_without_llama_server_each_adapter_is_a_model_entry_of_llama_cpp_python(
     assert server.argv == (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config))
     ((path, content),) = server.files
     assert path == config and not config.exists()  # written by the supervisor, at each start
-    entry = {"model": str(tmp_path / "models/tiny.gguf"), "n_ctx": 256, "n_threads": 2}
+    entry = {"model": str(tmp_path / "models/tiny.gguf"), "n_ctx": 256, "n_threads": 2, "n_gpu_layers": 0}
     assert json.loads(content) == {"host": "127.0.0.1", "port": 8101, "models": [
         {**entry, "model_alias": "tiny"},
         {**entry, "model_alias": "faq-v1", "lora_path": str(tmp_path / RUN_A)},
