@@ -49,7 +49,7 @@ def validate(file: Path, fmt: str) -> None:
 
 @click.command()
 @FILE
-@click.option("--check", is_flag=True, help=f"Exit 1 and name each file when {GENERATED}/ is stale or was edited.")
+@click.option("--check", is_flag=True, help=f"Exit 4 and name each file when {GENERATED}/ is stale or was edited (content, type or mode).")
 def build(file: Path, check: bool) -> None:
     """Compile vilms.yaml into generated/ beside it."""
     from vilms.compiler.pipeline import build as run_build
@@ -86,17 +86,22 @@ def explain(deployment: str, file: Path) -> None:
 @click.command()
 @FILE
 @click.option("--against", metavar="REF", help=f"Compare with {GENERATED}/ as committed at this git ref, not with {GENERATED}/ on disk.")
-@click.option("--exit-code", is_flag=True, help="Exit 0 when nothing would change, 2 when something would (1 on error).")
+@click.option("--exit-code", is_flag=True, help="Exit 0 when nothing would change, 4 when something would (1 on error).")
 @output_format("text", "markdown", "json")
 @click.option("--max-lines", type=click.IntRange(min=0), default=200, show_default=True, help="Diff lines shown per file (0: all).")
-def diff(file: Path, against: str | None, exit_code: bool, fmt: str, max_lines: int) -> None:
+@click.option("--max-chars", type=click.IntRange(min=1000), default=60_000, show_default=True,
+              help="--format markdown: the comment's length cap (GitHub's limit is 65,536); whole file diffs that do not fit are left out.")
+def diff(file: Path, against: str | None, exit_code: bool, fmt: str, max_lines: int, max_chars: int) -> None:
     """Show what `vilms build` would change in generated/, writing nothing."""
-    from vilms.compiler.diff import RENDERERS, diff_project
+    from vilms.compiler.diff import RENDERERS, diff_project, render_markdown
 
     report = diff_project(file, against=against)
-    click.echo(RENDERERS[fmt](report, max_lines=max_lines), nl=False)
+    if fmt == "markdown":
+        click.echo(render_markdown(report, max_lines=max_lines, max_chars=max_chars), nl=False)
+    else:
+        click.echo(RENDERERS[fmt](report, max_lines=max_lines), nl=False)
     if exit_code and report.changes:
-        exit_with(ExitCode.CHANGES)
+        exit_with(ExitCode.DRIFT)
 
 
 COMMANDS = (init, validate, build, schema, explain, diff)

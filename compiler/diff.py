@@ -24,9 +24,14 @@ from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST
 from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.layout import GENERATED, MANIFEST
 from vilms.compiler.pipeline import compile_files
+from vilms.compiler.tree_drift import REGULAR, SYMLINK, describe_root, read_entries
 
 DEFAULT_MAX_LINES = 200  # diff lines shown per file; 0 shows everything
 CONTEXT_LINES = 3
+# `--format markdown` stays below this many characters (GitHub refuses comments over 65,536)
+DEFAULT_MAX_CHARS = 60_000
+MIN_MAX_CHARS = 1_000
+MARKER_PREFIX = "<!-- vilms-diff"  # the first line of every markdown comment: `<!-- vilms-diff project=NAME -->`
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class DiffReport:
     changes: tuple[FileChange, ...]
     files: int  # how many files the build produces
     against: str | None = None  # the git ref compared with; None: generated/ on disk
+    project: str = ""  # the project's name (in the markdown marker)
 
     def count(self, status: str) -> int:
         return sum(1 for c in self.changes if c.status == status)
@@ -71,14 +77,18 @@ def read_disk_tree(out_dir: Path) -> dict[str, bytes]:
 
 def read_git_tree(project_root: Path, ref: str, folder: str = GENERATED) -> dict[str, bytes]:
     """Every file below ``project_root/folder`` as committed at ``ref`` (empty if it was not there)."""
+    return read_git_entries(project_root, ref, folder)[0]
+
+
+def read_git_entries(project_root: Path, ref: str, folder: str = GENERATED) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every file below ``project_root/folder`` as committed at ``ref``, and git's mode of each."""
     if not ref or ref.startswith("-"):
         raise ActionError(f"invalid git ref {ref!r}", hint="pass a branch, tag or commit, e.g. --against main")
     top = Path(_git(project_root, "rev-parse", "--show-toplevel", what=ref).decode().strip())
     prefix = _git(project_root, "rev-parse", "--show-prefix", what=ref).decode().strip()
     proc = _run_git(project_root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if proc.returncode != 0:
-        raise ActionError(f"unknown git ref {ref!r} in {top}",
-                          hint="pass a branch, tag or commit that exists here (git branch -a, git log --oneline)")
+        raise ActionError(f"unknown git ref {ref!r} in {top}", hint=_unknown_ref_hint(top, ref))
     commit = proc.stdout.decode().strip()
     base = f"{prefix}{folder}/"
     listing = _git(top, "ls-tree", "-r", "-z", commit, "--", base, what=ref)
@@ -87,14 +97,23 @@ def read_git_tree(project_root: Path, ref: str, folder: str = GENERATED) -> dict
         if not record:
             continue
         meta, _, name = record.partition(b"\t")
-        _mode, kind, oid = meta.decode().split()
+        mode, kind, oid = meta.decode().split()
         path = name.decode("utf-8", errors="surrogateescape")
         if kind == "blob" and path.startswith(base):
-            entries.append((path[len(base):], oid))
+            entries.append((path[len(base):], mode, oid))
     if not entries:
-        return {}
-    blobs = _cat_blobs(top, [oid for _, oid in entries])
-    return {rel: blobs[oid] for rel, oid in entries}
+        return {}, {}
+    blobs = _cat_blobs(top, [oid for _, _, oid in entries])
+    return {rel: blobs[oid] for rel, _, oid in entries}, {rel: mode for rel, mode, _ in entries}
+
+
+def _unknown_ref_hint(top: Path, ref: str) -> str:
+    """Say how to fetch ``ref``: CI checkouts are shallow and hold one branch."""
+    shallow = _run_git(top, "rev-parse", "--is-shallow-repository").stdout.decode().strip() == "true"
+    fetch = f"git fetch --depth=50 origin {ref}" if shallow else f"git fetch origin {ref}"
+    where = "this clone is shallow: " if shallow else "if it is a remote branch, fetch it: "
+    return (f"{where}`{fetch}` (in GitHub Actions: actions/checkout with `fetch-depth: 0`), "
+            "or pass a branch, tag or commit that exists here (git branch -a, git log --oneline)")
 
 
 def _cat_blobs(cwd: Path, oids: list[str]) -> dict[str, bytes]:
@@ -135,16 +154,36 @@ def _git(cwd: Path, *args: str, what: str, stdin: bytes | None = None) -> bytes:
 # --- comparing
 
 
-def compare(old: Mapping[str, bytes], new: Mapping[str, bytes], *, against: str | None = None) -> DiffReport:
-    """How ``new`` (what a build writes) differs from ``old`` (what is there now)."""
+def compare(old: Mapping[str, bytes], new: Mapping[str, bytes], *, against: str | None = None,
+            old_modes: Mapping[str, str] | None = None, project: str = "") -> DiffReport:
+    """How ``new`` (what a build writes, every file mode 100644) differs from ``old`` (what is
+    there now, with git's mode of each file in ``old_modes``; missing: 100644)."""
+    modes = old_modes or {}
     changes = []
     for rel in sorted(set(old) | set(new), key=lambda p: (p == MANIFEST, p)):
         before, after = old.get(rel), new.get(rel)
-        if before == after:
+        mode = modes.get(rel, REGULAR)
+        if before == after and mode == REGULAR:
             continue
         status = "added" if before is None else "removed" if after is None else "modified"
-        changes.append(_change(rel, status, before, after))
-    return DiffReport(changes=tuple(changes), files=len(new), against=against)
+        if status == "modified" and mode != REGULAR:
+            changes.append(_mode_change(rel, mode, before, after))
+        else:
+            changes.append(_change(rel, status, before, after))
+    return DiffReport(changes=tuple(changes), files=len(new), against=against, project=project)
+
+
+def _mode_change(rel: str, mode: str, before: bytes, after: bytes) -> FileChange:
+    """A file whose type or mode differs from the regular 100644 file a build writes."""
+    if mode == SYMLINK:
+        target = before.decode("utf-8", errors="replace")
+        return FileChange(rel, "modified", (f"symbolic link (to {target}) → regular file (mode 120000 → 100644)",),
+                          0, 0, summarised=True)
+    note = f"old mode {mode}", f"new mode {REGULAR}"
+    if before == after:
+        return FileChange(rel, "modified", (f"mode {mode} → {REGULAR}",), 0, 0, summarised=True)
+    change = _change(rel, "modified", before, after)
+    return FileChange(rel, "modified", (*note, *change.lines), change.additions, change.deletions, change.summarised)
 
 
 def _change(rel: str, status: str, before: bytes | None, after: bytes | None) -> FileChange:
@@ -266,25 +305,64 @@ def _counts(change: FileChange) -> str:
     return "summarised" if change.summarised else f"+{change.additions} -{change.deletions}"
 
 
-def render_markdown(report: DiffReport, *, max_lines: int = DEFAULT_MAX_LINES) -> str:
-    against = f" against `{report.against}`" if report.against else ""
-    out = [f"### `vilms diff`{against}: {summary_line(report)}", ""]
+def marker(project: str) -> str:
+    """The hidden first line of every markdown comment, by which CI finds its earlier comment."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "", project)[:100]
+    return f"{MARKER_PREFIX} project={name} -->" if name else f"{MARKER_PREFIX} -->"
+
+
+def render_markdown(report: DiffReport, *, max_lines: int = DEFAULT_MAX_LINES, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """A pull-request comment of at most ``max_chars`` characters: the marker, a heading, the
+    per-file table, then each file's diff while they fit (whole blocks only, so no code fence
+    is ever cut); when the table alone is too long, the counts only."""
+    max_chars = max(max_chars, MIN_MAX_CHARS)
+    against = f" against `{_clip(report.against, 200)}`" if report.against else ""
+    head = [marker(report.project), f"### `vilms diff`{against}: {summary_line(report)}", ""]
     if not report.changes:
-        return "\n".join(out)
-    out += ["| file | change | lines |", "|---|---|---|"]
-    out += [f"| `{_cell(c.shown_path)}` | {c.status} | {_counts(c)} |" for c in report.changes]
+        return "\n".join(head) + "\n"
+    table = ["| file | change | lines |", "|---|---|---|"]
+    table += [f"| `{_cell(c.shown_path)}` | {c.status} | {_counts(c)} |" for c in report.changes]
+    text = "\n".join(head + table) + "\n"
+    note_room = 200
+    if len(text) + note_room > max_chars:
+        return _count_only(head, report, max_chars)
+    shown = 0
     for change in report.changes:
-        out += ["", "<details>", f"<summary><code>{_html(change.shown_path)}</code>: {change.status} ({_counts(change)})</summary>", ""]
-        if change.summarised:
-            out += [f"- {_html(line)}" for line in change.lines]
-        else:
-            lines, omitted = _shown_lines(change, max_lines)
-            fence = "`" * max(3, _longest_backtick_run(lines) + 1)
-            out += [f"{fence}diff", *lines, fence]
-            if omitted:
-                out += ["", f"_{_omitted_note(omitted)}_"]
-        out += ["", "</details>"]
-    return "\n".join(out) + "\n"
+        block = "\n".join(_details(change, max_lines)) + "\n"
+        if len(text) + len(block) + note_room > max_chars:
+            break
+        text += block
+        shown += 1
+    left = len(report.changes) - shown
+    if left:
+        text += (f"\n_{left} of {len(report.changes)} file diffs left out to keep this comment under "
+                 f"{max_chars:,} characters; run `vilms diff` to see them._\n")
+    return text
+
+
+def _details(change: FileChange, max_lines: int) -> list[str]:
+    out = ["", "<details>", f"<summary><code>{_html(change.shown_path)}</code>: {change.status} ({_counts(change)})</summary>", ""]
+    if change.summarised:
+        out += [f"- {_html(line)}" for line in change.lines]
+    else:
+        lines, omitted = _shown_lines(change, max_lines)
+        fence = "`" * max(3, _longest_backtick_run(lines) + 1)
+        out += [f"{fence}diff", *lines, fence]
+        if omitted:
+            out += ["", f"_{_omitted_note(omitted)}_"]
+    out += ["", "</details>"]
+    return out
+
+
+def _count_only(head: list[str], report: DiffReport, max_chars: int) -> str:
+    note = (f"_{len(report.changes)} files differ; the per-file table alone is over {max_chars:,} characters. "
+            "Run `vilms diff` to see them._")
+    return ("\n".join([*head, note]) + "\n")[:max_chars]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.replace("`", "'")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _longest_backtick_run(lines: tuple[str, ...]) -> int:
@@ -326,7 +404,18 @@ RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_js
 
 
 def diff_project(file: Path, *, against: str | None = None) -> DiffReport:
-    """Compile ``file`` in memory and compare with ``generated/`` beside it (or at git ``against``)."""
-    doc, _plan, files = compile_files(file)
-    old = read_git_tree(doc.root, against) if against is not None else read_disk_tree(doc.root / GENERATED)
-    return compare(old, files, against=against)
+    """Compile ``file`` in memory and compare with ``generated/`` beside it (or at git ``against``),
+    by content, type and mode as git compares (what `vilms build --check` holds it to)."""
+    doc, plan, files = compile_files(file)
+    if against is not None:
+        old, modes = read_git_entries(doc.root, against)
+        return compare(old, files, against=against, old_modes=modes, project=plan.project)
+    out_dir = doc.root / GENERATED
+    entries = read_entries(out_dir)
+    old = {rel: entry.data if entry.data is not None else b"" for rel, entry in entries.items()}
+    report = compare(old, files, old_modes={rel: entry.mode for rel, entry in entries.items()}, project=plan.project)
+    root = describe_root(out_dir)
+    if root is None:
+        return report
+    folder = FileChange("", "modified", (f"{GENERATED}/ is {root}",), 0, 0, summarised=True)
+    return DiffReport(changes=(folder, *report.changes), files=report.files, project=plan.project)

@@ -12,15 +12,17 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The one exit-code table of every `vilms` command (``diff --exit-code`` adds CHANGES)."""
+    """The one exit-code table of every `vilms` command."""
 
     OK = 0
     FAILED = 1  # invalid input, or an action that could not be carried out
     USAGE = 2  # the command line itself is wrong
-    CHANGES = 2  # `vilms diff --exit-code`: something would change (terraform's convention)
     # `vilms train`: the run completed but its gate failed or needs a human approval; retrying
     # cannot change that (the Helm training Job's podFailurePolicy fails the Job on it)
     GATE = 3
+    # generated/ is not what vilms.yaml compiles to (content, type or mode): `build --check`,
+    # `diff --exit-code`, and `apply`/`up` refusing a stale tree; distinct from invalid input (1)
+    DRIFT = 4
     INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2)
 
 
@@ -123,7 +125,9 @@ class InvalidInputError(VilmsError):
 
 
 class StaleOutputError(VilmsError):
-    """``vilms build --check``: generated/ differs from what the input compiles to."""
+    """``vilms build --check``: generated/ differs from what the input compiles to (exit code 4)."""
+
+    exit_code = ExitCode.DRIFT
 
 
 class ActionError(VilmsError):

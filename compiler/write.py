@@ -22,13 +22,13 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from vilms.compiler.contracts.build_manifest import BUILD_MANIFEST, BuildInput, BuildManifest
 from vilms.compiler.errors import ActionError
 from vilms.compiler.exchange import exchange
 from vilms.compiler.layout import MANIFEST
+from vilms.compiler.tree_drift import Drift, diff_tree  # noqa: F401 - the write stage's check, by type and mode as git compares
 
 
 def vilms_version() -> str:
@@ -45,33 +45,6 @@ def with_manifest(files: dict[str, bytes], input_sha256: str, source_name: str) 
         files={path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
     )
     return {**files, MANIFEST: BUILD_MANIFEST.dump(manifest)}
-
-
-@dataclass(frozen=True)
-class Drift:
-    path: str
-    state: str  # differs | missing | unexpected
-
-
-def diff_tree(out_dir: Path, files: dict[str, bytes]) -> list[Drift]:
-    """How ``out_dir`` differs from ``files`` (empty when up to date)."""
-    drifts = []
-    existing = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()} if out_dir.is_dir() else set()
-    for rel, data in sorted(files.items()):
-        target = out_dir / rel
-        if rel not in existing:
-            drifts.append(Drift(rel, "missing"))
-        elif _read(target) != data:
-            drifts.append(Drift(rel, "differs"))
-    drifts.extend(Drift(rel, "unexpected") for rel in sorted(existing - set(files)))
-    return drifts
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:  # unreadable: it differs, and the write replaces it
-        return None
 
 
 def write_tree(out_dir: Path, files: dict[str, bytes]) -> None:

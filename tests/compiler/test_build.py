@@ -56,7 +56,7 @@ def test_check_passes_when_fresh_and_names_each_edited_file(project, vilms):
     (out / "stray.txt").write_text("x")
     (out / "gpu" / "docker-compose.yaml").unlink()
     result = vilms("build", "--check", "-f", str(path))
-    assert result.code == 1
+    assert result.code == 4
     assert "generated/dev/local.yaml: differs" in result.err
     assert "generated/gpu/docker-compose.yaml: missing" in result.err
     assert "generated/stray.txt: unexpected" in result.err
@@ -212,7 +212,7 @@ def test_check_names_the_version_that_wrote_generated(project, vilms):
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**data, "vilms_version": "0.0.1"}))
     result = vilms("build", "--check", "-f", str(path))
-    assert result.code == 1
+    assert result.code == 4
     assert "generated/manifest.json: differs\ngenerated/ was written by ViLMS 0.0.1; this is ViLMS " in result.err
     manifest.write_text(json.dumps({**data, "apiVersion": "vilms/v1"}))
     result = vilms("build", "--check", "-f", str(path))

@@ -647,7 +647,7 @@ def test_a_second_build_while_one_writes_names_the_first(project, vilms):
             f"  hint: the lock is {path.parent / '.vilms' / 'project.lock'}; it is released when that command exits\n")
         assert vilms("validate", "-f", "vilms.yaml", cwd=path.parent).code == 0  # readers take no lock
         check = vilms("build", "--check", "-f", "vilms.yaml", cwd=path.parent)
-        assert check.code == 1 and "generated/manifest.json: missing" in check.err
+        assert check.code == 4 and "generated/manifest.json: missing" in check.err
     finally:
         first.communicate("go on\n", timeout=30)
     assert vilms("build", "-f", "vilms.yaml", cwd=path.parent).code == 0

@@ -55,14 +55,14 @@ def test_a_change_is_a_unified_diff_and_nothing_is_written(built, vilms):
     assert '"files"' not in text
     assert text.splitlines()[-1] == f"{text.count('+++ b/') + 1} files changed, 0 added, 0 removed"
     assert snapshot_tree(out) == before
-    assert vilms("build", "--check", "-f", str(built)).code == 1  # still stale: diff wrote nothing
+    assert vilms("build", "--check", "-f", str(built)).code == 4  # still stale: diff wrote nothing
 
 
 def test_exit_code_follows_terraform(built, vilms):
     built.write_text(RELEASED)
-    assert vilms("diff", "--exit-code", "-f", str(built)).code == 2
+    assert vilms("diff", "--exit-code", "-f", str(built)).code == 4
     assert vilms("diff", "-f", str(built)).code == 0
-    assert vilms("diff", "--exit-code", "--format", "json", "-f", str(built)).code == 2
+    assert vilms("diff", "--exit-code", "--format", "json", "-f", str(built)).code == 4
     built.write_text(MINIMAL.replace("context: 8192", "context: big"))
     invalid = vilms("diff", "--exit-code", "-f", str(built))
     assert invalid.code == 1
@@ -186,7 +186,7 @@ def test_against_a_committed_ref(repo, vilms):
     on_disk = vilms("diff", "--exit-code", "-f", str(repo))
     assert on_disk.code == 0 and on_disk.out.startswith("no changes")
     result = vilms("diff", "--against", "HEAD", "--exit-code", "-f", str(repo), cwd=repo.parent)
-    assert result.code == 2, result.err
+    assert result.code == 4, result.err
     assert "+++ b/generated/gpu/gateway/routes.yaml" in result.out and "other.txt" not in result.out
     data = json.loads(vilms("diff", "--against", "main", "--format", "json", "-f", str(repo)).out)
     assert data["against"] == "main"
@@ -197,7 +197,7 @@ def test_against_a_committed_ref(repo, vilms):
     git(repo.parent.parent, "commit", "-q", "-m", "release")
     same = vilms("diff", "--against", "HEAD", "--exit-code", "-f", str(repo))
     assert same.code == 0 and "generated/ at HEAD matches" in same.out
-    assert vilms("diff", "--against", "HEAD~1", "--exit-code", "-f", str(repo)).code == 2
+    assert vilms("diff", "--against", "HEAD~1", "--exit-code", "-f", str(repo)).code == 4
 
 
 def test_against_a_ref_without_generated_lists_everything_as_added(repo, vilms):
