@@ -112,7 +112,8 @@ def test_markdown_format_is_a_pr_comment(built, vilms):
     built.write_text(RELEASED)
     md = vilms("diff", "--format", "markdown", "-f", str(built)).out
     lines = md.splitlines()
-    assert lines[0].startswith("### `vilms diff`: ") and lines[0].endswith("files changed, 0 added, 0 removed")
+    assert lines[0] == "<!-- vilms-diff project=demo -->"
+    assert lines[1].startswith("### `vilms diff`: ") and lines[1].endswith("files changed, 0 added, 0 removed")
     assert "| file | change | lines |" in lines and "|---|---|---|" in lines
     assert "| `generated/gpu/gateway/routes.yaml` | modified | +4 -4 |" in lines
     assert "| `generated/manifest.json` | modified | summarised |" in lines
@@ -121,7 +122,7 @@ def test_markdown_format_is_a_pr_comment(built, vilms):
     assert md.count("```diff") == md.count("| modified |") - 1  # every file but the summarised manifest
     assert vilms("build", "-f", str(built)).code == 0
     no_change = vilms("diff", "--format", "markdown", "-f", str(built)).out
-    assert no_change.startswith("### `vilms diff`: no changes") and "<details>" not in no_change
+    assert no_change.startswith("<!-- vilms-diff project=demo -->\n### `vilms diff`: no changes") and "<details>" not in no_change
 
 
 def test_long_diffs_are_truncated_per_file(built, vilms):
@@ -192,7 +193,7 @@ def test_against_a_committed_ref(repo, vilms):
     assert data["against"] == "main"
     assert {c["status"] for c in data["changed"]} == {"modified"}
     md = vilms("diff", "--against", "main", "--format", "markdown", "-f", str(repo)).out
-    assert md.startswith("### `vilms diff` against `main`: ")
+    assert md.startswith("<!-- vilms-diff project=demo -->\n### `vilms diff` against `main`: ")
     git(repo.parent.parent, "add", "-A")
     git(repo.parent.parent, "commit", "-q", "-m", "release")
     same = vilms("diff", "--against", "HEAD", "--exit-code", "-f", str(repo))
