@@ -103,7 +103,7 @@ def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server:
 
 
 def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | None) -> Launch:
-    model = _model_file(spec, root)
+    model = model_file(spec, root)
     for lora in spec.lora:
         path = root / lora.file
         if not path.is_file():
@@ -137,7 +137,8 @@ def _gpu_layers(layers: int) -> int:
     return GPU_LAYERS_ALL if layers == llamacpp.ALL_GPU_LAYERS else layers
 
 
-def _model_file(spec: Server, root: Path) -> Path:
+def model_file(spec: Server, root: Path) -> Path:
+    """The GGUF file ``spec`` serves: its file in the project, else the Hugging Face cache's."""
     weights = spec.model
     if weights.file is not None:
         model = root / weights.file

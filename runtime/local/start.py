@@ -32,6 +32,8 @@ from .launch import GATEWAY, Launch, planned
 from .observe import clean_stale, unreadable_text
 from .plan import plan_sha256, routes_file, routes_sha256
 from .policy import RestartPolicy
+from .preflight import Preflight
+from .preflight import check as preflight_check
 from .project import Project, deployment_to_start
 from .state import RunDir
 from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
@@ -50,7 +52,8 @@ class UpResult:
 
 
 def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_s: float = START_TIMEOUT_S,
-       policy: RestartPolicy | None = None, on_ready: Callable[[RunnerState], None] | None = None) -> UpResult:
+       policy: RestartPolicy | None = None, on_ready: Callable[[RunnerState], None] | None = None,
+       preflight: Preflight | None = None) -> UpResult:
     project = Project.at(file)
     name = deployment_to_start(project, deployment)
     plan = LOCAL_PLAN.load(project.plan_file(name))
@@ -63,7 +66,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         if running is None or running.status != "running":  # another `vilms up` is starting it: its outcome is ours
             running = _await_other_start(run_dir, name, timeout_s)
         if (running.plan_sha256, running.routes_sha256) != _build_of(project, plan):
-            return _apply_new_build(project, name, running, timeout_s)
+            return _apply_new_build(project, name, running, timeout_s, preflight or Preflight())
         return UpResult(running, already_running=True)
     try:
         clean_stale(run_dir)
@@ -72,6 +75,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         notes = tuple(launch.note for launch in launches if launch.note)
         _check_environment(project, plan)
         _check_ports(launches)
+        preflight_check(project, plan, preflight or Preflight())
         policy = policy or RestartPolicy()
         if not foreground:
             return UpResult(_start_detached(project, name, run_dir, lock, timeout_s, policy), notes=notes)
@@ -131,13 +135,16 @@ def _await_other_start(run_dir: RunDir, name: str, timeout_s: float) -> RunnerSt
         time.sleep(0.1)
 
 
-def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_s: float) -> UpResult:
+def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_s: float,
+                     preflight: Preflight) -> UpResult:
     """Check the new build as a start would, then have the running supervisor apply it and
     wait until every process serves it. Only processes whose command line changed restart."""
     plan, launches = planned(project, name)
     _check_environment(project, plan)
     ports = {p.port for p in running.processes}
     _check_ports([launch for launch in launches if launch.port not in ports])
+    servers = tuple(p.pid for p in running.processes if p.kind != GATEWAY and p.pid is not None)
+    preflight_check(project, plan, Preflight(preflight.ignore_memory, preflight.meminfo, preflight.proc, servers))
     me = running.supervisor
     if not processes.alive(me.pid, me.ticks):
         raise ActionError(f"the supervisor of deployment {name} is gone", hint=f"vilms up {name}")
