@@ -25,3 +25,6 @@ GGUF_ARCHITECTURES = {
     "llama": ("llama",), "qwen2": ("qwen2",), "qwen3": ("qwen3",), "mistral": ("llama", "mistral3"),
     "gemma": ("gemma",), "gemma2": ("gemma2",), "phi3": ("phi3",), "smollm": ("llama", "smollm3"),
 }
+# target local: the variable the gateway reads the per-run engine key from (routes: the
+# llama.cpp backends' api_key_env); `vilms up` sets it for the gateway, never in a file of generated/
+ENGINE_KEY_ENV = "VILMS_ENGINE_KEY"

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from vilms.compiler.contracts.runner_state import RunnerState, StartError
 from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.facts import llamacpp
 
-from . import processes
+from . import engine_key, log_cause, processes
 from .health import port_free
 from .launch import GATEWAY, Launch, planned
 from .observe import clean_stale, unreadable_text
@@ -38,7 +37,6 @@ from .project import Project, deployment_to_start
 from .state import RunDir
 from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
 
-LOG_TAIL_LINES = 40
 _NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools",
           "orjson": "orjson", "dns": "dnspython", "httpx": "httpx"}
 
@@ -70,6 +68,7 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         return UpResult(running, already_running=True)
     try:
         clean_stale(run_dir)
+        engine_key.rotate(run_dir.path)  # a new engine key for every fresh start
         _check_installed()
         plan, launches = planned(project, name)
         notes = tuple(launch.note for launch in launches if launch.note)
@@ -196,7 +195,8 @@ def _check_environment(project: Project, plan: LocalPlan) -> None:
     located, before anything starts."""
     routes = ROUTES.load(routes_file(project.layout, plan))
     names = [*routes.gateway.secret_envs] + [b.api_key_env for b in routes.backends.values()]
-    unset = sorted({n for n in names if n is not None and not os.environ.get(n, "").strip()})
+    unset = sorted({n for n in names if n is not None and n != llamacpp.ENGINE_KEY_ENV  # `up` sets it
+                    and not os.environ.get(n, "").strip()})
     if unset:
         raise ActionError(f"the gateway of {plan.deployment} reads {', '.join(unset)} from the environment, "
                           f"and {'it is' if len(unset) == 1 else 'they are'} unset or empty",
@@ -256,16 +256,8 @@ def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, tim
 def _start_failure(name: str, error: StartError | None, run_dir: RunDir) -> ActionError:
     error = error or StartError(process="?", message="failed", log=str(run_dir.log("supervisor")))
     log = Path(error.log)
-    tail = log_tail(log)
     text = f"deployment {name} did not start: {error.process} {error.message}"
-    if tail:
-        text += f"\n--- last lines of {log} ---\n" + tail
+    why = log_cause.cause(log)  # the line of its log that names the cause, not its traceback
+    if why:
+        text += f"\n{error.process}: {why}"
     return ActionError(text, hint=f"nothing was left running; full log: {log}")
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines)).rstrip("\n")
-    except OSError:
-        return ""

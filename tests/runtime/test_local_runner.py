@@ -33,6 +33,7 @@ from local_project import (
     write_hf_cache,
     write_project,
 )
+from tiny_gguf import write_tiny_llama
 
 from tests.conftest import run_vilms
 from vilms.compiler.contracts.runner_state import RUNNER_STATE
@@ -318,14 +319,18 @@ def test_up_names_an_unset_api_key_variable(project):
     assert_nothing_runs(project)
 
 
-def test_a_model_that_cannot_load_fails_the_start_with_its_log_tail(project):
-    model = project / "models" / "tiny.gguf"
-    model.write_bytes(model.read_bytes()[:1000])  # a truncated GGUF: llama.cpp refuses it
+def test_a_model_that_cannot_load_fails_the_start_with_the_line_that_says_why(project):
+    # a header `vilms up` accepts, a model llama.cpp cannot load (a truncated GGUF is refused before
+    # any start: tests/runtime/test_local_preflight.py)
+    write_tiny_llama(project / "models" / "tiny.gguf", omit=("output_norm.weight",))
     started = time.monotonic()
     result = vilms(project, "up")
     print(f"failed start took {time.monotonic() - started:.2f} s")
     assert_refused(result, "deployment dev did not start: llamacpp-tiny exited with code 1 while starting",
-                   "llamacpp-tiny.log", "failed to load model", "nothing was left running")
+                   "llamacpp-tiny: llama_model_load: error loading model: check_tensor_dims: "
+                   "tensor 'output_norm.weight' not found", "nothing was left running; full log: ",
+                   "llamacpp-tiny.log")
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 3, result.err
     assert_nothing_runs(project)
     assert not processes_under(project)
 
