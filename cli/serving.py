@@ -56,10 +56,13 @@ def serve(deployment: str | None, routes_file: Path | None, host: str, port: int
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
               help="Seconds each process may take to answer its health URL.")
 @click.option("--ignore-memory", is_flag=True, help="Start even when the memory estimate exceeds MemAvailable.")
+@click.option("--install-service", is_flag=True,
+              help="Write a systemd unit that runs this deployment (started at boot once enabled); start nothing.")
+@click.option("--system", is_flag=True, help="With --install-service: a system unit in /etc/systemd/system.")
 @click.option("--restart-backoff", type=click.FloatRange(min=0.01), default=0.5, hidden=True)
 @click.option("--give-up-after", type=click.IntRange(min=1), default=5, hidden=True)
 def up(deployment: str | None, file: Path, foreground: bool, timeout: float, ignore_memory: bool,
-       restart_backoff: float, give_up_after: int) -> None:
+       install_service: bool, system: bool, restart_backoff: float, give_up_after: int) -> None:
     """Start DEPLOYMENT (target local): llama.cpp servers and the gateway, supervised.
 
     When it already runs an older build, apply the new one: only the processes whose
@@ -71,6 +74,11 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, ign
     from vilms.runtime.local.start import up as start
     from vilms.runtime.local.supervisor import configure_logging
 
+    if system and not install_service:
+        raise UsageError("--system goes with --install-service", hint="vilms up DEPLOYMENT --install-service --system")
+    if install_service:
+        _install_service(file, deployment, system)
+        return
     policy = RestartPolicy(backoff_s=restart_backoff, give_up_after=give_up_after)
     checks = Preflight(ignore_memory=ignore_memory)
     if foreground:
@@ -94,6 +102,21 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, ign
     _print_up(state)
     for note in result.notes:
         click.echo(f"note: {note}")
+
+
+def _install_service(file: Path, deployment: str | None, system: bool) -> None:
+    from vilms.runtime.local.service_unit import install_service
+
+    unit = install_service(file, deployment, system=system)
+    click.echo(f"wrote {unit.path}")
+    if unit.env_names:
+        click.echo(f"put {', '.join(f'{n}=...' for n in unit.env_names)} in {unit.env_file} "
+                   f"(one per line, chmod 600); the unit reads the keys from there")
+    else:
+        click.echo(f"create {unit.env_file} (chmod 600; empty is fine: the gateway reads no key)")
+    click.echo("then enable it (vilms starts nothing):")
+    for command in unit.commands:
+        click.echo(f"  {command}")
 
 
 def _print_up(state: RunnerState) -> None:
