@@ -1,5 +1,7 @@
-"""Engine ports answer only the gateway, and servers do not inherit the gateway's keys: a real
-llama-cpp-python server on the tiny GGUF behind the real gateway, started by `vilms up`."""
+"""What `vilms up` launches, for real (llama-cpp-python's server on the tiny GGUF behind the
+gateway, on free ports): engine ports answer only the gateway, servers do not inherit the
+gateway's keys, and a server that cannot load its model fails the start with the line that
+says why."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from local_project import API_KEY, KEYS_ENV, chat, kill_all_under, processes_under, write_project
+from tiny_gguf import write_tiny_llama
 
 from tests.conftest import run_vilms
 
@@ -101,3 +104,20 @@ def test_engine_ports_need_the_run_key_and_servers_get_no_gateway_keys(project):
     assert key_file.read_text().strip() != key  # a new key for each fresh start
     assert chat(gateway_port)[0] == 200
     assert os.path.exists(key_file)
+
+
+def test_a_model_that_cannot_load_fails_the_start_with_the_line_that_says_why(project):
+    # a header `vilms up` accepts, a model llama.cpp cannot load (a truncated GGUF is refused before
+    # any start: tests/runtime/test_local_preflight.py)
+    root, _, _ = project
+    write_tiny_llama(root / "models" / "tiny.gguf", omit=("output_norm.weight",))
+    result = run_vilms("up", cwd=root, env={KEYS_ENV: API_KEY})
+    assert result.code == 1, (result.out, result.err)
+    log = root / ".vilms" / "run" / "dev" / "logs" / "llamacpp-tiny.log"
+    assert result.err.strip().splitlines() == [
+        "deployment dev did not start: llamacpp-tiny exited with code 1 while starting",
+        "llamacpp-tiny: llama_model_load: error loading model: check_tensor_dims: "
+        "tensor 'output_norm.weight' not found",
+        f"  hint: nothing was left running; full log: {log}"], result.err
+    assert "Traceback" in log.read_text()  # the log keeps it all; `up` shows the one line
+    assert not processes_under(root)
