@@ -55,9 +55,14 @@ def serve(deployment: str | None, routes_file: Path | None, host: str, port: int
 @click.option("--foreground", is_flag=True, help="Stay attached and log supervisor events; Ctrl-C stops everything.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
               help="Seconds each process may take to answer its health URL.")
+@click.option("--ignore-memory", is_flag=True, help="Start even when the memory estimate exceeds MemAvailable.")
+@click.option("--install-service", is_flag=True,
+              help="Write a systemd unit that runs this deployment (started at boot once enabled); start nothing.")
+@click.option("--system", is_flag=True, help="With --install-service: a system unit in /etc/systemd/system.")
 @click.option("--restart-backoff", type=click.FloatRange(min=0.01), default=0.5, hidden=True)
 @click.option("--give-up-after", type=click.IntRange(min=1), default=5, hidden=True)
-def up(deployment: str | None, file: Path, foreground: bool, timeout: float, restart_backoff: float, give_up_after: int) -> None:
+def up(deployment: str | None, file: Path, foreground: bool, timeout: float, ignore_memory: bool,
+       install_service: bool, system: bool, restart_backoff: float, give_up_after: int) -> None:
     """Start DEPLOYMENT (target local): llama.cpp servers and the gateway, supervised.
 
     When it already runs an older build, apply the new one: only the processes whose
@@ -65,10 +70,17 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
     target local.
     """
     from vilms.runtime.local.policy import RestartPolicy
+    from vilms.runtime.local.preflight import Preflight
     from vilms.runtime.local.start import up as start
     from vilms.runtime.local.supervisor import configure_logging
 
+    if system and not install_service:
+        raise UsageError("--system goes with --install-service", hint="vilms up DEPLOYMENT --install-service --system")
+    if install_service:
+        _install_service(file, deployment, system)
+        return
     policy = RestartPolicy(backoff_s=restart_backoff, give_up_after=give_up_after)
+    checks = Preflight(ignore_memory=ignore_memory)
     if foreground:
         configure_logging()
 
@@ -76,10 +88,11 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
             _print_up(state)
             click.echo("running in the foreground; Ctrl-C stops everything")
 
-        result = start(file, deployment, foreground=True, timeout_s=timeout, policy=policy, on_ready=ready)
+        result = start(file, deployment, foreground=True, timeout_s=timeout, policy=policy, on_ready=ready,
+                       preflight=checks)
         click.echo(f"stopped deployment {result.state.deployment}")
         return
-    result = start(file, deployment, timeout_s=timeout, policy=policy)
+    result = start(file, deployment, timeout_s=timeout, policy=policy, preflight=checks)
     state = result.state
     if result.already_running:
         click.echo(f"deployment {state.deployment} is already {state.status} (since {state.started_at})")
@@ -89,6 +102,21 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, res
     _print_up(state)
     for note in result.notes:
         click.echo(f"note: {note}")
+
+
+def _install_service(file: Path, deployment: str | None, system: bool) -> None:
+    from vilms.runtime.local.service_unit import install_service
+
+    unit = install_service(file, deployment, system=system)
+    click.echo(f"wrote {unit.path}")
+    if unit.env_names:
+        click.echo(f"put {', '.join(f'{n}=...' for n in unit.env_names)} in {unit.env_file} "
+                   f"(one per line, chmod 600); the unit reads the keys from there")
+    else:
+        click.echo(f"create {unit.env_file} (chmod 600; empty is fine: the gateway reads no key)")
+    click.echo("then enable it (vilms starts nothing):")
+    for command in unit.commands:
+        click.echo(f"  {command}")
 
 
 def _print_up(state: RunnerState) -> None:

@@ -19,3 +19,12 @@ UBATCH = 512
 HEALTH_PATH = "/health"
 LORA_ADAPTERS_PATH = "/lora-adapters"  # llama-server: [{"id", "path", "scale"}] of the adapters loaded at start
 PYTHON_SERVER_HEALTH_PATH = "/v1/models"
+# GGUF `general.architecture` values a model of each vilms.yaml family may carry (llama.cpp's
+# converter writes Mistral 7B and SmolLM 1/2 as llama)
+GGUF_ARCHITECTURES = {
+    "llama": ("llama",), "qwen2": ("qwen2",), "qwen3": ("qwen3",), "mistral": ("llama", "mistral3"),
+    "gemma": ("gemma",), "gemma2": ("gemma2",), "phi3": ("phi3",), "smollm": ("llama", "smollm3"),
+}
+# target local: the variable the gateway reads the per-run engine key from (routes: the
+# llama.cpp backends' api_key_env); `vilms up` sets it for the gateway, never in a file of generated/
+ENGINE_KEY_ENV = "VILMS_ENGINE_KEY"

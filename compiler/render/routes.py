@@ -12,7 +12,7 @@ from vilms.compiler.contracts.routes import (
     KeyScope,
     Route,
 )
-from vilms.compiler.facts import ray, vllm
+from vilms.compiler.facts import llamacpp, ray, vllm
 from vilms.compiler.facts.ollama import PORT as OLLAMA_PORT
 from vilms.compiler.naming import compose_service, ray_service_name, vllm_object_name
 from vilms.compiler.plan import Deployment, Plan, Upstream
@@ -58,7 +58,8 @@ def endpoint(dep: Deployment, model: str, ports: dict[str, int] | None = None) -
 def _backend(dep: Deployment, model: str, ports: dict[str, int]) -> Backend:
     vllm_engine = dep.engine == "vllm"
     return Backend(id=backend_id(dep, model), engine=dep.engine,
-                   endpoints=(endpoint(dep, model, ports),), api_key_env=None,
+                   endpoints=(endpoint(dep, model, ports),),
+                   api_key_env=llamacpp.ENGINE_KEY_ENV if dep.engine == "llamacpp" and dep.target == "local" else None,
                    discovery=Discovery(host=vllm_host(dep, model), port=vllm.PORT, scheme="http") if vllm_engine else None,
                    runtime_lora=vllm_engine)
 

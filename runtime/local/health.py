@@ -22,15 +22,16 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def probe(url: str, timeout_s: float = 2.0) -> str | None:
+def probe(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None = None) -> str | None:
     """GET ``url``: None when it answers 200, else a short reason ("HTTP 503", "connection
-    refused", "timed out"). Connecting, sending and reading each time out after ``timeout_s``."""
+    refused", "timed out"). Connecting, sending and reading each time out after ``timeout_s``.
+    ``headers``: a server's engine key (:mod:`.engine_key`)."""
     import httpx
 
     if not url.startswith("http://"):
         raise ValueError(f"health probes are plain HTTP (the local runner's servers listen without TLS): {url}")
     try:
-        response = _client().get(url, timeout=timeout_s)
+        response = _client().get(url, timeout=timeout_s, headers=headers)
     except httpx.TimeoutException:
         return "timed out"
     except httpx.ConnectError as exc:
@@ -40,13 +41,13 @@ def probe(url: str, timeout_s: float = 2.0) -> str | None:
     return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
-def lora_adapters(url: str, timeout_s: float = 2.0) -> list[tuple[int, str]] | None:
+def lora_adapters(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None = None) -> list[tuple[int, str]] | None:
     """llama-server's ``GET /lora-adapters`` (``[{"id", "path", "scale"}]``) as (id, path)
     pairs in its order; None when it does not answer 200 with that shape."""
     import httpx
 
     try:
-        response = _client().get(url, timeout=timeout_s)
+        response = _client().get(url, timeout=timeout_s, headers=headers)
         body = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None

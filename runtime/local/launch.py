@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, LOCAL_PLAN, SERVER_KIND, LocalPlan, Server
@@ -26,6 +26,7 @@ from vilms.compiler.facts import gateway as gateway_facts
 from vilms.compiler.facts import llamacpp
 from vilms.compiler.layout import ARTIFACTS, Layout
 
+from . import child_env, engine_key
 from .hfcache import cached_gguf
 from .plan import routes_file
 from .project import Project
@@ -51,6 +52,19 @@ class Launch:
     files: tuple[tuple[Path, bytes], ...] = ()  # written before each start (the fallback server's config)
     lora: tuple[str, ...] | None = None  # llama-server: the adapter files it must report loaded, in slot order
     note: str | None = None  # what `vilms up` tells the user about this process
+    key: str | None = field(default=None, repr=False)  # the run's engine key (servers require it, the gateway sends it)
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """Its environment, from the supervisor's ``base``: an allow-list for a server, all
+        of it plus the engine key for the gateway (see :mod:`.child_env`)."""
+        if self.kind == GATEWAY:
+            return child_env.gateway_env(base, self.key)
+        return child_env.server_env(base)
+
+    @property
+    def probe_headers(self) -> dict[str, str]:
+        """What a health probe of a server sends: the engine key."""
+        return dict(engine_key.bearer(self.key)) if self.kind != GATEWAY else {}
 
     @property
     def url(self) -> str:
@@ -81,16 +95,20 @@ def find_llama_server(env: Mapping[str, str] | None = None) -> Path | None:
 def planned(project: Project, deployment: str) -> tuple[LocalPlan, list[Launch]]:
     """The deployment's plan as built, and its command lines on this machine."""
     plan = LOCAL_PLAN.load(project.plan_file(deployment))
-    return plan, launches(plan, project.layout, project.run_dir(deployment).path, llama_server=find_llama_server())
+    folder = project.run_dir(deployment).path
+    return plan, launches(plan, project.layout, folder, llama_server=find_llama_server(),
+                          key=engine_key.current(folder))
 
 
-def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server: Path | None) -> list[Launch]:
+def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server: Path | None,
+             key: str | None = None) -> list[Launch]:
     """Command lines for ``plan`` in the project ``layout``; a fallback server's config file
     goes to ``config_dir`` (written when it starts), the run folder, where the gateway serves
     the supervisor's copy of the routes (:attr:`RunDir.routes_file`), never generated/'s. ``llama_server``: the binary to run, None
     for llama-cpp-python's server. Raises :class:`ActionError` for a missing model, LoRA or
-    routes file."""
-    out = [_server(spec, layout.root, config_dir, llama_server) for spec in plan.servers]
+    routes file. ``key``: the run's engine key (:mod:`.engine_key`, in ``config_dir``), which
+    every server requires and the gateway sends; None: servers answer anyone."""
+    out = [_server(spec, layout.root, config_dir, llama_server, key) for spec in plan.servers]
     routes = routes_file(layout, plan)
     if not routes.is_file():
         raise ActionError(f"{routes} does not exist", hint="run `vilms build`")
@@ -98,12 +116,12 @@ def launches(plan: LocalPlan, layout: Layout, config_dir: Path, *, llama_server:
     copy = RunDir(config_dir).routes_file
     out.append(Launch(GATEWAY, GATEWAY, (sys.executable, "-m", "vilms", "serve", "--routes", str(copy),
                                          "--host", gw.host, "--port", str(gw.port)),
-                      gw.host, gw.port, gateway_facts.READY_PATH))
+                      gw.host, gw.port, gateway_facts.READY_PATH, key=key))
     return out
 
 
-def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | None) -> Launch:
-    model = _model_file(spec, root)
+def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | None, key: str | None) -> Launch:
+    model = model_file(spec, root)
     for lora in spec.lora:
         path = root / lora.file
         if not path.is_file():
@@ -119,16 +137,21 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
                 "--threads", str(spec.threads), "--n-gpu-layers", str(_gpu_layers(spec.gpu_layers)), "--host", spec.host, "--port", str(spec.port), "--no-webui"]
         if spec.lora:  # loaded, applied to nothing unless a request selects one
             argv += ["--lora", ",".join(lora.file for lora in spec.lora), "--lora-init-without-apply"]
+        if key is not None:  # a file, not --api-key: a command line is world-readable
+            argv += ["--api-key-file", str(engine_key.key_file(config_dir))]
         return Launch(spec.name, SERVER_KIND, tuple(argv), spec.host, spec.port, llamacpp.HEALTH_PATH,
-                      lora=tuple(lora.file for lora in spec.lora))
+                      lora=tuple(lora.file for lora in spec.lora), key=key)
     entry = {"model": str(model), "n_ctx": spec.context, "n_threads": spec.threads, "n_gpu_layers": spec.gpu_layers}
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
     config = config_dir / f"{spec.name}.json"
-    text = json.dumps({"host": spec.host, "port": spec.port, "models": models}, indent=2, sort_keys=True) + "\n"
+    settings: dict = {"host": spec.host, "port": spec.port, "models": models}
+    if key is not None:  # the file is written 0600, in the run folder
+        settings["api_key"] = key
+    text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
     return Launch(spec.name, SERVER_KIND, (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)),
                   spec.host, spec.port, llamacpp.PYTHON_SERVER_HEALTH_PATH, files=((config, text.encode()),),
-                  note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None)
+                  note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None, key=key)
 
 
 def _gpu_layers(layers: int) -> int:
@@ -137,7 +160,8 @@ def _gpu_layers(layers: int) -> int:
     return GPU_LAYERS_ALL if layers == llamacpp.ALL_GPU_LAYERS else layers
 
 
-def _model_file(spec: Server, root: Path) -> Path:
+def model_file(spec: Server, root: Path) -> Path:
+    """The GGUF file ``spec`` serves: its file in the project, else the Hugging Face cache's."""
     weights = spec.model
     if weights.file is not None:
         model = root / weights.file

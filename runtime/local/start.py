@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,18 @@ from vilms.compiler.contracts.runner_state import RunnerState, StartError
 from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.facts import llamacpp
 
-from . import processes
+from . import engine_key, log_cause, processes
 from .health import port_free
 from .launch import GATEWAY, Launch, planned
 from .observe import clean_stale, unreadable_text
 from .plan import plan_sha256, routes_file, routes_sha256
 from .policy import RestartPolicy
+from .preflight import Preflight
+from .preflight import check as preflight_check
 from .project import Project, deployment_to_start
 from .state import RunDir
 from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
 
-LOG_TAIL_LINES = 40
 _NEEDS = {"llama_cpp": "llama-cpp-python", "uvicorn": "llama-cpp-python[server]", "httptools": "httptools",
           "orjson": "orjson", "dns": "dnspython", "httpx": "httpx"}
 
@@ -50,7 +50,8 @@ class UpResult:
 
 
 def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_s: float = START_TIMEOUT_S,
-       policy: RestartPolicy | None = None, on_ready: Callable[[RunnerState], None] | None = None) -> UpResult:
+       policy: RestartPolicy | None = None, on_ready: Callable[[RunnerState], None] | None = None,
+       preflight: Preflight | None = None) -> UpResult:
     project = Project.at(file)
     name = deployment_to_start(project, deployment)
     plan = LOCAL_PLAN.load(project.plan_file(name))
@@ -63,15 +64,17 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
         if running is None or running.status != "running":  # another `vilms up` is starting it: its outcome is ours
             running = _await_other_start(run_dir, name, timeout_s)
         if (running.plan_sha256, running.routes_sha256) != _build_of(project, plan):
-            return _apply_new_build(project, name, running, timeout_s)
+            return _apply_new_build(project, name, running, timeout_s, preflight or Preflight())
         return UpResult(running, already_running=True)
     try:
         clean_stale(run_dir)
+        engine_key.rotate(run_dir.path)  # a new engine key for every fresh start
         _check_installed()
         plan, launches = planned(project, name)
         notes = tuple(launch.note for launch in launches if launch.note)
         _check_environment(project, plan)
         _check_ports(launches)
+        preflight_check(project, plan, preflight or Preflight())
         policy = policy or RestartPolicy()
         if not foreground:
             return UpResult(_start_detached(project, name, run_dir, lock, timeout_s, policy), notes=notes)
@@ -131,13 +134,16 @@ def _await_other_start(run_dir: RunDir, name: str, timeout_s: float) -> RunnerSt
         time.sleep(0.1)
 
 
-def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_s: float) -> UpResult:
+def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_s: float,
+                     preflight: Preflight) -> UpResult:
     """Check the new build as a start would, then have the running supervisor apply it and
     wait until every process serves it. Only processes whose command line changed restart."""
     plan, launches = planned(project, name)
     _check_environment(project, plan)
     ports = {p.port for p in running.processes}
     _check_ports([launch for launch in launches if launch.port not in ports])
+    servers = tuple(p.pid for p in running.processes if p.kind != GATEWAY and p.pid is not None)
+    preflight_check(project, plan, Preflight(preflight.ignore_memory, preflight.meminfo, preflight.proc, servers))
     me = running.supervisor
     if not processes.alive(me.pid, me.ticks):
         raise ActionError(f"the supervisor of deployment {name} is gone", hint=f"vilms up {name}")
@@ -189,7 +195,8 @@ def _check_environment(project: Project, plan: LocalPlan) -> None:
     located, before anything starts."""
     routes = ROUTES.load(routes_file(project.layout, plan))
     names = [*routes.gateway.secret_envs] + [b.api_key_env for b in routes.backends.values()]
-    unset = sorted({n for n in names if n is not None and not os.environ.get(n, "").strip()})
+    unset = sorted({n for n in names if n is not None and n != llamacpp.ENGINE_KEY_ENV  # `up` sets it
+                    and not os.environ.get(n, "").strip()})
     if unset:
         raise ActionError(f"the gateway of {plan.deployment} reads {', '.join(unset)} from the environment, "
                           f"and {'it is' if len(unset) == 1 else 'they are'} unset or empty",
@@ -249,16 +256,8 @@ def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, tim
 def _start_failure(name: str, error: StartError | None, run_dir: RunDir) -> ActionError:
     error = error or StartError(process="?", message="failed", log=str(run_dir.log("supervisor")))
     log = Path(error.log)
-    tail = log_tail(log)
     text = f"deployment {name} did not start: {error.process} {error.message}"
-    if tail:
-        text += f"\n--- last lines of {log} ---\n" + tail
+    why = log_cause.cause(log)  # the line of its log that names the cause, not its traceback
+    if why:
+        text += f"\n{error.process}: {why}"
     return ActionError(text, hint=f"nothing was left running; full log: {log}")
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines)).rstrip("\n")
-    except OSError:
-        return ""

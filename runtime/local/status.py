@@ -10,7 +10,7 @@ from vilms.compiler.contracts.local_plan import GATEWAY_PROCESS, LOCAL_PLAN, SER
 from vilms.compiler.contracts.runner_state import RunnerState
 from vilms.compiler.errors import InvalidInputError
 
-from . import processes
+from . import engine_key, processes
 from .health import probe
 from .observe import Seen, current, running_deployments
 from .project import Project, deployment_in_view
@@ -66,9 +66,11 @@ def status(file: Path, deployment: str | None) -> Report:
     if seen.state is None:  # not written yet, or unreadable
         return Report(name, "unknown" if seen.unreadable else "starting", healthy=False, seen=seen)
     rows = []
+    key = engine_key.bearer(engine_key.read(project.run_dir(name).path))  # servers answer only with it
     for proc in seen.state.processes:
         up_now = proc.pid is not None and processes.alive(proc.pid, proc.ticks)
-        health = (probe(proc.health_url) or "ok") if up_now else None
+        headers = dict(key) if proc.kind != GATEWAY_PROCESS else None
+        health = (probe(proc.health_url, headers=headers) or "ok") if up_now else None
         rows.append(ProcessRow(name=proc.name, kind=proc.kind, state=proc.state, pid=proc.pid if up_now else None,
                                port=proc.port, url=proc.url, health=health, restarts=proc.restarts, log=proc.log))
     healthy = seen.state.status == "running" and bool(rows) and all(

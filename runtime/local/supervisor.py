@@ -47,7 +47,7 @@ from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.facts import llamacpp
 from vilms.runtime.logs import log_to_stderr
 
-from . import processes
+from . import engine_key, processes
 from .health import lora_adapters, probe
 from .launch import GATEWAY, Launch
 from .logfiles import rotate_if_large
@@ -203,7 +203,7 @@ class Supervisor:
                     _mark(child.log_path, f"exited with {_exit_text(code)} while starting")
                     self._fail(child, f"exited with {_exit_text(code)} while starting")
                     return False
-                if probe(child.launch.health_url, timeout_s=1.0) is None:
+                if probe(child.launch.health_url, timeout_s=1.0, headers=child.launch.probe_headers) is None:
                     wrong = _lora_mismatch(child.launch)
                     if wrong is not None:
                         self._fail(child, wrong)
@@ -241,7 +241,7 @@ class Supervisor:
                 child.restarts += 1
                 child.ready_by = now + self.start_timeout_s
             elif proc is not None and child.status in ("starting", "restarting"):
-                if probe(child.launch.health_url, timeout_s=0.5) is None:
+                if probe(child.launch.health_url, timeout_s=0.5, headers=child.launch.probe_headers) is None:
                     wrong = _lora_mismatch(child.launch)
                     if wrong is not None:  # would route adapters to the wrong slots: never serves
                         log.error("%s %s: stopped and marked failed", child.launch.name, wrong)
@@ -355,12 +355,11 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         for path, content in child.launch.files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(path.name + ".tmp")
-            temp.write_bytes(content)
-            temp.replace(path)
+            engine_key.write_private(path, content)  # a server's config holds the engine key
         _mark(child.log_path, f"starting {child.launch.name}: {' '.join(child.launch.argv)}")
         with open(child.log_path, "ab") as out:
-            child.proc = processes.spawn(child.launch.argv, log=out, env=self.env, cwd=self.cwd)
+            child.proc = processes.spawn(child.launch.argv, log=out, env=child.launch.environment(self.env),
+                                         cwd=self.cwd)
         child.ticks = processes.start_ticks(child.proc.pid)
         child.started_mono = time.monotonic()
         child.started_at = utc_now()
@@ -436,7 +435,7 @@ def _lora_mismatch(launch: Launch) -> str | None:
     if not launch.lora:
         return None
     url = launch.url + llamacpp.LORA_ADAPTERS_PATH
-    loaded = lora_adapters(url)
+    loaded = lora_adapters(url, headers=launch.probe_headers)
     want = list(enumerate(launch.lora))
     if loaded != want:
         got = "an unreadable answer" if loaded is None else ", ".join(f"{i}={p}" for i, p in loaded) or "none"

@@ -26,6 +26,7 @@ import pytest
 
 from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
+from vilms.compiler.facts.llamacpp import ENGINE_KEY_ENV
 from vilms.compiler.layout import Layout
 from vilms.runtime.local.launch import GATEWAY, launches
 
@@ -112,7 +113,9 @@ def test_train_release_and_serve_through_the_gateway(tmp_path):
 
         port = _free_port()
         gateway = subprocess.Popen([*CLI, "serve", "--deployment", "dev", "--port", str(port)], cwd=tmp_path,
-                                   env={**os.environ, "E2E_KEYS": "e2e-key"}, stdout=subprocess.DEVNULL,
+                                   # the routes name the engine key `vilms up` makes; these servers take any
+                                   env={**os.environ, "E2E_KEYS": "e2e-key", ENGINE_KEY_ENV: "unchecked"},
+                                   stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
         procs.append(gateway)
         _wait(f"http://127.0.0.1:{port}/healthz", gateway)

@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.compiler.minimal import MINIMAL
+from vilms.compiler.facts.llamacpp import ENGINE_KEY_ENV
 
 
 def _free_port() -> int:
@@ -38,7 +39,7 @@ def test_serve_runs_the_gateway_for_a_built_deployment(tmp_path):
     cli = [sys.executable, "-m", "vilms"]
     subprocess.run([*cli, "build", "-f", str(tmp_path / "vilms.yaml")], check=True, capture_output=True)
     port = _free_port()
-    env = {**os.environ, "VILMS_API_KEYS": "k-one,k-two"}
+    env = {**os.environ, "VILMS_API_KEYS": "k-one,k-two", ENGINE_KEY_ENV: "engine-key"}  # routes of a local llama.cpp deployment name it
     proc = subprocess.Popen([*cli, "serve", "--deployment", "dev", "--port", str(port), "-f", str(tmp_path / "vilms.yaml")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

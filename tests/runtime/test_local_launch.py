@@ -82,3 +82,63 @@ def test_llama_server_is_found_by_variable_then_on_path(tmp_path):
     assert find_llama_server({"VILMS_LLAMA_SERVER": str(tool), "PATH": ""}) == tool
     assert find_llama_server({"PATH": str(tool.parent)}) == tool
     assert find_llama_server({"VILMS_LLAMA_SERVER": " ", "PATH": str(tmp_path)}) is None
+
+
+def test_with_the_run_key_servers_require_it_and_only_the_gateway_gets_it(tmp_path):
+    key = "k" * 43
+    native, gateway = launches(project(tmp_path), Layout(tmp_path), tmp_path / "run", llama_server=Path("/bin/ls"),
+                               key=key)
+    assert native.argv[-2:] == ("--api-key-file", str(tmp_path / "run" / "engine.key"))  # never the key itself
+    assert key not in " ".join(native.argv) and key not in repr(native)
+    assert native.probe_headers == {"Authorization": f"Bearer {key}"} and gateway.probe_headers == {}
+    python, _ = launches(project(tmp_path), Layout(tmp_path), tmp_path / "run", llama_server=None, key=key)
+    ((_, content),) = python.files
+    assert json.loads(content)["api_key"] == key
+    base = {"PATH": "/usr/bin", "HOME": "/h", "LC_ALL": "C", "CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_NO_PINNED": "1",
+            "VILMS_API_KEYS": "a,b", "VILMS_OPS_KEY": "o", "MY_NAMED_KEY": "n", "AWS_SECRET_ACCESS_KEY": "s",
+            "HF_TOKEN": "t", "VILMS_ENGINE_KEY": "stale"}
+    assert python.environment(base) == {"PATH": "/usr/bin", "HOME": "/h", "LC_ALL": "C", "CUDA_VISIBLE_DEVICES": "0",
+                                        "GGML_CUDA_NO_PINNED": "1"}
+    assert gateway.environment(base) == {**base, "VILMS_ENGINE_KEY": key}
+
+
+def test_the_engine_key_file_is_private_and_new_at_each_rotation(tmp_path):
+    import stat
+
+    from vilms.runtime.local import engine_key
+
+    first = engine_key.rotate(tmp_path / "run")
+    path = engine_key.key_file(tmp_path / "run")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == first + "\n"
+    assert engine_key.current(tmp_path / "run") == first == engine_key.read(tmp_path / "run")
+    assert engine_key.rotate(tmp_path / "run") != first
+    assert engine_key.read(tmp_path / "none") is None
+
+
+def test_two_servers_on_a_two_cpu_box_get_one_thread_each_and_the_deployments_gpu_layers(tmp_path):
+    import yaml
+    from local_project import write_project
+
+    from vilms.compiler.pipeline import compile_plan
+    from vilms.compiler.render.local import local_plan
+
+    file = write_project(tmp_path, gateway_port=18997)  # hardware box: cpus 2
+    doc = yaml.safe_load(file.read_text())
+    doc["hardware"]["box"].update(kind="jetson", jetpack="6.0")  # a cpu profile has no GPU to offload to
+    doc["models"]["tiny2"] = {**doc["models"]["tiny"]}
+    doc["aliases"]["chat2"] = "tiny2"
+    doc["deployments"]["dev"]["gpu_layers"] = 3
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _, plan = compile_plan(file)
+    local = local_plan(plan, plan.deployments["dev"])
+    assert [(s.name, s.threads, s.gpu_layers) for s in local.servers] == [("llamacpp-tiny", 1, 3), ("llamacpp-tiny2", 1, 3)]
+    (tmp_path / "generated/dev/gateway").mkdir(parents=True)
+    (tmp_path / "generated/dev/gateway/routes.yaml").write_text("")
+    native = launches(local, Layout(tmp_path), tmp_path / "run", llama_server=Path("/bin/ls"))[:2]
+    for server in native:  # llama-server's spelling: -t/--threads, -ngl/--gpu-layers/--n-gpu-layers
+        argv = list(server.argv)
+        assert argv[argv.index("--threads") + 1] == "1" and argv[argv.index("--n-gpu-layers") + 1] == "3"
+    python = launches(local, Layout(tmp_path), tmp_path / "run", llama_server=None)[:2]
+    for server in python:  # llama-cpp-python's ModelSettings: n_threads, n_gpu_layers
+        (model, *_) = json.loads(server.files[0][1])["models"]
+        assert (model["n_threads"], model["n_gpu_layers"]) == (1, 3)

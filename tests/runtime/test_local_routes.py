@@ -45,12 +45,15 @@ import hashlib, http.server, json, os, signal, sys
 args = sys.argv[1:]
 port = int(args[args.index("--port") + 1])
 lora = args[args.index("--lora") + 1].split(",") if "--lora" in args else []
-reported = list(reversed(lora)) if os.environ.get("FAKE_MISREPORT") else lora
+# servers get an allow-listed environment: the test's settings come from a file beside this script
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-env.json")) as fh:
+    FAKE = json.load(fh)
+reported = list(reversed(lora)) if FAKE.get("FAKE_MISREPORT") else lora
 
 def note(what):
-    with open(os.environ["FAKE_COPY"], "rb") as fh:
+    with open(FAKE["FAKE_COPY"], "rb") as fh:
         copy = hashlib.sha256(fh.read()).hexdigest()
-    with open(os.environ["FAKE_EVENTS"], "a") as fh:
+    with open(FAKE["FAKE_EVENTS"], "a") as fh:
         fh.write(json.dumps([what, lora, copy]) + "\\n")
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -144,6 +147,9 @@ class Project:
 
     def supervisor(self) -> Supervisor:
         plan, planned = self.planned()
+        if self.binary.parent.is_dir():  # the fake's settings (see FAKE_LLAMA_SERVER)
+            fake = {k: v for k, v in self.env.items() if k.startswith("FAKE_")}
+            (self.binary.parent / "fake-env.json").write_text(json.dumps(fake))
         return Supervisor(plan, planned, self.run_dir, self.root / "vilms.yaml", start_timeout_s=30, env=self.env,
                           cwd=self.root, reload=self.planned, routes=self.routes)
 

@@ -28,7 +28,8 @@ def _byte_tokens() -> list[str]:
     return [chr(table[b]) for b in range(256)]
 
 
-def write_tiny_llama(path: Path, seed: int = 0) -> Path:
+def write_tiny_llama(path: Path, seed: int = 0, omit: tuple[str, ...] = ()) -> Path:
+    """``omit``: tensors left out (a header llama.cpp accepts, a model it cannot load)."""
     import gguf
     import numpy as np
 
@@ -65,6 +66,9 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     writer.add_pad_token_id(eos)
     writer.add_add_bos_token(False)
     writer.add_chat_template(CHATML)
+
+    add_tensor = writer.add_tensor
+    writer.add_tensor = lambda name, *a, **k: None if name in omit else add_tensor(name, *a, **k)  # type: ignore[method-assign]
 
     def weight(*shape: int, scale: float = 0.02) -> "np.ndarray":
         return (rng.standard_normal(shape) * scale).astype(np.float32)
