@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.compiler.minimal import MINIMAL
-from tests.support.projects import REPO
+from tests.support.projects import compiled_in_memory
 from tests.support.validators import crd_validate, load_yaml
 from vilms.compiler import layout
 from vilms.compiler.facts import gitops as facts
@@ -94,9 +94,7 @@ def test_every_object_validates_strictly_against_its_crd(tmp_path, text):
 
 
 def test_the_example_project_validates():
-    files = {str(p.relative_to(REPO / "examples/gpu-cluster/generated")): p.read_bytes()
-             for p in (REPO / "examples/gpu-cluster/generated").rglob("*") if p.is_file()}
-    objects = _objects(files)
+    objects = _objects(compiled_in_memory("example-gpu-cluster"))
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         (kind, name) for name in ("acme-ai-prod", "acme-ai-prod-70b") for kind in ("Application", "GitRepository", "HelmRelease"))
     assert crd_validate(objects) == []
