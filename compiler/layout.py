@@ -72,6 +72,24 @@ def helm_dir(deployment: str) -> str:
     return f"{deployment}/helm"
 
 
+def gitops_dir(deployment: str) -> str:
+    return f"{deployment}/gitops"
+
+
+def argocd_application_path(deployment: str) -> str:
+    return f"{gitops_dir(deployment)}/argocd-application.yaml"
+
+
+def flux_path(deployment: str) -> str:
+    """The deployment's Flux GitRepository and HelmRelease, two documents."""
+    return f"{gitops_dir(deployment)}/flux.yaml"
+
+
+def chart_in_repository(path: str, deployment: str) -> str:
+    """The helm deployment's chart as a path in the git repository whose folder ``path`` ("" its root) holds vilms.yaml."""
+    return "/".join(part for part in (path, GENERATED, helm_dir(deployment)) if part)
+
+
 def training_config_path(adapter: str) -> str:
     return f"{TRAINING}/{adapter}.yaml"
 

@@ -31,3 +31,9 @@ def ray_service_name(deployment: str) -> str:
 
 def compose_service(engine: str, model: str | None = None) -> str:
     return engine if model is None else f"{engine}-{dns_label(model)}"
+
+
+def helm_release_name(project: str, deployment: str) -> str:
+    """The Helm release of a helm deployment: `vilms apply`, Argo CD and Flux all use it, so each adopts
+    the release another installed."""
+    return f"{project}-{deployment}"

@@ -106,8 +106,9 @@ def translate(error: ValidationError, report: Reporter) -> None:
     if kind == "pattern":
         if isinstance(value, str) and _USERINFO.search(value):
             report.error(path, f"{_short(value)!r}: a URL here takes no credentials",
-                         hint="pass them by reference: an env:NAME value (e.g. an authorization header) or the "
-                              "client's own variables; rotate the exposed password")
+                         hint=sub.get("x-vilms-credentials-hint",
+                                      "pass them by reference: an env:NAME value (e.g. an authorization header) or the "
+                                      "client's own variables; rotate the exposed password"))
             return
         named = [part for part in path if isinstance(part, str)]
         what = "value" if not named else (f"entry of {named[-1]}" if isinstance(path[-1], int) else named[-1])
@@ -192,9 +193,10 @@ def _field_hint(sub: dict, key: str) -> str | None:
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # user:password@ in a URL
+_QUERY = re.compile(r"(?<=://)([^\s?#]*)\?[^\s#]*")  # ?token=... after a URL's path
 
 
 def _short(value: Any) -> str:
-    """The value as an error shows it: cut at 60 characters, credentials in a URL masked."""
-    text = _USERINFO.sub("***@", str(value))
+    """The value as an error shows it: cut at 60 characters, credentials and the query of a URL masked."""
+    text = _QUERY.sub(r"\1?***", _USERINFO.sub("***@", str(value)))
     return text if len(text) <= 60 else text[:57] + "..."

@@ -75,6 +75,15 @@ def to_yaml(data: Any, *, source: str | None = "vilms.yaml", sort_keys: bool = T
     return (header + body).encode("utf-8")
 
 
+def to_yaml_documents(docs: list[Any], *, source: str | None = "vilms.yaml") -> bytes:
+    """Several YAML documents in one stream (``---`` between them), the header once on top."""
+    return b"---\n".join(to_yaml(doc, source=source if i == 0 else None) for i, doc in enumerate(docs))
+
+
+def load_yaml_documents(text: bytes | str) -> list[Any]:
+    return list(yaml.load_all(text, Loader=SafeLoader))  # noqa: S506 - a safe loader
+
+
 def to_json(data: Any) -> bytes:
     # allow_nan=False: NaN and Infinity are not JSON; writing one is a bug, never output
     return (json.dumps(_plain(data), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")

@@ -17,8 +17,8 @@ from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.contracts.training_config import TRAINING_CONFIG
 from vilms.compiler.plan import Plan
-from vilms.compiler.render import compose, helm, local, modelfile, ray_serve, routes, training, vllm
-from vilms.compiler.serialize import load_yaml, plain, to_yaml
+from vilms.compiler.render import compose, gitops, helm, local, modelfile, ray_serve, routes, training, vllm
+from vilms.compiler.serialize import load_yaml, load_yaml_documents, plain, to_yaml, to_yaml_documents
 
 
 def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = None) -> dict[str, bytes]:
@@ -54,6 +54,10 @@ def render(plan: Plan, *, memory_estimates: dict[str, dict[str, int]] | None = N
             # the chart mounts routes.yaml byte for byte: Helm's toYaml would re-serialize it and lose
             # characters (U+0085, U+2028, U+2029, C1 controls) that this serializer escapes
             put_yaml(f"{layout.helm_dir(base)}/values.yaml", helm.values(plan, dep, routes_text.decode("utf-8"), vllm_configs, serve_config))
+            if plan.gitops is not None and plan.gitops.argocd is not None:
+                put_yaml(layout.argocd_application_path(base), gitops.argocd_application(plan, dep))
+            if plan.gitops is not None and plan.gitops.flux is not None:
+                out.put(layout.flux_path(base), _checked_documents(layout.flux_path(base), gitops.flux_objects(plan, dep), src))
     for adapter in plan.adapters.values():
         estimate = (memory_estimates or {}).get(adapter.name)
         config = training.training_config(plan, adapter, estimate)
@@ -85,4 +89,11 @@ def _checked_yaml(path: str, data: Any, source: str | None) -> bytes:
     text = to_yaml(data, source=source)
     if load_yaml(text) != plain(data):
         raise AssertionError(f"{path}: YAML does not parse back to the data it was rendered from")
+    return text
+
+
+def _checked_documents(path: str, docs: list[Any], source: str | None) -> bytes:
+    text = to_yaml_documents(docs, source=source)
+    if load_yaml_documents(text) != plain(docs):
+        raise AssertionError(f"{path}: YAML documents do not parse back to the data they were rendered from")
     return text

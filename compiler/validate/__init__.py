@@ -10,10 +10,10 @@ from __future__ import annotations
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic
 from vilms.compiler.reporter import Reporter
-from vilms.compiler.validate import cluster, engines, files, names, references, releases, secrets
+from vilms.compiler.validate import cluster, engines, files, gitops, names, references, releases, secrets
 from vilms.compiler.validate.schema_pass import check_schema
 
-SEMANTIC_PASSES = (references.check, names.check, engines.check, files.check, releases.check, cluster.check)
+SEMANTIC_PASSES = (references.check, names.check, engines.check, files.check, releases.check, cluster.check, gitops.check)
 
 
 def diagnose(doc: Document) -> list[Diagnostic]:

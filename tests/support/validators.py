@@ -185,6 +185,10 @@ CUSTOM_RESOURCES = {
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjob_v1alpha1.json",
     ("ray.io/v1", "RayService"): "rayservice_v1.json",
     ("ray.io/v1", "RayJob"): "rayjob_v1.json",
+    # not rendered by the chart: generated/<deployment>/gitops/ (Argo CD, Flux)
+    ("argoproj.io/v1alpha1", "Application"): "application_v1alpha1.json",
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"): "gitrepository_v1.json",
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): "helmrelease_v2.json",
 }
 
 
