@@ -29,10 +29,12 @@ from vilms.compiler.facts import llamacpp
 from . import processes
 from .health import port_free
 from .launch import GATEWAY, Launch, planned
+from .logfiles import rotate
 from .observe import clean_stale, unreadable_text
-from .plan import plan_sha256, routes_file, routes_sha256
+from .plan import built_sha256, routes_file
 from .policy import RestartPolicy
 from .project import Project, deployment_to_start
+from .restart import restart_running
 from .state import RunDir
 from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
 
@@ -47,6 +49,7 @@ class UpResult:
     already_running: bool = False
     restarted: tuple[str, ...] | None = None  # a new build applied to a running deployment: what (re)started
     notes: tuple[str, ...] = ()  # what the user should know about how it runs
+    healed: tuple[str, ...] = ()  # it ran the same build: the failed processes it restarted
 
 
 def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_s: float = START_TIMEOUT_S,
@@ -64,6 +67,10 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
             running = _await_other_start(run_dir, name, timeout_s)
         if (running.plan_sha256, running.routes_sha256) != _build_of(project, plan):
             return _apply_new_build(project, name, running, timeout_s)
+        failed = tuple(p.name for p in running.processes if p.state == "failed")
+        if failed:  # `up` heals: what was marked failed starts again
+            healed = restart_running(run_dir, name, running, failed, timeout_s=timeout_s)
+            return UpResult(healed.state, healed=healed.restarted)
         return UpResult(running, already_running=True)
     try:
         clean_stale(run_dir)
@@ -169,11 +176,7 @@ def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_
 
 def _build_of(project: Project, plan: LocalPlan) -> tuple[str, str | None]:
     """What a supervisor records of the build it runs: the plan's sha256 and its routes'."""
-    try:
-        routes = routes_file(project.layout, plan).read_bytes()
-    except OSError:
-        return plan_sha256(plan), None  # the checks before any start report it
-    return plan_sha256(plan), routes_sha256(routes)
+    return built_sha256(project.layout, plan)
 
 
 def _check_installed() -> None:
@@ -215,7 +218,7 @@ def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, tim
             "--lock-fd", str(lock), "--timeout", repr(timeout_s), "--restart-backoff", repr(policy.backoff_s),
             "--give-up-after", str(policy.give_up_after)]
     supervisor_log = run_dir.log("supervisor")
-    supervisor_log.write_bytes(b"")
+    rotate(supervisor_log)  # the previous run's log is supervisor.log.1
     with open(supervisor_log, "ab") as out:  # O_APPEND: the log may be rotated under it
         # a session of its own: it outlives this command and no terminal signal reaches it;
         # it inherits the locked descriptor, so the lock passes to it without a gap
