@@ -42,7 +42,7 @@ def serving_again(root, restarts: int):
     return check
 
 
-def test_a_server_killed_after_serving_is_restarted_every_time_never_failed(project):
+def test_a_server_killed_after_serving_is_restarted_every_time_never_failed(project):  # noqa: F811
     """Three SIGKILLs, each after it served again, with --give-up-after 1: never marked failed;
     the backoff doubles (quick exits in a row) and is capped by the policy."""
     up(project, "--restart-backoff", "0.05", "--give-up-after", "1")
@@ -56,7 +56,7 @@ def test_a_server_killed_after_serving_is_restarted_every_time_never_failed(proj
     assert "marked failed" not in log
 
 
-def test_a_sigstopped_server_is_killed_and_restarted(project):
+def test_a_sigstopped_server_is_killed_and_restarted(project):  # noqa: F811
     up(project)
     _, report = status_json(project)
     old = by_name(report)[SERVER]["pid"]
@@ -73,7 +73,7 @@ def test_a_sigstopped_server_is_killed_and_restarted(project):
     assert "health probe failed 3 times" in text
 
 
-def test_up_restarts_a_failed_process_and_vilms_restart_restarts_one(project):
+def test_up_restarts_a_failed_process_and_vilms_restart_restarts_one(project):  # noqa: F811
     up(project, "--restart-backoff", "0.05", "--give-up-after", "1")
     model = project / "models" / "tiny.gguf"
     good = model.read_bytes()
@@ -105,7 +105,7 @@ def test_up_restarts_a_failed_process_and_vilms_restart_restarts_one(project):
     assert result.code != 0 and "no process 'nope'" in result.err and "Traceback" not in result.err
 
 
-def test_the_previous_logs_survive_up_and_vilms_logs_prints_and_follows_them(project):
+def test_the_previous_logs_survive_up_and_vilms_logs_prints_and_follows_them(project):  # noqa: F811
     up(project)
     first_pid = by_name(status_json(project)[1])[SERVER]["pid"]
     assert vilms(project, "down").code == 0
