@@ -73,10 +73,13 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
             return UpResult(healed.state, healed=healed.restarted)
         return UpResult(running, already_running=True)
     try:
-        clean_stale(run_dir)
+        stale = clean_stale(run_dir).stale_cleaned
         _check_installed()
         plan, launches = planned(project, name)
         notes = tuple(launch.note for launch in launches if launch.note)
+        if stale:
+            notes += (f"the previous supervisor of {name} had died; removed the state it left "
+                      f"(its logs are kept as {run_dir.logs}/*.log.1)",)
         _check_environment(project, plan)
         _check_ports(launches)
         policy = policy or RestartPolicy()

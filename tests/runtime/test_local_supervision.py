@@ -173,3 +173,14 @@ def _shape(value):
     if isinstance(value, list):
         return [_shape(v) for v in value]
     return type(value).__name__
+
+
+def test_up_after_a_dead_supervisor_says_it_cleaned_its_state_and_keeps_its_logs(project):  # noqa: F811
+    up(project)
+    _, report = status_json(project)
+    children = [p["pid"] for p in report["processes"]]
+    os.kill(report["supervisor_pid"], signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(pid) for pid in children), timeout_s=5)  # PR_SET_PDEATHSIG
+    result = vilms(project, "up")
+    assert result.code == 0 and "previous supervisor of dev had died; removed the state it left" in result.out, result.out
+    assert "starting llamacpp-tiny" in (logs_dir(project) / f"{SERVER}.log.1").read_text()
