@@ -14,7 +14,7 @@ from vilms.compiler.facts import gateway as gateway_facts
 from vilms.compiler.layout import Layout, routes_path
 
 from .exits import exit_with
-from .options import DEPLOYMENT, FILE, output_format
+from .options import DEPLOYMENT, FILE, FILE_LONG_ONLY, output_format
 from .paths import shown
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ def restart(names: tuple[str, ...], deployment: str | None, file: Path, timeout:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--deployment", "-d", help="The local deployment (needed when several are built).")
-@FILE
+@FILE_LONG_ONLY
 @click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing new lines (across rotation) until Ctrl-C.")
 @click.option("--lines", "-n", type=click.IntRange(min=0), default=40, show_default=True, help="Last lines to print first.")
 def logs(name: str | None, deployment: str | None, file: Path, follow: bool, lines: int) -> None:
