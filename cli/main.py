@@ -46,6 +46,8 @@ COMMANDS = {
     "up": ("serving", "Start a local deployment: llama.cpp servers and the gateway, supervised."),
     "status": ("serving", "Show the processes of a local deployment and their health."),
     "down": ("serving", "Stop a local deployment (the gateway first: it drains)."),
+    "restart": ("serving", "Restart processes of a local deployment (a failed one starts again)."),
+    "logs": ("serving", "Print (or follow) the logs of a local deployment's processes."),
     "supervise": ("serving", ""),  # hidden: the supervisor `vilms up` starts
     "train": ("training", "Train a LoRA/QLoRA adapter from generated/training/."),
     "runs": ("training", "List the training runs: status, gate, released, started, config hash."),

@@ -12,10 +12,11 @@ from vilms.compiler.layout import GENERATED
 
 PROJECT_FILE = "vilms.yaml"
 
-FILE = click.option(
-    "-f", "--file", "file", type=click.Path(path_type=Path, dir_okay=False), default=Path(PROJECT_FILE),
-    show_default=True, help=f"The vilms.yaml to read; {GENERATED}/, artifacts/ and .vilms/ lie beside it.",
-)
+_FILE_ARGS: dict[str, Any] = {
+    "type": click.Path(path_type=Path, dir_okay=False), "default": Path(PROJECT_FILE), "show_default": True,
+    "help": f"The vilms.yaml to read; {GENERATED}/, artifacts/ and .vilms/ lie beside it."}
+FILE = click.option("-f", "--file", "file", **_FILE_ARGS)
+FILE_LONG_ONLY = click.option("--file", "file", **_FILE_ARGS)  # `vilms logs`, where -f is --follow (as tail -f)
 DEPLOYMENT = click.argument("deployment", required=False)
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 OLLAMA_URL = click.option(

@@ -1,4 +1,4 @@
-"""Serving commands: serve (the gateway), up / status / down (the local runner)."""
+"""Serving commands: serve (the gateway), up / status / down / restart / logs (the local runner)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vilms.compiler.facts import gateway as gateway_facts
 from vilms.compiler.layout import Layout, routes_path
 
 from .exits import exit_with
-from .options import DEPLOYMENT, FILE, output_format
+from .options import DEPLOYMENT, FILE, FILE_LONG_ONLY, output_format
 from .paths import shown
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ def up(deployment: str | None, file: Path, foreground: bool, timeout: float, ign
         return
     result = start(file, deployment, timeout_s=timeout, policy=policy, preflight=checks)
     state = result.state
-    if result.already_running:
+    if result.healed:
+        click.echo(f"deployment {state.deployment}: restarted {', '.join(result.healed)}, which had failed")
+    elif result.already_running:
         click.echo(f"deployment {state.deployment} is already {state.status} (since {state.started_at})")
     elif result.restarted is not None:
         what = f"restarted {', '.join(result.restarted)}" if result.restarted else "no process needed a restart"
@@ -156,10 +158,16 @@ def status(deployment: str | None, file: Path, fmt: str) -> None:
                 click.echo("its state file could not be read, and was removed:")
             click.echo(_indent(seen.problem))
         if report.processes:
-            rows = [("NAME", "STATE", "PID", "PORT", "HEALTH", "RESTARTS")]
-            rows += [(p.name, p.state, str(p.pid or "-"), str(p.port), p.health or "-", str(p.restarts))
-                     for p in report.processes]
+            rows = [("NAME", "STATE", "PID", "PORT", "HEALTH", "RESTARTS", "UPTIME", "RSS", "LAST EXIT")]
+            rows += [(p.name, p.state, str(p.pid or "-"), str(p.port), p.health or "-", str(p.restarts),
+                      _duration(p.uptime_s), f"{p.rss_kib // 1024} MiB" if p.rss_kib is not None else "-",
+                      p.exit_reason or "-") for p in report.processes]
             click.echo(_table(rows))
+            for p in report.processes:
+                if p.model is not None:
+                    click.echo(f"{p.name} serves {p.model}" + (f" with adapters {', '.join(p.adapters)}" if p.adapters else ""))
+        for line in _what_to_do(report):
+            click.echo(line)
     if not report.healthy:
         exit_with(ExitCode.FAILED)
 
@@ -205,6 +213,30 @@ def supervise(deployment: str, file: Path, lock_fd: int | None, timeout: float, 
         exit_with(ExitCode.FAILED)
 
 
+def _what_to_do(report: StatusReport) -> list[str]:
+    from vilms.runtime.local.status import OLDER_BUILD
+
+    lines = []
+    if report.build == OLDER_BUILD:
+        lines.append(f"{OLDER_BUILD} than generated/ holds: `vilms up {report.deployment}` applies it "
+                     "(restarts only the processes whose parameters changed)")
+    failed = [p.name for p in report.processes if p.state == "failed"]
+    if failed:
+        lines.append(f"failed: {', '.join(failed)}; see `vilms logs {failed[0]}`, fix the cause, then "
+                     f"`vilms up {report.deployment}` or `vilms restart {failed[0]}`")
+    return lines
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def _status_head(report: StatusReport) -> str:
     head = f"deployment {report.deployment}: {report.status}"
     seen = report.seen
@@ -226,4 +258,36 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-COMMANDS = (serve, up, status, down, supervise)
+@click.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--deployment", "-d", help="The local deployment (needed when several run).")
+@FILE
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds each process may take to answer its health URL again.")
+def restart(names: tuple[str, ...], deployment: str | None, file: Path, timeout: float) -> None:
+    """Restart processes of a running local deployment (every process without NAME); a failed one starts again."""
+    from vilms.runtime.local.restart import restart as run_restart
+
+    result = run_restart(file, deployment, names, timeout_s=timeout)
+    click.echo(f"deployment {result.deployment}: restarted {', '.join(result.restarted)}")
+    _print_up(result.state)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--deployment", "-d", help="The local deployment (needed when several are built).")
+@FILE_LONG_ONLY
+@click.option("--follow", "-f", "follow", is_flag=True, help="Keep printing new lines (across rotation) until Ctrl-C.")
+@click.option("--lines", "-n", type=click.IntRange(min=0), default=40, show_default=True, help="Last lines to print first.")
+def logs(name: str | None, deployment: str | None, file: Path, follow: bool, lines: int) -> None:
+    """Print the last lines of a local deployment's logs: process NAME, or all of them (and the supervisor's)."""
+    from vilms.runtime.local.logview import log_files, print_logs
+
+    files = log_files(file, deployment, name)
+    try:
+        print_logs(files, lines=lines, follow=follow, echo=click.echo)
+    except KeyboardInterrupt:
+        exit_with(ExitCode.INTERRUPTED)
+
+
+COMMANDS = (serve, up, status, down, supervise, restart, logs)

@@ -38,6 +38,7 @@ STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:
 RUNNER_LOCK = "lock"  # held by the deployment's supervisor for its whole life
 RUNNER_LOGS = "logs"  # one log per process, plus the supervisor's
 RUNNER_ROUTES = "routes.yaml"  # the routes the local gateway serves: the supervisor's copy of the applied build's
+RUNNER_RESTART = "restart.json"  # the processes `vilms restart` asks the supervisor to restart
 OLLAMA_RECORD = "ollama-models.json"  # in .vilms/run/<deployment>/: derived models `vilms apply` created (compose + Ollama)
 
 

@@ -46,6 +46,7 @@ class ProcessState:
     restarts: int
     started_at: str | None  # UTC, ISO 8601; None before its first start
     last_exit: int | None  # exit code, negative for a signal
+    exit_reason: str | None  # why it last stopped: "exited with signal SIGKILL", "health probe failed 3 times (timed out)" …
     log: str  # absolute path of its log file
 
 

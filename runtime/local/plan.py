@@ -28,3 +28,13 @@ def routes_sha256(data: bytes) -> str:
     """Identifies the routes a gateway serves: the sha256 of the file's bytes. A running
     deployment records it, so `vilms up` applies a build that changed only the routes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def built_sha256(layout: Layout, plan: LocalPlan) -> tuple[str, str | None]:
+    """What a supervisor records of the build it runs (the plan's sha256 and its routes'), for
+    the build now in generated/; the routes' is None when the file cannot be read."""
+    try:
+        routes = routes_file(layout, plan).read_bytes()
+    except OSError:
+        return plan_sha256(plan), None
+    return plan_sha256(plan), routes_sha256(routes)

@@ -28,12 +28,14 @@ from vilms.compiler.facts import llamacpp
 from . import engine_key, log_cause, processes
 from .health import port_free
 from .launch import GATEWAY, Launch, planned
+from .logfiles import rotate
 from .observe import clean_stale, unreadable_text
-from .plan import plan_sha256, routes_file, routes_sha256
+from .plan import built_sha256, routes_file
 from .policy import RestartPolicy
 from .preflight import Preflight
 from .preflight import check as preflight_check
 from .project import Project, deployment_to_start
+from .restart import restart_running
 from .state import RunDir
 from .supervisor import RELOAD_SIGNAL, START_TIMEOUT_S, Supervisor, log
 
@@ -47,6 +49,7 @@ class UpResult:
     already_running: bool = False
     restarted: tuple[str, ...] | None = None  # a new build applied to a running deployment: what (re)started
     notes: tuple[str, ...] = ()  # what the user should know about how it runs
+    healed: tuple[str, ...] = ()  # it ran the same build: the failed processes it restarted
 
 
 def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_s: float = START_TIMEOUT_S,
@@ -65,13 +68,20 @@ def up(file: Path, deployment: str | None, *, foreground: bool = False, timeout_
             running = _await_other_start(run_dir, name, timeout_s)
         if (running.plan_sha256, running.routes_sha256) != _build_of(project, plan):
             return _apply_new_build(project, name, running, timeout_s, preflight or Preflight())
+        failed = tuple(p.name for p in running.processes if p.state == "failed")
+        if failed:  # `up` heals: what was marked failed starts again
+            healed = restart_running(run_dir, name, running, failed, timeout_s=timeout_s)
+            return UpResult(healed.state, healed=healed.restarted)
         return UpResult(running, already_running=True)
     try:
-        clean_stale(run_dir)
+        stale = clean_stale(run_dir).stale_cleaned
         engine_key.rotate(run_dir.path)  # a new engine key for every fresh start
         _check_installed()
         plan, launches = planned(project, name)
         notes = tuple(launch.note for launch in launches if launch.note)
+        if stale:
+            notes += (f"the previous supervisor of {name} had died; removed the state it left "
+                      f"(its logs are kept as {run_dir.logs}/*.log.1)",)
         _check_environment(project, plan)
         _check_ports(launches)
         preflight_check(project, plan, preflight or Preflight())
@@ -175,11 +185,7 @@ def _apply_new_build(project: Project, name: str, running: RunnerState, timeout_
 
 def _build_of(project: Project, plan: LocalPlan) -> tuple[str, str | None]:
     """What a supervisor records of the build it runs: the plan's sha256 and its routes'."""
-    try:
-        routes = routes_file(project.layout, plan).read_bytes()
-    except OSError:
-        return plan_sha256(plan), None  # the checks before any start report it
-    return plan_sha256(plan), routes_sha256(routes)
+    return built_sha256(project.layout, plan)
 
 
 def _check_installed() -> None:
@@ -222,7 +228,7 @@ def _start_detached(project: Project, name: str, run_dir: RunDir, lock: int, tim
             "--lock-fd", str(lock), "--timeout", repr(timeout_s), "--restart-backoff", repr(policy.backoff_s),
             "--give-up-after", str(policy.give_up_after)]
     supervisor_log = run_dir.log("supervisor")
-    supervisor_log.write_bytes(b"")
+    rotate(supervisor_log)  # the previous run's log is supervisor.log.1
     with open(supervisor_log, "ab") as out:  # O_APPEND: the log may be rotated under it
         # a session of its own: it outlives this command and no terminal signal reaches it;
         # it inherits the locked descriptor, so the lock passes to it without a gap

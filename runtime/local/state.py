@@ -14,6 +14,7 @@ the supervisor's own. ``routes.yaml`` is the routes the gateway serves: the supe
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from vilms.compiler.contracts.runner_state import RUNNER_STATE, RunnerState
 from vilms.compiler.errors import ActionError
-from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, RUNNER_ROUTES, STATE_FILE
+from vilms.compiler.layout import RUNNER_LOCK, RUNNER_LOGS, RUNNER_RESTART, RUNNER_ROUTES, STATE_FILE
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,24 @@ class RunDir:
     def routes_file(self) -> Path:
         """The routes the gateway serves: a copy of the applied build's, swapped only by the supervisor."""
         return self.path / RUNNER_ROUTES
+
+    @property
+    def restart_file(self) -> Path:
+        """A restart request: the process names `vilms restart` (or `vilms up`) asks to restart; [] for all."""
+        return self.path / RUNNER_RESTART
+
+    def request_restart(self, names: list[str]) -> None:
+        self._replace(self.restart_file, json.dumps(sorted(names)).encode())
+
+    def take_restart_request(self) -> list[str] | None:
+        """The pending restart request's names (removed once read); None when there is none."""
+        try:
+            raw = self.restart_file.read_bytes()
+            self.restart_file.unlink()
+            names = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        return [str(n) for n in names] if isinstance(names, list) else None
 
     @property
     def logs(self) -> Path:

@@ -5,9 +5,16 @@ the gateway, and wait for its readiness probe. If any process exits or stays sil
 start timeout, everything started so far is stopped and the run fails (no restarts while
 starting: a model that cannot load would only crash again).
 
-Run: a child that exits is restarted after the backoff of :class:`RestartPolicy`; after
-too many quick crashes in a row it is marked failed and left down (the others keep
-serving). A restarted child counts as running again once its health URL answers.
+Run: a child that exits is restarted after the backoff of :class:`RestartPolicy` (capped);
+one that served is always restarted, one whose starts never answered its health URL too many
+times in a row is marked failed and left down (the others keep serving) until `vilms up` or
+`vilms restart`. A serving child whose health probe keeps failing (hung, SIGSTOPped) has its
+process group SIGKILLed and restarts. A restarted child counts as running again once its health
+URL answers. Each exit leaves its reason in the state (``exit_reason``).
+
+Restart (SIGUSR2, sent by `vilms restart` and by `vilms up` for failed processes): the names in
+the run folder's restart request (:attr:`RunDir.restart_file`; all when it names none) are
+stopped and started again, their failure counts reset.
 
 Routes: the gateway serves the run folder's copy of the routes (:attr:`RunDir.routes_file`),
 which only the supervisor writes, so `vilms build` alone changes nothing that runs: a slot in
@@ -50,7 +57,7 @@ from vilms.runtime.logs import log_to_stderr
 from . import engine_key, processes
 from .health import lora_adapters, probe
 from .launch import GATEWAY, Launch
-from .logfiles import rotate_if_large
+from .logfiles import rotate, rotate_if_large
 from .plan import plan_sha256, routes_sha256
 from .policy import RestartPolicy
 from .state import RunDir
@@ -64,6 +71,8 @@ TICK_S = 0.1
 LOG_CHECK_S = 10.0  # how often logs are checked for rotation
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 RELOAD_SIGNAL = signal.SIGUSR1  # apply a new build of the plan
+RESTART_SIGNAL = signal.SIGUSR2  # restart the processes the run folder's restart request names
+RESTARTED_BY_USER = "restarted by `vilms restart`"
 Planned = Callable[[], tuple[LocalPlan, Sequence[Launch]]]  # reads the plan again: it and its command lines
 
 
@@ -75,19 +84,25 @@ class Child:
     ticks: int | None = None
     status: str = "starting"  # starting | running | restarting | failed | stopped
     restarts: int = 0
-    crashes: int = 0
+    streak: int = 0  # quick exits in a row (backoff)
+    unhealthy: int = 0  # starts in a row that never served (give up)
     started_mono: float = 0.0
     started_at: str | None = None
     restart_at: float = 0.0
     ready_by: float = 0.0
     last_exit: int | None = None
+    served: bool = False  # answered its health URL since its last start
+    exit_reason: str | None = None
+    probe_at: float = 0.0
+    probe_failures: int = 0
 
     def state(self) -> ProcessState:
         launch = self.launch
         return ProcessState(name=launch.name, kind=launch.kind, host=launch.host, port=launch.port, url=launch.url,
                             health_url=launch.health_url, pid=self.proc.pid if self.proc else None,
                             ticks=self.ticks if self.proc else None, state=self.status, restarts=self.restarts,
-                            started_at=self.started_at, last_exit=self.last_exit, log=str(self.log_path))
+                            started_at=self.started_at, last_exit=self.last_exit, exit_reason=self.exit_reason,
+                            log=str(self.log_path))
 
 
 class Supervisor:
@@ -114,6 +129,7 @@ class Supervisor:
         self.stopping = False
         self.reload = reload
         self._reload_asked = False
+        self._restart_asked = False
         self._written: RunnerState | None = None
         self._logs_checked = 0.0
         self._me = ProcessId(os.getpid(), processes.start_ticks(os.getpid()))
@@ -132,10 +148,11 @@ class Supervisor:
         self.run_dir.claim(lock)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         previous[RELOAD_SIGNAL] = signal.signal(RELOAD_SIGNAL, self._on_reload)
+        previous[RESTART_SIGNAL] = signal.signal(RESTART_SIGNAL, self._on_restart)
         try:
             self.run_dir.ensure()
             for child in self.children:
-                child.log_path.write_bytes(b"")  # each `vilms up` starts fresh logs
+                rotate(child.log_path)  # each `vilms up` starts a fresh log; the previous run's is .1
             if self.routes is not None and not self._copy_routes(self.routes):  # before the gateway starts on it
                 self.status = "failed"
                 self._write()
@@ -151,6 +168,9 @@ class Supervisor:
                         if self._reload_asked:
                             self._reload_asked = False
                             self._apply_new_build()
+                        if self._restart_asked:
+                            self._restart_asked = False
+                            self._restart_requested()
                         self._tick()
                         time.sleep(TICK_S)
             finally:  # also when something above raised: never leave a child behind
@@ -173,6 +193,9 @@ class Supervisor:
 
     def _on_reload(self, _signum: int, _frame: object) -> None:
         self._reload_asked = True
+
+    def _on_restart(self, _signum: int, _frame: object) -> None:
+        self._restart_asked = True
 
     # -- start -----------------------------------------------------------------------
 
@@ -209,6 +232,7 @@ class Supervisor:
                         self._fail(child, wrong)
                         return False
                     child.status = "running"
+                    self._served(child, time.monotonic())
                     waiting.remove(child)
                     log.info("%s is ready at %s (pid %d)", child.launch.name, child.launch.url, child.proc.pid)
             if waiting and time.monotonic() > deadline:
@@ -252,29 +276,80 @@ class Supervisor:
                     log.info("%s is serving %s(pid %d, restart %d)", child.launch.name,
                              "again " if child.status == "restarting" else "", proc.pid, child.restarts)
                     child.status = "running"
+                    self._served(child, now)
                 elif now > child.ready_by:
                     log.error("%s did not answer %s within %g s after a restart", child.launch.name,
                               child.launch.health_url, self.start_timeout_s)
                     processes.stop(proc, SERVER_GRACE_S)
-                    self._exited(child, now, quick=True)  # never served: a crash, however long it took
+                    self._exited(child, now, reason=f"did not answer its health URL within {self.start_timeout_s:g} s")
+            elif proc is not None and child.status == "running" and now >= child.probe_at:
+                self._check_health(child)
         self._write()
 
-    def _exited(self, child: Child, now: float, *, quick: bool = False) -> None:
+    def _served(self, child: Child, now: float) -> None:
+        child.served = True
+        child.unhealthy = 0
+        child.probe_failures = 0
+        child.probe_at = now + self.policy.health_every_s
+
+    def _check_health(self, child: Child) -> None:
+        """Probe a serving child; after ``hung_after`` failures in a row, kill its group and restart it."""
+        assert child.proc is not None
+        why = probe(child.launch.health_url, timeout_s=self.policy.health_timeout_s)
+        now = time.monotonic()
+        child.probe_at = now + self.policy.health_every_s
+        if why is None:
+            child.probe_failures = 0
+            return
+        child.probe_failures += 1
+        log.warning("%s health probe failed (%s), %d in a row", child.launch.name, why, child.probe_failures)
+        if child.probe_failures < self.policy.hung_after:
+            return
+        reason = f"health probe failed {child.probe_failures} times ({why})"
+        log.error("%s %s: killing its process group (pid %d)", child.launch.name, reason, child.proc.pid)
+        processes.signal_group(child.proc.pid, signal.SIGKILL)  # a SIGSTOPped process ignores SIGTERM
+        processes.signal_group(child.proc.pid, signal.SIGCONT)  # and dies only once it runs again
+        self._exited(child, now, reason=reason)
+
+    def _exited(self, child: Child, now: float, *, reason: str | None = None) -> None:
         assert child.proc is not None
         code = child.proc.wait()
         ran_for = now - child.started_mono
-        child.proc, child.ticks, child.last_exit = None, None, code
-        child.crashes = self.policy.crashes_after(child.crashes, 0.0 if quick else ran_for)
-        delay = self.policy.delay(child.crashes)
-        _mark(child.log_path, f"exited with {_exit_text(code)} after {ran_for:.1f} s")
-        if delay is None:
-            child.status = "failed"
-            log.error("%s exited with %s after %.1f s; %d quick crashes in a row: marked failed, not restarted",
-                      child.launch.name, _exit_text(code), ran_for, child.crashes)
-            return
+        served = child.served
+        child.proc, child.ticks, child.last_exit, child.served = None, None, code, False
+        child.exit_reason = reason or f"exited with {_exit_text(code)}"
+        child.streak = self.policy.streak_after(child.streak, ran_for)
+        _mark(child.log_path, f"{child.exit_reason} after {ran_for:.1f} s")
+        if not served:
+            child.unhealthy += 1
+            if self.policy.gives_up(child.unhealthy):
+                child.status = "failed"
+                log.error("%s %s after %.1f s; %d starts in a row never served: marked failed, not restarted "
+                          "(`vilms restart %s` or `vilms up` starts it again)", child.launch.name, child.exit_reason,
+                          ran_for, child.unhealthy, child.launch.name)
+                return
+        delay = self.policy.delay(child.streak)
         child.status = "restarting"
         child.restart_at = now + delay
-        log.warning("%s exited with %s after %.1f s; restarting in %g s", child.launch.name, _exit_text(code), ran_for, delay)
+        log.warning("%s %s after %.1f s; restarting in %g s", child.launch.name, child.exit_reason, ran_for, delay)
+
+    def _restart_requested(self) -> None:
+        """Restart the processes the restart request names (all when it names none), now."""
+        names = self.run_dir.take_restart_request()
+        if names is None:
+            return
+        now = time.monotonic()
+        for child in self.children:
+            if names and child.launch.name not in names:
+                continue
+            if child.proc is not None:
+                processes.stop(child.proc, GATEWAY_GRACE_S if child.launch.kind == GATEWAY else SERVER_GRACE_S)
+                log.info("stopped %s (pid %d) to restart it", child.launch.name, child.proc.pid)
+                child.proc, child.ticks = None, None
+            _mark(child.log_path, RESTARTED_BY_USER)
+            child.exit_reason = RESTARTED_BY_USER
+            child.status, child.restart_at, child.streak, child.unhealthy, child.served = "restarting", now, 0, 0, False
+        self._write()
 
     # -- a new build -------------------------------------------------------------------
 

@@ -78,11 +78,11 @@ STATE = {
     "processes": [
         {"name": "llamacpp-tiny", "kind": "llamacpp", "host": "127.0.0.1", "port": 8101, "url": "http://127.0.0.1:8101",
          "health_url": "http://127.0.0.1:8101/v1/models", "pid": 4243, "ticks": 123460, "state": "running",
-         "restarts": 0, "started_at": "2026-11-30T10:55:39Z", "last_exit": None,
+         "restarts": 0, "started_at": "2026-11-30T10:55:39Z", "last_exit": None, "exit_reason": None,
          "log": "/srv/acme/.vilms/run/dev/logs/llamacpp-tiny.log"},
         {"name": "gateway", "kind": "gateway", "host": "127.0.0.1", "port": 8080, "url": "http://127.0.0.1:8080",
          "health_url": "http://127.0.0.1:8080/readyz", "pid": None, "ticks": None, "state": "restarting",
-         "restarts": 1, "started_at": "2026-11-30T10:55:40Z", "last_exit": -9,
+         "restarts": 1, "started_at": "2026-11-30T10:55:40Z", "last_exit": -9, "exit_reason": "exited with signal SIGKILL",
          "log": "/srv/acme/.vilms/run/dev/logs/gateway.log"},
     ],
     "error": None,
@@ -349,26 +349,26 @@ def test_a_new_build_restarts_only_the_processes_whose_command_line_changed(tmp_
 
 def test_an_unknown_key_in_state_is_located():
     text = state_text(supervisor={"pid": 4242, "ticks": 123456, "user": "root"})
-    assert state_error(text).splitlines()[0] == f"{STATE_FILE}:48:5: supervisor.user: unknown key 'user'"
+    assert state_error(text).splitlines()[0] == f"{STATE_FILE}:50:5: supervisor.user: unknown key 'user'"
 
 
 def test_a_wrong_type_in_state_is_located():
     processes = [dict(STATE["processes"][0], restarts="0"), STATE["processes"][1]]  # type: ignore[index]
     assert state_error(state_text(processes=processes)).splitlines()[0] == (
-        f"{STATE_FILE}:19:19: processes[0].restarts: must be an integer, not a string")
+        f"{STATE_FILE}:20:19: processes[0].restarts: must be an integer, not a string")
 
 
 def test_a_duplicate_port_in_state_is_located():
     processes = [STATE["processes"][0], dict(STATE["processes"][1], port=8101)]  # type: ignore[index]
     assert state_error(state_text(processes=processes)).splitlines()[0] == (
-        f"{STATE_FILE}:33:15: processes[1].port: port 8101 is already used by processes[0]")
+        f"{STATE_FILE}:35:15: processes[1].port: port 8101 is already used by processes[0]")
 
 
 def test_state_rules_between_fields():
     assert state_error(state_text(status="failed")).splitlines()[0] == f"{STATE_FILE}:4:12: error: a failed start says why; got null"
     processes = [dict(STATE["processes"][0], state="stopped"), STATE["processes"][1]]  # type: ignore[index]
     assert state_error(state_text(processes=processes)).splitlines()[0] == (
-        f"{STATE_FILE}:17:14: processes[0].pid: a stopped process has no pid; got 4243")
+        f"{STATE_FILE}:18:14: processes[0].pid: a stopped process has no pid; got 4243")
 
 
 def test_a_state_file_of_another_version_says_so():

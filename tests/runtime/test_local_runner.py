@@ -225,7 +225,8 @@ def test_a_server_that_keeps_crashing_is_marked_failed(project, gateway_port):
         return code == 1 and by_name(report)["llamacpp-tiny"]["state"] == "failed" and report
     report = wait_until(failed, timeout_s=20)
     server, gateway = by_name(report)["llamacpp-tiny"], by_name(report)["gateway"]
-    assert server["pid"] is None and server["restarts"] == 1
+    # the crash after serving does not count; the two starts after it never served
+    assert server["pid"] is None and server["restarts"] == 2
     assert gateway["state"] == "running" and gateway["health"] == "ok"  # the rest keeps serving
     assert "marked failed" in (project / ".vilms" / "run" / "dev" / "logs" / "supervisor.log").read_text()
     assert vilms(project, "down").code == 0
@@ -369,16 +370,18 @@ def test_hf_weights_come_from_the_local_cache_only(project, gateway_port):
 
 # -- parts, without processes ------------------------------------------------------------
 
-def test_restart_policy_backs_off_exponentially_and_gives_up():
+def test_restart_policy_backs_off_exponentially_capped_and_gives_up_only_on_starts_that_never_served():
     from vilms.runtime.local.policy import RestartPolicy
 
-    policy = RestartPolicy(backoff_s=0.5, max_backoff_s=4, quick_s=60, give_up_after=5)
-    crashes, delays = 0, []
-    for _ in range(5):
-        crashes = policy.crashes_after(crashes, ran_for_s=1.0)
-        delays.append(policy.delay(crashes))
-    assert delays == [0.5, 1.0, 2.0, 4.0, None]
-    assert policy.crashes_after(4, ran_for_s=600.0) == 1  # a long run resets the count
+    policy = RestartPolicy(backoff_s=0.5, max_backoff_s=4, stable_s=60, give_up_after=5)
+    streak, delays = 0, []
+    for _ in range(7):
+        streak = policy.streak_after(streak, ran_for_s=1.0)
+        delays.append(policy.delay(streak))
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]  # capped, never None: a crash after serving restarts
+    assert policy.streak_after(6, ran_for_s=600.0) == 1  # a long run resets the backoff
+    assert policy.delay(10_000) == 4  # no overflow however long the streak
+    assert [policy.gives_up(n) for n in (1, 4, 5)] == [False, False, True]
 
 
 def test_a_symlinked_vilms_yaml_finds_the_build_beside_the_real_file(project, tmp_path):
@@ -404,9 +407,9 @@ http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
 """
 
 
-def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
-    """A restart that stays alive but silent past the timeout is a crash, however long the
-    timeout (here 3 s, longer than the 2 s that makes a crash quick): it ends marked failed."""
+def test_restarts_that_never_answer_count_as_starts_that_never_served(tmp_path):
+    """A restart that stays alive but silent past the timeout never served, however long the
+    timeout (here 3 s, longer than the 2 s of a stable run): three in a row mark it failed."""
     import threading
 
     from vilms.compiler.contracts.local_plan import LocalGateway, LocalPlan, Server, Weights
@@ -423,7 +426,7 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
     server = Server("srv", "srv", Weights("m.gguf", None), 256, 1, 0, 1, (), "127.0.0.1", port)
     plan = LocalPlan("hang", (server,), LocalGateway("127.0.0.1", 1, "hang/gateway/routes.yaml"))
     supervisor = Supervisor(plan, [launch], RunDir(tmp_path / "run"), tmp_path / "vilms.yaml",
-                            policy=RestartPolicy(backoff_s=0.1, quick_s=2, give_up_after=3), start_timeout_s=3)
+                            policy=RestartPolicy(backoff_s=0.1, stable_s=2, give_up_after=3), start_timeout_s=3)
     seen: dict[str, object] = {}
 
     def crash_once_then_watch() -> None:
@@ -439,7 +442,8 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
     supervisor.run()
     watcher.join(5)
     child = supervisor.children[0]
-    assert seen.get("failed") and (child.status, child.restarts) == ("failed", 2), (child.status, child.restarts)
+    # the kill after serving restarts it; the three restarts that never answer mark it failed
+    assert seen.get("failed") and (child.status, child.restarts) == ("failed", 3), (child.status, child.restarts)
 
 
 def test_an_up_that_joins_a_failing_start_fails_too(project):
