@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vilms.compiler.errors import ExitCode
+from vilms.compiler.errors import ExitCode, VilmsError
 from vilms.compiler.layout import Layout
 
 from .exits import exit_with
@@ -19,7 +19,10 @@ def show(file: Path, deployment: str, fmt: str) -> bool:
     from vilms.runtime.apply import helm_kube_args
     from vilms.runtime.deployed import compose_status, helm_status
 
-    _doc, plan = compile_plan(file, fit=False)
+    try:
+        _doc, plan = compile_plan(file, fit=False)
+    except VilmsError:
+        return False  # the local runner's status reports from its state files, without a valid vilms.yaml
     dep = plan.deployments.get(deployment)
     if dep is None or dep.target not in ("compose", "helm"):
         return False

@@ -47,6 +47,7 @@ from vilms.compiler.layout import Layout
 from vilms.compiler.plan import Plan
 from vilms.compiler.suggest import did_you_mean
 from vilms.runtime import ollama_sync
+from vilms.runtime.deployed import DESCRIPTION, manifest_sha256
 
 HELM_TIMEOUT = "15m"
 HELM_ATOMIC = ("--rollback-on-failure", "--wait=watcher")  # Helm 4 (Helm 3: --atomic --wait)
@@ -166,8 +167,6 @@ def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[
                                     "up", "--detach", "--remove-orphans", "--wait"),), "docker", ollama_bases)
     if target == "helm":
         create = ("--create-namespace",) if "--namespace" in kube else ()
-        from vilms.runtime.deployed import DESCRIPTION, manifest_sha256
-
         description = DESCRIPTION.format(sha=manifest_sha256(root, name))
         return Step(name, target, (("helm", "upgrade", "--install", f"{project}-{name}",
                                     str(Path(layout.GENERATED, layout.helm_dir(name))), *kube, *create, *HELM_ATOMIC,
