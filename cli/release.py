@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import click
 from vilms.compiler.errors import UsageError, VilmsError
 from vilms.compiler.layout import Layout
 
-from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES
+from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES, output_format
 
 
 @click.command()
@@ -36,7 +37,7 @@ def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, olla
 
     _can_confirm(apply_, yes)
     registry = _registry(file, adapter, skip_registry, apply_)
-    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
+    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry, apply_))
     _released(change, file, apply_, yes, ollama_url, registry)
 
 
@@ -59,7 +60,7 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
     _can_confirm(apply_, yes)
     registry = _registry(file, adapter, skip_registry, apply_)
     registry.check()
-    change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry))
+    change = run_rollback(file, adapter, publish=_publisher(file, adapter, registry, apply_))
     _released(change, file, apply_, yes, ollama_url, registry)
 
 
@@ -69,47 +70,91 @@ def rollback(adapter: str, file: Path, apply_: bool, yes: bool, ollama_url: str 
 @click.option("--dry-run", is_flag=True, help="Print the commands; run nothing.")
 @YES
 @OLLAMA_URL
-def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool, ollama_url: str | None) -> None:
-    """Deploy generated/ for DEPLOYMENT (default: every deployment): compose, Helm or local."""
-    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run, ollama_url=ollama_url)
+@output_format("text", "json")
+def apply(deployment: str | None, file: Path, dry_run: bool, yes: bool, ollama_url: str | None, fmt: str) -> None:
+    """Deploy generated/ for DEPLOYMENT (default: every deployment): compose, Helm or local.
+
+    Every deployment is checked first (tools, environment, model and adapter files); one
+    problem refuses the whole apply. Then they are applied in order; after a failure the rest
+    are skipped, and the summary (``--format json``: on stdout) lists applied, failed, skipped."""
+    apply_deployments(file, [deployment] if deployment else None, yes=yes, dry_run=dry_run, ollama_url=ollama_url,
+                      fmt=fmt)
 
 
 def apply_deployments(file: Path, only: list[str] | None, *, yes: bool, dry_run: bool = False,
-                      ollama_url: str | None = None) -> None:
-    """Print, confirm and run the apply steps of ``only`` (every deployment when None)."""
-    from vilms.runtime.apply import check_ollama_url, check_store, plan_apply, run_step
+                      ollama_url: str | None = None, fmt: str = "text") -> None:
+    """Check, print, confirm and run the apply steps of ``only`` (every deployment when None)."""
+    from vilms.runtime.apply import check_ollama_url, check_store, checked_plan, plan_apply, preflight, run_step
 
-    steps = plan_apply(file, only)
+    plan = checked_plan(file)
+    steps = plan_apply(plan, file, only)
     check_ollama_url(steps, ollama_url)
+    say = (lambda text: click.echo(text, err=True)) if fmt == "json" else click.echo
     for step in steps:
-        click.echo(f"{step.deployment} ({step.target}):")
+        say(f"{step.deployment} ({step.target}):")
         if step.first:
-            click.echo(f"  first: {step.first}")
+            say(f"  first: {step.first}")
         for command in step.commands:
-            click.echo(f"  $ {shlex.join(command)}")
+            say(f"  $ {shlex.join(command)}")
         if step.then:
-            click.echo(f"  then: {step.then}")
+            say(f"  then: {step.then}")
     if dry_run:
         return
     if not yes:
         _can_confirm(True, yes, what="apply")
+    preflight(plan, file, steps)  # every deployment, before any is touched
     check_store(steps)  # before the confirmation: a run missing from the store fails the whole apply
     if not yes:
         click.confirm("Apply?", abort=True)
     root = Layout.of(file).root
+    applied: list[str] = []
+    failed: VilmsError | None = None
+    failed_name = ""
     for step in steps:
-        run_step(step, root, click.echo, ollama_url=ollama_url)
-    click.echo(f"applied {len(steps)} deployment{'s' if len(steps) != 1 else ''}")
+        try:
+            run_step(step, root, say, ollama_url=ollama_url)
+        except VilmsError as exc:
+            failed, failed_name = exc, step.deployment
+            break
+        applied.append(step.deployment)
+    skipped = [s.deployment for s in steps[len(applied) + (1 if failed else 0):]]
+    _summary(applied, [failed_name] if failed else [], skipped, fmt, say)
+    if failed is not None:
+        failed.message = f"{failed.message}\nnot applied: {failed_name}" + (
+            f"; skipped, not attempted: {', '.join(skipped)} (then `vilms apply` each)" if skipped else "") + (
+            f"; applied and left running: {', '.join(applied)}" if applied else "")
+        failed.hint = (f"{failed.hint}; " if failed.hint else "") + f"then `vilms apply {failed_name}`"
+        raise failed
 
 
-def _publisher(file: Path, adapter: str, registry: Any) -> Callable[[Any, str], None]:
+def _summary(applied: list[str], failed: list[str], skipped: list[str], fmt: str, say: Callable[[str], None]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps({"applied": applied, "failed": failed, "skipped": skipped}, sort_keys=True))
+        return
+    rows = [(n, "applied") for n in applied] + [(n, "FAILED") for n in failed] + [(n, "skipped") for n in skipped]
+    if failed or skipped:
+        say("summary:")
+        for name, what in rows:
+            say(f"  {name}: {what}")
+    else:
+        say(f"applied {len(applied)} deployment{'s' if len(applied) != 1 else ''}")
+
+
+def _publisher(file: Path, adapter: str, registry: Any, apply_: bool) -> Callable[[Any, str], None]:
     """What rollout and rollback run before they write anything: when a Ray deployment serves
     ``adapter``, the run must be in the artifact store (pushed from artifacts/ if it is here,
     then verified), because Ray Serve LLM loads it from there on the next request. Before that
     (a few quick calls, where a push may take minutes), with tracking.mlflow, the run's version
-    in the Model Registry is found or registered."""
+    in the Model Registry is found or registered. First of all, what a serving engine needs of
+    the run must be here (``compiler/release_needs.py``): with ``--apply`` a run lacking it is
+    refused; without, deploying happens elsewhere (where the artefacts are), and `vilms apply`
+    checks it there."""
 
     def publish(plan: Any, run_id: str) -> None:
+        from vilms.compiler.release_needs import refuse_missing
+
+        if apply_:
+            refuse_missing(plan, Layout.of(file).root, adapter, run_id, file)  # before the registry or anything else
         registry.prepare(plan, run_id)
         _publish_to_store(plan, run_id)
 

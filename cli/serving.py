@@ -137,11 +137,17 @@ def _print_up(state: RunnerState) -> None:
 @FILE
 @output_format("text", "json")
 def status(deployment: str | None, file: Path, fmt: str) -> None:
-    """Show each process of a local deployment: state, pid, port, health, restarts.
+    """Show each process of a local deployment: state, pid, port, health, restarts. For a
+    compose or Helm DEPLOYMENT: its manifest hash in generated/ next to what the engine reports.
 
     Exits 0 when every process runs and answers its health URL, 1 otherwise.
     """
     from vilms.runtime.local.status import status as report_status
+
+    from .deployed import show
+
+    if deployment is not None and show(file, deployment, fmt):
+        return
 
     report = report_status(file, deployment)
     if fmt == "json":

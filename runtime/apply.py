@@ -8,8 +8,12 @@ compiles to (as ``vilms build --check``), so what runs is what was reviewed. Per
   only services whose definition changed); with engine ``ollama`` then the derived models
   (adapter aliases) on the running server, through its API (``runtime/ollama_sync.py``):
   a release or rollback creates the new model there, no container restarts;
-* ``helm``: ``helm upgrade --install <project>-<dep> generated/<dep>/helm --wait
-  --timeout 15m`` in the current kube context and namespace;
+* ``helm`` (Helm 4): ``helm upgrade --install <project>-<dep> generated/<dep>/helm
+  [--kube-context C] [--namespace N --create-namespace] --rollback-on-failure --wait=watcher
+  --timeout 15m --description "vilms manifest sha256:<hash>"``: a failed upgrade is rolled back
+  (Helm 4 renamed Helm 3's ``--atomic`` to ``--rollback-on-failure``); context and namespace
+  come from ``deployments.<d>.kube_context`` / ``namespace`` (else the current ones); the
+  description records which build runs (``vilms status``);
 * ``local``: ``vilms up <dep>``: it starts the deployment, or has its running supervisor
   apply the new build, restarting only the llama.cpp servers whose command line changed
   (a server loads its model and adapters only when it starts).
@@ -18,6 +22,9 @@ Engine ``ray`` loads each released run from the artifact store on its first requ
 before anything runs, every run a Ray deployment releases must be complete in the store (its
 manifest, written last by a push, is there): a ``release:`` set by hand and built is refused
 until the run is pushed, instead of answering 503 after the deploy.
+
+Before any step runs, :func:`preflight` checks every selected deployment (``runtime/preflight.py``):
+one missing tool, variable or file refuses the whole apply, so nothing healthy is stopped.
 
 Secrets stay references: compose and Helm read them from the environment and the cluster.
 """
@@ -36,10 +43,14 @@ from vilms.compiler import layout
 from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.errors import ActionError, UsageError
 from vilms.compiler.facts import ollama, ray
+from vilms.compiler.layout import Layout
+from vilms.compiler.plan import Plan
 from vilms.compiler.suggest import did_you_mean
 from vilms.runtime import ollama_sync
+from vilms.runtime.deployed import DESCRIPTION, manifest_sha256
 
 HELM_TIMEOUT = "15m"
+HELM_ATOMIC = ("--rollback-on-failure", "--wait=watcher")  # Helm 4 (Helm 3: --atomic --wait)
 COMPOSE_PORT_TIMEOUT_S = 30
 VILMS = ("vilms",)  # how the steps name this program; run as `python -m vilms`
 
@@ -53,6 +64,7 @@ class Step:
     ollama_bases: tuple[str, ...] | None = None  # compose + Ollama: its base models; then derived models are synced
     store_runs: tuple[str, ...] = ()  # engine ray: released runs it loads from the artifact store (checked first)
     store: ArtifactStoreSpec | None = None
+    kube: tuple[str, ...] = ()  # target helm: --kube-context / --namespace arguments (also for `helm status`)
 
     @property
     def first(self) -> str | None:
@@ -69,12 +81,15 @@ class Step:
         return "create new or changed derived models on the running Ollama (POST /api/create), delete retired ones"
 
 
-def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
-    """The commands for each selected deployment (every one when ``only`` is None), after
-    checking generated/ is current."""
+def checked_plan(file: Path) -> Plan:
+    """The plan of ``file``, after checking generated/ is exactly what it compiles to."""
     from vilms.compiler.pipeline import build
 
-    plan = build(file, check=True).plan  # raises StaleOutputError naming each drifted file
+    return build(file, check=True).plan  # raises StaleOutputError naming each drifted file
+
+
+def plan_apply(plan: Plan, file: Path, only: list[str] | None) -> list[Step]:
+    """The commands for each selected deployment of ``plan`` (every one when ``only`` is None)."""
     deployments = plan.deployments
     for name in only or ():
         if name not in deployments:
@@ -85,7 +100,8 @@ def plan_apply(file: Path, only: list[str] | None) -> list[Step]:
     for name in names:
         dep = deployments[name]
         bases = tuple(dep.models) if dep.target == "compose" and dep.engine == "ollama" else None
-        step = _step(plan.project, name, dep.target, file, bases)
+        step = _step(plan.project, name, dep.target, file, bases, helm_kube_args(dep.kube_context, dep.namespace),
+                     Layout.of(file).root)
         if dep.engine == ray.ENGINE:
             runs = {plan.adapters[up.adapter].release for up in dep.upstreams.values() if up.adapter and up.released}
             step = replace(step, store_runs=tuple(sorted(r for r in runs if r)), store=plan.artifact_store)
@@ -124,14 +140,38 @@ def _compose_file(name: str) -> str:
     return str(Path(layout.GENERATED, layout.compose_path(name)))
 
 
-def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[str, ...] | None) -> Step:
+def preflight(plan: Plan, file: Path, steps: list[Step]) -> None:
+    """Check every step's deployment before any runs; raise one error naming every problem."""
+    from vilms.runtime.preflight import check, refuse
+
+    problems = check(plan, [s.deployment for s in steps], {s.deployment: (s.target, s.tool) for s in steps},
+                     Layout.of(file).root)
+    if problems:
+        raise refuse(problems)
+
+
+def helm_kube_args(context: str | None, namespace: str | None) -> tuple[str, ...]:
+    """Where a helm deployment lives: its kube context and namespace, when vilms.yaml pins them."""
+    out: tuple[str, ...] = ()
+    if context:
+        out += ("--kube-context", context)
+    if namespace:
+        out += ("--namespace", namespace)
+    return out
+
+
+def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[str, ...] | None,
+          kube: tuple[str, ...], root: Path) -> Step:
     if target == "compose":
         return Step(name, target, (("docker", "compose", "--file", _compose_file(name),
                                     "up", "--detach", "--remove-orphans", "--wait"),), "docker", ollama_bases)
     if target == "helm":
+        create = ("--create-namespace",) if "--namespace" in kube else ()
+        description = DESCRIPTION.format(sha=manifest_sha256(root, name))
         return Step(name, target, (("helm", "upgrade", "--install", f"{project}-{name}",
-                                    str(Path(layout.GENERATED, layout.helm_dir(name))), "--wait", "--timeout", HELM_TIMEOUT),),
-                    "helm")
+                                    str(Path(layout.GENERATED, layout.helm_dir(name))), *kube, *create, *HELM_ATOMIC,
+                                    "--timeout", HELM_TIMEOUT, "--description", description),),
+                    "helm", kube=kube)
     return Step(name, target, ((*VILMS, "up", name, "-f", file.name),), "vilms")
 
 
@@ -145,12 +185,12 @@ def run_step(step: Step, root: Path, echo: Callable[[str], None], *, ollama_url:
             argv = [sys.executable, "-m", "vilms", *argv[1:]]
         elif shutil.which(argv[0]) is None:
             raise ActionError(f"cannot apply {step.deployment}: `{argv[0]}` is not installed",
-                              hint="install Docker Compose v2" if step.tool == "docker" else "install Helm 3")
+                              hint="install Docker Compose v2" if step.tool == "docker" else "install Helm 4")
         echo(f"$ {shlex.join(command)}")
         result = subprocess.run(argv, cwd=root)
         if result.returncode != 0:
             raise ActionError(f"applying {step.deployment} failed: `{shlex.join(command)}` exited {result.returncode}",
-                              hint="its output is above; fix the cause and run `vilms apply` again")
+                              hint="its output is above; fix the cause")
     if step.ollama_bases is not None:
         _sync_ollama(step.deployment, step.ollama_bases, root, echo, ollama_url, ollama_timeout_s)
 

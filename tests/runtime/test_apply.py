@@ -96,7 +96,7 @@ def test_dry_run_prints_one_command_per_target_and_runs_nothing(project, tmp_pat
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "$ docker compose --file generated/edge/docker-compose.yaml up --detach --remove-orphans --wait" in out
-    assert "$ helm upgrade --install acme-cluster generated/cluster/helm --wait --timeout 15m" in out
+    assert "$ helm upgrade --install acme-cluster generated/cluster/helm --rollback-on-failure --wait=watcher --timeout 15m" in out
     assert "$ vilms up dev -f vilms.yaml" in out and "vilms down" not in out  # up applies a new build in place
     assert out.count("then: create new or changed derived models on the running Ollama") == 1  # edge only
     assert out.index("cluster (helm)") < out.index("dev (local)") < out.index("edge (compose)")  # sorted
@@ -114,8 +114,8 @@ def test_apply_runs_compose_and_helm_in_the_project_folder(project, tmp_path, ol
     assert calls[0]["args"] == ["compose", "--file", "generated/edge/docker-compose.yaml", "up", "--detach",
                                 "--remove-orphans", "--wait"]
     assert calls[1]["args"] == ["compose", "--file", "generated/edge/docker-compose.yaml", "port", "ollama", "11434"]
-    assert calls[2]["args"] == ["upgrade", "--install", "acme-cluster", "generated/cluster/helm",
-                                "--wait", "--timeout", "15m"]
+    assert calls[2]["args"][:7] == ["upgrade", "--install", "acme-cluster", "generated/cluster/helm",
+                                    "--rollback-on-failure", "--wait=watcher", "--timeout"]
     assert {Path(c["cwd"]).resolve() for c in calls} == {project.resolve()}
 
 
@@ -127,8 +127,8 @@ def test_compose_rejecting_the_environment_fails_the_apply(project, tmp_path):
     result = subprocess.run([*CLI, "apply", "edge", "--yes", "-f", str(project / "vilms.yaml")], capture_output=True,
                             text=True, env={**env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, stdin=subprocess.DEVNULL)
     assert result.returncode == 1
-    assert required[0] in result.stderr  # compose names the missing variable
-    assert "applying edge failed" in result.stderr and "Traceback" not in result.stderr
+    assert required[0] in result.stderr  # the preflight names the missing variable, before compose runs
+    assert "not applied" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_stale_generated_is_refused_before_anything_runs(project, tmp_path):
@@ -156,7 +156,7 @@ def test_unknown_deployment_is_a_usage_error(project, tmp_path):
 def test_missing_tool_and_failing_tool_are_clear_errors(project, tmp_path):
     bin_dir, log = _tools(tmp_path, names=("docker",))  # the only program on this PATH: no helm
     result = _apply(project, "cluster", "--yes", path=str(bin_dir))
-    assert result.returncode == 1 and "`helm` is not installed" in result.stderr and "Helm 3" in result.stderr
+    assert result.returncode == 1 and "`helm` is not installed" in result.stderr and "Helm 4" in result.stderr
     bin_dir, log = _tools(tmp_path)
     result = _apply(project, "cluster", "--yes", path=f"{bin_dir}:{os.environ['PATH']}", env={"FAKE_EXIT": "3"})
     assert result.returncode == 1 and "exited 3" in result.stderr and "Traceback" not in result.stderr
@@ -179,6 +179,7 @@ def test_rollout_apply_deploys_what_serves_the_adapter(project, tmp_path, ollama
     gguf = project / layout.run_path(NEXT_RUN, layout.RUN_ADAPTER_GGUF)
     gguf.parent.mkdir(parents=True)
     gguf.write_bytes(b"GGUF-adapter-of-the-next-run")
+    (project / layout.run_path(NEXT_RUN, layout.RUN_ADAPTER)).mkdir()  # what gpu-box's vLLM loads
     bin_dir, log = _tools(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **_compose_env(project, "edge"),
            **_compose_env(project, "gpu-box"), **fake_env}

@@ -331,6 +331,9 @@ def test_an_alias_move_that_fails_after_the_edit_says_how_to_resync(env, project
 
     r1 = project.runs[0]
     trained(env, project, r1)
+    gguf = project.file.parent / "artifacts" / r1 / "gguf" / "adapter.gguf"  # what --apply's engine needs
+    gguf.parent.mkdir(parents=True, exist_ok=True)
+    gguf.write_bytes(b"GGUF")
     point = Registry.point
 
     def server_gone(self, version):
