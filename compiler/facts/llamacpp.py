@@ -19,3 +19,7 @@ UBATCH = 512
 HEALTH_PATH = "/health"
 LORA_ADAPTERS_PATH = "/lora-adapters"  # llama-server: [{"id", "path", "scale"}] of the adapters loaded at start
 PYTHON_SERVER_HEALTH_PATH = "/v1/models"
+ENGINE = "llamacpp"  # the engine name of these servers in routes.yaml
+# requests the gateway sends a llama.cpp server at once: llama-cpp-python's server runs one at a
+# time (behind a lock); further requests wait in the gateway, where the first-byte limit does not run
+GATEWAY_SLOTS = 1

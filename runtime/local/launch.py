@@ -125,7 +125,9 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
     config = config_dir / f"{spec.name}.json"
-    text = json.dumps({"host": spec.host, "port": spec.port, "models": models}, indent=2, sort_keys=True) + "\n"
+    # interrupt_requests off: a second request waits for the lock instead of cutting the running stream
+    text = json.dumps({"host": spec.host, "port": spec.port, "models": models, "interrupt_requests": False},
+                      indent=2, sort_keys=True) + "\n"
     return Launch(spec.name, SERVER_KIND, (sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)),
                   spec.host, spec.port, llamacpp.PYTHON_SERVER_HEALTH_PATH, files=((config, text.encode()),),
                   note=SWITCH_NOTE.format(name=spec.name) if spec.lora else None)
