@@ -183,3 +183,27 @@ def test_a_llamacpp_stream_cut_without_finish_reason_ends_with_an_error_event(tm
     assert status == 200 and "[DONE]" not in events
     assert json.loads(events[-1])["error"]["code"] == "upstream_stream_interrupted"
     assert 'status="502"' in metrics
+
+
+def test_readiness_says_degraded_while_every_endpoint_of_an_alias_is_ejected(tmp_path):
+    async def hang(body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async def scenario():
+        one = await RawUpstream(hang).start()
+        doc = routes_doc({"b": {"engine": "llamacpp", "endpoints": [one.url]}}, {"chat": {"backend": "b", "model": "m"}},
+                         first_byte_timeout_s=0.3)
+        try:
+            async with gateway(tmp_path, doc) as gw:
+                before = await gw.get("/readyz")
+                answer = await gw.post("/v1/chat/completions", CHAT)
+                after = await gw.get("/readyz")
+                return before, answer, after
+        finally:
+            await one.stop()
+
+    before, answer, after = run(scenario())
+    assert before[0] == 200 and before[2]["status"] == "ready"
+    assert answer[0] == 504
+    assert after[0] == 200  # the gateway itself is fine: the local supervisor must not restart it
+    assert after[2]["status"] == "degraded" and after[2]["unservable"] == ["chat"]
