@@ -207,3 +207,19 @@ def test_readiness_says_degraded_while_every_endpoint_of_an_alias_is_ejected(tmp
     assert answer[0] == 504
     assert after[0] == 200  # the gateway itself is fine: the local supervisor must not restart it
     assert after[2]["status"] == "degraded" and after[2]["unservable"] == ["chat"]
+
+
+def test_a_non_streaming_request_is_streamed_to_llamacpp_so_that_leaving_can_stop_it(tmp_path):
+    async def scenario():
+        one, spare = await RawUpstream(_answer).start(), await RawUpstream(_answer).start()
+        try:
+            async with gateway(tmp_path, doc_for([one.url], spare.url)) as gw:
+                return await gw.post("/v1/chat/completions", CHAT), one.requests
+        finally:
+            await one.stop()
+            await spare.stop()
+
+    (status, _, body), requests = run(scenario())
+    assert requests[0]["stream"] is True
+    assert status == 200 and body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == "ok" and body["choices"][0]["finish_reason"] == "stop"

@@ -137,8 +137,17 @@ def test_two_concurrent_streams_both_finish(servers, tmp_path):
         assert len(reasons) >= 400
 
 
-def test_a_client_that_leaves_stops_generation(servers, tmp_path):
+def test_a_client_that_leaves_closes_the_engines_stream(servers, tmp_path):
+    """The gateway streams a non-streaming request upstream and closes that stream within 2 s of the
+    client leaving. (Whether llama-cpp-python then stops is its own race: its SSE library and its
+    disconnect check both read the disconnect message; measured here, its CPU sometimes went idle
+    within 1 s and sometimes ran on for 10 s. See docs/gateway.md.)"""
     one, two = servers
+
+    def upstream_connections() -> int:
+        out = subprocess.run(["ss", "-tn", "state", "established", f"( sport = :{one.port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        return len(out.strip().splitlines()) - 1
 
     async def scenario():
         async with gateway(tmp_path, doc(one.url, two.url)) as gw:
@@ -150,14 +159,12 @@ def test_a_client_that_leaves_stops_generation(servers, tmp_path):
             except TimeoutError:
                 pass  # the client leaves after 1 s
             busy = one.cpu_seconds() - before
-            await asyncio.sleep(1.0)  # within 2 s of leaving: the engine has stopped
-            start = one.cpu_seconds()
             await asyncio.sleep(1.0)
-            return busy, one.cpu_seconds() - start
+            return busy, upstream_connections()
 
-    busy, idle = run(scenario(), timeout=150)
+    busy, left = run(scenario(), timeout=150)
     assert busy > 0.05  # it was generating
-    assert idle < 0.1, f"the server used {idle:.2f} s of CPU in the second after the client left"
+    assert left == 0
 
 
 def test_a_hung_server_is_passed_over_for_the_fallback_within_the_first_byte_limit(servers, tmp_path):
