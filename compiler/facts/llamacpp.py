@@ -28,3 +28,7 @@ GGUF_ARCHITECTURES = {
 # target local: the variable the gateway reads the per-run engine key from (routes: the
 # llama.cpp backends' api_key_env); `vilms up` sets it for the gateway, never in a file of generated/
 ENGINE_KEY_ENV = "VILMS_ENGINE_KEY"
+ENGINE = "llamacpp"  # the engine name of these servers in routes.yaml
+# requests the gateway sends a llama.cpp server at once: llama-cpp-python's server runs one at a
+# time (behind a lock); further requests wait in the gateway, where the first-byte limit does not run
+GATEWAY_SLOTS = 1

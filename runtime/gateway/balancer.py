@@ -13,6 +13,7 @@ consistent list, and an endpoint that leaves is out of the next pick.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Endpoint:
     label: str = ""  # the URL without credentials or query, for logs and metrics
     address: str = ""  # host (server.address of the GenAI metrics)
     port: str = ""  # port, explicit or the scheme's (server.port)
+    gate: asyncio.Semaphore | None = None  # the engine's request slots (llama.cpp), made on first use (proxy)
 
     def __post_init__(self) -> None:
         if not self.label:

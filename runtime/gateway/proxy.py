@@ -40,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -47,11 +49,13 @@ from typing import Any
 import orjson
 
 from vilms.compiler.contracts.routes import GatewaySettings, Route
+from vilms.compiler.facts import llamacpp as llamacpp_facts
 from vilms.compiler.facts import ray as ray_facts
 
 from .apierrors import ApiError, normalize_upstream_error
 from .balancer import Balancer, Endpoint
 from .defaults import apply_defaults
+from .fields import vouch
 from .httpserver import Request, Response, StreamResponse
 from .metrics import GatewayMetrics
 from .streaming import SSE_HEADERS, ClientStalled, TimedStream, error_event
@@ -61,6 +65,7 @@ from .upstream.base import BadResponse, UpstreamCall, UpstreamStreamError
 from .upstream.httpclient import (
     ConnectError,
     DeadlineExceeded,
+    Disconnected,
     Pool,
     ReadTimeout,
     ShuttingDown,
@@ -170,7 +175,8 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
         ex.alias, ex.backend, ex.engine, ex.notes = alias.name, alias.backend, route.backend.engine, notes
         if position:
             ex.fallback_from = primary.name
-        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline, loop)
+        result = await _try_alias(request, table, pool, metrics, kind, alias, route, call, ex, deadline, loop,
+                                  position + 1 < len(chain))
         if isinstance(result, (Response, StreamResponse)):
             if position:
                 metrics.fallbacks.inc(primary.name, alias.name)
@@ -179,7 +185,7 @@ async def forward(request: Request, table: RoutingTable, pool: Pool,
                     metrics.trimmed.inc(alias.name, note.partition("=")[0])
             return result
         failure = result
-        if failure.final:
+        if failure.final or failure.kind == "died":  # died: the request may have killed the engine
             break
     raise _failure_error(failure)
 
@@ -189,6 +195,8 @@ def _prepare(kind: str, body: dict[str, Any], alias: Route, route: BackendRoute,
     payload = dict(body)
     apply_defaults(payload, alias, kind)
     notes = fit_request(payload, alias, kind, mode)
+    if route.backend.engine == llamacpp_facts.ENGINE:
+        notes += vouch(payload, kind)
     call = route.engine.prepare(kind, payload, alias)
     return call, notes + call.notes
 
@@ -205,8 +213,8 @@ def _failure_error(failure: Failure | None) -> ApiError:
 
 async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics: GatewayMetrics,
                      kind: str, alias: Route, route: BackendRoute, call: UpstreamCall,
-                     ex: Exchange, deadline: float,
-                     loop: asyncio.AbstractEventLoop) -> Response | StreamResponse | Failure:
+                     ex: Exchange, deadline: float, loop: asyncio.AbstractEventLoop,
+                     fallback: bool = False) -> Response | StreamResponse | Failure:
     balancer = route.balancer
     engine = route.backend.engine
     # an engine that loads adapters itself, on their first request (Ray Serve LLM, from the artifact store)
@@ -217,7 +225,10 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
         if lora is not None:
             balancer, members = lora, route.members
     settings = table.settings
-    attempts = 1 if balancer.all_cooling() else settings.retries + 1
+    cooling = balancer.all_cooling()
+    if cooling and fallback and balancer.endpoints:  # every endpoint is ejected: a fallback answers until one comes back
+        return Failure("ejected", 503, f"Every endpoint of backend '{alias.backend}' is cooling down after failures.")
+    attempts = 1 if cooling else settings.retries + 1
     data = orjson.dumps(call.payload)
     tried: set[str] = set()
     barred: set[str] = set()  # endpoints that answered a 500 for this request
@@ -250,7 +261,10 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
         endpoint.inflight += 1
         started = perf_counter()
         try:
-            result = await _attempt(request, pool, settings, kind, route, endpoint, call, data, ex, deadline)
+            async with _slot(endpoint, route, ex, deadline, loop):
+                result = await _attempt(request, pool, settings, kind, route, endpoint, call, data, ex, deadline)
+        except TimeoutError:
+            return _deadline_failure(settings)  # the request's deadline passed while it waited for a slot
         finally:
             endpoint.inflight -= 1
         _observe(metrics, kind, alias, engine, endpoint, call, ex, result, perf_counter() - started,
@@ -280,12 +294,16 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
                 return result
             failure, last = result, endpoint
             metrics.upstream_errors.inc(alias.name, alias.backend, engine, result.kind)
-            ejected = _failed(metrics, endpoint, route, settings)
+            # a read timeout: the endpoint is hung or busy; it cools down at once, so that the next
+            # requests go elsewhere instead of waiting again
+            ejected = _failed(metrics, endpoint, route, settings, at_once=result.kind == "timeout")
             if not result.same_endpoint_ok:
                 barred.add(endpoint.url)
             log.warning("upstream attempt failed: alias=%s backend=%s engine=%s endpoint=%s kind=%s status=%d bytes=%d%s",
                         alias.name, alias.backend, engine, endpoint.label, result.kind, result.status, result.length,
                         " (endpoint ejected)" if ejected else "")
+            if result.kind == "died":
+                return result  # the request may have killed it: not sent again, not to a fallback either
             continue
         end = ex.stream_end
         if end is None or end == "write_timeout":
@@ -303,11 +321,12 @@ async def _try_alias(request: Request, table: RoutingTable, pool: Pool, metrics:
     return failure
 
 
-def _failed(metrics: GatewayMetrics, endpoint: Endpoint, route: BackendRoute, settings: GatewaySettings) -> bool:
+def _failed(metrics: GatewayMetrics, endpoint: Endpoint, route: BackendRoute, settings: GatewaySettings,
+            at_once: bool = False) -> bool:
     """Count a failed attempt against ``endpoint``; count an ejection when it starts cooling down."""
     now = time.monotonic()
     was_cooling = endpoint.cooling(now)
-    ejected = Balancer.failed(endpoint, settings.cooldown_s, now, eject_after=settings.eject_after)
+    ejected = Balancer.failed(endpoint, settings.cooldown_s, now, eject_after=1 if at_once else settings.eject_after)
     if ejected and not was_cooling:
         metrics.ejections.inc(route.backend.id, route.backend.engine, endpoint.label)
     return ejected
@@ -367,7 +386,14 @@ async def _attempt(request: Request, pool: Pool, settings: GatewaySettings, kind
                 ex.waited += perf_counter() - started
                 return _status_outcome(status, raw, ex, backend)
             if not call.stream:
-                raw = await upstream.read(settings.max_response_bytes)
+                if call.aggregate:  # a stream to merge: the engine's first chunk within the first-byte limit
+                    upstream.set_timeout(settings.first_byte_timeout_s)
+                    first = await upstream.readany()
+                    upstream.restore_timeout()
+                    raw = first + await upstream.read(max(1, settings.max_response_bytes - len(first))) if first \
+                        else first
+                else:
+                    raw = await upstream.read(settings.max_response_bytes)
                 ex.waited += perf_counter() - started
                 try:
                     out = route.engine.translate(kind, call, raw)
@@ -382,20 +408,46 @@ async def _attempt(request: Request, pool: Pool, settings: GatewaySettings, kind
             return await _stream(request, upstream, route, kind, call, ex, started, settings)
     except UpstreamError as exc:
         ex.waited += perf_counter() - started
-        return _transport_failure(exc, backend)
+        return _transport_failure(exc, backend, route.backend.engine)
 
 
-def _transport_failure(exc: UpstreamError, backend: str) -> Failure:
+@asynccontextmanager
+async def _slot(endpoint: Endpoint, route: BackendRoute, ex: Exchange, deadline: float,
+                loop: asyncio.AbstractEventLoop) -> AsyncIterator[None]:
+    """Hold one of the endpoint's request slots (llama.cpp: :data:`llamacpp_facts.GATEWAY_SLOTS`) while
+    the attempt runs; a request waits here, in the gateway (within ``max_queue`` and its deadline),
+    not in the engine, so the engine's first-byte limit starts when the engine can start."""
+    if route.backend.engine != llamacpp_facts.ENGINE:
+        yield
+        return
+    gate = endpoint.gate
+    if gate is None:
+        gate = endpoint.gate = asyncio.Semaphore(llamacpp_facts.GATEWAY_SLOTS)
+    waited = perf_counter()
+    async with asyncio.timeout_at(deadline):
+        await gate.acquire()
+    ex.waited += perf_counter() - waited
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+def _transport_failure(exc: UpstreamError, backend: str, engine: str) -> Failure:
     if isinstance(exc, DeadlineExceeded):
         return Failure("request_timeout", 504, "", final=True)
-    if isinstance(exc, ReadTimeout):
-        return Failure("timeout", 504, f"Backend '{backend}' did not answer in time.")
+    if isinstance(exc, ReadTimeout):  # never again on the same (hung or busy) endpoint; another one or a fallback
+        return Failure("timeout", 504, f"Backend '{backend}' did not answer in time.", same_endpoint_ok=False)
     if isinstance(exc, ConnectError):
         return Failure("connect", 502, f"Cannot connect to backend '{backend}'.")
     if isinstance(exc, TooLarge):
         return Failure("too_large", 502, f"Backend '{backend}' sent an answer larger than the gateway accepts.")
     if isinstance(exc, ShuttingDown):
         return Failure("shutdown", 503, "The gateway is shutting down.", final=True)
+    if isinstance(exc, Disconnected) and engine == llamacpp_facts.ENGINE:
+        # after the request was sent, one local process: the request may be what killed it
+        return Failure("died", 502, f"Backend '{backend}' closed the connection while answering; the request was "
+                       "not retried because it may have caused that.", same_endpoint_ok=False)
     return Failure("disconnect", 502, f"Backend '{backend}' closed the connection before answering.")
 
 

@@ -145,7 +145,8 @@ def _server(spec: Server, root: Path, config_dir: Path, llama_server: Path | Non
     models = [{**entry, "model_alias": spec.model_alias}]
     models += [{**entry, "model_alias": lora.adapter, "lora_path": str(root / lora.file)} for lora in spec.lora]
     config = config_dir / f"{spec.name}.json"
-    settings: dict = {"host": spec.host, "port": spec.port, "models": models}
+    # interrupt_requests off: a second request waits for the lock instead of cutting the running stream
+    settings: dict = {"host": spec.host, "port": spec.port, "models": models, "interrupt_requests": False}
     if key is not None:  # the file is written 0600, in the run folder
         settings["api_key"] = key
     text = json.dumps(settings, indent=2, sort_keys=True) + "\n"

@@ -52,7 +52,7 @@ def test_without_llama_server_each_adapter_is_a_model_entry_of_llama_cpp_python(
     ((path, content),) = server.files
     assert path == config and not config.exists()  # written by the supervisor, at each start
     entry = {"model": str(tmp_path / "models/tiny.gguf"), "n_ctx": 256, "n_threads": 2, "n_gpu_layers": 0}
-    assert json.loads(content) == {"host": "127.0.0.1", "port": 8101, "models": [
+    assert json.loads(content) == {"host": "127.0.0.1", "port": 8101, "interrupt_requests": False, "models": [
         {**entry, "model_alias": "tiny"},
         {**entry, "model_alias": "faq-v1", "lora_path": str(tmp_path / RUN_A)},
         {**entry, "model_alias": "support-v1", "lora_path": str(tmp_path / RUN_B)}]}

@@ -44,6 +44,7 @@ class UpstreamCall:
     stream: bool
     notes: list[str] = field(default_factory=list)  # fields dropped or refused, for x-vilms-trimmed
     include_usage: bool = False  # the client asked for stream_options.include_usage
+    aggregate: bool = False  # a non-streaming request sent upstream as a stream, its chunks merged (translate)
     base64_embeddings: bool = False  # encoding_format=base64, for engines that build embeddings
     prompt_tokens: int | None = None  # the engine's usage, set by translate() or the stream translator
     completion_tokens: int | None = None

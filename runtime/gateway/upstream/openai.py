@@ -48,6 +48,9 @@ class OpenAIEngine:
             value = body.pop("max_completion_tokens")
             body["max_tokens"] = min(value, body.get("max_tokens", value))
         stream = kind != "embeddings" and bool(body.get("stream"))
+        aggregate = self.name == "llamacpp" and kind != "embeddings" and not stream
+        if aggregate:  # streamed upstream, so that closing the connection stops the engine
+            body["stream"] = stream = True
         include_usage = False
         if stream:
             options = body.get("stream_options")
@@ -55,9 +58,13 @@ class OpenAIEngine:
             if not include_usage:
                 body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
                     else {"include_usage": True}
+        if aggregate:
+            return UpstreamCall(path=PATHS[kind], payload=body, stream=False, include_usage=True, aggregate=True)
         return UpstreamCall(path=PATHS[kind], payload=body, stream=stream, include_usage=include_usage)
 
     def translate(self, kind: str, call: UpstreamCall, raw: bytes) -> bytes:
+        if call.aggregate:
+            return aggregate_stream(kind, call, raw)
         try:
             data = orjson.loads(raw)
         except ValueError:
@@ -69,7 +76,7 @@ class OpenAIEngine:
         return raw
 
     def stream_translator(self, kind: str, call: UpstreamCall) -> SSECheck:
-        return SSECheck(call)
+        return SSECheck(call, require_finish=self.name == "llamacpp")
 
 
 class SSECheck:
@@ -81,13 +88,18 @@ class SSECheck:
     a stream costs a few microseconds, whatever its length.
     """
 
-    __slots__ = ("call", "_rest", "_started", "_done")
+    __slots__ = ("call", "_rest", "_started", "_done", "_require_finish", "_finished", "_cut")
 
-    def __init__(self, call: UpstreamCall) -> None:
+    def __init__(self, call: UpstreamCall, require_finish: bool = False) -> None:
         self.call = call
         self._rest = b""
         self._started = False
         self._done = False
+        # llama.cpp: a stream must carry a finish_reason before [DONE] (llama-cpp-python's
+        # interrupt_requests ends a stream with [DONE] and none); without one, the [DONE] is held back
+        self._require_finish = require_finish
+        self._finished = not require_finish
+        self._cut = False
 
     def feed(self, chunk: bytes) -> bytes:
         if self._rest:
@@ -111,13 +123,20 @@ class SSECheck:
             if not chunk.lstrip(b"\r\n").startswith(_SSE_STARTS):
                 raise BadResponse("the engine's stream is not SSE")
             self._started = True
+        if not self._finished:
+            self._finished = _has_finish(chunk)
         self._done = _ends_with_done(chunk)  # [DONE] must be the last event
+        if self._done and not self._finished:
+            self._cut = True
+            chunk = chunk[:chunk.rfind(b"data:")]
         at = chunk.find(_USAGE_KEY)
         if at >= 0:
             chunk = self._usage(chunk, at, cr)
         return chunk
 
     def finish(self) -> bytes:
+        if self._cut or (self._require_finish and not self._finished and _has_done(self._rest)):
+            raise BadResponse("the engine's stream ended without a finish_reason")
         rest, self._rest = self._rest, b""
         if not self._done and _has_done(rest.rstrip(b"\r\n")):
             self._done = True
@@ -198,6 +217,120 @@ def _ends_with_done(chunk: bytes) -> bool:
             at = len(chunk) - len(event)
             return at == 0 or chunk[at - 1] == 10  # at an event's start: after "\n"
     return False
+
+
+_FINISH_KEY = b'"finish_reason"'
+
+
+def _has_finish(chunk: bytes) -> bool:
+    """Whether an event of ``chunk`` sets a ``finish_reason`` other than null."""
+    at = chunk.find(_FINISH_KEY)
+    while at >= 0:
+        value = chunk[at + len(_FINISH_KEY):at + len(_FINISH_KEY) + 16].lstrip(b" \t:")
+        if value[:1] == b'"':
+            return True
+        at = chunk.find(_FINISH_KEY, at + 1)
+    return False
+
+
+def aggregate_stream(kind: str, call: UpstreamCall, raw: bytes) -> bytes:
+    """The non-streaming answer (``chat.completion`` / ``text_completion``) of a whole SSE stream.
+
+    Choices are merged by index: text and ``content`` concatenated, ``tool_calls`` merged by
+    their index (``arguments`` concatenated), logprob lists joined. Usage is the engine's when
+    it sent one, else ``completion_tokens`` counts the chunks that carried text (llama-cpp-python
+    sends one per token and no usage) and ``prompt_tokens`` is left out.
+    """
+    head: dict[str, Any] = {}
+    choices: dict[int, dict[str, Any]] = {}
+    usage = None
+    pieces = 0
+    for line in raw.splitlines():
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            continue
+        try:
+            event = orjson.loads(payload)
+        except ValueError:
+            raise BadResponse("an event of the engine's stream is not JSON") from None
+        if type(event) is not dict or "error" in event:
+            raise BadResponse("the engine's stream reported an error")
+        if not head:
+            head = {k: event.get(k) for k in ("id", "created", "model", "system_fingerprint") if k in event}
+        if isinstance(event.get("usage"), dict):
+            usage = event["usage"]
+        for part in event.get("choices") or ():
+            if isinstance(part, dict):
+                pieces += _merge_choice(choices.setdefault(int(part.get("index") or 0), {}), part, kind)
+    if not choices or any(c.get("finish_reason") is None for c in choices.values()):
+        raise BadResponse("the engine's stream ended without a finish_reason")
+    if usage is None:
+        usage = {"completion_tokens": pieces}
+    call.prompt_tokens, call.completion_tokens = tokens(usage)
+    call.response_model = head.get("model")
+    out = {**head, "object": "chat.completion" if kind == "chat" else "text_completion",
+           "choices": [_choice_out(index, c, kind) for index, c in sorted(choices.items())], "usage": usage}
+    return orjson.dumps(out)
+
+
+def _merge_choice(into: dict[str, Any], part: dict[str, Any], kind: str) -> int:
+    if part.get("finish_reason") is not None:
+        into["finish_reason"] = part["finish_reason"]
+    logprobs = part.get("logprobs")
+    if isinstance(logprobs, dict):
+        held = into.setdefault("logprobs", {})
+        for key, value in logprobs.items():
+            if isinstance(value, list):
+                held.setdefault(key, []).extend(value)
+            else:
+                held[key] = value
+    if kind != "chat":
+        text = part.get("text")
+        if isinstance(text, str) and text:
+            into["text"] = into.get("text", "") + text
+            return 1
+        return 0
+    delta = part.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    if delta.get("role"):
+        into["role"] = delta["role"]
+    counted = 0
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        into["content"] = into.get("content", "") + content
+        counted = 1
+    for call in delta.get("tool_calls") or ():
+        if not isinstance(call, dict):
+            continue
+        held = into.setdefault("tool_calls", {}).setdefault(int(call.get("index") or 0), {"function": {}})
+        for key in ("id", "type"):
+            if call.get(key):
+                held[key] = call[key]
+        function = call.get("function")
+        if isinstance(function, dict):
+            if function.get("name"):
+                held["function"]["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                held["function"]["arguments"] = held["function"].get("arguments", "") + function["arguments"]
+        counted = 1
+    return counted
+
+
+def _choice_out(index: int, held: dict[str, Any], kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": index}
+    if kind == "chat":
+        message: dict[str, Any] = {"role": held.get("role", "assistant"), "content": held.get("content")}
+        if held.get("tool_calls"):
+            message["tool_calls"] = [held["tool_calls"][i] for i in sorted(held["tool_calls"])]
+        out["message"] = message
+    else:
+        out["text"] = held.get("text", "")
+    out["logprobs"] = held.get("logprobs")
+    out["finish_reason"] = held["finish_reason"]
+    return out
 
 
 def _has_done(data: bytes) -> bool:
