@@ -55,6 +55,8 @@ def build(file: Path, check: bool) -> None:
     from vilms.compiler.pipeline import build as run_build
 
     result = run_build(file, check=check)
+    if result.recovered:
+        click.echo(f"warning: {result.recovered}", err=True)
     if check:
         click.echo(f"{GENERATED}/ is up to date ({len(result.files)} files)")
     elif result.changed:

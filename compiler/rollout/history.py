@@ -11,7 +11,6 @@ effect (:func:`rollback_target`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -86,15 +85,10 @@ def open_history(layout: Layout, adapter: str) -> tuple[Path, BinaryIO]:
                           hint=f"{RELEASES}/ must be a writable folder beside vilms.yaml") from None
 
 
-def append_history(path: Path, fh: BinaryIO, record: ReleaseHistoryEntry) -> None:
-    """Append ``record`` as one JSON line (after a newline, if the file's last line lacks one)."""
-    line = json.dumps(RELEASE_HISTORY.data(record), ensure_ascii=False).encode("utf-8") + b"\n"
-    lead = b""
-    if path.stat().st_size:
-        fh.seek(-1, os.SEEK_END)
-        lead = b"" if fh.read(1) == b"\n" else b"\n"
-    fh.write(lead + line)
-    fh.flush()
+def history_line(record: ReleaseHistoryEntry) -> str:
+    """``record`` as one JSON line, without its newline (appended by
+    :func:`vilms.compiler.journal.append_line`, after a newline if the last line lacks one)."""
+    return json.dumps(RELEASE_HISTORY.data(record), ensure_ascii=False)
 
 
 # --- replaying

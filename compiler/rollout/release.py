@@ -20,18 +20,18 @@ from typing import Any
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
+from vilms.compiler.journal import Intent, append_line, begin, finish, recover
 from vilms.compiler.layout import GENERATED, RELEASES, RUN_RECORD, Layout, run_path
 from vilms.compiler.load import load, parse
-from vilms.compiler.pipeline import display_name, plan_document, render_files
+from vilms.compiler.pipeline import display_name, locked, plan_document, rebuild, render_files
 from vilms.compiler.plan import Plan
-from vilms.compiler.project_lock import project_lock
 from vilms.compiler.run_ids import RUN_ID, adapter_of, example_for
 from vilms.compiler.runs import release_hint, release_status
 from vilms.compiler.suggest import did_you_mean
 from vilms.compiler.write import write_tree
 
 from .edit import BY_HAND, Edit, set_release
-from .history import append_history, entry, open_history, read_history, rollback_target, shown
+from .history import entry, history_line, open_history, read_history, rollback_target, shown
 
 # called with the compiled plan and the run about to be released, after every check and before
 # anything is written: `vilms rollout` pushes the run to the artifact store here (Ray deployments);
@@ -60,15 +60,19 @@ class ReleaseChange:
 def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None) -> ReleaseChange:
     """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/, holding
     the project's write lock from the read to the last write (no other build or release between)."""
-    with project_lock(Layout.of(file).root):
-        return _rollout(file, adapter, run_id, publish)
+    with locked(file) as recovered:
+        return _noted(_rollout(file, adapter, run_id, publish), recovered)
 
 
 def rollback(file: Path, adapter: str, *, publish: Publish | None = None) -> ReleaseChange:
     """Set ``adapters.<adapter>.release`` back to what it was before the current rollout (under
     the project's write lock, as :func:`rollout`)."""
-    with project_lock(Layout.of(file).root):
-        return _rollback(file, adapter, publish)
+    with locked(file) as recovered:
+        return _noted(_rollback(file, adapter, publish), recovered)
+
+
+def _noted(change: ReleaseChange, recovered: str | None) -> ReleaseChange:
+    return replace(change, warnings=(recovered, *change.warnings)) if recovered else change
 
 
 def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None) -> ReleaseChange:
@@ -171,12 +175,31 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     warnings += _stale_note(doc, on_disk)
     if publish is not None and target is not None:
         publish(plan, target)
-    history, fh = open_history(Layout(doc.root), adapter)
+    layout = Layout(doc.root)
+    history, fh = open_history(layout, adapter)  # a history that cannot be written refuses the change
     with fh:
+        size = fh.seek(0, os.SEEK_END)
+    line = history_line(entry(adapter, current, target, action))
+    begin(layout, Intent(pid=os.getpid(), action=action, adapter=adapter, file=doc.file.relative_to(layout.root).as_posix(),
+                         before_sha256=hashlib.sha256(raw).hexdigest(), after_sha256=hashlib.sha256(new_raw).hexdigest(),
+                         history=history.relative_to(layout.root).as_posix(), history_size=size, line=line))
+    try:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
-        append_history(history, fh, entry(adapter, current, target, action))
+        append_line(history, size, line)
+    except BaseException:
+        _undo(layout)
+        raise
+    finish(layout)
     return ReleaseChange(adapter, action, current, target, file, _release_line(new_doc, adapter),
                          serving=_serving(plan, adapter), diff=report, history=history, warnings=tuple(warnings))
+
+
+def _undo(layout: Layout) -> None:
+    """A write failed (not a kill): complete or undo the change now, as the next command would."""
+    try:
+        recover(layout, rebuild)
+    except (VilmsError, OSError):
+        pass  # the journal stays; the next command that takes the lock recovers it
 
 
 def _same_but_release(old: Any, new: Any, adapter: str, target: str | None) -> bool:
@@ -228,7 +251,8 @@ def _write(doc: Document, raw: bytes, new_raw: bytes, out_dir: Path, files: dict
     """generated/ first, then vilms.yaml by rename: a failure leaves vilms.yaml as it was."""
     target = doc.file
     mode = target.stat().st_mode & 0o7777
-    fd, staged = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # named after this process, so a later command knows when its writer is gone (compiler/journal.py)
+    fd, staged = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(new_raw)

@@ -13,8 +13,9 @@ from vilms.compiler import run_ids
 from vilms.compiler.contracts.registry import all_contracts
 from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseHistoryEntry
 from vilms.compiler.errors import InvalidInputError
+from vilms.compiler.journal import append_line
 from vilms.compiler.layout import Layout
-from vilms.compiler.rollout.history import append_history, entry, open_history, read_history, rollback_target
+from vilms.compiler.rollout.history import entry, history_line, open_history, read_history, rollback_target
 
 R1, R2 = "a-20261121T091500Z-1a2b3c", "a-20261122T091500Z-2a2b3c"
 SHOWN = ".vilms/releases/a.jsonl"
@@ -40,13 +41,19 @@ def history_file(tmp_path: Path, *lines: str, raw: bytes | None = None) -> Layou
     return layout
 
 
+def append_history(layout: Layout, record) -> None:
+    """As rollout appends: the file opened (created) first, then the line at its end."""
+    path, fh = open_history(layout, "a")
+    with fh:
+        size = fh.seek(0, 2)
+    append_line(path, size, history_line(record))
+
+
 def test_what_is_written_is_read_back(tmp_path):
     layout = Layout(tmp_path)
     records = [entry("a", None, R1, "rollout"), entry("a", R1, R2, "rollout"), entry("a", R2, R1, "rollback")]
     for record in records:
-        path, fh = open_history(layout, "a")
-        with fh:
-            append_history(path, fh, record)
+        append_history(layout, record)
     lines = layout.history("a").read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["ReleaseHistoryEntry"] * 3
     assert list(json.loads(lines[0])) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action"]  # `from`, not `from_`
@@ -56,9 +63,7 @@ def test_what_is_written_is_read_back(tmp_path):
 
 def test_a_line_without_a_final_newline_is_not_joined(tmp_path):
     layout = history_file(tmp_path, raw=v1().encode())  # e.g. cut by an editor
-    path, fh = open_history(layout, "a")
-    with fh:
-        append_history(path, fh, entry("a", R1, R2, "rollout"))
+    append_history(layout, entry("a", R1, R2, "rollout"))
     assert [e.to for e in read_history(layout, "a")] == [R1, R2]
 
 

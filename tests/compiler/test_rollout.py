@@ -325,7 +325,8 @@ def test_a_bad_history_line_is_located_and_touches_nothing(proj, vilms):
 
 
 def test_a_rollout_is_refused_while_another_command_writes_the_project(project, vilms):
-    """Rollout takes the project lock before it reads vilms.yaml: a second writer is refused, never raced."""
+    """Rollout takes the project lock before it reads vilms.yaml: a second writer waits (bounded,
+    here 0.5 s) and is then refused, never raced."""
     import subprocess
     import sys
 
@@ -338,9 +339,10 @@ def test_a_rollout_is_refused_while_another_command_writes_the_project(project, 
     try:
         assert holder.stdout.readline().strip() == "held"
         before = tree(path.parent)
-        result = vilms("rollout", ADAPTER, R1, "-f", str(path))
+        result = vilms("rollout", ADAPTER, R1, "-f", str(path), env={"VILMS_LOCK_WAIT": "0.5"})
         assert result.code == 1
-        assert f"another vilms command (pid {holder.pid}) is writing this project; try again when it ends" in result.err
+        assert f"another vilms command (pid {holder.pid}) is writing this project; waited 0.5 s, try again when it ends" in result.err
+        assert "(wait longer with VILMS_LOCK_WAIT=SECONDS)" in result.err
         assert tree(path.parent) == before
     finally:
         holder.kill()
