@@ -93,6 +93,7 @@ def deployment(hw: Hardware, engine: str, models: list[Model], *, target: str = 
         model_adapters=frozen({m.name: tuple(sorted(a.name for a in adapters if a.base == m.name)) for m in models}),
         replicas=1, parallel=parallel, gateway_port=8080, engine_port=8101, expose=False, ingress=None, autoscale=frozen({}),
         serving=frozen({}), update=frozen({"max_surge": 1, "max_unavailable": 0}), monitoring=None,
+        threads=4, gpu_layers=0, kube_context=None, namespace=None,
     )
 
 
@@ -107,6 +108,7 @@ def plan(models: list[Model], hw: list[Hardware] = (), adapters: list[Adapter] =
                         120.0, 900.0, 30.0, 16 << 20, 5, 5.0, None, {}),
         artifact_store=None,
         telemetry=None,
+        gitops=None,
     )
 
 

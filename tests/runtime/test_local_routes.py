@@ -121,7 +121,7 @@ class Project:
         name) and routes.yaml; ``aliases``: alias → adapter. Returns the routes' bytes."""
         names = sorted(adapters)
         server = Server(name="llamacpp-tiny", model_alias="tiny", model=Weights(file="models/tiny.gguf", hf=None),
-                        context=256, threads=1, parallel=2,
+                        context=256, threads=1, gpu_layers=0, parallel=2,
                         lora=tuple(Lora(adapter=n, file=adapters[n]) for n in names),
                         host="127.0.0.1", port=self.server_port)
         self.plan = LocalPlan(deployment="dev", servers=(server,),

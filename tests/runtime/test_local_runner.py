@@ -431,7 +431,7 @@ def test_restarts_that_never_answer_count_as_quick_crashes(tmp_path):
     port = _free_port()
     launch = Launch("srv", "llamacpp", (sys.executable, str(script), str(port), str(tmp_path / "started")),
                     "127.0.0.1", port, "/")
-    server = Server("srv", "srv", Weights("m.gguf", None), 256, 1, 1, (), "127.0.0.1", port)
+    server = Server("srv", "srv", Weights("m.gguf", None), 256, 1, 0, 1, (), "127.0.0.1", port)
     plan = LocalPlan("hang", (server,), LocalGateway("127.0.0.1", 1, "hang/gateway/routes.yaml"))
     supervisor = Supervisor(plan, [launch], RunDir(tmp_path / "run"), tmp_path / "vilms.yaml",
                             policy=RestartPolicy(backoff_s=0.1, quick_s=2, give_up_after=3), start_timeout_s=3)
