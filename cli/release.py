@@ -24,19 +24,21 @@ from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES
 @YES
 @OLLAMA_URL
 @SKIP_REGISTRY
+@click.option("--force", is_flag=True, help="Release RUN_ID by name even though a run in artifacts/ here has a close name.")
 def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None,
-            skip_registry: bool) -> None:
+            skip_registry: bool, force: bool) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/.
 
     When a Ray deployment serves ADAPTER, RUN_ID is first pushed to the artifact store and
     verified; if that fails, nothing is changed. When ADAPTER has tracking.mlflow, RUN_ID's
     version in the MLflow Model Registry is found or registered first, and the alias moved to
-    it after vilms.yaml is written. Rolling out the run already released only does the latter."""
+    it after vilms.yaml is written. Rolling out the run already released only does the latter.
+    A RUN_ID not in artifacts/ whose name is close to one there is refused unless --force."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
     registry = _registry(file, adapter, skip_registry, apply_)
-    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry))
+    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry), force=force)
     _released(change, file, apply_, yes, ollama_url, registry)
 
 

@@ -33,6 +33,7 @@ RESERVED_DEPLOYMENT_NAMES = frozenset({TRAINING, MANIFEST})
 RUN_RECORD = "run.json"
 RUN_CONFIG = "training.yaml"  # the training config a run was started from, copied into it
 RUN_ADAPTER = "adapter"  # PEFT adapter folder of a run
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # the weights in it (PEFT's name)
 RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp and Ollama
 
 STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:

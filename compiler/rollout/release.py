@@ -27,11 +27,11 @@ from vilms.compiler.pipeline import display_name, locked, plan_document, rebuild
 from vilms.compiler.plan import Plan
 from vilms.compiler.run_ids import RUN_ID, adapter_of, example_for
 from vilms.compiler.runs import release_hint, release_status
-from vilms.compiler.suggest import did_you_mean
+from vilms.compiler.suggest import did_you_mean, typo_of
 from vilms.compiler.write import write_tree
 
 from .edit import BY_HAND, Edit, set_release
-from .history import entry, history_line, open_history, read_history, rollback_target, shown
+from .history import entry, history_line, open_history, read_history, rollback_target, run_digest, shown
 
 # called with the compiled plan and the run about to be released, after every check and before
 # anything is written: `vilms rollout` pushes the run to the artifact store here (Ray deployments);
@@ -57,11 +57,11 @@ class ReleaseChange:
         return self.diff is not None
 
 
-def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None) -> ReleaseChange:
+def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None, force: bool = False) -> ReleaseChange:
     """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/, holding
     the project's write lock from the read to the last write (no other build or release between)."""
     with locked(file) as recovered:
-        return _noted(_rollout(file, adapter, run_id, publish), recovered)
+        return _noted(_rollout(file, adapter, run_id, publish, force), recovered)
 
 
 def rollback(file: Path, adapter: str, *, publish: Publish | None = None) -> ReleaseChange:
@@ -75,13 +75,13 @@ def _noted(change: ReleaseChange, recovered: str | None) -> ReleaseChange:
     return replace(change, warnings=(recovered, *change.warnings)) if recovered else change
 
 
-def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None) -> ReleaseChange:
+def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None, force: bool) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     if current == run_id:  # nothing to change; what serves it still matters to --apply
         return ReleaseChange(adapter, "rollout", current, run_id, file, _release_line(doc, adapter),
                              serving=_serving(plan_document(doc), adapter))
-    return _change(file, doc, raw, adapter, current, run_id, "rollout", publish)
+    return _change(file, doc, raw, adapter, current, run_id, "rollout", publish, force=force)
 
 
 def _rollback(file: Path, adapter: str, publish: Publish | None) -> ReleaseChange:
@@ -96,7 +96,7 @@ def _rollback(file: Path, adapter: str, publish: Publish | None) -> ReleaseChang
     if not found:
         raise ActionError(f"nothing to roll back to: {shown(layout, adapter)} has no rollout of {adapter} to {_show(current)}",
                           hint=BY_HAND.format(adapter=adapter))
-    return _change(file, doc, raw, adapter, current, target, "rollback", publish)
+    return _change(file, doc, raw, adapter, current, target, "rollback", publish, force=True)  # a run from the history
 
 
 def _read(file: Path) -> tuple[Document, bytes]:
@@ -126,9 +126,10 @@ def _refused(doc: Document, path: Path_, message: str, hint: str | None, *, at_k
     return InvalidInputError([Diagnostic(doc.display_name, line, column, dotted(path), message, hint)])
 
 
-def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
+def _check_run(doc: Document, adapter: str, run_id: str, *, force: bool) -> list[str]:
     """Refuse a run id that is malformed, of another adapter, or a local run whose gate did
-    not pass; warn when the run is not in artifacts/ here (the compiler takes it on trust)."""
+    not pass; warn when the run is not in artifacts/ here (the compiler takes it on trust),
+    and refuse it, unless ``force``, when a local run of the adapter has a close name (a typo)."""
     path: Path_ = ("adapters", adapter, "release")
     if path not in doc.value_positions:
         path = ("adapters", adapter)
@@ -150,13 +151,17 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
         return []
     runs = project.artifacts
     local = sorted(p.name for p in runs.glob(f"{adapter}-*") if RUN_ID.match(p.name)) if runs.is_dir() else []
+    suggestion = typo_of(run_id, local)
+    if suggestion is not None and not force:
+        raise _refused(doc, path, f"run {run_id!r} is not in artifacts/ here, but {suggestion!r} is: a typo?",
+                       f"roll out {suggestion}, or pass --force to release {run_id} by name (trained elsewhere)")
     note = f"{run_path(run_id, RUN_RECORD)} is not here, so its gate was not checked (releasing it by name)"
     return [note + did_you_mean(run_id, local)]
 
 
 def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | None, target: str | None,
-            action: str, publish: Publish | None = None) -> ReleaseChange:
-    warnings = _check_run(doc, adapter, target) if target is not None else []
+            action: str, publish: Publish | None = None, *, force: bool = False) -> ReleaseChange:
+    warnings = _check_run(doc, adapter, target, force=force) if target is not None else []
     bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
     text = raw.decode("utf-8")[len(bom):]
     edit = set_release(text, adapter, target)
@@ -179,7 +184,7 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     history, fh = open_history(layout, adapter)  # a history that cannot be written refuses the change
     with fh:
         size = fh.seek(0, os.SEEK_END)
-    line = history_line(entry(adapter, current, target, action))
+    line = history_line(entry(adapter, current, target, action, run_digest(layout, target)))
     begin(layout, Intent(pid=os.getpid(), action=action, adapter=adapter, file=doc.file.relative_to(layout.root).as_posix(),
                          before_sha256=hashlib.sha256(raw).hexdigest(), after_sha256=hashlib.sha256(new_raw).hexdigest(),
                          history=history.relative_to(layout.root).as_posix(), history_size=size, line=line))

@@ -56,7 +56,7 @@ def test_what_is_written_is_read_back(tmp_path):
         append_history(layout, record)
     lines = layout.history("a").read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["ReleaseHistoryEntry"] * 3
-    assert list(json.loads(lines[0])) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action"]  # `from`, not `from_`
+    assert list(json.loads(lines[0])) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action", "digest"]  # `from`, not `from_`
     assert read_history(layout, "a") == tuple(records)
     assert rollback_target(read_history(layout, "a"), R1) == (True, None)
 
