@@ -4,6 +4,9 @@ Validate (adapter, run id, a local run's gate), edit the text (:mod:`.edit`), co
 edited text in memory, and only when that succeeds write generated/ and vilms.yaml, then
 record the change (:mod:`.history`). The edited text must load to exactly the old data
 with the new release, or nothing is written. A refused change leaves every file as it was.
+All of it runs under the project lock, after recovering what a killed command left; the
+writes are framed by an intent journal (:mod:`vilms.compiler.journal`), so a kill at any
+point is completed or undone by the next command.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     with fh:
         size = fh.seek(0, os.SEEK_END)
     line = history_line(entry(adapter, current, target, action, run_digest(layout, target)))
-    begin(layout, Intent(pid=os.getpid(), action=action, adapter=adapter, file=doc.file.relative_to(layout.root).as_posix(),
+    begin(layout, Intent(pid=os.getpid(), action=action, adapter=adapter, file=doc.file.name,
                          before_sha256=hashlib.sha256(raw).hexdigest(), after_sha256=hashlib.sha256(new_raw).hexdigest(),
                          history=history.relative_to(layout.root).as_posix(), history_size=size, line=line))
     try:
