@@ -248,7 +248,7 @@ def test_a_stale_generated_is_rebuilt_with_a_warning(proj, vilms):
 
 def test_rollback_target_replays_rollouts_as_a_stack():
     def entry(action, a, b):
-        return ReleaseHistoryEntry(at="2026-11-23T15:20:00Z", adapter="x", from_=a, to=b, action=action)
+        return ReleaseHistoryEntry(at="2026-11-23T15:20:00Z", adapter="x", from_=a, to=b, action=action, digest=None)
 
     h = [entry("rollout", None, "a"), entry("rollout", "a", "b"), entry("rollback", "b", "a"), entry("rollout", "a", "c")]
     assert rollback_target(h, "c") == (True, "a")
