@@ -108,9 +108,9 @@ def test_lines_of_the_previous_version_are_read_as_the_legacy_shape(tmp_path):
     """History committed by the previous version (no apiVersion/kind) keeps working, mixed with new lines."""
     layout = history_file(tmp_path, legacy(), legacy(**{"from": R1, "to": R2}), "", v1(**{"from": R2, "to": R1, "action": "rollback"}))
     assert read_history(layout, "a") == (
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", None, R1, "rollout"),
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R1, R2, "rollout"),
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R2, R1, "rollback"),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", None, R1, "rollout", None),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R1, R2, "rollout", None),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R2, R1, "rollback", None),
     )
 
 
