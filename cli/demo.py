@@ -90,10 +90,12 @@ def write_demo_project(root: Path, *, gateway_port: int | None = None, engine_po
     import yaml
     from transformers.utils import logging as hf_logging
 
+    from vilms.compiler.git_files import write_git_files
     from vilms.trainers.export.gguf import write_llama_gguf
     from vilms.trainers.tiny import build_tiny_llama, tiny_chat_rows
 
     hf_logging.disable_progress_bar()
+    write_git_files(root)
     model = build_tiny_llama(root / "models" / "tiny")
     write_llama_gguf(model, root / "models" / "tiny.gguf")
     (root / "data").mkdir(exist_ok=True)

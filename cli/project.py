@@ -20,11 +20,15 @@ from .paths import shown
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--project", metavar="NAME", help="The project's name (lower-case letters, digits and '-'); default my-project.")
 def init(file: Path, force: bool, project: str | None) -> None:
-    """Write a commented starter vilms.yaml that builds."""
+    """Write a commented starter vilms.yaml that builds, and the .gitignore and .gitattributes
+    lines it needs (appended to existing files, once)."""
+    from vilms.compiler.git_files import write_git_files
     from vilms.compiler.starter import write_starter
 
     write_starter(file, force=force, project=project)
-    click.echo(f"wrote {file}; next: vilms build -f {file}")
+    changed = write_git_files(file.parent)
+    also = f" (and {', '.join(p.name for p in changed)})" if changed else ""
+    click.echo(f"wrote {file}{also}; next: vilms build -f {file}")
 
 
 @click.command()
@@ -55,6 +59,8 @@ def build(file: Path, check: bool) -> None:
     from vilms.compiler.pipeline import build as run_build
 
     result = run_build(file, check=check)
+    if result.recovered:
+        click.echo(f"warning: {result.recovered}", err=True)
     if check:
         click.echo(f"{GENERATED}/ is up to date ({len(result.files)} files)")
     elif result.changed:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from vilms.compiler.errors import UsageError, VilmsError
-from vilms.compiler.layout import Layout
+from vilms.compiler.layout import ARTIFACTS, Layout
 
 from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES, output_format
 
@@ -25,19 +25,21 @@ from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES, ou
 @YES
 @OLLAMA_URL
 @SKIP_REGISTRY
+@click.option("--force", is_flag=True, help="Release RUN_ID by name even though a run in artifacts/ here has a close name.")
 def rollout(adapter: str, run_id: str, file: Path, apply_: bool, yes: bool, ollama_url: str | None,
-            skip_registry: bool) -> None:
+            skip_registry: bool, force: bool) -> None:
     """Release RUN_ID for ADAPTER: edit its release: in vilms.yaml and rebuild generated/.
 
     When a Ray deployment serves ADAPTER, RUN_ID is first pushed to the artifact store and
     verified; if that fails, nothing is changed. When ADAPTER has tracking.mlflow, RUN_ID's
     version in the MLflow Model Registry is found or registered first, and the alias moved to
-    it after vilms.yaml is written. Rolling out the run already released only does the latter."""
+    it after vilms.yaml is written. Rolling out the run already released only does the latter.
+    A RUN_ID not in artifacts/ whose name is close to one there is refused unless --force."""
     from vilms.compiler.rollout import rollout as run_rollout
 
     _can_confirm(apply_, yes)
     registry = _registry(file, adapter, skip_registry, apply_)
-    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry, apply_))
+    change = run_rollout(file, adapter, run_id, publish=_publisher(file, adapter, registry, apply_), force=force)
     _released(change, file, apply_, yes, ollama_url, registry)
 
 
@@ -146,15 +148,16 @@ def _publisher(file: Path, adapter: str, registry: Any, apply_: bool) -> Callabl
     then verified), because Ray Serve LLM loads it from there on the next request. Before that
     (a few quick calls, where a push may take minutes), with tracking.mlflow, the run's version
     in the Model Registry is found or registered. First of all, what a serving engine needs of
-    the run must be here (``compiler/release_needs.py``): with ``--apply`` a run lacking it is
-    refused; without, deploying happens elsewhere (where the artefacts are), and `vilms apply`
-    checks it there."""
+    the run must be here (``compiler/release_needs.py``): a run lacking it is refused with
+    ``--apply``, and whenever the run's folder is here (an incomplete run, e.g. not exported as
+    GGUF); a run that is not here at all is deployed elsewhere, where `vilms apply` checks it."""
 
     def publish(plan: Any, run_id: str) -> None:
         from vilms.compiler.release_needs import refuse_missing
 
-        if apply_:
-            refuse_missing(plan, Layout.of(file).root, adapter, run_id, file)  # before the registry or anything else
+        root = Layout.of(file).root
+        if apply_ or (root / ARTIFACTS / run_id).is_dir():
+            refuse_missing(plan, root, adapter, run_id, file)  # before the registry or anything else
         registry.prepare(plan, run_id)
         _publish_to_store(plan, run_id)
 

@@ -22,7 +22,8 @@ APPROVALS = f"{STATE}/approvals"  # <adapter>.jsonl: every `vilms approve`, comm
 RUN_LOCKS = f"{STATE}/locks"  # flock files: a run's trainer holds <run_id>.run.lock while it trains; never committed
 RUNNER = f"{STATE}/run"
 PROJECT_LOCK = f"{STATE}/project.lock"  # held by a command writing the project (build); never committed
-STATE_GITIGNORE = f"{STATE}/.gitignore"  # names PROJECT_LOCK, so the lock stays out of git
+JOURNAL = f"{STATE}/release.journal.json"  # a release in progress, removed when it is complete; never committed
+STATE_GITIGNORE = f"{STATE}/.gitignore"  # names PROJECT_LOCK and JOURNAL, so they stay out of git
 
 MANIFEST = "manifest.json"
 TRAINING = "training"  # generated/training/<adapter>.yaml
@@ -32,6 +33,7 @@ RESERVED_DEPLOYMENT_NAMES = frozenset({TRAINING, MANIFEST})
 RUN_RECORD = "run.json"
 RUN_CONFIG = "training.yaml"  # the training config a run was started from, copied into it
 RUN_ADAPTER = "adapter"  # PEFT adapter folder of a run
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # the weights in it (PEFT's name)
 RUN_ADAPTER_GGUF = "gguf/adapter.gguf"  # the adapter converted for llama.cpp and Ollama
 
 STATE_FILE = "state.json"  # in .vilms/run/<deployment>/, beside:
@@ -175,6 +177,10 @@ class Layout:
     @property
     def project_lock(self) -> Path:
         return self.root / PROJECT_LOCK
+
+    @property
+    def journal(self) -> Path:
+        return self.root / JOURNAL
 
     @property
     def state_gitignore(self) -> Path:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError, StaleOutputError
-from vilms.compiler.layout import GENERATED, MANIFEST
+from vilms.compiler.journal import pending, recover, stale_temps
+from vilms.compiler.layout import GENERATED, JOURNAL, MANIFEST, Layout
 from vilms.compiler.load import load
 from vilms.compiler.memory import training_estimates
 from vilms.compiler.plan import Plan
@@ -29,6 +32,7 @@ class BuildResult:
     files: dict[str, bytes]
     changed: tuple[Drift, ...]
     plan: Plan
+    recovered: str | None = None  # what was done to finish a release a killed command left
 
 
 def display_name(file: Path) -> str:
@@ -81,11 +85,35 @@ def compile_files(file: Path) -> tuple[Document, Plan, dict[str, bytes]]:
     return doc, plan, render_files(doc, plan)
 
 
+@contextmanager
+def locked(file: Path) -> Iterator[str | None]:
+    """Hold the project's write lock (waiting for another writer, bounded), and first recover
+    what a killed command left (:mod:`vilms.compiler.journal`); yields what was recovered.
+    Read vilms.yaml and the history only inside: they are the truth from then on."""
+    layout = Layout.of(file)
+    with project_lock(layout.root):
+        yield recover(layout, rebuild)
+
+
+def rebuild(file: Path) -> None:
+    """Make generated/ what ``file`` compiles to now (call with the project lock held)."""
+    doc, _plan, files = compile_files(file)
+    out_dir = doc.root / GENERATED
+    check_out_dir(out_dir)
+    remove_leftovers(out_dir)
+    if diff_tree(out_dir, files):
+        write_tree(out_dir, files)
+
+
 def build(file: Path, *, check: bool = False) -> BuildResult:
     doc, plan, files = compile_files(file)
     out_dir = doc.root / GENERATED
     drift = diff_tree(out_dir, files)
+    layout = Layout(doc.root)
     if check:
+        if pending(layout):
+            raise StaleOutputError(f"a release was interrupted ({JOURNAL} is there): vilms.yaml, {GENERATED}/ and the history may disagree",
+                                   hint="run `vilms build`: it completes or undoes that release")
         if drift:
             lines = [f"{GENERATED}/{d.path}: {d.state}" for d in drift]
             raise StaleOutputError(
@@ -93,13 +121,16 @@ def build(file: Path, *, check: bool = False) -> BuildResult:
                 + _built_by_another_version(out_dir),
                 hint=f"run `vilms build` and commit the result; never edit {GENERATED}/ by hand",
             )
-    elif drift or leftovers(out_dir):
+    elif drift or leftovers(out_dir) or pending(layout) or stale_temps(layout):
         check_out_dir(out_dir)
-        with project_lock(doc.root):  # one writer at a time; diffed again under the lock
+        # one writer at a time: a build that waited for a rollout compiles again what the rollout wrote
+        with locked(file) as recovered:
+            doc, plan, files = compile_files(file)
             remove_leftovers(out_dir)
             drift = diff_tree(out_dir, files)
             if drift:
                 write_tree(out_dir, files)
+        return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan, recovered=recovered)
     return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan)
 
 

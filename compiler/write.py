@@ -77,7 +77,7 @@ def leftovers(out_dir: Path) -> list[Path]:
     found = []
     for entry in entries:
         kind, _, rest = entry.name.removeprefix(f".{out_dir.name}.").partition("-")
-        if kind in ("new", "old") and entry.name.startswith(f".{out_dir.name}.") and not _running(rest.partition("-")[0]):
+        if kind in ("new", "old") and entry.name.startswith(f".{out_dir.name}.") and not process_running(rest.partition("-")[0]):
             if entry.is_dir() and not entry.is_symlink():
                 found.append(entry)
     return sorted(found)
@@ -149,7 +149,7 @@ def _write_error(out_dir: Path, exc: OSError) -> ActionError:
     return ActionError(f"cannot write {out_dir}: {exc.strerror or exc}", hint=hint)
 
 
-def _running(pid: str) -> bool:
+def process_running(pid: str) -> bool:
     if not pid.isdigit():
         return False  # not a name this version gives: left by an older vilms
     if int(pid) == os.getpid():

@@ -19,12 +19,21 @@ from .contract import Contract
 
 
 @record
+class ReleaseDigest:
+    adapter_sha256: str | None  # sha256 of artifacts/<run>/adapter/adapter_model.safetensors
+    gguf_sha256: str | None  # sha256 of artifacts/<run>/gguf/adapter.gguf, where exported
+
+
+@record
 class ReleaseHistoryEntry:
     at: str  # UTC, ISO-8601 (vilms.compiler.clock.utc_now)
     adapter: str
     from_: str | None = field(metadata={KEY: "from"})  # the release before: what vilms.yaml held (null: unreleased)
     to: str | None  # the release after: a run id of the adapter, or null
     action: str  # rollout | rollback
+    # what `to` was, byte for byte, where the run is in artifacts/ here (null: not here, or to is null);
+    # lines written before it existed are read with digest null
+    digest: ReleaseDigest | None
 
 
 def _check(entry: ReleaseHistoryEntry, report: Reporter) -> None:

@@ -11,17 +11,17 @@ effect (:func:`rollback_target`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from vilms.compiler.clock import utc_now
 from vilms.compiler.contracts.contract import API_VERSION
-from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseHistoryEntry
+from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseDigest, ReleaseHistoryEntry
+from vilms.compiler.digest import sha256_file
 from vilms.compiler.errors import ActionError, InvalidInputError
 from vilms.compiler.jsonl_log import invalid, json_object, on_line, read_log
-from vilms.compiler.layout import RELEASES, Layout
+from vilms.compiler.layout import ADAPTER_WEIGHTS, RELEASES, RUN_ADAPTER, RUN_ADAPTER_GGUF, Layout
 from vilms.compiler.load import parse
 
 
@@ -42,7 +42,7 @@ def read_line(line: bytes, display: str, number: int) -> ReleaseHistoryEntry:
     """Line ``number`` of a history file, through the contract; problems located in the file."""
     data = json_object(line, display, number, RELEASE_HISTORY)
     try:
-        if "apiVersion" not in data and "kind" not in data:
+        if ("apiVersion" not in data and "kind" not in data) or "digest" not in data:
             return read_legacy_line(line, display)
         return RELEASE_HISTORY.parse(line, display)
     except InvalidInputError as exc:
@@ -57,21 +57,36 @@ def read_legacy_line(line: bytes, display: str) -> ReleaseHistoryEntry:
     refused: it is taken as the ReleaseHistoryEntry it would be today (the same keys plus
     apiVersion and kind) and checked by the contract like any other line, with problems
     located in the line as written. The file is never rewritten; new lines are whole entries.
+    Lines written before ``digest`` existed (with or without apiVersion) are read with ``digest: null``.
     """
     try:
         doc = parse(line, file=Path(display), display_name=display)
     except InvalidInputError as exc:  # valid JSON but not valid here, e.g. a key given twice
         raise invalid(RELEASE_HISTORY, *(replace(d, hint=None) for d in exc.diagnostics)) from None
-    current = {"apiVersion": API_VERSION, "kind": RELEASE_HISTORY.kind, **doc.data}
+    current = {"apiVersion": API_VERSION, "kind": RELEASE_HISTORY.kind, "digest": None, **doc.data}
     return RELEASE_HISTORY.from_document(replace(doc, data=current))
 
 
 # --- writing
 
 
-def entry(adapter: str, before: str | None, after: str | None, action: str) -> ReleaseHistoryEntry:
+def entry(adapter: str, before: str | None, after: str | None, action: str,
+          digest: ReleaseDigest | None = None) -> ReleaseHistoryEntry:
     """The record of one change, made now."""
-    return ReleaseHistoryEntry(at=utc_now(), adapter=adapter, from_=before, to=after, action=action)
+    return ReleaseHistoryEntry(at=utc_now(), adapter=adapter, from_=before, to=after, action=action, digest=digest)
+
+
+def run_digest(layout: Layout, run_id: str | None) -> ReleaseDigest | None:
+    """The sha256 of the run's adapter weights and GGUF, where the run is in artifacts/ here."""
+    if run_id is None:
+        return None
+    found = []
+    for path in (layout.run(run_id) / RUN_ADAPTER / ADAPTER_WEIGHTS, layout.run(run_id) / RUN_ADAPTER_GGUF):
+        try:
+            found.append(sha256_file(path) if path.is_file() else None)
+        except OSError as exc:
+            raise ActionError(f"cannot read {path.relative_to(layout.root)} to record its digest: {exc.strerror or exc}") from None
+    return ReleaseDigest(*found) if any(found) else None
 
 
 def open_history(layout: Layout, adapter: str) -> tuple[Path, BinaryIO]:
@@ -86,15 +101,10 @@ def open_history(layout: Layout, adapter: str) -> tuple[Path, BinaryIO]:
                           hint=f"{RELEASES}/ must be a writable folder beside vilms.yaml") from None
 
 
-def append_history(path: Path, fh: BinaryIO, record: ReleaseHistoryEntry) -> None:
-    """Append ``record`` as one JSON line (after a newline, if the file's last line lacks one)."""
-    line = json.dumps(RELEASE_HISTORY.data(record), ensure_ascii=False).encode("utf-8") + b"\n"
-    lead = b""
-    if path.stat().st_size:
-        fh.seek(-1, os.SEEK_END)
-        lead = b"" if fh.read(1) == b"\n" else b"\n"
-    fh.write(lead + line)
-    fh.flush()
+def history_line(record: ReleaseHistoryEntry) -> str:
+    """``record`` as one JSON line, without its newline (appended by
+    :func:`vilms.compiler.journal.append_line`, after a newline if the last line lacks one)."""
+    return json.dumps(RELEASE_HISTORY.data(record), ensure_ascii=False)
 
 
 # --- replaying

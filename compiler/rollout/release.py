@@ -4,6 +4,9 @@ Validate (adapter, run id, a local run's gate), edit the text (:mod:`.edit`), co
 edited text in memory, and only when that succeeds write generated/ and vilms.yaml, then
 record the change (:mod:`.history`). The edited text must load to exactly the old data
 with the new release, or nothing is written. A refused change leaves every file as it was.
+All of it runs under the project lock, after recovering what a killed command left; the
+writes are framed by an intent journal (:mod:`vilms.compiler.journal`), so a kill at any
+point is completed or undone by the next command.
 """
 
 from __future__ import annotations
@@ -20,18 +23,18 @@ from typing import Any
 from vilms.compiler.diff import DiffReport, compare, read_disk_tree, render_stat
 from vilms.compiler.document import Document, Path_, dotted
 from vilms.compiler.errors import ActionError, Diagnostic, InvalidInputError, VilmsError
+from vilms.compiler.journal import Intent, append_line, begin, finish, recover
 from vilms.compiler.layout import GENERATED, RELEASES, RUN_RECORD, Layout, run_path
 from vilms.compiler.load import load, parse
-from vilms.compiler.pipeline import display_name, plan_document, render_files
+from vilms.compiler.pipeline import display_name, locked, plan_document, rebuild, render_files
 from vilms.compiler.plan import Plan
-from vilms.compiler.project_lock import project_lock
 from vilms.compiler.run_ids import RUN_ID, adapter_of, example_for
 from vilms.compiler.runs import release_hint, release_status
-from vilms.compiler.suggest import did_you_mean
+from vilms.compiler.suggest import did_you_mean, typo_of
 from vilms.compiler.write import write_tree
 
 from .edit import BY_HAND, Edit, set_release
-from .history import append_history, entry, open_history, read_history, rollback_target, shown
+from .history import entry, history_line, open_history, read_history, rollback_target, run_digest, shown
 
 # called with the compiled plan and the run about to be released, after every check and before
 # anything is written: `vilms rollout` pushes the run to the artifact store here (Ray deployments);
@@ -57,27 +60,31 @@ class ReleaseChange:
         return self.diff is not None
 
 
-def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None) -> ReleaseChange:
+def rollout(file: Path, adapter: str, run_id: str, *, publish: Publish | None = None, force: bool = False) -> ReleaseChange:
     """Set ``adapters.<adapter>.release: <run_id>`` in ``file`` and rebuild generated/, holding
     the project's write lock from the read to the last write (no other build or release between)."""
-    with project_lock(Layout.of(file).root):
-        return _rollout(file, adapter, run_id, publish)
+    with locked(file) as recovered:
+        return _noted(_rollout(file, adapter, run_id, publish, force), recovered)
 
 
 def rollback(file: Path, adapter: str, *, publish: Publish | None = None) -> ReleaseChange:
     """Set ``adapters.<adapter>.release`` back to what it was before the current rollout (under
     the project's write lock, as :func:`rollout`)."""
-    with project_lock(Layout.of(file).root):
-        return _rollback(file, adapter, publish)
+    with locked(file) as recovered:
+        return _noted(_rollback(file, adapter, publish), recovered)
 
 
-def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None) -> ReleaseChange:
+def _noted(change: ReleaseChange, recovered: str | None) -> ReleaseChange:
+    return replace(change, warnings=(recovered, *change.warnings)) if recovered else change
+
+
+def _rollout(file: Path, adapter: str, run_id: str, publish: Publish | None, force: bool) -> ReleaseChange:
     doc, raw = _read(file)
     current = _current(doc, adapter)
     if current == run_id:  # nothing to change; what serves it still matters to --apply
         return ReleaseChange(adapter, "rollout", current, run_id, file, _release_line(doc, adapter),
                              serving=_serving(plan_document(doc), adapter))
-    return _change(file, doc, raw, adapter, current, run_id, "rollout", publish)
+    return _change(file, doc, raw, adapter, current, run_id, "rollout", publish, force=force)
 
 
 def _rollback(file: Path, adapter: str, publish: Publish | None) -> ReleaseChange:
@@ -92,7 +99,7 @@ def _rollback(file: Path, adapter: str, publish: Publish | None) -> ReleaseChang
     if not found:
         raise ActionError(f"nothing to roll back to: {shown(layout, adapter)} has no rollout of {adapter} to {_show(current)}",
                           hint=BY_HAND.format(adapter=adapter))
-    return _change(file, doc, raw, adapter, current, target, "rollback", publish)
+    return _change(file, doc, raw, adapter, current, target, "rollback", publish, force=True)  # a run from the history
 
 
 def _read(file: Path) -> tuple[Document, bytes]:
@@ -122,9 +129,10 @@ def _refused(doc: Document, path: Path_, message: str, hint: str | None, *, at_k
     return InvalidInputError([Diagnostic(doc.display_name, line, column, dotted(path), message, hint)])
 
 
-def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
+def _check_run(doc: Document, adapter: str, run_id: str, *, force: bool) -> list[str]:
     """Refuse a run id that is malformed, of another adapter, or a local run whose gate did
-    not pass; warn when the run is not in artifacts/ here (the compiler takes it on trust)."""
+    not pass; warn when the run is not in artifacts/ here (the compiler takes it on trust),
+    and refuse it, unless ``force``, when a local run of the adapter has a close name (a typo)."""
     path: Path_ = ("adapters", adapter, "release")
     if path not in doc.value_positions:
         path = ("adapters", adapter)
@@ -146,13 +154,17 @@ def _check_run(doc: Document, adapter: str, run_id: str) -> list[str]:
         return []
     runs = project.artifacts
     local = sorted(p.name for p in runs.glob(f"{adapter}-*") if RUN_ID.match(p.name)) if runs.is_dir() else []
+    suggestion = typo_of(run_id, local)
+    if suggestion is not None and not force:
+        raise _refused(doc, path, f"run {run_id!r} is not in artifacts/ here, but {suggestion!r} is: a typo?",
+                       f"roll out {suggestion}, or pass --force to release {run_id} by name (trained elsewhere)")
     note = f"{run_path(run_id, RUN_RECORD)} is not here, so its gate was not checked (releasing it by name)"
     return [note + did_you_mean(run_id, local)]
 
 
 def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | None, target: str | None,
-            action: str, publish: Publish | None = None) -> ReleaseChange:
-    warnings = _check_run(doc, adapter, target) if target is not None else []
+            action: str, publish: Publish | None = None, *, force: bool = False) -> ReleaseChange:
+    warnings = _check_run(doc, adapter, target, force=force) if target is not None else []
     bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
     text = raw.decode("utf-8")[len(bom):]
     edit = set_release(text, adapter, target)
@@ -171,12 +183,31 @@ def _change(file: Path, doc: Document, raw: bytes, adapter: str, current: str | 
     warnings += _stale_note(doc, on_disk)
     if publish is not None and target is not None:
         publish(plan, target)
-    history, fh = open_history(Layout(doc.root), adapter)
+    layout = Layout(doc.root)
+    history, fh = open_history(layout, adapter)  # a history that cannot be written refuses the change
     with fh:
+        size = fh.seek(0, os.SEEK_END)
+    line = history_line(entry(adapter, current, target, action, run_digest(layout, target)))
+    begin(layout, Intent(pid=os.getpid(), action=action, adapter=adapter, file=doc.file.name,
+                         before_sha256=hashlib.sha256(raw).hexdigest(), after_sha256=hashlib.sha256(new_raw).hexdigest(),
+                         history=history.relative_to(layout.root).as_posix(), history_size=size, line=line))
+    try:
         _write(doc, raw, new_raw, out_dir, files, changed=bool(report.changes))
-        append_history(history, fh, entry(adapter, current, target, action))
+        append_line(history, size, line)
+    except BaseException:
+        _undo(layout)
+        raise
+    finish(layout)
     return ReleaseChange(adapter, action, current, target, file, _release_line(new_doc, adapter),
                          serving=_serving(plan, adapter), diff=report, history=history, warnings=tuple(warnings))
+
+
+def _undo(layout: Layout) -> None:
+    """A write failed (not a kill): complete or undo the change now, as the next command would."""
+    try:
+        recover(layout, rebuild)
+    except (VilmsError, OSError):
+        pass  # the journal stays; the next command that takes the lock recovers it
 
 
 def _same_but_release(old: Any, new: Any, adapter: str, target: str | None) -> bool:
@@ -228,7 +259,8 @@ def _write(doc: Document, raw: bytes, new_raw: bytes, out_dir: Path, files: dict
     """generated/ first, then vilms.yaml by rename: a failure leaves vilms.yaml as it was."""
     target = doc.file
     mode = target.stat().st_mode & 0o7777
-    fd, staged = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # named after this process, so a later command knows when its writer is gone (compiler/journal.py)
+    fd, staged = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(new_raw)

@@ -640,11 +640,12 @@ def test_a_second_build_while_one_writes_names_the_first(project, vilms):
     first = _start(path, "staged")
     try:
         _wait_for_pause(first, "staged")
-        second = vilms("build", "-f", "vilms.yaml", cwd=path.parent)
+        second = vilms("build", "-f", "vilms.yaml", cwd=path.parent, env={"VILMS_LOCK_WAIT": "0.3"})
         _refused(second)
         assert second.err == (
-            f"another vilms command (pid {first.pid}) is writing this project; try again when it ends\n"
-            f"  hint: the lock is {path.parent / '.vilms' / 'project.lock'}; it is released when that command exits\n")
+            f"another vilms command (pid {first.pid}) is writing this project; waited 0.3 s, try again when it ends\n"
+            f"  hint: the lock is {path.parent / '.vilms' / 'project.lock'}; it is released when that command exits "
+            "(wait longer with VILMS_LOCK_WAIT=SECONDS)\n")
         assert vilms("validate", "-f", "vilms.yaml", cwd=path.parent).code == 0  # readers take no lock
         check = vilms("build", "--check", "-f", "vilms.yaml", cwd=path.parent)
         assert check.code == 4 and "generated/manifest.json: missing" in check.err
@@ -675,11 +676,12 @@ def test_the_lock_is_reentrant_and_stays_out_of_git(tmp_path):
             pass
         holder = subprocess.run([sys.executable, "-c", "from pathlib import Path; from vilms.compiler.project_lock import "
                                  f"project_lock\nwith project_lock(Path({str(tmp_path)!r})): pass"],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, env={**os.environ, "VILMS_LOCK_WAIT": "0"})
         assert holder.returncode == 1 and f"ActionError: another vilms command (pid {os.getpid()})" in holder.stderr
     with project_lock(tmp_path):  # released
         pass
-    assert (tmp_path / ".vilms" / ".gitignore").read_text() == "# the lock of a command writing this project; never committed\nproject.lock\n"
+    assert (tmp_path / ".vilms" / ".gitignore").read_text() == (
+        "# the lock and the journal of a command writing this project; never committed\nproject.lock\nrelease.journal.json\n")
     assert (releases / "support-v1.jsonl").read_text() == "{}\n"
     if subprocess.run(["git", "--version"], capture_output=True).returncode == 0:
         subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
@@ -688,7 +690,7 @@ def test_the_lock_is_reentrant_and_stays_out_of_git(tmp_path):
     (tmp_path / ".vilms" / ".gitignore").write_text("other\n")
     with project_lock(tmp_path):
         pass
-    assert (tmp_path / ".vilms" / ".gitignore").read_text() == "other\nproject.lock\n"
+    assert (tmp_path / ".vilms" / ".gitignore").read_text() == "other\nproject.lock\nrelease.journal.json\n"
     assert ActionError  # the error type a second holder gets (asserted across processes above)
 
 

@@ -13,8 +13,9 @@ from vilms.compiler import run_ids
 from vilms.compiler.contracts.registry import all_contracts
 from vilms.compiler.contracts.release_history import RELEASE_HISTORY, ReleaseHistoryEntry
 from vilms.compiler.errors import InvalidInputError
+from vilms.compiler.journal import append_line
 from vilms.compiler.layout import Layout
-from vilms.compiler.rollout.history import append_history, entry, open_history, read_history, rollback_target
+from vilms.compiler.rollout.history import entry, history_line, open_history, read_history, rollback_target
 
 R1, R2 = "a-20261121T091500Z-1a2b3c", "a-20261122T091500Z-2a2b3c"
 SHOWN = ".vilms/releases/a.jsonl"
@@ -40,25 +41,29 @@ def history_file(tmp_path: Path, *lines: str, raw: bytes | None = None) -> Layou
     return layout
 
 
+def append_history(layout: Layout, record) -> None:
+    """As rollout appends: the file opened (created) first, then the line at its end."""
+    path, fh = open_history(layout, "a")
+    with fh:
+        size = fh.seek(0, 2)
+    append_line(path, size, history_line(record))
+
+
 def test_what_is_written_is_read_back(tmp_path):
     layout = Layout(tmp_path)
     records = [entry("a", None, R1, "rollout"), entry("a", R1, R2, "rollout"), entry("a", R2, R1, "rollback")]
     for record in records:
-        path, fh = open_history(layout, "a")
-        with fh:
-            append_history(path, fh, record)
+        append_history(layout, record)
     lines = layout.history("a").read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["ReleaseHistoryEntry"] * 3
-    assert list(json.loads(lines[0])) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action"]  # `from`, not `from_`
+    assert list(json.loads(lines[0])) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action", "digest"]  # `from`, not `from_`
     assert read_history(layout, "a") == tuple(records)
     assert rollback_target(read_history(layout, "a"), R1) == (True, None)
 
 
 def test_a_line_without_a_final_newline_is_not_joined(tmp_path):
     layout = history_file(tmp_path, raw=v1().encode())  # e.g. cut by an editor
-    path, fh = open_history(layout, "a")
-    with fh:
-        append_history(path, fh, entry("a", R1, R2, "rollout"))
+    append_history(layout, entry("a", R1, R2, "rollout"))
     assert [e.to for e in read_history(layout, "a")] == [R1, R2]
 
 
@@ -103,9 +108,9 @@ def test_lines_of_the_previous_version_are_read_as_the_legacy_shape(tmp_path):
     """History committed by the previous version (no apiVersion/kind) keeps working, mixed with new lines."""
     layout = history_file(tmp_path, legacy(), legacy(**{"from": R1, "to": R2}), "", v1(**{"from": R2, "to": R1, "action": "rollback"}))
     assert read_history(layout, "a") == (
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", None, R1, "rollout"),
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R1, R2, "rollout"),
-        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R2, R1, "rollback"),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", None, R1, "rollout", None),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R1, R2, "rollout", None),
+        ReleaseHistoryEntry("2026-11-23T15:20:00Z", "a", R2, R1, "rollback", None),
     )
 
 

@@ -58,7 +58,9 @@ def history(path: Path) -> list[dict]:
     lines = file.read_text().splitlines() if file.exists() else []
     entries = [json.loads(line) for line in lines]
     for entry in entries:
-        assert list(entry) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action"]
+        assert list(entry) == ["apiVersion", "kind", "at", "adapter", "from", "to", "action", "digest"]
+        digest = entry.pop("digest")
+        assert digest is None or set(digest) == {"adapter_sha256", "gguf_sha256"}
         assert (entry.pop("apiVersion"), entry.pop("kind")) == ("contracts.vilms.dev/v1", "ReleaseHistoryEntry")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["at"]) and entry["adapter"] == ADAPTER
     return entries
@@ -84,8 +86,22 @@ def test_rollout_edits_only_the_value_and_rebuilds(proj, vilms):
 
 
 def test_rollout_of_a_run_not_present_here_warns_and_proceeds(proj, vilms):
-    (proj.parent / "artifacts" / "support-v1-20261121T091500Z-1a2b3d").mkdir(parents=True)
     result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 0, result.err
+    assert f"warning: artifacts/{R1}/run.json is not here, so its gate was not checked (releasing it by name)\n" == result.err
+    assert proj.read_text() == released(R1)
+
+
+def test_a_run_id_that_only_resembles_a_local_run_is_refused_unless_forced(proj, vilms):
+    (proj.parent / "artifacts" / "support-v1-20261121T091500Z-1a2b3d").mkdir(parents=True)
+    before = tree(proj.parent)
+    result = vilms("rollout", ADAPTER, R1, "-f", str(proj))
+    assert result.code == 1, result.err
+    assert (f"vilms.yaml:{RELEASE_LINE}:14: adapters.support-v1.release: run {R1!r} is not in artifacts/ here, "
+            "but 'support-v1-20261121T091500Z-1a2b3d' is: a typo?") in result.err
+    assert f"hint: roll out support-v1-20261121T091500Z-1a2b3d, or pass --force to release {R1} by name" in result.err
+    assert tree(proj.parent) == before
+    result = vilms("rollout", ADAPTER, R1, "--force", "-f", str(proj))
     assert result.code == 0, result.err
     assert f"warning: artifacts/{R1}/run.json is not here, so its gate was not checked" in result.err
     assert "did you mean 'support-v1-20261121T091500Z-1a2b3d'?" in result.err
@@ -232,7 +248,7 @@ def test_a_stale_generated_is_rebuilt_with_a_warning(proj, vilms):
 
 def test_rollback_target_replays_rollouts_as_a_stack():
     def entry(action, a, b):
-        return ReleaseHistoryEntry(at="2026-11-23T15:20:00Z", adapter="x", from_=a, to=b, action=action)
+        return ReleaseHistoryEntry(at="2026-11-23T15:20:00Z", adapter="x", from_=a, to=b, action=action, digest=None)
 
     h = [entry("rollout", None, "a"), entry("rollout", "a", "b"), entry("rollback", "b", "a"), entry("rollout", "a", "c")]
     assert rollback_target(h, "c") == (True, "a")
@@ -325,7 +341,8 @@ def test_a_bad_history_line_is_located_and_touches_nothing(proj, vilms):
 
 
 def test_a_rollout_is_refused_while_another_command_writes_the_project(project, vilms):
-    """Rollout takes the project lock before it reads vilms.yaml: a second writer is refused, never raced."""
+    """Rollout takes the project lock before it reads vilms.yaml: a second writer waits (bounded,
+    here 0.5 s) and is then refused, never raced."""
     import subprocess
     import sys
 
@@ -338,10 +355,41 @@ def test_a_rollout_is_refused_while_another_command_writes_the_project(project, 
     try:
         assert holder.stdout.readline().strip() == "held"
         before = tree(path.parent)
-        result = vilms("rollout", ADAPTER, R1, "-f", str(path))
+        result = vilms("rollout", ADAPTER, R1, "-f", str(path), env={"VILMS_LOCK_WAIT": "0.5"})
         assert result.code == 1
-        assert f"another vilms command (pid {holder.pid}) is writing this project; try again when it ends" in result.err
+        assert f"another vilms command (pid {holder.pid}) is writing this project; waited 0.5 s, try again when it ends" in result.err
+        assert "(wait longer with VILMS_LOCK_WAIT=SECONDS)" in result.err
         assert tree(path.parent) == before
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_history_records_the_digest_of_the_released_run(proj, vilms):
+    """A rollout of a run in artifacts/ records the sha256 of its adapter weights and, where
+    exported, of its GGUF; a run released by name and a rollback to null record null."""
+    import hashlib
+
+    write_run(proj.parent, R1)
+    weights = proj.parent / "artifacts" / R1 / "adapter" / "adapter_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights-1")
+    gguf = proj.parent / "artifacts" / R1 / "gguf" / "adapter.gguf"
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"GGUF-1")
+    write_run(proj.parent, R2)
+    weights2 = proj.parent / "artifacts" / R2 / "adapter" / "adapter_model.safetensors"
+    weights2.parent.mkdir(parents=True)
+    weights2.write_bytes(b"weights-2")  # not exported
+    for run in (R1, R2):
+        assert vilms("rollout", ADAPTER, run, "-f", str(proj)).code == 0
+    assert vilms("rollback", ADAPTER, "-f", str(proj)).code == 0
+    assert vilms("rollout", ADAPTER, R3, "-f", str(proj)).code == 0  # by name: not here
+    lines = [json.loads(line) for line in (proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl").read_text().splitlines()]
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    assert [line["digest"] for line in lines] == [
+        {"adapter_sha256": sha(b"weights-1"), "gguf_sha256": sha(b"GGUF-1")},
+        {"adapter_sha256": sha(b"weights-2"), "gguf_sha256": None},
+        {"adapter_sha256": sha(b"weights-1"), "gguf_sha256": sha(b"GGUF-1")},  # the rollback's target
+        None,
+    ]
