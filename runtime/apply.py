@@ -43,13 +43,14 @@ from vilms.compiler import layout
 from vilms.compiler.contracts.training_config import ArtifactStoreSpec
 from vilms.compiler.errors import ActionError, UsageError
 from vilms.compiler.facts import ollama, ray
+from vilms.compiler.facts.helm import HELM_TIMEOUT
 from vilms.compiler.layout import Layout
+from vilms.compiler.naming import helm_release_name
 from vilms.compiler.plan import Plan
 from vilms.compiler.suggest import did_you_mean
 from vilms.runtime import ollama_sync
 from vilms.runtime.deployed import DESCRIPTION, manifest_sha256
 
-HELM_TIMEOUT = "15m"
 HELM_ATOMIC = ("--rollback-on-failure", "--wait=watcher")  # Helm 4 (Helm 3: --atomic --wait)
 COMPOSE_PORT_TIMEOUT_S = 30
 VILMS = ("vilms",)  # how the steps name this program; run as `python -m vilms`
@@ -168,7 +169,7 @@ def _step(project: str, name: str, target: str, file: Path, ollama_bases: tuple[
     if target == "helm":
         create = ("--create-namespace",) if "--namespace" in kube else ()
         description = DESCRIPTION.format(sha=manifest_sha256(root, name))
-        return Step(name, target, (("helm", "upgrade", "--install", f"{project}-{name}",
+        return Step(name, target, (("helm", "upgrade", "--install", helm_release_name(project, name),
                                     str(Path(layout.GENERATED, layout.helm_dir(name))), *kube, *create, *HELM_ATOMIC,
                                     "--timeout", HELM_TIMEOUT, "--description", description),),
                     "helm", kube=kube)

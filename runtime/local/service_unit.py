@@ -19,17 +19,18 @@ from pathlib import Path
 
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.errors import ActionError
+from vilms.compiler.facts import systemd
 from vilms.compiler.facts.llamacpp import ENGINE_KEY_ENV
 
 from .plan import routes_file
 from .project import Project
 
-USER_UNITS = Path("~/.config/systemd/user")
-SYSTEM_UNITS = Path("/etc/systemd/system")
-USER_ENV_DIR = Path("~/.config/vilms")
-SYSTEM_ENV_DIR = Path("/etc/vilms")
-RESTART_SEC = 5
-STOP_TIMEOUT_S = 90  # `vilms down` stops servers within their grace; systemd kills what is left after this
+USER_UNITS = Path(systemd.USER_UNITS)
+SYSTEM_UNITS = Path(systemd.SYSTEM_UNITS)
+USER_ENV_DIR = Path(systemd.USER_ENV_DIR)
+SYSTEM_ENV_DIR = Path(systemd.SYSTEM_ENV_DIR)
+RESTART_SEC = systemd.RESTART_SEC
+STOP_TIMEOUT_S = systemd.STOP_TIMEOUT_S
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -122,7 +122,7 @@ def test_objects_point_at_the_chart_and_name_the_release_as_vilms_apply(tmp_path
     gen = project / "generated" / "gpu" / "gitops"
     app = load_yaml((gen / "argocd-application.yaml").read_bytes())
     source, release = list(yaml.safe_load_all((gen / "flux.yaml").read_bytes()))
-    apply_release = _step("demo", "gpu", "helm", project / "vilms.yaml", None).commands[0][3]
+    apply_release = _step("demo", "gpu", "helm", project / "vilms.yaml", None, (), project).commands[0][3]
     assert app["spec"]["source"]["helm"]["releaseName"] == release["spec"]["releaseName"] == apply_release == "demo-gpu"
     # the chart path, from the repository root, is the chart `vilms build` wrote
     for chart in (app["spec"]["source"]["path"], release["spec"]["chart"]["spec"]["chart"]):
