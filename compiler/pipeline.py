@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vilms.compiler.digest import sha256_file
 from vilms.compiler.document import Document
 from vilms.compiler.errors import Diagnostic, InvalidInputError, StaleOutputError
 from vilms.compiler.journal import pending, recover, stale_temps
@@ -123,15 +124,25 @@ def build(file: Path, *, check: bool = False) -> BuildResult:
             )
     elif drift or leftovers(out_dir) or pending(layout) or stale_temps(layout):
         check_out_dir(out_dir)
-        # one writer at a time: a build that waited for a rollout compiles again what the rollout wrote
+        # one writer at a time: a build that waited for a rollout (or recovered a release) compiles
+        # again what is there now; else what it compiled is still what vilms.yaml compiles to
         with locked(file) as recovered:
-            doc, plan, files = compile_files(file)
+            if recovered is not None or not _unchanged(file, doc):
+                doc, plan, files = compile_files(file)
             remove_leftovers(out_dir)
             drift = diff_tree(out_dir, files)
             if drift:
                 write_tree(out_dir, files)
         return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan, recovered=recovered)
     return BuildResult(out_dir=out_dir, files=files, changed=tuple(drift), plan=plan)
+
+
+def _unchanged(file: Path, doc: Document) -> bool:
+    """Whether ``file`` still holds the bytes ``doc`` was compiled from."""
+    try:
+        return sha256_file(file) == doc.sha256
+    except OSError:  # gone or unreadable now: compiling again reports it, located
+        return False
 
 
 def _built_by_another_version(out_dir: Path) -> str:
