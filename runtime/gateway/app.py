@@ -16,6 +16,7 @@ from .ops import readiness
 from .proxy import Exchange, forward
 from .state import GatewayState
 from .telemetry import Telemetry
+from .trimming import estimate_request
 from .upstream.httpclient import Pool
 
 access_log = logging.getLogger("vilms.gateway.access")
@@ -57,6 +58,7 @@ class App:
         table = state.table  # this request finishes on this table, even if routes reload meanwhile
         caller = ANONYMOUS
         counted = False
+        body: dict | None = None
         try:
             if state.draining:
                 raise ApiError(503, "The gateway is shutting down.", code="shutting_down")
@@ -82,13 +84,20 @@ class App:
         finally:
             if counted:
                 state.inflight -= 1
-            if ex.prompt_tokens is not None or ex.completion_tokens is not None:
-                self._charge(caller, ex)
+            estimate = None
+            if ex.prompt_tokens is None and ex.status == 200 and body is not None:
+                # answered, and the engine reported no prompt usage (llama.cpp streams never do):
+                # the gateway's own estimate, so a key's tpm cannot be bypassed with long prompts
+                estimate = estimate_request(kind, body)
+            if ex.prompt_tokens is not None or ex.completion_tokens is not None or estimate:
+                self._charge(caller, ex, estimate)
             self._record(route, ex, caller)
 
-    def _charge(self, caller: Caller, ex: Exchange) -> None:
-        """Charge the engine's usage (known once the request, or its stream, has ended)."""
-        prompt, completion = max(0, ex.prompt_tokens or 0), max(0, ex.completion_tokens or 0)
+    def _charge(self, caller: Caller, ex: Exchange, prompt_estimate: int | None = None) -> None:
+        """Charge the engine's usage (known once the request, or its stream, has ended); where the
+        engine reported no prompt tokens, ``prompt_estimate``."""
+        prompt = ex.prompt_tokens if ex.prompt_tokens is not None else prompt_estimate
+        prompt, completion = max(0, prompt or 0), max(0, ex.completion_tokens or 0)
         if caller.quota is not None:
             caller.quota.charge(prompt + completion, time.monotonic())
         tokens = self.state.metrics.key_tokens

@@ -70,6 +70,15 @@ def estimate_prompt(prompt: Any) -> int:
     return 0
 
 
+def estimate_request(kind: str, body: dict[str, Any]) -> int:
+    """The gateway's estimate of a request's prompt tokens (what a key's tpm is charged when
+    the engine reports no usage)."""
+    if kind == "chat":
+        messages = body.get("messages")
+        return estimate_messages(messages) if isinstance(messages, list) else 0
+    return estimate_prompt(body.get("input" if kind == "embeddings" else "prompt"))
+
+
 def fit_request(body: dict[str, Any], alias: Route, kind: str, mode: str) -> list[str]:
     """Mutate ``body`` to fit ``alias``; return notes for ``x-vilms-trimmed`` (empty: unchanged)."""
     notes: list[str] = []

@@ -381,3 +381,34 @@ def test_reload_keeps_a_keys_counters_under_its_new_limits(tmp_path):
         assert fourth[0] == 429
 
     run(scenario())
+
+
+class NoUsageEngine(FakeVLLM):
+    """Like llama-cpp-python's server: a stream carries no usage, whatever stream_options asks."""
+
+    async def _enter(self, request):  # type: ignore[no-untyped-def]
+        body = await super()._enter(request)
+        body.pop("stream_options", None)
+        return body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["aggregated", "stream"])
+def test_tpm_charges_the_gateways_prompt_estimate_when_the_engine_reports_none(tmp_path, stream):
+    """llama.cpp answers (streamed upstream either way) carry no prompt usage: a key's tpm is
+    charged the gateway's estimate of the prompt, so long prompts cannot slip past the limit."""
+    async def scenario():
+        fake = await NoUsageEngine().start()
+        doc = routes_doc({"main": {"engine": "llamacpp", "endpoints": [fake.url]}},
+                         {"chat": {"backend": "main", "model": MODEL}},
+                         api_keys_env="ADMIN_KEYS", keys={"ci": key(tpm=100)})
+        long_prompt = {"model": "chat", "messages": [{"role": "user", "content": "x" * 600}], "stream": stream}
+        async with gateway(tmp_path, doc, environ=ENV) as gw:
+            first = await gw.post("/v1/chat/completions", long_prompt, headers=AS_CI)
+            second = await gw.post("/v1/chat/completions", long_prompt, headers=AS_CI)  # ~200 estimated > 100
+            metrics = (await gw.get("/metrics"))[2]
+        await fake.stop()
+        assert first[0] == 200
+        assert second[0] == 429 and second[2]["error"]["type"] == "tokens"
+        assert 'vilms_gateway_key_tokens_total{key="ci",kind="prompt"} 2' in metrics  # 200-odd, estimated
+
+    run(scenario())
