@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,25 @@ from tests.support.procs import processes_under
 API_KEY = "local-test-key"
 KEYS_ENV = "VILMS_LOCAL_TEST_KEYS"
 LLAMACPP_PORT = 8101  # the first port local.yaml gives a llama.cpp server
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_llamacpp_port() -> None:
+    """Fail (not skip) when the port local.yaml gives the first llama.cpp server is taken."""
+    import pytest
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", LLAMACPP_PORT))
+        except OSError:
+            pytest.fail(f"port {LLAMACPP_PORT} is taken by another program; the local plan's llama.cpp server needs it")
 
 
 def write_project(root: Path, *, gateway_port: int, gguf: str = "file:models/tiny.gguf",

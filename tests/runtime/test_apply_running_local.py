@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from local_project import API_KEY, KEYS_ENV, LLAMACPP_PORT, chat, kill_all_under, write_project
+from local_project import API_KEY, KEYS_ENV, chat, free_port, kill_all_under, require_llamacpp_port, write_project
 
 from vilms.compiler.contracts.runner_state import RUNNER_STATE
 
@@ -22,12 +21,6 @@ pytest.importorskip("gguf")
 
 pytestmark = [pytest.mark.heavy, pytest.mark.timeout(180)]
 CLI = [sys.executable, "-m", "vilms"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _vilms(root: Path, *args: str, keys: bool = True) -> subprocess.CompletedProcess:
@@ -40,14 +33,9 @@ def _vilms(root: Path, *args: str, keys: bool = True) -> subprocess.CompletedPro
 
 @pytest.fixture
 def running(tmp_path):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", LLAMACPP_PORT))
-        except OSError:
-            pytest.fail(f"port {LLAMACPP_PORT} is taken by another program; the local plan's llama.cpp server needs it")
+    require_llamacpp_port()
     root = tmp_path / "project"
-    port = _free_port()
+    port = free_port()
     write_project(root, gateway_port=port)
     assert _vilms(root, "build").returncode == 0
     up = _vilms(root, "up")

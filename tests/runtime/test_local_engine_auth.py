@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from local_project import API_KEY, KEYS_ENV, chat, kill_all_under, processes_under, write_project
+from local_project import API_KEY, KEYS_ENV, chat, free_port, kill_all_under, processes_under, write_project
 from tiny_gguf import write_tiny_llama
 
 from tests.conftest import run_vilms
@@ -29,16 +28,10 @@ pytestmark = [pytest.mark.heavy, pytest.mark.timeout(120)]
 OTHER_SECRET = "AWS_SECRET_ACCESS_KEY"  # any variable a server has no use for
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def project(tmp_path):
     root = tmp_path / "project"
-    engine_port, gateway_port = _free_port(), _free_port()
+    engine_port, gateway_port = free_port(), free_port()
     write_project(root, gateway_port=gateway_port)
     file = root / "vilms.yaml"
     doc = yaml.safe_load(file.read_text())

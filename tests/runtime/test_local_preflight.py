@@ -4,14 +4,13 @@ the memory estimate against MemAvailable (read from a meminfo file the test writ
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from local_project import API_KEY, KEYS_ENV, processes_under, write_project
+from local_project import API_KEY, KEYS_ENV, free_port, processes_under, write_project
 from tiny_gguf import write_tiny_llama
 
 from tests.conftest import run_vilms
@@ -25,18 +24,12 @@ pytest.importorskip("gguf")
 ENV = {KEYS_ENV: API_KEY}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("preflight-template")
-    file = write_project(root, gateway_port=_free_port())
+    file = write_project(root, gateway_port=free_port())
     doc = yaml.safe_load(file.read_text())
-    doc["deployments"]["dev"]["engine_port"] = _free_port()  # not 8101: other test runs may hold it
+    doc["deployments"]["dev"]["engine_port"] = free_port()  # not 8101: other test runs may hold it
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert run_vilms("build", cwd=root).code == 0
     return root

@@ -26,9 +26,11 @@ from local_project import (
     KEYS_ENV,
     LLAMACPP_PORT,
     chat,
+    free_port,
     kill_all_under,
     pid_alive,
     processes_under,
+    require_llamacpp_port,
     wait_until,
     write_hf_cache,
     write_project,
@@ -46,26 +48,15 @@ pytestmark = [pytest.mark.heavy, pytest.mark.timeout(120)]
 ENV = {KEYS_ENV: API_KEY}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gateway_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, gateway_port) -> Path:
     """A project serving the tiny GGUF, built once."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", LLAMACPP_PORT))
-        except OSError:
-            pytest.fail(f"port {LLAMACPP_PORT} is taken by another program; the local plan's llama.cpp server needs it")
+    require_llamacpp_port()
     root = tmp_path_factory.mktemp("local-template")
     write_project(root, gateway_port=gateway_port)
     assert run_vilms("build", cwd=root).code == 0
@@ -420,7 +411,7 @@ def test_restarts_that_never_answer_count_as_starts_that_never_served(tmp_path):
 
     script = tmp_path / "server.py"
     script.write_text(HANGS_AFTER_FIRST_START)
-    port = _free_port()
+    port = free_port()
     launch = Launch("srv", "llamacpp", (sys.executable, str(script), str(port), str(tmp_path / "started")),
                     "127.0.0.1", port, "/")
     server = Server("srv", "srv", Weights("m.gguf", None), 256, 1, 0, 1, (), "127.0.0.1", port)
