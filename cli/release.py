@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from vilms.compiler.errors import UsageError, VilmsError
-from vilms.compiler.layout import ARTIFACTS, Layout
+from vilms.compiler.layout import Layout
 
 from .options import APPLY, DEPLOYMENT, FILE, OLLAMA_URL, SKIP_REGISTRY, YES, output_format
 
@@ -148,16 +148,15 @@ def _publisher(file: Path, adapter: str, registry: Any, apply_: bool) -> Callabl
     then verified), because Ray Serve LLM loads it from there on the next request. Before that
     (a few quick calls, where a push may take minutes), with tracking.mlflow, the run's version
     in the Model Registry is found or registered. First of all, what a serving engine needs of
-    the run must be here (``compiler/release_needs.py``): a run lacking it is refused with
-    ``--apply``, and whenever the run's folder is here (an incomplete run, e.g. not exported as
-    GGUF); a run that is not here at all is deployed elsewhere, where `vilms apply` checks it."""
+    the run must be here (``compiler/release_needs.py``): with ``--apply`` a run lacking it is
+    refused; without, deploying happens elsewhere (where the artefacts are), and `vilms apply`
+    checks it there."""
 
     def publish(plan: Any, run_id: str) -> None:
         from vilms.compiler.release_needs import refuse_missing
 
-        root = Layout.of(file).root
-        if apply_ or (root / ARTIFACTS / run_id).is_dir():
-            refuse_missing(plan, root, adapter, run_id, file)  # before the registry or anything else
+        if apply_:
+            refuse_missing(plan, Layout.of(file).root, adapter, run_id, file)  # before the registry or anything else
         registry.prepare(plan, run_id)
         _publish_to_store(plan, run_id)
 

@@ -21,6 +21,7 @@ from vilms.compiler import layout
 from vilms.compiler.contracts.local_plan import LOCAL_PLAN
 from vilms.compiler.contracts.routes import ROUTES
 from vilms.compiler.errors import ActionError, VilmsError
+from vilms.compiler.facts.llamacpp import ENGINE_KEY_ENV
 from vilms.compiler.plan import Plan
 from vilms.compiler.release_needs import released_needs
 
@@ -102,7 +103,9 @@ def _local(name: str, root: Path, env: Mapping[str, str]) -> list[Problem]:
     except VilmsError as exc:
         return [Problem(name, exc.message, exc.hint or "run `vilms build`")]
     problems = []
-    names = [*routes.gateway.secret_envs, *(b.api_key_env for b in routes.backends.values() if b.api_key_env)]
+    # the engine key is not the user's: `vilms up` makes one per run and gives it to the gateway
+    names = [*routes.gateway.secret_envs,
+             *(b.api_key_env for b in routes.backends.values() if b.api_key_env and b.api_key_env != ENGINE_KEY_ENV)]
     for var in _unset(names, env):
         problems.append(Problem(name, f"its gateway reads {var} from the environment, and it is unset or empty",
                                 f"export {var}=key1,key2 before `vilms apply` (or set gateway.api_keys: null in vilms.yaml)"))

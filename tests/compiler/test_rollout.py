@@ -39,14 +39,9 @@ def tree(folder: Path) -> dict[str, bytes]:
             if p.is_file() and (rel := p.relative_to(folder).as_posix()) not in (PROJECT_LOCK, STATE_GITIGNORE)}
 
 
-def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed", gguf: bool = True) -> None:
-    """artifacts/<run>/run.json as the trainer writes it (contract RunRecord) and, with ``gguf``,
-    the GGUF adapter `vilms export --gguf` writes (the shipped project serves on llama.cpp and Ollama)."""
+def write_run(root: Path, run_id: str, *, status: str = "completed", gate: str | None = "passed") -> None:
+    """artifacts/<run>/run.json as the trainer writes it (contract RunRecord)."""
     write_run_record(root, run_id, status=status, gate=gate)
-    if gguf:
-        path = root / "artifacts" / run_id / "gguf" / "adapter.gguf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"GGUF")
 
 
 @pytest.fixture
@@ -375,31 +370,26 @@ def test_the_history_records_the_digest_of_the_released_run(proj, vilms):
     exported, of its GGUF; a run released by name and a rollback to null record null."""
     import hashlib
 
-    write_run(proj.parent, R1, gguf=False)
+    write_run(proj.parent, R1)
     weights = proj.parent / "artifacts" / R1 / "adapter" / "adapter_model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights-1")
     gguf = proj.parent / "artifacts" / R1 / "gguf" / "adapter.gguf"
     gguf.parent.mkdir(parents=True)
     gguf.write_bytes(b"GGUF-1")
-    write_run(proj.parent, R2, gguf=False)
+    write_run(proj.parent, R2)
     weights2 = proj.parent / "artifacts" / R2 / "adapter" / "adapter_model.safetensors"
     weights2.parent.mkdir(parents=True)
-    weights2.write_bytes(b"weights-2")  # not exported yet
-    assert vilms("rollout", ADAPTER, R1, "-f", str(proj)).code == 0
-    refused = vilms("rollout", ADAPTER, R2, "-f", str(proj))  # here, but without the GGUF llama.cpp and Ollama load
-    assert refused.code == 1 and f"vilms export {R2} --gguf" in refused.err
-    gguf2 = proj.parent / "artifacts" / R2 / "gguf" / "adapter.gguf"
-    gguf2.parent.mkdir(parents=True)
-    gguf2.write_bytes(b"GGUF-2")
-    assert vilms("rollout", ADAPTER, R2, "-f", str(proj)).code == 0
+    weights2.write_bytes(b"weights-2")  # not exported
+    for run in (R1, R2):
+        assert vilms("rollout", ADAPTER, run, "-f", str(proj)).code == 0
     assert vilms("rollback", ADAPTER, "-f", str(proj)).code == 0
     assert vilms("rollout", ADAPTER, R3, "-f", str(proj)).code == 0  # by name: not here
     lines = [json.loads(line) for line in (proj.parent / ".vilms" / "releases" / f"{ADAPTER}.jsonl").read_text().splitlines()]
     sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
     assert [line["digest"] for line in lines] == [
         {"adapter_sha256": sha(b"weights-1"), "gguf_sha256": sha(b"GGUF-1")},
-        {"adapter_sha256": sha(b"weights-2"), "gguf_sha256": sha(b"GGUF-2")},
+        {"adapter_sha256": sha(b"weights-2"), "gguf_sha256": None},
         {"adapter_sha256": sha(b"weights-1"), "gguf_sha256": sha(b"GGUF-1")},  # the rollback's target
         None,
     ]

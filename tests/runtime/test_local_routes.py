@@ -75,6 +75,17 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.reply(400, {{"error": {{"message": "invalid adapter id", "type": "invalid_request_error"}}}})
         applied = [lora[s["id"]] for s in scales if s["scale"] == 1.0]
         answer = applied[0] if applied else "base"
+        if body.get("stream"):  # as llama-server: SSE chunks, the last with finish_reason, then [DONE]
+            head = {{"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}}
+            events = [dict(head, choices=[{{"index": 0, "delta": {{"role": "assistant", "content": answer}},
+                                           "finish_reason": None}}]),
+                      dict(head, choices=[{{"index": 0, "delta": {{}}, "finish_reason": "stop"}}])]
+            data = b"".join(b"data: " + json.dumps(e).encode() + b"\\n\\n" for e in events) + b"data: [DONE]\\n\\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
         self.reply(200, {{"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                           "choices": [{{"index": 0, "message": {{"role": "assistant", "content": answer}},
                                         "finish_reason": "stop"}}],
