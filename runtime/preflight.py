@@ -94,7 +94,7 @@ def _compose_env(name: str, root: Path, env: Mapping[str, str]) -> list[Problem]
 
 
 def _local(name: str, root: Path, env: Mapping[str, str]) -> list[Problem]:
-    from vilms.runtime.local.hfcache import cached_gguf
+    from vilms.runtime.local.launch import model_file
 
     lay = layout.Layout(root)
     try:
@@ -110,14 +110,8 @@ def _local(name: str, root: Path, env: Mapping[str, str]) -> list[Problem]:
         problems.append(Problem(name, f"its gateway reads {var} from the environment, and it is unset or empty",
                                 f"export {var}=key1,key2 before `vilms apply` (or set gateway.api_keys: null in vilms.yaml)"))
     for server in plan.servers:
-        weights = server.model
-        if weights.file is not None:
-            if not (root / weights.file).is_file():
-                problems.append(Problem(name, f"{server.name}: model file {weights.file} does not exist",
-                                        "put the GGUF file there, or change the model's gguf: in vilms.yaml and run `vilms build`"))
-        elif weights.hf is not None:
-            try:
-                cached_gguf(weights.hf.repo, weights.hf.file_glob)
-            except ActionError as exc:
-                problems.append(Problem(name, f"{server.name}: {exc.message}", exc.hint or "download it"))
+        try:
+            model_file(server, root)  # what `vilms up` opens: the file, or the cached Hugging Face download
+        except ActionError as exc:
+            problems.append(Problem(name, exc.message, exc.hint or "run `vilms build`"))
     return problems
